@@ -1,0 +1,155 @@
+//! The command line, as clap definitions only. Flags are merged with the environment and
+//! checked in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::reader::Format;
+use crate::task::{EntityType, TaskStatus, TaskType};
+
+/// The tenant used when neither --tenant nor FLEXPRICE_TENANT_ID is given: FlexPrice's
+/// default tenant of a self-hosted install.
+pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flexprice-import",
+    version,
+    about = "Bulk imports of FlexPrice billing data from CSV and JSON, tracked as tasks in a local SQLite store",
+    after_help = "Exit codes: 0 every row imported (duplicates are skipped, not failed); 1 the task failed; \
+                  2 usage error; 3 the task completed but some rows were rejected."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]
+    #[arg(long, global = true, env = "FLEXPRICE_IMPORT_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The tenant whose tasks and records these are
+    #[arg(long, global = true, env = "FLEXPRICE_TENANT_ID", default_value = DEFAULT_TENANT, value_name = "ID")]
+    pub tenant: String,
+    /// Who is acting, recorded as created_by/updated_by [default: the OS user]
+    #[arg(long, global = true, env = "FLEXPRICE_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Print nothing but data and errors
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// When to draw a progress bar on stderr
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "WHEN")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record an import task as PENDING and print its id
+    Create(CreateArgs),
+    /// Run a PENDING or FAILED task, or create one for a file and run it at once
+    Run(RunArgs),
+    /// List tasks, newest first
+    List(ListArgs),
+    /// Show one task in detail: progress, counters, timings and its first rejected rows
+    Inspect(InspectArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// What the file holds
+    #[arg(long, value_enum, ignore_case = true, value_name = "ENTITY")]
+    pub entity: Option<EntityType>,
+    /// The file's format [default: from its extension: .csv, .json, .jsonl/.ndjson]
+    #[arg(long, value_enum, ignore_case = true, value_name = "FORMAT")]
+    pub format: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The file to import, or - for standard input (read when the task runs)
+    #[arg(value_name = "FILE|-")]
+    pub input: String,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Print the whole task as JSON instead of its id
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A file, - for standard input, or the id of a PENDING or FAILED task
+    #[arg(value_name = "FILE|-|TASK_ID")]
+    pub input: String,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    /// Records per store transaction (and per progress update)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: Option<u64>,
+    /// Commit what has been read and update progress at least this often (e.g. 30s, 2m)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub progress_interval: Option<std::time::Duration>,
+    /// Validate every row and write nothing but the task and its rejected rows
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop, and fail the task, once more than N rows are rejected
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
+    /// Print the final task as JSON on stdout instead of the summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
+    pub task_type: Option<TaskType>,
+    #[arg(long, value_enum, ignore_case = true, value_name = "ENTITY")]
+    pub entity: Option<EntityType>,
+    #[arg(long, value_enum, ignore_case = true, value_name = "STATUS")]
+    pub status: Option<TaskStatus>,
+    #[arg(long, value_name = "NAME")]
+    pub created_by: Option<String>,
+    /// Created at or after: an RFC 3339 time, a date (2026-11-01) or an age (24h, 7d)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Created before: an RFC 3339 time, a date or an age
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Print {"items":[...],"pagination":{...}} as FlexPrice's API does
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(value_name = "TASK_ID")]
+    pub task_id: String,
+    /// How many rejected rows to show
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub errors: u32,
+    /// Print the task (with its first rejected rows) as JSON
+    #[arg(long)]
+    pub json: bool,
+}

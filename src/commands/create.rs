@@ -1,0 +1,27 @@
+//! `create`: record a PENDING import task.
+
+use anyhow::Result;
+
+use super::{print_json, ImportInput};
+use crate::cli::CreateArgs;
+use crate::exit::ExitStatus;
+use crate::settings::Settings;
+use crate::source::{self, SourceSpec};
+use crate::store::{Store, TaskRepository};
+
+pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
+    let input = ImportInput::resolve(&args.input, &args.input_args)?;
+    if let SourceSpec::File(_) = &input.spec {
+        // Refuse a task that could never run; the file is read again when it does.
+        source::open(&input.spec)?;
+    }
+    let store = Store::open(&settings.db_path)?;
+    let task = input.new_task(settings)?;
+    store.tasks().create(&task)?;
+    if args.json {
+        print_json(&task)?;
+    } else {
+        println!("{}", task.id);
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,108 @@
+//! One module per subcommand, each with a `run`.
+
+pub mod completions;
+pub mod create;
+pub mod inspect;
+pub mod list;
+pub mod run;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use crate::cli::InputArgs;
+use crate::entity::{self, Entity};
+use crate::exit::usage;
+use crate::reader::Format;
+use crate::settings::Settings;
+use crate::source::SourceSpec;
+use crate::task::{EntityType, RecordStatus, Task, TaskMetadata, TaskStatus, TaskType};
+
+/// A file (or stdin) to import, with what it holds and how it is written.
+pub struct ImportInput {
+    pub spec: SourceSpec,
+    pub format: Format,
+    pub entity: &'static dyn Entity,
+}
+
+impl ImportInput {
+    pub fn resolve(input: &str, args: &InputArgs) -> Result<ImportInput> {
+        let spec = SourceSpec::parse(input);
+        let format = match (args.format, &spec) {
+            (Some(f), _) => f,
+            (None, SourceSpec::Stdin) => {
+                return Err(usage("standard input has no file name to tell its format from: pass --format csv|json|jsonl"))
+            }
+            (None, SourceSpec::File(path)) => spec.extension().as_deref().and_then(Format::from_extension).ok_or_else(|| {
+                usage(format!(
+                    "cannot tell the format of {} from its extension: pass --format csv|json|jsonl",
+                    path.display()
+                ))
+            })?,
+        };
+        let entity_type = args.entity.unwrap_or(EntityType::Events);
+        Ok(ImportInput {
+            spec,
+            format,
+            entity: entity_for(entity_type)?,
+        })
+    }
+
+    /// A new PENDING import task for this input.
+    pub fn new_task(&self, settings: &Settings) -> Result<Task> {
+        let now = Utc::now();
+        Ok(Task {
+            id: Task::new_id(),
+            tenant_id: settings.tenant_id.clone(),
+            task_type: TaskType::Import,
+            entity_type: self.entity.entity_type(),
+            file_url: self.spec.to_file_url()?,
+            file_type: self.format.file_type(),
+            task_status: TaskStatus::Pending,
+            total_records: None,
+            processed_records: 0,
+            successful_records: 0,
+            failed_records: 0,
+            error_summary: None,
+            metadata: TaskMetadata {
+                input_format: Some(self.format.as_str().into()),
+                ..TaskMetadata::default()
+            },
+            started_at: None,
+            completed_at: None,
+            failed_at: None,
+            created_at: now,
+            updated_at: now,
+            created_by: settings.actor.clone(),
+            updated_by: settings.actor.clone(),
+            status: RecordStatus::Published,
+        })
+    }
+}
+
+pub fn entity_for(entity_type: EntityType) -> Result<&'static dyn Entity> {
+    entity::registry(entity_type).ok_or_else(|| {
+        usage(format!(
+            "importing {entity_type} is not supported yet: only EVENTS can be imported"
+        ))
+    })
+}
+
+/// The exact format a task was created with.
+pub fn task_format(task: &Task) -> Format {
+    task.metadata
+        .input_format
+        .as_deref()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(match task.file_type {
+            crate::task::FileType::Csv => Format::Csv,
+            crate::task::FileType::Json => Format::Json,
+        })
+}
+
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,496 @@
+//! Usage events, with FlexPrice's columns and rules.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use super::{json_kind, quoted, Entity, Fields, HeaderError, ValidRecord, Validator};
+use crate::reader::Record;
+use crate::row_error::RowError;
+use crate::task::EntityType;
+
+pub struct Events;
+pub static EVENTS: Events = Events;
+
+const EVENT_NAME: &str = "event_name";
+const EXTERNAL_CUSTOMER_ID: &str = "external_customer_id";
+const EVENT_ID: &str = "event_id";
+const CUSTOMER_ID: &str = "customer_id";
+const TIMESTAMP: &str = "timestamp";
+const SOURCE: &str = "source";
+const PROPERTIES: &str = "properties";
+const PROPERTY_PREFIX: &str = "properties.";
+const KNOWN: &[&str] = &[
+    EVENT_NAME,
+    EXTERNAL_CUSTOMER_ID,
+    EVENT_ID,
+    CUSTOMER_ID,
+    TIMESTAMP,
+    SOURCE,
+    PROPERTIES,
+];
+/// How many unknown JSON keys are remembered for the one warning.
+const MAX_IGNORED_REPORTED: usize = 20;
+
+/// A validated usage event, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub event_name: String,
+    pub external_customer_id: String,
+    pub customer_id: Option<String>,
+    /// RFC 3339 in UTC.
+    pub timestamp: String,
+    pub source: Option<String>,
+    /// A JSON object as text.
+    pub properties: String,
+    /// Where it came from (see `reader::Position::number`).
+    pub line: u64,
+    /// For an element of a JSON array, the file line it starts on.
+    pub element_line: Option<u64>,
+}
+
+impl Entity for Events {
+    fn entity_type(&self) -> EntityType {
+        EntityType::Events
+    }
+
+    fn required_columns(&self) -> &'static [&'static str] {
+        &[EVENT_NAME, EXTERNAL_CUSTOMER_ID]
+    }
+
+    fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError> {
+        let layout = header.map(CsvLayout::new).transpose()?;
+        Ok(Box::new(EventValidator {
+            layout,
+            unknown_keys: BTreeSet::new(),
+        }))
+    }
+}
+
+/// Where each field sits in a CSV row, worked out once from the header.
+struct CsvLayout {
+    event_name: usize,
+    external_customer_id: usize,
+    event_id: Option<usize>,
+    customer_id: Option<usize>,
+    timestamp: Option<usize>,
+    source: Option<usize>,
+    properties: Option<usize>,
+    /// `properties.<key>` columns: (index, key).
+    property_columns: Vec<(usize, String)>,
+    header: Vec<String>,
+    ignored: Vec<String>,
+}
+
+impl CsvLayout {
+    fn new(header: &[String]) -> Result<CsvLayout, HeaderError> {
+        let mut seen = BTreeSet::new();
+        for name in header.iter().filter(|n| !n.is_empty()) {
+            if !seen.insert(name.as_str()) {
+                return Err(HeaderError::DuplicateColumn(name.clone()));
+            }
+        }
+        let find = |name: &str| header.iter().position(|h| h == name);
+        let missing: Vec<String> = Events
+            .required_columns()
+            .iter()
+            .filter(|c| find(c).is_none())
+            .map(|c| c.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(HeaderError::MissingColumns(missing));
+        }
+        let property_columns = header
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                h.strip_prefix(PROPERTY_PREFIX)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| (i, k.to_owned()))
+            })
+            .collect();
+        let ignored = header
+            .iter()
+            .filter(|h| {
+                !KNOWN.contains(&h.as_str()) && !h.starts_with(PROPERTY_PREFIX) && !h.is_empty()
+            })
+            .cloned()
+            .collect();
+        Ok(CsvLayout {
+            event_name: find(EVENT_NAME).expect("checked above"),
+            external_customer_id: find(EXTERNAL_CUSTOMER_ID).expect("checked above"),
+            event_id: find(EVENT_ID),
+            customer_id: find(CUSTOMER_ID),
+            timestamp: find(TIMESTAMP),
+            source: find(SOURCE),
+            properties: find(PROPERTIES),
+            property_columns,
+            header: header.to_vec(),
+            ignored,
+        })
+    }
+}
+
+struct EventValidator {
+    layout: Option<CsvLayout>,
+    unknown_keys: BTreeSet<String>,
+}
+
+/// The fields of one event as given, before defaults.
+#[derive(Default)]
+struct Given<'a> {
+    event_id: Option<&'a str>,
+    event_name: Option<&'a str>,
+    external_customer_id: Option<&'a str>,
+    customer_id: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    source: Option<&'a str>,
+    properties: Map<String, Value>,
+}
+
+impl Validator for EventValidator {
+    fn validate(&mut self, record: &Record, fields: Fields<'_>) -> Result<ValidRecord, RowError> {
+        let given = match fields {
+            Fields::Csv(row) => {
+                let layout = self
+                    .layout
+                    .as_ref()
+                    .expect("a CSV validator has a header layout");
+                from_csv(layout, row)?
+            }
+            Fields::Json(map) => self.from_json(map)?,
+        };
+        build(
+            given,
+            record.position.number(),
+            record.position.element_line(),
+        )
+        .map(ValidRecord::Event)
+    }
+
+    fn ignored_columns(&self) -> Vec<String> {
+        match &self.layout {
+            Some(layout) => layout.ignored.clone(),
+            None => self.unknown_keys.iter().cloned().collect(),
+        }
+    }
+}
+
+/// A CSV cell as text; an empty cell is "not given".
+fn cell<'r>(
+    layout: &CsvLayout,
+    row: &'r csv::ByteRecord,
+    idx: usize,
+) -> Result<Option<&'r str>, RowError> {
+    let bytes = row.get(idx).unwrap_or_default();
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        RowError::validation(
+            Some(&layout.header[idx]),
+            format!("{} is not valid UTF-8 text", layout.header[idx]),
+        )
+    })?;
+    Ok((!text.is_empty()).then_some(text))
+}
+
+fn from_csv<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord) -> Result<Given<'r>, RowError> {
+    let opt = |idx: Option<usize>| {
+        idx.map(|i| cell(layout, row, i))
+            .transpose()
+            .map(Option::flatten)
+    };
+    let mut properties = match opt(layout.properties)? {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                return Err(RowError::validation(
+                    Some(PROPERTIES),
+                    format!(
+                        "properties must be a JSON object, found {}",
+                        json_kind(&other)
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(RowError::validation(
+                    Some(PROPERTIES),
+                    format!("properties {} is not valid JSON: {e}", quoted(text)),
+                ))
+            }
+        },
+    };
+    // `properties.<key>` columns win over the same key in the `properties` JSON column.
+    for (idx, key) in &layout.property_columns {
+        if let Some(value) = cell(layout, row, *idx)? {
+            properties.insert(key.clone(), Value::String(value.to_owned()));
+        }
+    }
+    Ok(Given {
+        event_id: opt(layout.event_id)?,
+        event_name: cell(layout, row, layout.event_name)?,
+        external_customer_id: cell(layout, row, layout.external_customer_id)?,
+        customer_id: opt(layout.customer_id)?,
+        timestamp: opt(layout.timestamp)?,
+        source: opt(layout.source)?,
+        properties,
+    })
+}
+
+impl EventValidator {
+    fn from_json<'m>(&mut self, map: &'m Map<String, Value>) -> Result<Given<'m>, RowError> {
+        let text = |key: &str| -> Result<Option<&'m str>, RowError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(other) => Err(RowError::validation(
+                    Some(key),
+                    format!("{key} must be a string, found {}", json_kind(other)),
+                )),
+            }
+        };
+        let properties = match map.get(PROPERTIES) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(p)) => p.clone(),
+            Some(other) => {
+                return Err(RowError::validation(
+                    Some(PROPERTIES),
+                    format!(
+                        "properties must be a JSON object, found {}",
+                        json_kind(other)
+                    ),
+                ))
+            }
+        };
+        for key in map.keys() {
+            if !KNOWN.contains(&key.as_str()) && self.unknown_keys.len() < MAX_IGNORED_REPORTED {
+                self.unknown_keys.insert(key.clone());
+            }
+        }
+        Ok(Given {
+            event_id: text(EVENT_ID)?,
+            event_name: text(EVENT_NAME)?,
+            external_customer_id: text(EXTERNAL_CUSTOMER_ID)?,
+            customer_id: text(CUSTOMER_ID)?,
+            timestamp: text(TIMESTAMP)?,
+            source: text(SOURCE)?,
+            properties,
+        })
+    }
+}
+
+fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, RowError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(RowError::validation(
+            Some(name),
+            format!("{name} is required"),
+        )),
+    }
+}
+
+/// Parses an RFC 3339 timestamp (offsets allowed) into UTC; empty means now.
+pub fn parse_timestamp(text: Option<&str>) -> Result<DateTime<Utc>, RowError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(Utc::now());
+    };
+    // chrono also takes a space for the 'T'; FlexPrice (Go's RFC 3339) does not.
+    let well_formed = text.len() > 10 && matches!(text.as_bytes()[10], b'T' | b't');
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(t) if well_formed => Ok(t.with_timezone(&Utc)),
+        _ => Err(RowError::validation(
+            Some(TIMESTAMP),
+            format!(
+                "timestamp {} is not an RFC 3339 timestamp like 2024-03-20T15:04:05Z",
+                quoted(text)
+            ),
+        )),
+    }
+}
+
+fn build(given: Given<'_>, line: u64, element_line: Option<u64>) -> Result<Event, RowError> {
+    let event_name = required(given.event_name, EVENT_NAME)?.trim().to_owned();
+    let external_customer_id =
+        required(given.external_customer_id, EXTERNAL_CUSTOMER_ID)?.to_owned();
+    let timestamp = parse_timestamp(given.timestamp)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let properties = Value::Object(given.properties).to_string();
+    let customer_id = given.customer_id.map(str::to_owned);
+    let source = given.source.map(str::to_owned);
+    let event_id = match given.event_id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => id.to_owned(),
+        None => derived_event_id(
+            line,
+            &event_name,
+            &external_customer_id,
+            given.customer_id,
+            given.timestamp,
+            given.source,
+            &properties,
+        ),
+    };
+    Ok(Event {
+        event_id,
+        event_name,
+        external_customer_id,
+        customer_id,
+        timestamp,
+        source,
+        properties,
+        line,
+        element_line,
+    })
+}
+
+/// An id for an event that has none, from its content and position: the same file run twice
+/// gives the same ids (stored once), while two identical rows on different lines differ.
+/// The timestamp enters as given, so an empty one ("now") still gives a stable id.
+fn derived_event_id(
+    line: u64,
+    event_name: &str,
+    external_customer_id: &str,
+    customer_id: Option<&str>,
+    timestamp: Option<&str>,
+    source: Option<&str>,
+    properties: &str,
+) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&line.to_le_bytes());
+    for part in [
+        Some(event_name),
+        Some(external_customer_id),
+        customer_id,
+        timestamp.map(str::trim),
+        source,
+        Some(properties),
+    ] {
+        let part = part.unwrap_or_default();
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    format!("evt_{:032x}", hasher.digest128())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::{Body, Position};
+
+    fn csv_event(header: &str, row: &str) -> Result<Event, RowError> {
+        let header: Vec<String> = header.split(',').map(str::to_owned).collect();
+        let mut v = EVENTS.validator(Some(&header)).unwrap();
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(row.as_bytes());
+        let rec = rdr.byte_records().next().unwrap().unwrap();
+        let record = Record {
+            position: Position::Line(2),
+            body: Body::Csv(&rec),
+        };
+        crate::entity::validate(v.as_mut(), Some(header.len()), &record)
+            .map(|ValidRecord::Event(e)| e)
+    }
+
+    fn json_event(text: &str, line: u64) -> Result<Event, RowError> {
+        let mut v = EVENTS.validator(None).unwrap();
+        let record = Record {
+            position: Position::Line(line),
+            body: Body::Json {
+                text: text.as_bytes(),
+                value: serde_json::from_str(text).map_err(|e| e.to_string()),
+            },
+        };
+        crate::entity::validate(v.as_mut(), None, &record).map(|ValidRecord::Event(e)| e)
+    }
+
+    #[test]
+    fn csv_properties_merge_and_timestamps_go_to_utc() {
+        let e = csv_event(
+            "event_id,event_name,external_customer_id,timestamp,properties,properties.model",
+            r#"e1, api_call ,c1,2024-03-20T17:04:05.250+02:00,"{""model"":""x"",""n"":1}",gpt"#,
+        )
+        .unwrap();
+        assert_eq!(e.event_name, "api_call");
+        assert_eq!(e.timestamp, "2024-03-20T15:04:05.250Z");
+        assert_eq!(e.properties, r#"{"model":"gpt","n":1}"#);
+    }
+
+    #[test]
+    fn rules_name_the_column_and_value() {
+        let h = "event_name,external_customer_id,timestamp";
+        let err = csv_event(h, "api,c1,2024-13-45T25:61:00Z").unwrap_err();
+        assert_eq!(err.column.as_deref(), Some("timestamp"));
+        assert!(
+            err.reason
+                .contains(r#""2024-13-45T25:61:00Z" is not an RFC 3339"#),
+            "{}",
+            err.reason
+        );
+        for bad in [
+            "2024-01-01T10:00:00",
+            "2024-01-01 10:00:00Z",
+            "2024-02-30T10:00:00Z",
+        ] {
+            assert!(csv_event(h, &format!("api,c1,{bad}")).is_err(), "{bad}");
+        }
+        assert_eq!(
+            csv_event(h, ",c1,").unwrap_err().reason,
+            "event_name is required"
+        );
+        assert_eq!(
+            csv_event(h, "api,,").unwrap_err().column.as_deref(),
+            Some("external_customer_id")
+        );
+        let ragged = csv_event(h, "api,c1").unwrap_err();
+        assert_eq!(ragged.reason, "the row has 2 fields, the header has 3");
+        assert_eq!((ragged.line, ragged.raw.as_deref()), (2, Some("api,c1")));
+    }
+
+    #[test]
+    fn missing_columns_are_named() {
+        let header = vec!["event_name".to_string(), "timestamp".to_string()];
+        let err = EVENTS.validator(Some(&header)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the header lacks the required column external_customer_id"
+        );
+    }
+
+    #[test]
+    fn json_types_are_checked() {
+        let ok = json_event(
+            r#"{"event_name":"a","external_customer_id":"c","properties":{"n":2}}"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(ok.properties, r#"{"n":2}"#);
+        let err = json_event(
+            r#"{"event_name":"a","external_customer_id":"c","properties":[1]}"#,
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.reason,
+            "properties must be a JSON object, found an array"
+        );
+        let err = json_event(r#"{"event_name":"a","external_customer_id":7}"#, 1).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "external_customer_id must be a string, found a number"
+        );
+        assert!(json_event("[1]", 1)
+            .unwrap_err()
+            .reason
+            .contains("expected a JSON object"));
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_positional() {
+        let row = r#"{"event_name":"a","external_customer_id":"c"}"#;
+        let a = json_event(row, 3).unwrap();
+        assert_eq!(a.event_id, json_event(row, 3).unwrap().event_id);
+        assert_ne!(a.event_id, json_event(row, 4).unwrap().event_id);
+        assert!(a.event_id.starts_with("evt_") && a.event_id.len() == 36);
+    }
+}

@@ -1,0 +1,129 @@
+//! Raw records to validated records or row errors. One module per entity behind one trait;
+//! a new entity is a module and a line in `registry`.
+
+pub mod events;
+
+use serde_json::Value;
+
+use crate::reader::{Body, Record};
+use crate::row_error::RowError;
+use crate::task::EntityType;
+
+pub use events::Event;
+
+/// A record that passed its entity's rules, ready for a target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValidRecord {
+    Event(Event),
+}
+
+impl ValidRecord {
+    /// The number stored as the record's line (see `reader::Position::number`).
+    pub fn line(&self) -> u64 {
+        match self {
+            ValidRecord::Event(e) => e.line,
+        }
+    }
+}
+
+/// A header the entity cannot read: the task fails before any row.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("the header lacks the required column{} {}", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
+    MissingColumns(Vec<String>),
+    #[error("the header names the column {0} more than once")]
+    DuplicateColumn(String),
+}
+
+/// An entity type the tool imports.
+pub trait Entity: Sync {
+    fn entity_type(&self) -> EntityType;
+    /// Columns a CSV header must have.
+    fn required_columns(&self) -> &'static [&'static str];
+    /// Prepares a validator for a file with this CSV header (or `None` for JSON input).
+    fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError>;
+}
+
+/// Checks one record at a time. Holds what it learnt from the header.
+pub trait Validator: Send {
+    /// Validates a record whose shape is already known to be right: a CSV row as wide as its
+    /// header, or a JSON object.
+    fn validate(&mut self, record: &Record, fields: Fields<'_>) -> Result<ValidRecord, RowError>;
+    /// Input columns or keys the entity does not know, to report once.
+    fn ignored_columns(&self) -> Vec<String>;
+}
+
+/// A record's fields once its shape is known to be right.
+pub enum Fields<'a> {
+    Csv(&'a csv::ByteRecord),
+    Json(&'a serde_json::Map<String, Value>),
+}
+
+/// Every entity the tool knows. Entities not yet built come in later issues.
+pub fn registry(entity: EntityType) -> Option<&'static dyn Entity> {
+    match entity {
+        EntityType::Events => Some(&events::EVENTS),
+        EntityType::Prices | EntityType::Customers | EntityType::Features => None,
+    }
+}
+
+/// Checks what every entity needs (a CSV row as wide as the header, JSON that parses to an
+/// object), then the entity's own rules. The error carries the record's line and raw text.
+pub fn validate(
+    validator: &mut dyn Validator,
+    header_len: Option<usize>,
+    record: &Record,
+) -> Result<ValidRecord, RowError> {
+    let checked = match &record.body {
+        Body::Csv(row) => match header_len {
+            Some(n) if row.len() != n => Err(RowError::validation(
+                None,
+                format!(
+                    "the row has {} field{}, the header has {n}",
+                    row.len(),
+                    if row.len() == 1 { "" } else { "s" }
+                ),
+            )),
+            _ => validator.validate(record, Fields::Csv(row)),
+        },
+        Body::Json { value: Err(e), .. } => Err(RowError::validation(None, e.clone())),
+        Body::Json {
+            value: Ok(Value::Object(map)),
+            ..
+        } => validator.validate(record, Fields::Json(map)),
+        Body::Json {
+            value: Ok(other), ..
+        } => Err(RowError::validation(
+            None,
+            format!("expected a JSON object, found {}", json_kind(other)),
+        )),
+    };
+    checked.map_err(|mut e| {
+        e.line = record.position.number();
+        e.element_line = record.position.element_line();
+        e.raw = Some(record.raw());
+        e
+    })
+}
+
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value quoted for an error message, cut short if long.
+pub fn quoted(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        format!("{value:?}")
+    } else {
+        let cut: String = value.chars().take(MAX).collect();
+        format!("{cut:?}…")
+    }
+}

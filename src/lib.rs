@@ -1,0 +1,44 @@
+//! flexprice-import: bulk imports of FlexPrice billing data, tracked as tasks in SQLite.
+//!
+//! `run` takes parsed arguments and returns the exit status; `main` only prints errors.
+
+pub mod cli;
+pub mod commands;
+pub mod entity;
+pub mod exit;
+pub mod output;
+pub mod pipeline;
+pub mod reader;
+pub mod row_error;
+pub mod settings;
+pub mod source;
+pub mod store;
+pub mod target;
+pub mod task;
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+use exit::ExitStatus;
+use settings::Settings;
+
+pub fn run(cli: Cli) -> Result<ExitStatus> {
+    let json = match &cli.command {
+        Command::Create(a) => a.json,
+        Command::Run(a) => a.json,
+        Command::List(a) => a.json,
+        Command::Inspect(a) => a.json,
+        Command::Completions { shell } => {
+            commands::completions::generate(*shell, &mut std::io::stdout());
+            return Ok(ExitStatus::Success);
+        }
+    };
+    let settings = Settings::resolve(&cli.global, json)?;
+    match &cli.command {
+        Command::Create(args) => commands::create::run(args, &settings),
+        Command::Run(args) => commands::run::run(args, &settings),
+        Command::List(args) => commands::list::run(args, &settings),
+        Command::Inspect(args) => commands::inspect::run(args, &settings),
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,27 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use flexprice_import::cli::Cli;
+use flexprice_import::exit::{ExitStatus, UsageError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match flexprice_import::run(cli) {
+        Ok(status) => status.into(),
+        Err(err) => {
+            let broken_pipe = err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+            if broken_pipe {
+                return ExitStatus::Success.into();
+            }
+            eprintln!("flexprice-import: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitStatus::Usage.into()
+            } else {
+                ExitStatus::Failure.into()
+            }
+        }
+    }
+}

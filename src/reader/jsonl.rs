@@ -1,0 +1,96 @@
+//! JSON Lines: one value per line. A line that is not JSON is that row's error; the next line
+//! is read as usual.
+
+use std::io::{BufRead, Read};
+use std::sync::Arc;
+
+use super::{mark_record_start, Body, Position, ReadError, Record, RecordReader};
+use crate::source::{ReadCounters, MAX_RECORD_BYTES};
+
+pub struct JsonLinesReader {
+    input: Box<dyn BufRead + Send>,
+    line: Vec<u8>,
+    line_number: u64,
+    byte: u64,
+    counters: Arc<ReadCounters>,
+}
+
+impl JsonLinesReader {
+    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>) -> Self {
+        JsonLinesReader {
+            input,
+            line: Vec::with_capacity(4096),
+            line_number: 0,
+            byte: 0,
+            counters,
+        }
+    }
+}
+
+impl RecordReader for JsonLinesReader {
+    fn header(&self) -> Option<&[String]> {
+        None
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
+        loop {
+            self.line.clear();
+            mark_record_start(&self.counters, self.byte);
+            let n = (&mut self.input)
+                .take(MAX_RECORD_BYTES + 1)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|source| ReadError::Io {
+                    line: self.line_number,
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_number += 1;
+            self.byte += n as u64;
+            if n as u64 > MAX_RECORD_BYTES && !self.line.ends_with(b"\n") {
+                return Err(ReadError::Syntax {
+                    line: self.line_number,
+                    message: format!(
+                        "line is longer than {} MiB",
+                        MAX_RECORD_BYTES / (1024 * 1024)
+                    ),
+                });
+            }
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value =
+                serde_json::from_slice(&self.line).map_err(|e| format!("not valid JSON: {e}"));
+            return Ok(Some(Record {
+                position: Position::Line(self.line_number),
+                body: Body::Json {
+                    text: &self.line,
+                    value,
+                },
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_blank_lines_crlf_and_broken_lines() {
+        let text = b"{\"a\":1}\r\n\n  \n{\"a\":\n{\"a\":3}";
+        let mut r = JsonLinesReader::new(
+            Box::new(std::io::Cursor::new(text.to_vec())),
+            Arc::default(),
+        );
+        let mut seen = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            let Body::Json { value, .. } = rec.body else {
+                unreachable!()
+            };
+            seen.push((rec.position.number(), value.is_ok()));
+        }
+        assert_eq!(seen, [(1, true), (4, false), (5, true)]);
+    }
+}

@@ -1,0 +1,184 @@
+//! Bytes to raw records: CSV rows with their header, or JSON values with their text, each
+//! with the line it came from. Readers know nothing of entities.
+
+mod csv;
+mod json;
+mod jsonl;
+
+use std::fmt;
+use std::io::BufRead;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ::csv::ByteRecord;
+use serde_json::Value;
+
+pub use self::csv::CsvReader;
+pub use self::json::JsonReader;
+pub use self::jsonl::JsonLinesReader;
+use crate::source::ReadCounters;
+use crate::task::FileType;
+
+/// The input formats the tool reads.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    /// A JSON array of objects (or objects one after another).
+    Json,
+    /// One JSON object per line (also .ndjson).
+    Jsonl,
+}
+
+impl Format {
+    pub fn from_extension(ext: &str) -> Option<Format> {
+        match ext {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+
+    pub fn file_type(self) -> FileType {
+        match self {
+            Format::Csv => FileType::Csv,
+            Format::Json | Format::Jsonl => FileType::Json,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::from_extension(&s.to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown format {s:?}"))
+    }
+}
+
+/// Where a record sits in its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The file line the record starts on (the CSV header is line 1).
+    Line(u64),
+    /// The index of an element of a top-level JSON array, and the line it starts on.
+    Element { index: u64, line: u64 },
+}
+
+impl Position {
+    /// The number stored as a rejected row's `line`: the file line, or an array element's index.
+    pub fn number(self) -> u64 {
+        match self {
+            Position::Line(l) => l,
+            Position::Element { index, .. } => index,
+        }
+    }
+
+    /// The file line of an array element; `None` where `number` is already a line.
+    pub fn element_line(self) -> Option<u64> {
+        match self {
+            Position::Line(_) => None,
+            Position::Element { line, .. } => Some(line),
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Line(l) => write!(f, "{l}"),
+            Position::Element { index, line } => write!(f, "element {index} (line {line})"),
+        }
+    }
+}
+
+/// One record as read, before any entity rule.
+pub struct Record<'a> {
+    pub position: Position,
+    pub body: Body<'a>,
+}
+
+pub enum Body<'a> {
+    /// A CSV row; its fields line up with the reader's header (or do not: a ragged row).
+    Csv(&'a ByteRecord),
+    /// A JSON value, or why its text is not JSON.
+    Json {
+        text: &'a [u8],
+        value: Result<Value, String>,
+    },
+}
+
+impl Record<'_> {
+    /// The record in the input's own format, for the reject file.
+    pub fn raw(&self) -> String {
+        match &self.body {
+            Body::Csv(record) => {
+                let mut w = ::csv::WriterBuilder::new()
+                    .terminator(::csv::Terminator::Any(b'\n'))
+                    .from_writer(Vec::new());
+                // Writing to a Vec cannot fail.
+                let _ = w.write_byte_record(record);
+                let bytes = w.into_inner().unwrap_or_default();
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                if text.ends_with('\n') {
+                    text.pop();
+                }
+                text
+            }
+            Body::Json { text, .. } => String::from_utf8_lossy(text).trim().to_owned(),
+        }
+    }
+}
+
+/// A failure that stops reading: the rest of the input cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("line {line}: {message}")]
+    Syntax { line: u64, message: String },
+    #[error("after line {line}: {source}")]
+    Io { line: u64, source: std::io::Error },
+}
+
+/// A source of raw records. Records borrow the reader's buffer, so one buffer serves the
+/// whole file.
+pub trait RecordReader: Send {
+    /// The CSV header, or `None` for JSON, whose keys come with each record.
+    fn header(&self) -> Option<&[String]>;
+    fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError>;
+}
+
+/// Builds the reader for `format`. A CSV reader reads its header here, so a file without one
+/// fails before any row.
+pub fn open(
+    format: Format,
+    input: Box<dyn BufRead + Send>,
+    counters: Arc<ReadCounters>,
+) -> Result<Box<dyn RecordReader>, ReadError> {
+    Ok(match format {
+        Format::Csv => Box::new(CsvReader::new(input, counters)?),
+        Format::Jsonl => Box::new(JsonLinesReader::new(input, counters)),
+        Format::Json => Box::new(JsonReader::new(input, counters)),
+    })
+}
+
+/// Marks where the next record starts, so the source can cap one record's length.
+fn mark_record_start(counters: &ReadCounters, byte: u64) {
+    counters.record_start.store(byte, Ordering::Relaxed);
+}

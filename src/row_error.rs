@@ -1,0 +1,74 @@
+//! A rejected row: where it was, why, and its original text, so nothing accepted or
+//! rejected is ever lost.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a row was not imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// The row broke a rule of its entity (a missing field, a bad timestamp, a ragged row).
+    Validation,
+    /// Its id was already stored: skipped, not failed.
+    Duplicate,
+    /// The target could not take a valid row.
+    Processing,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "validation",
+            ErrorKind::Duplicate => "duplicate",
+            ErrorKind::Processing => "processing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ErrorKind> {
+        [
+            ErrorKind::Validation,
+            ErrorKind::Duplicate,
+            ErrorKind::Processing,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    /// The file line where the record starts (the header is line 1), or for a JSON array the
+    /// element's index.
+    pub line: u64,
+    pub column: Option<String>,
+    pub kind: ErrorKind,
+    pub reason: String,
+    /// For an element of a JSON array (whose `line` is its index): the file line it starts on.
+    pub element_line: Option<u64>,
+    /// The record as it was read, in the input's own format.
+    pub raw: Option<String>,
+}
+
+impl RowError {
+    pub fn validation(column: Option<&str>, reason: impl Into<String>) -> RowError {
+        RowError {
+            line: 0,
+            column: column.map(str::to_owned),
+            kind: ErrorKind::Validation,
+            reason: reason.into(),
+            element_line: None,
+            raw: None,
+        }
+    }
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.element_line {
+            Some(line) => write!(f, "element {} (line {line}): {}", self.line, self.reason),
+            None => write!(f, "{}: {}", self.line, self.reason),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Numbered schema migrations. The version lives in SQLite's `user_version`; a migration is
+//! only ever appended, never edited, so an existing store upgrades without losing data.
+
+use anyhow::{bail, Result};
+use rusqlite::Connection;
+use rusqlite_migration::{Migrations, SchemaVersion, M};
+
+const MIGRATIONS: &[M<'static>] = &[
+    // 1: the design's tasks table, every rejected row, and the local target's events.
+    M::up(
+        r#"
+CREATE TABLE tasks (
+    id                 TEXT PRIMARY KEY,
+    tenant_id          TEXT NOT NULL,
+    task_type          TEXT NOT NULL,
+    entity_type        TEXT NOT NULL,
+    file_url           TEXT NOT NULL,
+    file_type          TEXT NOT NULL,
+    task_status        TEXT NOT NULL,
+    total_records      INTEGER,
+    processed_records  INTEGER NOT NULL DEFAULT 0,
+    successful_records INTEGER NOT NULL DEFAULT 0,
+    failed_records     INTEGER NOT NULL DEFAULT 0,
+    error_summary      TEXT,
+    metadata           TEXT NOT NULL DEFAULT '{}',
+    started_at         TEXT,
+    completed_at       TEXT,
+    failed_at          TEXT,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    created_by         TEXT NOT NULL,
+    updated_by         TEXT NOT NULL,
+    status             TEXT NOT NULL DEFAULT 'published'
+);
+CREATE INDEX idx_tasks_tenant ON tasks(tenant_id, task_type, entity_type, status);
+CREATE INDEX idx_tasks_user ON tasks(tenant_id, created_by);
+CREATE INDEX idx_tasks_created ON tasks(tenant_id, created_at);
+
+CREATE TABLE task_errors (
+    id       INTEGER PRIMARY KEY,
+    task_id  TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    line     INTEGER NOT NULL,
+    "column" TEXT,
+    kind     TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    -- for an element of a JSON array, whose line is its index: the file line it starts on
+    element_line INTEGER,
+    raw      TEXT
+);
+CREATE INDEX idx_task_errors_task ON task_errors(task_id, line);
+
+CREATE TABLE events (
+    id                   INTEGER PRIMARY KEY,
+    tenant_id            TEXT NOT NULL,
+    event_id             TEXT NOT NULL,
+    event_name           TEXT NOT NULL,
+    external_customer_id TEXT NOT NULL,
+    customer_id          TEXT,
+    timestamp            TEXT NOT NULL,
+    source               TEXT,
+    properties           TEXT NOT NULL DEFAULT '{}',
+    task_id              TEXT NOT NULL,
+    source_line          INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX idx_events_tenant_event ON events(tenant_id, event_id);
+"#,
+    ),
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let migrations = Migrations::from_slice(MIGRATIONS);
+    if let SchemaVersion::Outside(found) = migrations.current_version(conn)? {
+        bail!(
+            "the store's schema is version {found}, newer than this flexprice-import knows ({}); \
+             upgrade flexprice-import",
+            MIGRATIONS.len()
+        );
+    }
+    migrations.to_latest(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    #[test]
+    fn a_newer_store_is_refused_not_damaged() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("version 99"), "{err}");
+    }
+}

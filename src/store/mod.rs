@@ -1,0 +1,108 @@
+//! Everything SQL: opening the store, its migrations, the task repository and the local
+//! target's tables. No other module writes SQL.
+
+pub mod events;
+mod migrations;
+pub mod task_errors;
+pub mod tasks;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+
+pub use task_errors::{TaskErrorRow, TaskErrors};
+pub use tasks::{SqliteTaskRepository, TaskFilter, TaskPage, TaskRepository};
+
+/// How long a writer waits for another process's transaction before giving up. Long enough
+/// for two cron jobs importing big files into one store to take turns.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Page cache per connection, in KiB (SQLite's negative `cache_size`). The unique index on
+/// event ids is written in random order; keeping its pages cached is what keeps inserts fast,
+/// while staying well inside the tool's memory budget.
+const CACHE_KIB: i64 = 48 * 1024;
+
+/// The local store: one SQLite file holding tasks, their rejected rows and imported records.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the store's folder {}", parent.display()))?;
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        configure(&conn).with_context(|| format!("configuring the store {}", path.display()))?;
+        migrations::migrate(&mut conn)
+            .with_context(|| format!("migrating the store {}", path.display()))?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn tasks(&self) -> SqliteTaskRepository<'_> {
+        SqliteTaskRepository::new(&self.conn)
+    }
+
+    pub fn task_errors(&self) -> TaskErrors<'_> {
+        TaskErrors::new(&self.conn)
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers (`inspect` in another terminal) see progress while a writer works,
+    // and lets two importing processes take turns instead of failing.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    Ok(())
+}
+
+/// Timestamps are stored as fixed-width RFC 3339 UTC text, so that text order is time order.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+/// An in-memory store for unit tests.
+#[cfg(test)]
+pub fn open_in_memory() -> Store {
+    let mut conn = Connection::open_in_memory().unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    migrations::migrate(&mut conn).unwrap();
+    Store {
+        conn,
+        path: PathBuf::from(":memory:"),
+    }
+}

@@ -1,0 +1,98 @@
+//! The `task_errors` table: every rejected row of every task.
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection};
+
+use crate::row_error::{ErrorKind, RowError};
+
+/// A stored rejected row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskErrorRow {
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub element_line: Option<u64>,
+    pub column: Option<String>,
+    pub kind: String,
+    pub reason: String,
+    pub raw: Option<String>,
+}
+
+pub struct TaskErrors<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> TaskErrors<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        TaskErrors { conn }
+    }
+
+    pub fn insert(&self, task_id: &str, error: &RowError) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO task_errors (task_id, line, \"column\", kind, reason, raw, element_line) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                task_id,
+                error.line,
+                error.column,
+                error.kind.as_str(),
+                error.reason,
+                error.raw,
+                error.element_line,
+            ])
+            .with_context(|| format!("recording a rejected row of task {task_id}"))?;
+        Ok(())
+    }
+
+    /// The first `limit` rejected rows of a task in file order, optionally of one kind.
+    pub fn first(
+        &self,
+        task_id: &str,
+        kind: Option<ErrorKind>,
+        limit: u32,
+    ) -> Result<Vec<TaskErrorRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors \
+             WHERE task_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY line, id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![task_id, kind.map(ErrorKind::as_str), limit],
+                |row| {
+                    Ok(TaskErrorRow {
+                        line: row.get(0)?,
+                        column: row.get(1)?,
+                        kind: row.get(2)?,
+                        reason: row.get(3)?,
+                        raw: row.get(4)?,
+                        element_line: row.get(5)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .with_context(|| format!("reading the rejected rows of task {task_id}"))?;
+        Ok(rows)
+    }
+
+    pub fn count(&self, task_id: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM task_errors WHERE task_id = ?1",
+                params![task_id],
+                |r| r.get(0),
+            )
+            .context("counting rejected rows")
+    }
+
+    /// Forgets a task's rejected rows before it is run again from the start.
+    pub fn clear(&self, task_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM task_errors WHERE task_id = ?1",
+                params![task_id],
+            )
+            .with_context(|| format!("clearing the rejected rows of task {task_id}"))?;
+        Ok(())
+    }
+}

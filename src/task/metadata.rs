@@ -1,0 +1,60 @@
+//! What a task remembers beyond the design's fixed columns, stored as JSON text.
+
+use serde::{Deserialize, Serialize};
+
+/// How many rejected rows a task keeps in its metadata as a sample (all of them are in
+/// `task_errors`).
+pub const ERROR_SAMPLE_SIZE: usize = 10;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskMetadata {
+    /// csv, json or jsonl: the exact input format (FlexPrice's file_type has only CSV and JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_format: Option<String>,
+    /// Where records go: "local" (this store) for now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<u64>,
+    /// Size of the input in bytes when it is known up front (regular files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
+    pub bytes_read: u64,
+    /// Rejected rows by kind; duplicates are skipped, not failed.
+    pub validation_errors: u64,
+    pub duplicate_records: u64,
+    pub processing_errors: u64,
+    /// The first rejected rows, with their file lines.
+    pub first_errors: Vec<ErrorSample>,
+    /// Columns of the input that the entity does not know; reported once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_columns: Vec<String>,
+    /// Keys a later version wrote that this one does not know: kept, not dropped.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One rejected row as shown in `inspect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorSample {
+    pub line: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub kind: String,
+    pub reason: String,
+}
+
+impl TaskMetadata {
+    pub fn push_sample(&mut self, sample: ErrorSample) {
+        if self.first_errors.len() < ERROR_SAMPLE_SIZE {
+            self.first_errors.push(sample);
+        }
+    }
+}

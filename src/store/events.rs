@@ -1,7 +1,7 @@
 //! The local target's `events` table.
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::entity::Event;
 
@@ -13,25 +13,40 @@ pub enum Stored {
     Duplicate,
 }
 
+/// The small number standing for a tenant in the events index, created on first use.
+pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
+    let found = conn
+        .query_row("SELECT tenant_key FROM tenants WHERE tenant_id = ?1", params![tenant_id], |r| r.get(0))
+        .optional()?;
+    if let Some(key) = found {
+        return Ok(key);
+    }
+    conn.execute("INSERT INTO tenants (tenant_id) VALUES (?1) ON CONFLICT DO NOTHING", params![tenant_id])?;
+    conn.query_row("SELECT tenant_key FROM tenants WHERE tenant_id = ?1", params![tenant_id], |r| r.get(0))
+        .with_context(|| format!("registering tenant {tenant_id}"))
+}
+
+/// A tenant as the events table knows it.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub key: i64,
+    pub id: String,
+}
+
 /// Stores events of one task. A row already brought in by the same task from the same line
 /// (a retried run) counts as inserted again, so a retry's counters match a clean run.
-pub fn insert(
-    conn: &Connection,
-    tenant_id: &str,
-    task_id: &str,
-    events: &[&Event],
-    outcomes: &mut Vec<Stored>,
-) -> Result<()> {
+pub fn insert(conn: &Connection, tenant: &Tenant, task_id: &str, events: &[&Event], outcomes: &mut Vec<Stored>) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (tenant_id, event_id, event_name, external_customer_id, customer_id, \
-         timestamp, source, properties, task_id, source_line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (tenant_id, event_id) DO UPDATE SET event_id = excluded.event_id \
+        "INSERT INTO events (tenant_key, tenant_id, event_id, event_name, external_customer_id, customer_id, \
+         timestamp, source, properties, task_id, source_line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (tenant_key, event_id) DO UPDATE SET event_id = excluded.event_id \
          WHERE events.task_id = excluded.task_id AND events.source_line = excluded.source_line",
     )?;
     for e in events {
         let changed = stmt
             .execute(params![
-                tenant_id,
+                tenant.key,
+                tenant.id,
                 e.event_id,
                 e.event_name,
                 e.external_customer_id,
@@ -43,39 +58,21 @@ pub fn insert(
                 e.line,
             ])
             .with_context(|| format!("storing event {} (line {})", e.event_id, e.line))?;
-        outcomes.push(if changed == 1 {
-            Stored::Inserted
-        } else {
-            Stored::Duplicate
-        });
+        outcomes.push(if changed == 1 { Stored::Inserted } else { Stored::Duplicate });
     }
     Ok(())
 }
 
 /// For a dry run: would these events be stored? Checks the store and the ids seen so far in
 /// this run (kept in a temporary table, so memory stays flat) without writing the store.
-pub fn check(
-    conn: &Connection,
-    tenant_id: &str,
-    events: &[&Event],
-    outcomes: &mut Vec<Stored>,
-) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID",
-    )?;
-    let mut exists =
-        conn.prepare_cached("SELECT 1 FROM events WHERE tenant_id = ?1 AND event_id = ?2")?;
-    let mut seen = conn.prepare_cached(
-        "INSERT INTO temp.dry_run_seen (event_id) VALUES (?1) ON CONFLICT DO NOTHING",
-    )?;
+pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &mut Vec<Stored>) -> Result<()> {
+    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID")?;
+    let mut exists = conn.prepare_cached("SELECT 1 FROM events WHERE tenant_key = ?1 AND event_id = ?2")?;
+    let mut seen = conn.prepare_cached("INSERT INTO temp.dry_run_seen (event_id) VALUES (?1) ON CONFLICT DO NOTHING")?;
     for e in events {
-        let stored = exists.exists(params![tenant_id, e.event_id])?;
+        let stored = exists.exists(params![tenant.key, e.event_id])?;
         let first_here = seen.execute(params![e.event_id])? == 1;
-        outcomes.push(if stored || !first_here {
-            Stored::Duplicate
-        } else {
-            Stored::Inserted
-        });
+        outcomes.push(if stored || !first_here { Stored::Duplicate } else { Stored::Inserted });
     }
     Ok(())
 }
@@ -85,10 +82,7 @@ pub fn to_json(e: &Event) -> String {
     let mut obj = serde_json::Map::new();
     obj.insert("event_id".into(), e.event_id.clone().into());
     obj.insert("event_name".into(), e.event_name.clone().into());
-    obj.insert(
-        "external_customer_id".into(),
-        e.external_customer_id.clone().into(),
-    );
+    obj.insert("external_customer_id".into(), e.external_customer_id.clone().into());
     if let Some(c) = &e.customer_id {
         obj.insert("customer_id".into(), c.clone().into());
     }

@@ -49,8 +49,16 @@ CREATE TABLE task_errors (
 );
 CREATE INDEX idx_task_errors_task ON task_errors(task_id, line);
 
+-- Tenants get a small number so that the unique index on events stays small: it is written
+-- in random order and must stay in the page cache to keep imports fast.
+CREATE TABLE tenants (
+    tenant_key INTEGER PRIMARY KEY,
+    tenant_id  TEXT NOT NULL UNIQUE
+);
+
 CREATE TABLE events (
     id                   INTEGER PRIMARY KEY,
+    tenant_key           INTEGER NOT NULL REFERENCES tenants(tenant_key),
     tenant_id            TEXT NOT NULL,
     event_id             TEXT NOT NULL,
     event_name           TEXT NOT NULL,
@@ -62,7 +70,7 @@ CREATE TABLE events (
     task_id              TEXT NOT NULL,
     source_line          INTEGER NOT NULL
 );
-CREATE UNIQUE INDEX idx_events_tenant_event ON events(tenant_id, event_id);
+CREATE UNIQUE INDEX idx_events_tenant_event ON events(tenant_key, event_id);
 "#,
     ),
 ];

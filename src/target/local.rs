@@ -10,6 +10,7 @@ use crate::store::events::{self, Stored};
 
 pub struct LocalTarget {
     tenant_id: String,
+    tenant: Option<events::Tenant>,
     task_id: String,
     dry_run: bool,
     outcomes: Vec<Stored>,
@@ -19,6 +20,7 @@ impl LocalTarget {
     pub fn new(tenant_id: &str, task_id: &str, dry_run: bool) -> Self {
         LocalTarget {
             tenant_id: tenant_id.to_owned(),
+            tenant: None,
             task_id: task_id.to_owned(),
             dry_run,
             outcomes: Vec::new(),
@@ -42,16 +44,17 @@ impl Target for LocalTarget {
         // of once per row. The sort is stable, so the first of two equal ids in the file wins.
         batch_events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         self.outcomes.clear();
+        let tenant = match &self.tenant {
+            Some(t) => t,
+            None => self.tenant.insert(events::Tenant {
+                key: events::tenant_key(tx, &self.tenant_id)?,
+                id: self.tenant_id.clone(),
+            }),
+        };
         if self.dry_run {
-            events::check(tx, &self.tenant_id, &batch_events, &mut self.outcomes)?;
+            events::check(tx, tenant, &batch_events, &mut self.outcomes)?;
         } else {
-            events::insert(
-                tx,
-                &self.tenant_id,
-                &self.task_id,
-                &batch_events,
-                &mut self.outcomes,
-            )?;
+            events::insert(tx, tenant, &self.task_id, &batch_events, &mut self.outcomes)?;
         }
         let mut delivery = Delivery::default();
         for (event, outcome) in batch_events.iter().zip(&self.outcomes) {

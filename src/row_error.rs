@@ -27,13 +27,9 @@ impl ErrorKind {
     }
 
     pub fn parse(text: &str) -> Option<ErrorKind> {
-        [
-            ErrorKind::Validation,
-            ErrorKind::Duplicate,
-            ErrorKind::Processing,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+        [ErrorKind::Validation, ErrorKind::Duplicate, ErrorKind::Processing]
+            .into_iter()
+            .find(|k| k.as_str() == text)
     }
 }
 

@@ -39,8 +39,8 @@ impl SourceSpec {
         match self {
             SourceSpec::Stdin => Ok("-".into()),
             SourceSpec::File(path) => {
-                let abs = std::path::absolute(path)
-                    .with_context(|| format!("resolving the path {}", path.display()))?;
+                let abs =
+                    std::path::absolute(path).with_context(|| format!("resolving the path {}", path.display()))?;
                 Ok(abs.to_string_lossy().into_owned())
             }
         }
@@ -61,9 +61,7 @@ impl SourceSpec {
     pub fn extension(&self) -> Option<String> {
         match self {
             SourceSpec::Stdin => None,
-            SourceSpec::File(p) => p
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase()),
+            SourceSpec::File(p) => p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()),
         }
     }
 }
@@ -90,9 +88,7 @@ pub fn open(spec: &SourceSpec) -> Result<OpenSource> {
         SourceSpec::Stdin => (Box::new(io::stdin()), None),
         SourceSpec::File(path) => {
             let file = open_file(path)?;
-            let meta = file
-                .metadata()
-                .with_context(|| format!("reading {}", path.display()))?;
+            let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
             if meta.is_dir() {
                 anyhow::bail!("{} is a folder, not a file", path.display());
             }
@@ -142,9 +138,7 @@ impl Read for Guarded {
             return Err(io::Error::other(RecordTooLong { start }));
         }
         let n = self.inner.read(buf)?;
-        self.counters
-            .bytes_read
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }

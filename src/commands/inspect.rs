@@ -13,17 +13,14 @@ use crate::store::{Store, TaskRepository};
 
 pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
     let store = Store::open(&settings.db_path)?;
-    let task = store
-        .tasks()
-        .get(&settings.tenant_id, &args.task_id)?
-        .ok_or_else(|| {
-            usage(format!(
-                "no task {} for tenant {} in {}",
-                args.task_id,
-                settings.tenant_id,
-                store.path().display()
-            ))
-        })?;
+    let task = store.tasks().get(&settings.tenant_id, &args.task_id)?.ok_or_else(|| {
+        usage(format!(
+            "no task {} for tenant {} in {}",
+            args.task_id,
+            settings.tenant_id,
+            store.path().display()
+        ))
+    })?;
     let errors = store.task_errors().first(&task.id, None, args.errors)?;
     let total_errors = store.task_errors().count(&task.id)?;
     let now = Utc::now();

@@ -42,11 +42,7 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         }))?;
     } else if page.items.is_empty() {
         if !settings.output.quiet {
-            eprintln!(
-                "no tasks match (of {} in {})",
-                page.total,
-                store.path().display()
-            );
+            eprintln!("no tasks match (of {} in {})", page.total, store.path().display());
         }
     } else {
         println!("{}", render::task_table(&page.items, settings.output));

@@ -30,14 +30,20 @@ impl ImportInput {
         let format = match (args.format, &spec) {
             (Some(f), _) => f,
             (None, SourceSpec::Stdin) => {
-                return Err(usage("standard input has no file name to tell its format from: pass --format csv|json|jsonl"))
-            }
-            (None, SourceSpec::File(path)) => spec.extension().as_deref().and_then(Format::from_extension).ok_or_else(|| {
-                usage(format!(
-                    "cannot tell the format of {} from its extension: pass --format csv|json|jsonl",
-                    path.display()
+                return Err(usage(
+                    "standard input has no file name to tell its format from: pass --format csv|json|jsonl",
                 ))
-            })?,
+            }
+            (None, SourceSpec::File(path)) => spec
+                .extension()
+                .as_deref()
+                .and_then(Format::from_extension)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "cannot tell the format of {} from its extension: pass --format csv|json|jsonl",
+                        path.display()
+                    ))
+                })?,
         };
         let entity_type = args.entity.unwrap_or(EntityType::Events);
         Ok(ImportInput {

@@ -29,21 +29,16 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
             ));
         }
         if args.dry_run {
-            return Err(usage(
-                "--dry-run takes a file: dry-run the file, then run the task",
-            ));
+            return Err(usage("--dry-run takes a file: dry-run the file, then run the task"));
         }
-        let task = store
-            .tasks()
-            .get(&settings.tenant_id, &args.input)?
-            .ok_or_else(|| {
-                usage(format!(
-                    "no task {} for tenant {} in {}",
-                    args.input,
-                    settings.tenant_id,
-                    store.path().display()
-                ))
-            })?;
+        let task = store.tasks().get(&settings.tenant_id, &args.input)?.ok_or_else(|| {
+            usage(format!(
+                "no task {} for tenant {} in {}",
+                args.input,
+                settings.tenant_id,
+                store.path().display()
+            ))
+        })?;
         let spec = SourceSpec::from_file_url(&task.file_url);
         let format = task_format(&task);
         (task, spec, format, false)
@@ -62,12 +57,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
                 task.id
             )))
         }
-        TaskStatus::Processing => {
-            return Err(anyhow!(
-                "task {} is PROCESSING: another run is working on it",
-                task.id
-            ))
-        }
+        TaskStatus::Processing => return Err(anyhow!("task {} is PROCESSING: another run is working on it", task.id)),
     }
 
     let source = match source::open(&spec) {
@@ -84,12 +74,8 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
     }
 
     let options = RunOptions {
-        batch_size: args
-            .batch_size
-            .map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
-        progress_interval: args
-            .progress_interval
-            .unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
+        batch_size: args.batch_size.map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
+        progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
         max_errors: args.max_errors,
     };
     start(&mut store, &mut task, settings, &options, source.size)?;
@@ -209,13 +195,7 @@ fn rejected_summary(task: &Task) -> Option<String> {
     })
 }
 
-fn report(
-    store: &Store,
-    task: &Task,
-    name: &str,
-    json: bool,
-    settings: &Settings,
-) -> Result<ExitStatus> {
+fn report(store: &Store, task: &Task, name: &str, json: bool, settings: &Settings) -> Result<ExitStatus> {
     let status = match (task.task_status, task.failed_records) {
         (TaskStatus::Completed, 0) => ExitStatus::Success,
         (TaskStatus::Completed, _) => ExitStatus::RowsRejected,

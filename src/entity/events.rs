@@ -113,9 +113,7 @@ impl CsvLayout {
             .collect();
         let ignored = header
             .iter()
-            .filter(|h| {
-                !KNOWN.contains(&h.as_str()) && !h.starts_with(PROPERTY_PREFIX) && !h.is_empty()
-            })
+            .filter(|h| !KNOWN.contains(&h.as_str()) && !h.starts_with(PROPERTY_PREFIX) && !h.is_empty())
             .cloned()
             .collect();
         Ok(CsvLayout {
@@ -154,20 +152,12 @@ impl Validator for EventValidator {
     fn validate(&mut self, record: &Record, fields: Fields<'_>) -> Result<ValidRecord, RowError> {
         let given = match fields {
             Fields::Csv(row) => {
-                let layout = self
-                    .layout
-                    .as_ref()
-                    .expect("a CSV validator has a header layout");
+                let layout = self.layout.as_ref().expect("a CSV validator has a header layout");
                 from_csv(layout, row)?
             }
-            Fields::Json(map) => self.from_json(map)?,
+            Fields::Json(map) => self.read_json(map)?,
         };
-        build(
-            given,
-            record.position.number(),
-            record.position.element_line(),
-        )
-        .map(ValidRecord::Event)
+        build(given, record.position.number(), record.position.element_line()).map(ValidRecord::Event)
     }
 
     fn ignored_columns(&self) -> Vec<String> {
@@ -179,11 +169,7 @@ impl Validator for EventValidator {
 }
 
 /// A CSV cell as text; an empty cell is "not given".
-fn cell<'r>(
-    layout: &CsvLayout,
-    row: &'r csv::ByteRecord,
-    idx: usize,
-) -> Result<Option<&'r str>, RowError> {
+fn cell<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord, idx: usize) -> Result<Option<&'r str>, RowError> {
     let bytes = row.get(idx).unwrap_or_default();
     let text = std::str::from_utf8(bytes).map_err(|_| {
         RowError::validation(
@@ -195,11 +181,7 @@ fn cell<'r>(
 }
 
 fn from_csv<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord) -> Result<Given<'r>, RowError> {
-    let opt = |idx: Option<usize>| {
-        idx.map(|i| cell(layout, row, i))
-            .transpose()
-            .map(Option::flatten)
-    };
+    let opt = |idx: Option<usize>| idx.map(|i| cell(layout, row, i)).transpose().map(Option::flatten);
     let mut properties = match opt(layout.properties)? {
         None => Map::new(),
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -207,10 +189,7 @@ fn from_csv<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord) -> Result<Given<'r
             Ok(other) => {
                 return Err(RowError::validation(
                     Some(PROPERTIES),
-                    format!(
-                        "properties must be a JSON object, found {}",
-                        json_kind(&other)
-                    ),
+                    format!("properties must be a JSON object, found {}", json_kind(&other)),
                 ))
             }
             Err(e) => {
@@ -239,7 +218,7 @@ fn from_csv<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord) -> Result<Given<'r
 }
 
 impl EventValidator {
-    fn from_json<'m>(&mut self, map: &'m Map<String, Value>) -> Result<Given<'m>, RowError> {
+    fn read_json<'m>(&mut self, map: &'m Map<String, Value>) -> Result<Given<'m>, RowError> {
         let text = |key: &str| -> Result<Option<&'m str>, RowError> {
             match map.get(key) {
                 None | Some(Value::Null) => Ok(None),
@@ -257,10 +236,7 @@ impl EventValidator {
             Some(other) => {
                 return Err(RowError::validation(
                     Some(PROPERTIES),
-                    format!(
-                        "properties must be a JSON object, found {}",
-                        json_kind(other)
-                    ),
+                    format!("properties must be a JSON object, found {}", json_kind(other)),
                 ))
             }
         };
@@ -284,10 +260,7 @@ impl EventValidator {
 fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, RowError> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(RowError::validation(
-            Some(name),
-            format!("{name} is required"),
-        )),
+        _ => Err(RowError::validation(Some(name), format!("{name} is required"))),
     }
 }
 
@@ -312,8 +285,7 @@ pub fn parse_timestamp(text: Option<&str>) -> Result<DateTime<Utc>, RowError> {
 
 fn build(given: Given<'_>, line: u64, element_line: Option<u64>) -> Result<Event, RowError> {
     let event_name = required(given.event_name, EVENT_NAME)?.trim().to_owned();
-    let external_customer_id =
-        required(given.external_customer_id, EXTERNAL_CUSTOMER_ID)?.to_owned();
+    let external_customer_id = required(given.external_customer_id, EXTERNAL_CUSTOMER_ID)?.to_owned();
     let timestamp = parse_timestamp(given.timestamp)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let properties = Value::Object(given.properties).to_string();
     let customer_id = given.customer_id.map(str::to_owned);
@@ -380,16 +352,13 @@ mod tests {
     fn csv_event(header: &str, row: &str) -> Result<Event, RowError> {
         let header: Vec<String> = header.split(',').map(str::to_owned).collect();
         let mut v = EVENTS.validator(Some(&header)).unwrap();
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(row.as_bytes());
+        let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes());
         let rec = rdr.byte_records().next().unwrap().unwrap();
         let record = Record {
             position: Position::Line(2),
             body: Body::Csv(&rec),
         };
-        crate::entity::validate(v.as_mut(), Some(header.len()), &record)
-            .map(|ValidRecord::Event(e)| e)
+        crate::entity::validate(v.as_mut(), Some(header.len()), &record).map(|ValidRecord::Event(e)| e)
     }
 
     fn json_event(text: &str, line: u64) -> Result<Event, RowError> {
@@ -422,22 +391,14 @@ mod tests {
         let err = csv_event(h, "api,c1,2024-13-45T25:61:00Z").unwrap_err();
         assert_eq!(err.column.as_deref(), Some("timestamp"));
         assert!(
-            err.reason
-                .contains(r#""2024-13-45T25:61:00Z" is not an RFC 3339"#),
+            err.reason.contains(r#""2024-13-45T25:61:00Z" is not an RFC 3339"#),
             "{}",
             err.reason
         );
-        for bad in [
-            "2024-01-01T10:00:00",
-            "2024-01-01 10:00:00Z",
-            "2024-02-30T10:00:00Z",
-        ] {
+        for bad in ["2024-01-01T10:00:00", "2024-01-01 10:00:00Z", "2024-02-30T10:00:00Z"] {
             assert!(csv_event(h, &format!("api,c1,{bad}")).is_err(), "{bad}");
         }
-        assert_eq!(
-            csv_event(h, ",c1,").unwrap_err().reason,
-            "event_name is required"
-        );
+        assert_eq!(csv_event(h, ",c1,").unwrap_err().reason, "event_name is required");
         assert_eq!(
             csv_event(h, "api,,").unwrap_err().column.as_deref(),
             Some("external_customer_id")
@@ -465,20 +426,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.properties, r#"{"n":2}"#);
-        let err = json_event(
-            r#"{"event_name":"a","external_customer_id":"c","properties":[1]}"#,
-            1,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.reason,
-            "properties must be a JSON object, found an array"
-        );
+        let err = json_event(r#"{"event_name":"a","external_customer_id":"c","properties":[1]}"#, 1).unwrap_err();
+        assert_eq!(err.reason, "properties must be a JSON object, found an array");
         let err = json_event(r#"{"event_name":"a","external_customer_id":7}"#, 1).unwrap_err();
-        assert_eq!(
-            err.reason,
-            "external_customer_id must be a string, found a number"
-        );
+        assert_eq!(err.reason, "external_customer_id must be a string, found a number");
         assert!(json_event("[1]", 1)
             .unwrap_err()
             .reason

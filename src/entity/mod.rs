@@ -91,9 +91,7 @@ pub fn validate(
             value: Ok(Value::Object(map)),
             ..
         } => validator.validate(record, Fields::Json(map)),
-        Body::Json {
-            value: Ok(other), ..
-        } => Err(RowError::validation(
+        Body::Json { value: Ok(other), .. } => Err(RowError::validation(
             None,
             format!("expected a JSON object, found {}", json_kind(other)),
         )),

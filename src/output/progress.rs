@@ -24,9 +24,7 @@ impl Progress {
             return Progress::Hidden;
         }
         if !std::io::stderr().is_terminal() {
-            return Progress::Log {
-                last: Instant::now(),
-            };
+            return Progress::Log { last: Instant::now() };
         }
         let bar = ProgressBar::with_draw_target(total_bytes, ProgressDrawTarget::stderr());
         let template = if total_bytes.is_some() {
@@ -51,10 +49,7 @@ impl Progress {
 fn rows_message(task: &Task) -> String {
     format!(
         "{} rows, {} imported, {} rejected, {} duplicates",
-        task.processed_records,
-        task.successful_records,
-        task.failed_records,
-        task.metadata.duplicate_records
+        task.processed_records, task.successful_records, task.failed_records, task.metadata.duplicate_records
     )
 }
 
@@ -69,11 +64,7 @@ impl ProgressObserver for Progress {
             Progress::Log { last } => {
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();
-                    eprintln!(
-                        "{}: {} ({bytes_read} bytes read)",
-                        task.id,
-                        rows_message(task)
-                    );
+                    eprintln!("{}: {} ({bytes_read} bytes read)", task.id, rows_message(task));
                 }
             }
         }

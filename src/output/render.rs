@@ -86,11 +86,7 @@ fn rate(task: &Task, now: DateTime<Utc>) -> String {
 /// The one line printed when a run ends.
 pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     let m = &task.metadata;
-    let dry = if m.dry_run {
-        " (dry run: nothing stored)"
-    } else {
-        ""
-    };
+    let dry = if m.dry_run { " (dry run: nothing stored)" } else { "" };
     format!(
         "{} {}{dry}: {} imported, {} duplicates skipped, {} rejected of {} rows in {}",
         task.id,
@@ -104,13 +100,7 @@ pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
 }
 
 /// A rejected row as the user reads it: `file:line: column: reason`.
-pub fn error_line(
-    file: &str,
-    line: u64,
-    element_line: Option<u64>,
-    column: Option<&str>,
-    reason: &str,
-) -> String {
+pub fn error_line(file: &str, line: u64, element_line: Option<u64>, column: Option<&str>, reason: &str) -> String {
     let place = match element_line {
         Some(file_line) => format!("element {line} (line {file_line})"),
         None => line.to_string(),
@@ -121,12 +111,7 @@ pub fn error_line(
     }
 }
 
-pub fn details(
-    task: &Task,
-    errors: &[TaskErrorRow],
-    total_errors: u64,
-    now: DateTime<Utc>,
-) -> String {
+pub fn details(task: &Task, errors: &[TaskErrorRow], total_errors: u64, now: DateTime<Utc>) -> String {
     let mut out = String::new();
     let m = &task.metadata;
     let mut row = |key: &str, value: String| {
@@ -155,10 +140,7 @@ pub fn details(
         .total_records
         .map(|t| t.to_string())
         .unwrap_or_else(|| "not known yet".into());
-    row(
-        "Records",
-        format!("{} processed of {total}", task.processed_records),
-    );
+    row("Records", format!("{} processed of {total}", task.processed_records));
     row("  imported", task.successful_records.to_string());
     row(
         "  rejected",
@@ -167,20 +149,14 @@ pub fn details(
             task.failed_records, m.validation_errors, m.processing_errors
         ),
     );
-    row(
-        "  duplicates",
-        format!("{} (skipped, not failed)", m.duplicate_records),
-    );
+    row("  duplicates", format!("{} (skipped, not failed)", m.duplicate_records));
     if let Some(size) = m.file_size {
         let pct = if size == 0 {
             100.0
         } else {
             m.bytes_read as f64 * 100.0 / size as f64
         };
-        row(
-            "Bytes read",
-            format!("{} of {size} ({pct:.0}%)", m.bytes_read),
-        );
+        row("Bytes read", format!("{} of {size} ({pct:.0}%)", m.bytes_read));
     } else {
         row("Bytes read", m.bytes_read.to_string());
     }
@@ -217,13 +193,7 @@ pub fn details(
             let _ = writeln!(
                 out,
                 "  {} [{}]",
-                error_line(
-                    &name,
-                    e.line,
-                    e.element_line,
-                    e.column.as_deref(),
-                    &e.reason
-                ),
+                error_line(&name, e.line, e.element_line, e.column.as_deref(), &e.reason),
                 e.kind
             );
         }

@@ -31,10 +31,7 @@ fn count_newlines(bytes: &[u8]) -> u64 {
 }
 
 impl CsvReader {
-    pub fn new(
-        input: Box<dyn BufRead + Send>,
-        counters: Arc<ReadCounters>,
-    ) -> Result<CsvReader, ReadError> {
+    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>) -> Result<CsvReader, ReadError> {
         let mut reader = CsvReader {
             input,
             core: csv_core::Reader::new(),
@@ -74,17 +71,11 @@ impl CsvReader {
         // that the record's first line is known before it is parsed.
         loop {
             let line = self.line;
-            let buf = self
-                .input
-                .fill_buf()
-                .map_err(|source| ReadError::Io { line, source })?;
+            let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
                 return Ok(None);
             }
-            let skip = buf
-                .iter()
-                .take_while(|&&b| b == b'\n' || b == b'\r')
-                .count();
+            let skip = buf.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
             self.line += count_newlines(&buf[..skip]);
             self.byte += skip as u64;
             let rest = buf.len() - skip;
@@ -98,10 +89,7 @@ impl CsvReader {
         let (mut out, mut nends) = (0, 0);
         loop {
             let line = self.line;
-            let buf = self
-                .input
-                .fill_buf()
-                .map_err(|source| ReadError::Io { line, source })?;
+            let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             let (result, nin, nout, nend) =
                 self.core
                     .read_record(buf, &mut self.fields[out..], &mut self.ends[nends..]);
@@ -162,15 +150,10 @@ mod tests {
         let header = r.header().unwrap().to_vec();
         let mut rows = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
-            let Body::Csv(fields) = rec.body else {
-                unreachable!()
-            };
+            let Body::Csv(fields) = rec.body else { unreachable!() };
             rows.push((
                 rec.position.number(),
-                fields
-                    .iter()
-                    .map(|f| String::from_utf8_lossy(f).into_owned())
-                    .collect(),
+                fields.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect(),
             ));
         }
         (header, rows)

@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use super::{mark_record_start, Body, Position, ReadError, Record, RecordReader};
+use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader};
 use crate::source::{ReadCounters, MAX_RECORD_BYTES};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,10 +53,7 @@ impl JsonReader {
     fn peek_non_space(&mut self) -> Result<Option<u8>, ReadError> {
         loop {
             let line = self.line;
-            let buf = self
-                .input
-                .fill_buf()
-                .map_err(|source| ReadError::Io { line, source })?;
+            let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
                 return Ok(None);
             }
@@ -94,10 +91,7 @@ impl JsonReader {
         let mut started = false;
         loop {
             let line = self.line;
-            let buf = self
-                .input
-                .fill_buf()
-                .map_err(|source| ReadError::Io { line, source })?;
+            let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
                 return if !started || depth > 0 || in_string {
                     Err(self.syntax("the file ends inside a JSON value"))
@@ -122,9 +116,7 @@ impl JsonReader {
                     continue;
                 }
                 if !started && matches!(b, b',' | b']' | b'}') {
-                    return Err(
-                        self.syntax(format!("expected a JSON value, found {:?}", b as char))
-                    );
+                    return Err(self.syntax(format!("expected a JSON value, found {:?}", b as char)));
                 }
                 match b {
                     b'"' => in_string = true,
@@ -155,10 +147,7 @@ impl JsonReader {
             if self.element.len() as u64 > MAX_RECORD_BYTES {
                 return Err(ReadError::Syntax {
                     line: start_line,
-                    message: format!(
-                        "a JSON value is longer than {} MiB",
-                        MAX_RECORD_BYTES / (1024 * 1024)
-                    ),
+                    message: format!("a JSON value is longer than {} MiB", MAX_RECORD_BYTES / (1024 * 1024)),
                 });
             }
             if end.is_some() {
@@ -187,10 +176,7 @@ impl RecordReader for JsonReader {
                 }
                 Some(b'{') => self.mode = Mode::Sequence,
                 Some(other) => {
-                    return Err(self.syntax(format!(
-                        "expected a JSON array or objects, found {:?}",
-                        other as char
-                    )))
+                    return Err(self.syntax(format!("expected a JSON array or objects, found {:?}", other as char)))
                 }
             }
         }
@@ -198,10 +184,7 @@ impl RecordReader for JsonReader {
             Mode::Done | Mode::Start => {
                 // Only white space may follow the closing bracket.
                 if let Some(b) = self.peek_non_space()? {
-                    return Err(self.syntax(format!(
-                        "unexpected {:?} after the end of the JSON array",
-                        b as char
-                    )));
+                    return Err(self.syntax(format!("unexpected {:?} after the end of the JSON array", b as char)));
                 }
                 Ok(None)
             }
@@ -212,8 +195,7 @@ impl RecordReader for JsonReader {
                 mark_record_start(&self.counters, self.byte);
                 let line = self.line;
                 self.read_value()?;
-                let value = serde_json::from_slice(&self.element)
-                    .map_err(|e| format!("not valid JSON: {e}"));
+                let value = parse_json(&self.element, line);
                 Ok(Some(Record {
                     position: Position::Line(line),
                     body: Body::Json {
@@ -224,9 +206,7 @@ impl RecordReader for JsonReader {
             }
             Mode::Array => {
                 if self.peek_non_space()?.is_none() {
-                    return Err(
-                        self.syntax("the file ends before the JSON array is closed with ']'")
-                    );
+                    return Err(self.syntax("the file ends before the JSON array is closed with ']'"));
                 }
                 mark_record_start(&self.counters, self.byte);
                 let line = self.line;
@@ -245,14 +225,9 @@ impl RecordReader for JsonReader {
                             other as char
                         )))
                     }
-                    None => {
-                        return Err(
-                            self.syntax("the file ends before the JSON array is closed with ']'")
-                        )
-                    }
+                    None => return Err(self.syntax("the file ends before the JSON array is closed with ']'")),
                 }
-                let value = serde_json::from_slice(&self.element)
-                    .map_err(|e| format!("not valid JSON: {e}"));
+                let value = parse_json(&self.element, line);
                 Ok(Some(Record {
                     position: Position::Element { index, line },
                     body: Body::Json {
@@ -270,10 +245,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (Vec<(Position, String, bool)>, Option<String>) {
-        let mut r = JsonReader::new(
-            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-            Arc::default(),
-        );
+        let mut r = JsonReader::new(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), Arc::default());
         let mut out = Vec::new();
         loop {
             match r.next_record() {
@@ -281,11 +253,7 @@ mod tests {
                     let Body::Json { text, value } = rec.body else {
                         unreachable!()
                     };
-                    out.push((
-                        rec.position,
-                        String::from_utf8_lossy(text).into_owned(),
-                        value.is_ok(),
-                    ));
+                    out.push((rec.position, String::from_utf8_lossy(text).into_owned(), value.is_ok()));
                 }
                 Ok(None) => return (out, None),
                 Err(e) => return (out, Some(e.to_string())),
@@ -295,19 +263,12 @@ mod tests {
 
     #[test]
     fn array_elements_with_indexes_and_lines() {
-        let (recs, err) =
-            read("[\n {\"a\": \"x]\\\"}\"},\n {\"b\": [1, {\"c\": 2}]},\n 7, \"s\", null\n]\n");
+        let (recs, err) = read("[\n {\"a\": \"x]\\\"}\"},\n {\"b\": [1, {\"c\": 2}]},\n 7, \"s\", null\n]\n");
         assert_eq!(err, None);
         let texts: Vec<_> = recs.iter().map(|r| r.1.as_str()).collect();
         assert_eq!(
             texts,
-            [
-                "{\"a\": \"x]\\\"}\"}",
-                "{\"b\": [1, {\"c\": 2}]}",
-                "7",
-                "\"s\"",
-                "null"
-            ]
+            ["{\"a\": \"x]\\\"}\"}", "{\"b\": [1, {\"c\": 2}]}", "7", "\"s\"", "null"]
         );
         assert_eq!(recs[1].0, Position::Element { index: 1, line: 3 });
     }

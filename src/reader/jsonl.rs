@@ -4,7 +4,7 @@
 use std::io::{BufRead, Read};
 use std::sync::Arc;
 
-use super::{mark_record_start, Body, Position, ReadError, Record, RecordReader};
+use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader};
 use crate::source::{ReadCounters, MAX_RECORD_BYTES};
 
 pub struct JsonLinesReader {
@@ -51,23 +51,17 @@ impl RecordReader for JsonLinesReader {
             if n as u64 > MAX_RECORD_BYTES && !self.line.ends_with(b"\n") {
                 return Err(ReadError::Syntax {
                     line: self.line_number,
-                    message: format!(
-                        "line is longer than {} MiB",
-                        MAX_RECORD_BYTES / (1024 * 1024)
-                    ),
+                    message: format!("line is longer than {} MiB", MAX_RECORD_BYTES / (1024 * 1024)),
                 });
             }
             if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let value =
-                serde_json::from_slice(&self.line).map_err(|e| format!("not valid JSON: {e}"));
+            let text = self.line.trim_ascii_end();
+            let value = parse_json(text, self.line_number);
             return Ok(Some(Record {
                 position: Position::Line(self.line_number),
-                body: Body::Json {
-                    text: &self.line,
-                    value,
-                },
+                body: Body::Json { text, value },
             }));
         }
     }
@@ -80,10 +74,7 @@ mod tests {
     #[test]
     fn lines_blank_lines_crlf_and_broken_lines() {
         let text = b"{\"a\":1}\r\n\n  \n{\"a\":\n{\"a\":3}";
-        let mut r = JsonLinesReader::new(
-            Box::new(std::io::Cursor::new(text.to_vec())),
-            Arc::default(),
-        );
+        let mut r = JsonLinesReader::new(Box::new(std::io::Cursor::new(text.to_vec())), Arc::default());
         let mut seen = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
             let Body::Json { value, .. } = rec.body else {

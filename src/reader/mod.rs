@@ -21,9 +21,7 @@ use crate::source::ReadCounters;
 use crate::task::FileType;
 
 /// The input formats the tool reads.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
@@ -68,8 +66,7 @@ impl fmt::Display for Format {
 impl FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Format::from_extension(&s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown format {s:?}"))
+        Format::from_extension(&s.to_ascii_lowercase()).ok_or_else(|| format!("unknown format {s:?}"))
     }
 }
 
@@ -175,6 +172,20 @@ pub fn open(
         Format::Csv => Box::new(CsvReader::new(input, counters)?),
         Format::Jsonl => Box::new(JsonLinesReader::new(input, counters)),
         Format::Json => Box::new(JsonReader::new(input, counters)),
+    })
+}
+
+/// Parses one record's JSON text. The error names the file line and column, counted from
+/// `start_line`, where the record starts.
+fn parse_json(text: &[u8], start_line: u64) -> Result<Value, String> {
+    serde_json::from_slice(text).map_err(|e| {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        format!(
+            "not valid JSON at line {} column {}: {message}",
+            start_line + (e.line() as u64).saturating_sub(1),
+            e.column()
+        )
     })
 }
 

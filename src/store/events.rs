@@ -16,14 +16,25 @@ pub enum Stored {
 /// The small number standing for a tenant in the events index, created on first use.
 pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
     let found = conn
-        .query_row("SELECT tenant_key FROM tenants WHERE tenant_id = ?1", params![tenant_id], |r| r.get(0))
+        .query_row(
+            "SELECT tenant_key FROM tenants WHERE tenant_id = ?1",
+            params![tenant_id],
+            |r| r.get(0),
+        )
         .optional()?;
     if let Some(key) = found {
         return Ok(key);
     }
-    conn.execute("INSERT INTO tenants (tenant_id) VALUES (?1) ON CONFLICT DO NOTHING", params![tenant_id])?;
-    conn.query_row("SELECT tenant_key FROM tenants WHERE tenant_id = ?1", params![tenant_id], |r| r.get(0))
-        .with_context(|| format!("registering tenant {tenant_id}"))
+    conn.execute(
+        "INSERT INTO tenants (tenant_id) VALUES (?1) ON CONFLICT DO NOTHING",
+        params![tenant_id],
+    )?;
+    conn.query_row(
+        "SELECT tenant_key FROM tenants WHERE tenant_id = ?1",
+        params![tenant_id],
+        |r| r.get(0),
+    )
+    .with_context(|| format!("registering tenant {tenant_id}"))
 }
 
 /// A tenant as the events table knows it.
@@ -35,7 +46,13 @@ pub struct Tenant {
 
 /// Stores events of one task. A row already brought in by the same task from the same line
 /// (a retried run) counts as inserted again, so a retry's counters match a clean run.
-pub fn insert(conn: &Connection, tenant: &Tenant, task_id: &str, events: &[&Event], outcomes: &mut Vec<Stored>) -> Result<()> {
+pub fn insert(
+    conn: &Connection,
+    tenant: &Tenant,
+    task_id: &str,
+    events: &[&Event],
+    outcomes: &mut Vec<Stored>,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO events (tenant_key, tenant_id, event_id, event_name, external_customer_id, customer_id, \
          timestamp, source, properties, task_id, source_line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
@@ -58,7 +75,11 @@ pub fn insert(conn: &Connection, tenant: &Tenant, task_id: &str, events: &[&Even
                 e.line,
             ])
             .with_context(|| format!("storing event {} (line {})", e.event_id, e.line))?;
-        outcomes.push(if changed == 1 { Stored::Inserted } else { Stored::Duplicate });
+        outcomes.push(if changed == 1 {
+            Stored::Inserted
+        } else {
+            Stored::Duplicate
+        });
     }
     Ok(())
 }
@@ -68,11 +89,16 @@ pub fn insert(conn: &Connection, tenant: &Tenant, task_id: &str, events: &[&Even
 pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &mut Vec<Stored>) -> Result<()> {
     conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID")?;
     let mut exists = conn.prepare_cached("SELECT 1 FROM events WHERE tenant_key = ?1 AND event_id = ?2")?;
-    let mut seen = conn.prepare_cached("INSERT INTO temp.dry_run_seen (event_id) VALUES (?1) ON CONFLICT DO NOTHING")?;
+    let mut seen =
+        conn.prepare_cached("INSERT INTO temp.dry_run_seen (event_id) VALUES (?1) ON CONFLICT DO NOTHING")?;
     for e in events {
         let stored = exists.exists(params![tenant.key, e.event_id])?;
         let first_here = seen.execute(params![e.event_id])? == 1;
-        outcomes.push(if stored || !first_here { Stored::Duplicate } else { Stored::Inserted });
+        outcomes.push(if stored || !first_here {
+            Stored::Duplicate
+        } else {
+            Stored::Inserted
+        });
     }
     Ok(())
 }

@@ -84,8 +84,21 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             MIGRATIONS.len()
         );
     }
-    migrations.to_latest(conn)?;
-    Ok(())
+    // Another process may migrate between our reading the version and our transaction: then
+    // ours fails ("table already exists") while the store is in fact up to date.
+    let latest = SchemaVersion::Inside(std::num::NonZeroUsize::new(MIGRATIONS.len()).expect("migrations exist"));
+    let mut attempts = 0;
+    loop {
+        match migrations.to_latest(conn) {
+            Ok(()) => return Ok(()),
+            Err(_) if migrations.current_version(conn)? == latest => return Ok(()),
+            Err(e) if attempts >= 5 => return Err(e.into()),
+            Err(_) => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

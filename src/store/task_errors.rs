@@ -46,30 +46,22 @@ impl<'c> TaskErrors<'c> {
     }
 
     /// The first `limit` rejected rows of a task in file order, optionally of one kind.
-    pub fn first(
-        &self,
-        task_id: &str,
-        kind: Option<ErrorKind>,
-        limit: u32,
-    ) -> Result<Vec<TaskErrorRow>> {
+    pub fn first(&self, task_id: &str, kind: Option<ErrorKind>, limit: u32) -> Result<Vec<TaskErrorRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors \
              WHERE task_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY line, id LIMIT ?3",
         )?;
         let rows = stmt
-            .query_map(
-                params![task_id, kind.map(ErrorKind::as_str), limit],
-                |row| {
-                    Ok(TaskErrorRow {
-                        line: row.get(0)?,
-                        column: row.get(1)?,
-                        kind: row.get(2)?,
-                        reason: row.get(3)?,
-                        raw: row.get(4)?,
-                        element_line: row.get(5)?,
-                    })
-                },
-            )?
+            .query_map(params![task_id, kind.map(ErrorKind::as_str), limit], |row| {
+                Ok(TaskErrorRow {
+                    line: row.get(0)?,
+                    column: row.get(1)?,
+                    kind: row.get(2)?,
+                    reason: row.get(3)?,
+                    raw: row.get(4)?,
+                    element_line: row.get(5)?,
+                })
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()
             .with_context(|| format!("reading the rejected rows of task {task_id}"))?;
         Ok(rows)
@@ -88,10 +80,7 @@ impl<'c> TaskErrors<'c> {
     /// Forgets a task's rejected rows before it is run again from the start.
     pub fn clear(&self, task_id: &str) -> Result<()> {
         self.conn
-            .execute(
-                "DELETE FROM task_errors WHERE task_id = ?1",
-                params![task_id],
-            )
+            .execute("DELETE FROM task_errors WHERE task_id = ?1", params![task_id])
             .with_context(|| format!("clearing the rejected rows of task {task_id}"))?;
         Ok(())
     }

@@ -48,13 +48,7 @@ pub trait TaskRepository {
     /// Writes every mutable field of the task.
     fn update(&self, task: &Task) -> Result<()>;
     /// Writes only the counters and metadata: the cheap call made while a task runs.
-    fn update_progress(
-        &self,
-        id: &str,
-        progress: &Progress,
-        metadata: &TaskMetadata,
-        at: DateTime<Utc>,
-    ) -> Result<()>;
+    fn update_progress(&self, id: &str, progress: &Progress, metadata: &TaskMetadata, at: DateTime<Utc>) -> Result<()>;
     fn delete(&self, id: &str) -> Result<bool>;
 }
 
@@ -77,22 +71,18 @@ fn opt_time(t: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 fn parse_enum<T: std::str::FromStr<Err = String>>(idx: usize, text: String) -> rusqlite::Result<T> {
-    text.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
-    })
+    text.parse()
+        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into()))
 }
 
 fn read_time(row: &Row, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    row.get::<_, Option<String>>(idx)?
-        .map(|t| parse_time(&t))
-        .transpose()
+    row.get::<_, Option<String>>(idx)?.map(|t| parse_time(&t)).transpose()
 }
 
 fn task_from_row(row: &Row) -> rusqlite::Result<Task> {
     let metadata: String = row.get(12)?;
-    let metadata = serde_json::from_str(&metadata).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(12, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let metadata = serde_json::from_str(&metadata)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(12, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(Task {
         id: row.get(0)?,
         tenant_id: row.get(1)?,
@@ -207,9 +197,8 @@ impl TaskRepository for SqliteTaskRepository<'_> {
         let (clause, mut values) = where_clause(filter);
         values.push(Value::Integer(i64::from(filter.limit)));
         values.push(Value::Integer(filter.offset.min(i64::MAX as u64) as i64));
-        let sql = format!(
-            "SELECT {COLUMNS} FROM tasks WHERE {clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        );
+        let sql =
+            format!("SELECT {COLUMNS} FROM tasks WHERE {clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?");
         let mut stmt = self.conn.prepare(&sql)?;
         let items = stmt
             .query_map(rusqlite::params_from_iter(values), task_from_row)?
@@ -261,13 +250,7 @@ impl TaskRepository for SqliteTaskRepository<'_> {
         Ok(())
     }
 
-    fn update_progress(
-        &self,
-        id: &str,
-        progress: &Progress,
-        metadata: &TaskMetadata,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+    fn update_progress(&self, id: &str, progress: &Progress, metadata: &TaskMetadata, at: DateTime<Utc>) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE tasks SET processed_records = ?2, successful_records = ?3, failed_records = ?4, \
@@ -353,8 +336,7 @@ mod tests {
             failed: 1,
             total: Some(9),
         };
-        repo.update_progress("task_a", &progress, &t.metadata, at(3))
-            .unwrap();
+        repo.update_progress("task_a", &progress, &t.metadata, at(3)).unwrap();
         let got = repo.get("t1", "task_a").unwrap().unwrap();
         assert_eq!(
             (

@@ -183,15 +183,9 @@ mod tests {
     #[test]
     fn enums_parse_case_insensitively_and_print_flexprice_spelling() {
         assert_eq!("events".parse::<EntityType>().unwrap(), EntityType::Events);
-        assert_eq!(
-            "Failed".parse::<TaskStatus>().unwrap().to_string(),
-            "FAILED"
-        );
+        assert_eq!("Failed".parse::<TaskStatus>().unwrap().to_string(), "FAILED");
         let err = "TIERD".parse::<TaskStatus>().unwrap_err();
-        assert!(
-            err.contains("PENDING, PROCESSING, COMPLETED, FAILED"),
-            "{err}"
-        );
+        assert!(err.contains("PENDING, PROCESSING, COMPLETED, FAILED"), "{err}");
     }
 
     #[test]

@@ -1,1 +1,7 @@
-//! End-to-end tests of the binary.
+//! End-to-end tests of the binary: files in, rows, counters and exit codes out.
+
+mod support;
+
+mod completions;
+mod import;
+mod tasks;

@@ -1,0 +1,125 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_flexprice_import_global_optspecs
+    string join \n db= tenant= actor= q/quiet progress= h/help V/version
+end
+
+function __fish_flexprice_import_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_flexprice_import_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_flexprice_import_using_subcommand
+    set -l cmd (__fish_flexprice_import_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -s V -l version -d 'Print version'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "create" -d 'Record an import task as PENDING and print its id'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "list" -d 'List tasks, newest first'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l entity -d 'What the file holds' -r -f -a "events\t''
+prices\t''
+customers\t''
+features\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l format -d 'The file\'s format [default: from its extension: .csv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
+json\t'A JSON array of objects (or objects one after another)'
+jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l json -d 'Print the whole task as JSON instead of its id'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l entity -d 'What the file holds' -r -f -a "events\t''
+prices\t''
+customers\t''
+features\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l format -d 'The file\'s format [default: from its extension: .csv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
+json\t'A JSON array of objects (or objects one after another)'
+jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l batch-size -d 'Records per store transaction (and per progress update)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress-interval -d 'Commit what has been read and update progress at least this often (e.g. 30s, 2m)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-errors -d 'Stop, and fail the task, once more than N rows are rejected' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l dry-run -d 'Validate every row and write nothing but the task and its rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l json -d 'Print the final task as JSON on stdout instead of the summary'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l task-type -r -f -a "import\t''
+export\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l entity -r -f -a "events\t''
+prices\t''
+customers\t''
+features\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l status -r -f -a "pending\t''
+processing\t''
+completed\t''
+failed\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l created-by -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l since -d 'Created at or after: an RFC 3339 time, a date (2026-11-01) or an age (24h, 7d)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l until -d 'Created before: an RFC 3339 time, a date or an age' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l limit -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l offset -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l json -d 'Print {"items":[...],"pagination":{...}} as FlexPrice\'s API does'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l errors -d 'How many rejected rows to show' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l json -d 'Print the task (with its first rejected rows) as JSON'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run list inspect completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run list inspect completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run list inspect completions help" -f -a "list" -d 'List tasks, newest first'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run list inspect completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run list inspect completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run list inspect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

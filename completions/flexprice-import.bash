@@ -31,6 +31,9 @@ _flexprice__import() {
             flexprice__import,list)
                 cmd="flexprice__import__subcmd__list"
                 ;;
+            flexprice__import,resume)
+                cmd="flexprice__import__subcmd__resume"
+                ;;
             flexprice__import,run)
                 cmd="flexprice__import__subcmd__run"
                 ;;
@@ -49,6 +52,9 @@ _flexprice__import() {
             flexprice__import__subcmd__help,list)
                 cmd="flexprice__import__subcmd__help__subcmd__list"
                 ;;
+            flexprice__import__subcmd__help,resume)
+                cmd="flexprice__import__subcmd__help__subcmd__resume"
+                ;;
             flexprice__import__subcmd__help,run)
                 cmd="flexprice__import__subcmd__help__subcmd__run"
                 ;;
@@ -59,7 +65,7 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run list inspect completions help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,7 +163,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help)
-            opts="create run list inspect completions help"
+            opts="create run resume list inspect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,6 +233,20 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -350,8 +370,38 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        flexprice__subcmd__import__subcmd__resume)
+            opts="-q -h --json --db --tenant --actor --quiet --progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         flexprice__subcmd__import__subcmd__run)
-            opts="-q -h --entity --format --batch-size --progress-interval --dry-run --max-errors --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --batch-size --progress-interval --dry-run --max-errors --max-error-rate --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -374,6 +424,10 @@ _flexprice__import() {
                     return 0
                     ;;
                 --max-errors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-error-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -60,6 +60,9 @@ pub enum Command {
     Create(CreateArgs),
     /// Run a PENDING or FAILED task, or create one for a file and run it at once
     Run(RunArgs),
+    /// Continue every task left interrupted: PROCESSING by a process that died, or stopped
+    /// by Ctrl-C/SIGTERM
+    Resume(ResumeArgs),
     /// List tasks, newest first
     List(ListArgs),
     /// Show one task in detail: progress, counters, timings and its first rejected rows
@@ -112,7 +115,25 @@ pub struct RunArgs {
     /// Stop, and fail the task, once more than N rows are rejected
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,
+    /// Stop, and fail the task, once more than this fraction of rows is rejected (0.0–1.0;
+    /// checked once 1,000 rows are read, and at the end)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_error_rate: Option<f64>,
     /// Print the final task as JSON on stdout instead of the summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{text:?} is not a fraction from 0.0 to 1.0 (0.05 is 5%)")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Print each finished task as JSON (one object per line)
     #[arg(long)]
     pub json: bool,
 }

@@ -12,6 +12,8 @@ pub enum ExitStatus {
     Usage,
     /// The task completed but some rows were rejected.
     RowsRejected,
+    /// A signal stopped the run: 128 + its number (130 for SIGINT, 143 for SIGTERM).
+    Signal(i32),
 }
 
 impl ExitStatus {
@@ -21,6 +23,7 @@ impl ExitStatus {
             ExitStatus::Failure => 1,
             ExitStatus::Usage => 2,
             ExitStatus::RowsRejected => 3,
+            ExitStatus::Signal(signal) => (128 + signal).clamp(0, 255) as u8,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod entity;
 pub mod exit;
+pub mod interrupt;
 pub mod output;
 pub mod pipeline;
 pub mod reader;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     let json = match &cli.command {
         Command::Create(a) => a.json,
         Command::Run(a) => a.json,
+        Command::Resume(a) => a.json,
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
         Command::Completions { shell } => {
@@ -37,6 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match &cli.command {
         Command::Create(args) => commands::create::run(args, &settings),
         Command::Run(args) => commands::run::run(args, &settings),
+        Command::Resume(args) => commands::resume::run(args, &settings),
         Command::List(args) => commands::list::run(args, &settings),
         Command::Inspect(args) => commands::inspect::run(args, &settings),
         Command::Completions { .. } => unreachable!("handled above"),

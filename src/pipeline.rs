@@ -7,7 +7,7 @@
 //! whatever the batch size; batches keep commits few, which is what makes imports fast.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,10 @@ use chrono::Utc;
 use rusqlite::Transaction;
 
 use crate::entity::{self, Entity, ValidRecord};
-use crate::reader::{self, Format};
+use crate::reader::{self, Format, Resume, ResumePoint};
 use crate::row_error::{ErrorKind, RowError};
 use crate::source::{OpenSource, ReadCounters};
+use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tasks::Progress;
 use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
 use crate::target::Target;
@@ -26,6 +27,8 @@ use crate::task::{ErrorSample, Task};
 
 pub const DEFAULT_BATCH_SIZE: usize = 100_000;
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(30);
+/// Rows read before `--max-error-rate` is judged, so a bad first row does not stop a run.
+pub const MIN_ROWS_FOR_RATE: u64 = 1000;
 /// Rows handed from the reader to the writer at a time.
 const CHUNK_ROWS: usize = 1024;
 /// Chunks in flight between the reader and the writer.
@@ -40,6 +43,9 @@ pub struct RunOptions {
     pub progress_interval: Duration,
     /// Fail the task once more than this many rows are rejected.
     pub max_errors: Option<u64>,
+    /// Fail the task once more than this fraction of rows is rejected (checked from
+    /// `MIN_ROWS_FOR_RATE` rows on).
+    pub max_error_rate: Option<f64>,
 }
 
 /// How a run ended.
@@ -48,6 +54,19 @@ pub enum Outcome {
     Completed,
     /// The task failed; the reason is for the user and the task's error_summary.
     Failed(String),
+    /// A signal asked the run to stop; what was read is committed and checkpointed.
+    Interrupted(i32),
+}
+
+/// One run of an import: what to read, how, and from where.
+pub struct Job {
+    pub source: OpenSource,
+    pub format: Format,
+    pub entity: &'static dyn Entity,
+    /// Where to start again, for a task that was interrupted.
+    pub resume: Option<Resume>,
+    /// The input's size and modification time, kept with each checkpoint.
+    pub fingerprint: Option<(u64, i64)>,
 }
 
 /// Told of progress as chunks are written.
@@ -71,54 +90,55 @@ struct Chunk {
     records: Vec<ValidRecord>,
     rejects: Vec<RowError>,
     rows: u64,
+    /// Where the record after this chunk starts.
+    next: ResumePoint,
 }
 
 /// Imports `source` into `target`, updating `task`'s counters, metadata and progress in the
 /// store as batches commit. Leaves the task's final status to the caller.
-#[allow(clippy::too_many_arguments)]
 pub fn import(
-    store: &mut Store,
+    store: &Store,
     task: &mut Task,
-    source: OpenSource,
-    format: Format,
-    entity: &'static dyn Entity,
+    job: Job,
     target: &mut dyn Target,
     options: &RunOptions,
     observer: &mut dyn ProgressObserver,
 ) -> Result<Outcome> {
     let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
-    let counters = Arc::clone(&source.counters);
+    let counters = Arc::clone(&job.source.counters);
     let reading_options = options.clone();
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("reader".into())
-            .spawn_scoped(scope, move || {
-                read_and_validate(source, format, entity, &reading_options, tx)
-            })?;
-        // `rx` is dropped when writing ends, early or not, which stops the reader.
-        Writer {
-            task,
-            target,
-            options,
-            counters: &counters,
-            observer,
-        }
-        .run(&*store, rx)
-    })
+    let start = job.resume.as_ref().map(|r| r.point.clone()).unwrap_or_default();
+    let fingerprint = job.fingerprint;
+    // Not a scoped thread: on a signal the writer stops without waiting for a reader that
+    // may be blocked reading a pipe. `rx` is dropped when writing ends, which stops the reader.
+    std::thread::Builder::new()
+        .name("reader".into())
+        .spawn(move || read_and_validate(job, &reading_options, tx))?;
+    Writer {
+        task,
+        target,
+        options,
+        counters: &counters,
+        observer,
+        next: start,
+        fingerprint,
+    }
+    .run(store, rx)
 }
 
-fn read_and_validate(
-    source: OpenSource,
-    format: Format,
-    entity: &'static dyn Entity,
-    options: &RunOptions,
-    tx: SyncSender<Message>,
-) {
+fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
+    let Job {
+        source,
+        format,
+        entity,
+        resume,
+        ..
+    } = job;
     // A send fails only when the writer has stopped; then there is no one left to tell.
     let stop = |reason: String| {
         let _ = tx.send(Message::Stop(reason));
     };
-    let mut reader = match reader::open(format, source.reader, Arc::clone(&source.counters)) {
+    let mut reader = match reader::open(format, source.reader, Arc::clone(&source.counters), resume) {
         Ok(r) => r,
         Err(e) => return stop(e.to_string()),
     };
@@ -135,6 +155,9 @@ fn read_and_validate(
     let mut rejected: u64 = 0;
     let mut last_send = Instant::now();
     loop {
+        if crate::interrupt::received().is_some() {
+            return;
+        }
         let record = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => break,
@@ -150,6 +173,7 @@ fn read_and_validate(
                 chunk.rejects.push(err);
                 rejected += 1;
                 if let Some(max) = options.max_errors.filter(|&max| rejected > max) {
+                    chunk.next = reader.resume_point();
                     let _ = tx.send(Message::Chunk(chunk));
                     return stop(format!(
                         "more than {max} rows were rejected (--max-errors {max}); stopped reading"
@@ -159,6 +183,7 @@ fn read_and_validate(
         }
         let full = chunk.rows as usize >= CHUNK_ROWS.min(options.batch_size);
         if full || last_send.elapsed() >= options.progress_interval {
+            chunk.next = reader.resume_point();
             if tx.send(Message::Chunk(std::mem::take(&mut chunk))).is_err() {
                 return;
             }
@@ -170,6 +195,7 @@ fn read_and_validate(
     if header_len.is_none() && !ignored.is_empty() {
         let _ = tx.send(Message::Ignored(ignored));
     }
+    chunk.next = reader.resume_point();
     let _ = tx.send(Message::Chunk(chunk));
 }
 
@@ -179,6 +205,9 @@ struct Writer<'a> {
     options: &'a RunOptions,
     counters: &'a ReadCounters,
     observer: &'a mut dyn ProgressObserver,
+    /// Where the record after the last one written starts.
+    next: ResumePoint,
+    fingerprint: Option<(u64, i64)>,
 }
 
 impl Writer<'_> {
@@ -187,7 +216,16 @@ impl Writer<'_> {
         let mut open: Option<Transaction<'_>> = None;
         let mut rows_in_batch = 0usize;
         let mut batch_started = Instant::now();
-        for message in rx {
+        loop {
+            if let Some(signal) = crate::interrupt::received() {
+                outcome = Outcome::Interrupted(signal);
+                break;
+            }
+            let message = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let chunk = match message {
                 Message::Ignored(columns) => {
                     self.task.metadata.ignored_columns = columns;
@@ -206,7 +244,7 @@ impl Writer<'_> {
             let tx = open.as_ref().expect("opened above");
             rows_in_batch += chunk.rows as usize;
             self.write_chunk(tx, chunk)?;
-            let too_many = self.options.max_errors.filter(|&max| self.task.failed_records > max);
+            let too_many = self.too_many_errors(MIN_ROWS_FOR_RATE);
             if rows_in_batch >= self.options.batch_size
                 || batch_started.elapsed() >= self.options.progress_interval
                 || too_many.is_some()
@@ -214,15 +252,21 @@ impl Writer<'_> {
                 self.commit(open.take().expect("opened above"))?;
                 rows_in_batch = 0;
             }
-            if let Some(max) = too_many {
-                outcome = Outcome::Failed(format!(
-                    "more than {max} rows were rejected (--max-errors {max}); stopped"
-                ));
+            if let Some(reason) = too_many {
+                outcome = Outcome::Failed(reason);
                 break;
             }
         }
-        self.task.total_records = Some(self.task.processed_records);
-        // Whatever was accepted before the end, or before a failure, is kept.
+        if outcome == Outcome::Completed {
+            // A small file is judged by its rate once it has been read whole.
+            if let Some(reason) = self.too_many_errors(0) {
+                outcome = Outcome::Failed(reason);
+            }
+        }
+        if !matches!(outcome, Outcome::Interrupted(_)) {
+            self.task.total_records = Some(self.task.processed_records);
+        }
+        // Whatever was accepted before the end, a failure or a signal, is kept.
         match open.take() {
             Some(tx) => self.commit(tx)?,
             None => self.task.metadata.bytes_read = self.counters.bytes_read.load(Ordering::Relaxed),
@@ -230,7 +274,26 @@ impl Writer<'_> {
         Ok(outcome)
     }
 
+    /// Why the run must stop for its rejected rows, if it must.
+    fn too_many_errors(&self, min_rows_for_rate: u64) -> Option<String> {
+        let (failed, processed) = (self.task.failed_records, self.task.processed_records);
+        if let Some(max) = self.options.max_errors.filter(|&max| failed > max) {
+            return Some(format!(
+                "more than {max} rows were rejected (--max-errors {max}); stopped"
+            ));
+        }
+        let rate = self.options.max_error_rate?;
+        let seen = failed as f64 / processed.max(1) as f64;
+        (processed >= min_rows_for_rate && processed > 0 && seen > rate).then(|| {
+            format!(
+                "{failed} of {processed} rows were rejected ({:.1}%, more than --max-error-rate {rate}); stopped",
+                seen * 100.0
+            )
+        })
+    }
+
     fn write_chunk(&mut self, tx: &Transaction<'_>, mut chunk: Chunk) -> Result<()> {
+        self.next = std::mem::take(&mut chunk.next);
         let task = &mut *self.task;
         let delivery = self.target.deliver(tx, &mut chunk.records)?;
         let errors = TaskErrors::new(tx);
@@ -274,6 +337,12 @@ impl Writer<'_> {
             total: task.total_records,
         };
         SqliteTaskRepository::new(&tx).update_progress(&task.id, &progress, &task.metadata, now)?;
+        let checkpoint = Checkpoint {
+            position: self.next.clone(),
+            records: task.processed_records,
+            source: self.fingerprint,
+        };
+        checkpoints::save(&tx, &task.id, &checkpoint)?;
         tx.commit()?;
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! unclosed quote in a huge file fails cleanly instead of filling memory.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -108,6 +108,57 @@ pub fn open(spec: &SourceSpec) -> Result<OpenSource> {
         size,
         counters,
     })
+}
+
+/// Opens a file to continue reading at `offset` bytes after its byte-order mark, where a
+/// checkpoint says the next record starts.
+pub fn open_at(spec: &SourceSpec, offset: u64) -> Result<OpenSource> {
+    let SourceSpec::File(path) = spec else {
+        anyhow::bail!("standard input cannot be read again from the middle");
+    };
+    let mut file = open_file(path)?;
+    let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let mut head = [0u8; 3];
+    let n = read_up_to(&mut file, &mut head).with_context(|| format!("reading {}", path.display()))?;
+    let bom = if head[..n] == *UTF8_BOM {
+        UTF8_BOM.len() as u64
+    } else {
+        0
+    };
+    file.seek(SeekFrom::Start(bom + offset))
+        .with_context(|| format!("seeking to byte {offset} of {}", path.display()))?;
+    let counters = Arc::new(ReadCounters::default());
+    counters.bytes_read.store(offset, Ordering::Relaxed);
+    counters.record_start.store(offset, Ordering::Relaxed);
+    let guarded = Guarded {
+        inner: Box::new(file),
+        counters: Arc::clone(&counters),
+    };
+    Ok(OpenSource {
+        reader: Box::new(BufReader::with_capacity(BUFFER_BYTES, guarded)),
+        size,
+        counters,
+    })
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// What identifies a file's content cheaply: its size and modification time. A checkpoint is
+/// only used while these are unchanged.
+pub fn fingerprint(spec: &SourceSpec) -> Option<(u64, i64)> {
+    let SourceSpec::File(path) = spec else { return None };
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some((meta.len(), mtime.as_nanos() as i64))
 }
 
 fn open_file(path: &Path) -> Result<File> {

@@ -5,28 +5,33 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::print_json;
+use super::run::{find_task, is_interrupted};
 use crate::cli::InspectArgs;
-use crate::exit::{usage, ExitStatus};
+use crate::exit::ExitStatus;
 use crate::output::render;
 use crate::settings::Settings;
-use crate::store::{Store, TaskRepository};
+use crate::store::checkpoints;
+use crate::store::Store;
 
 pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
     let store = Store::open(&settings.db_path)?;
-    let task = store.tasks().get(&settings.tenant_id, &args.task_id)?.ok_or_else(|| {
-        usage(format!(
-            "no task {} for tenant {} in {}",
-            args.task_id,
-            settings.tenant_id,
-            store.path().display()
-        ))
-    })?;
+    let task = find_task(&store, settings, &args.task_id)?;
     let errors = store.task_errors().first(&task.id, None, args.errors)?;
     let total_errors = store.task_errors().count(&task.id)?;
+    let interrupted = is_interrupted(&task, &settings.db_path);
+    let checkpoint = checkpoints::load(store.conn(), &task.id)?;
     let now = Utc::now();
     if args.json {
         let mut value = serde_json::to_value(&task)?;
         if let Some(obj) = value.as_object_mut() {
+            obj.insert("interrupted".into(), json!(interrupted));
+            obj.insert("resumable".into(), json!(task.file_url != "-"));
+            obj.insert(
+                "checkpoint".into(),
+                json!(checkpoint
+                    .as_ref()
+                    .map(|c| json!({"line": c.position.line, "byte": c.position.byte, "records": c.records}))),
+            );
             obj.insert("duration_seconds".into(), json!(task.elapsed_seconds(now)));
             obj.insert("rows_per_second".into(), json!(task.rows_per_second(now)));
             obj.insert("error_rows".into(), json!(total_errors));
@@ -34,7 +39,13 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
         }
         print_json(&value)?;
     } else {
-        print!("{}", render::details(&task, &errors, total_errors, now));
+        let extra = render::Extra {
+            errors: &errors,
+            total_errors,
+            interrupted,
+            checkpoint: checkpoint.map(|c| (c.position.line, c.records)),
+        };
+        print!("{}", render::details(&task, &extra, now));
     }
     Ok(ExitStatus::Success)
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use super::print_json;
+use super::run::is_interrupted;
 use crate::cli::ListArgs;
 use crate::exit::{usage, ExitStatus};
 use crate::output::render;
@@ -35,9 +36,26 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
     };
     let store = Store::open(&settings.db_path)?;
     let page = store.tasks().list(&filter)?;
+    let interrupted: Vec<bool> = page
+        .items
+        .iter()
+        .map(|t| is_interrupted(t, &settings.db_path))
+        .collect();
     if args.json {
+        let items: Vec<serde_json::Value> = page
+            .items
+            .iter()
+            .zip(&interrupted)
+            .map(|(t, &stopped)| {
+                let mut v = serde_json::to_value(t)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("interrupted".into(), json!(stopped));
+                }
+                Ok(v)
+            })
+            .collect::<Result<_>>()?;
         print_json(&json!({
-            "items": page.items,
+            "items": items,
             "pagination": {"total": page.total, "limit": filter.limit, "offset": filter.offset},
         }))?;
     } else if page.items.is_empty() {
@@ -45,7 +63,7 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
             eprintln!("no tasks match (of {} in {})", page.total, store.path().display());
         }
     } else {
-        println!("{}", render::task_table(&page.items, settings.output));
+        println!("{}", render::task_table(&page.items, &interrupted, settings.output));
         if !settings.output.quiet && page.total > page.items.len() as u64 {
             eprintln!(
                 "{} of {} tasks shown (--limit {} --offset {})",

@@ -4,6 +4,7 @@ pub mod completions;
 pub mod create;
 pub mod inspect;
 pub mod list;
+pub mod resume;
 pub mod run;
 
 use anyhow::Result;

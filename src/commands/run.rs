@@ -1,4 +1,5 @@
-//! `run`: run a task (new for a file, or an existing PENDING/FAILED one) to its end.
+//! `run`: run a task (new for a file, or an existing PENDING/FAILED/interrupted one) to its
+//! end, continuing from its checkpoint where it was interrupted.
 
 use std::path::Path;
 
@@ -10,10 +11,14 @@ use crate::cli::RunArgs;
 use crate::exit::{usage, ExitStatus};
 use crate::output::progress::Progress;
 use crate::output::render;
-use crate::pipeline::{self, Outcome, RunOptions};
+use crate::pipeline::{self, Job, Outcome, RunOptions};
+use crate::reader::{self, Format, Resume};
+use crate::row_error::ErrorKind;
 use crate::settings::Settings;
 use crate::source::{self, SourceSpec};
-use crate::store::{Store, TaskRepository};
+use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::lock::TaskLock;
+use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
 use crate::target::local::LocalTarget;
 use crate::task::{Task, TaskStatus};
 
@@ -21,8 +26,15 @@ use crate::task::{Task, TaskStatus};
 const ERRORS_SHOWN: usize = 10;
 
 pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
-    let mut store = Store::open(&settings.db_path)?;
-    let (mut task, spec, format, is_new) = if looks_like_task_id(&args.input) {
+    crate::interrupt::install()?;
+    let store = Store::open(&settings.db_path)?;
+    let options = RunOptions {
+        batch_size: args.batch_size.map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
+        progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
+        max_errors: args.max_errors,
+        max_error_rate: args.max_error_rate,
+    };
+    let task = if looks_like_task_id(&args.input) {
         if args.input_args.entity.is_some() || args.input_args.format.is_some() {
             return Err(usage(
                 "--entity and --format describe a file; a task keeps the ones it was created with",
@@ -31,84 +43,29 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         if args.dry_run {
             return Err(usage("--dry-run takes a file: dry-run the file, then run the task"));
         }
-        let task = store.tasks().get(&settings.tenant_id, &args.input)?.ok_or_else(|| {
-            usage(format!(
-                "no task {} for tenant {} in {}",
-                args.input,
-                settings.tenant_id,
-                store.path().display()
-            ))
-        })?;
-        let spec = SourceSpec::from_file_url(&task.file_url);
-        let format = task_format(&task);
-        (task, spec, format, false)
+        find_task(&store, settings, &args.input)?
     } else {
         let input = ImportInput::resolve(&args.input, &args.input_args)?;
+        if let SourceSpec::File(path) = &input.spec {
+            // A file that cannot be opened is not worth a task.
+            drop(std::fs::File::open(path).map_err(|e| anyhow!(e).context(format!("opening {}", path.display())))?);
+        }
         let mut task = input.new_task(settings)?;
         task.metadata.dry_run = args.dry_run;
-        (task, input.spec, input.format, true)
-    };
-    let entity = entity_for(task.entity_type)?;
-    match task.task_status {
-        TaskStatus::Pending | TaskStatus::Failed => {}
-        TaskStatus::Completed => {
-            return Err(usage(format!(
-                "task {} is COMPLETED; import the file again as a new task",
-                task.id
-            )))
-        }
-        TaskStatus::Processing => return Err(anyhow!("task {} is PROCESSING: another run is working on it", task.id)),
-    }
-
-    let source = match source::open(&spec) {
-        Ok(s) => s,
-        // A file that cannot be opened is not worth a new task; an existing task records it.
-        Err(e) if is_new => return Err(e),
-        Err(e) => {
-            fail_unstarted(&store, &mut task, settings, &format!("{e:#}"))?;
-            return Err(e);
-        }
-    };
-    if is_new {
         store.tasks().create(&task)?;
-    }
+        task
+    };
+    run_task(&store, task, settings, &options, args.json)
+}
 
-    let options = RunOptions {
-        batch_size: args.batch_size.map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
-        progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
-        max_errors: args.max_errors,
-    };
-    start(&mut store, &mut task, settings, &options, source.size)?;
-
-    let mut target = LocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
-    let mut progress = Progress::start(settings.output.progress_bar, source.size);
-    let result = pipeline::import(
-        &mut store,
-        &mut task,
-        source,
-        format,
-        entity,
-        &mut target,
-        &options,
-        &mut progress,
-    );
-    progress.finish();
-    let name = spec.display_name();
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            // The store itself failed (disk full, read-only): record it if it still can.
-            let reason = format!("{e:#}");
-            let _ = finish(&store, &mut task, Outcome::Failed(reason), settings);
-            return Err(e);
-        }
-    };
-    let outcome = match outcome {
-        Outcome::Failed(reason) => Outcome::Failed(format!("{name}: {reason}")),
-        done => done,
-    };
-    finish(&store, &mut task, outcome, settings)?;
-    report(&store, &task, &name, args.json, settings)
+pub fn find_task(store: &Store, settings: &Settings, id: &str) -> Result<Task> {
+    store.tasks().get(&settings.tenant_id, id)?.ok_or_else(|| {
+        usage(format!(
+            "no task {id} for tenant {} in {}",
+            settings.tenant_id,
+            store.path().display()
+        ))
+    })
 }
 
 /// A task id is `task_…`; a file of that name still wins, so any file can be imported.
@@ -116,20 +73,171 @@ fn looks_like_task_id(input: &str) -> bool {
     input.starts_with("task_") && !Path::new(input).exists()
 }
 
+/// Whether a task stopped without finishing: PROCESSING with no live process, or FAILED by
+/// a signal.
+pub fn is_interrupted(task: &Task, db: &Path) -> bool {
+    match task.task_status {
+        TaskStatus::Processing => !TaskLock::is_held(db, &task.id),
+        TaskStatus::Failed => task.metadata.interrupted,
+        _ => false,
+    }
+}
+
+/// Runs one task to its end, holding its lock throughout.
+pub fn run_task(
+    store: &Store,
+    task: Task,
+    settings: &Settings,
+    options: &RunOptions,
+    json: bool,
+) -> Result<ExitStatus> {
+    let entity = entity_for(task.entity_type)?;
+    let Some(lock) = TaskLock::try_acquire(&settings.db_path, &task.id)? else {
+        return Err(anyhow!(
+            "task {} is being run by another process ({})",
+            task.id,
+            task.metadata.run_by.as_deref().unwrap_or("unknown")
+        ));
+    };
+    // Read again under the lock: another process may have finished it meanwhile.
+    let mut task = find_task(store, settings, &task.id)?;
+    let status = run_locked(store, &mut task, entity, settings, options, json);
+    // The lock file stays: removing it would let two processes lock two different files.
+    drop(lock);
+    status
+}
+
+fn run_locked(
+    store: &Store,
+    task: &mut Task,
+    entity: &'static dyn crate::entity::Entity,
+    settings: &Settings,
+    options: &RunOptions,
+    json: bool,
+) -> Result<ExitStatus> {
+    // We hold the lock, so a PROCESSING task's process is gone.
+    let interrupted = matches!(task.task_status, TaskStatus::Processing)
+        || (task.task_status == TaskStatus::Failed && task.metadata.interrupted);
+    if task.task_status == TaskStatus::Completed {
+        return Err(usage(format!(
+            "task {} is COMPLETED; import the file again as a new task",
+            task.id
+        )));
+    }
+    let spec = SourceSpec::from_file_url(&task.file_url);
+    let format = task_format(task);
+    let fingerprint = source::fingerprint(&spec);
+    let checkpoint = if interrupted {
+        checkpoints::load(store.conn(), &task.id)?
+    } else {
+        None
+    };
+    let resume_from = match checkpoint {
+        Some(cp) if fingerprint.is_some() && cp.source == fingerprint => Some(cp),
+        Some(_) => {
+            if !settings.output.quiet {
+                let why = match spec {
+                    SourceSpec::Stdin => "standard input cannot be read again from the middle",
+                    SourceSpec::File(_) => "the file changed since the checkpoint",
+                };
+                eprintln!(
+                    "warning: task {} cannot continue from its checkpoint ({why}); starting over \
+                     (events it already stored count again as imported, not as duplicates)",
+                    task.id
+                );
+            }
+            None
+        }
+        None => None,
+    };
+
+    let opened = match &resume_from {
+        Some(cp) => open_resume(&spec, format, cp),
+        None => source::open(&spec).map(|s| (s, None)),
+    };
+    let (source, resume) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            fail_unstarted(store, task, settings, &format!("{e:#}"))?;
+            return Err(e);
+        }
+    };
+    start(store, task, settings, options, source.size, resume_from.as_ref())?;
+    if let (Some(cp), false) = (&resume_from, settings.output.quiet) {
+        eprintln!(
+            "continuing task {} from line {} ({} records done)",
+            task.id, cp.position.line, cp.records
+        );
+    }
+
+    let mut target = LocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
+    let mut progress = Progress::start(settings.output.progress_bar, source.size);
+    let job = Job {
+        source,
+        format,
+        entity,
+        resume,
+        fingerprint,
+    };
+    let result = pipeline::import(store, task, job, &mut target, options, &mut progress);
+    progress.finish();
+    let name = spec.display_name();
+    let outcome = match result {
+        Ok(Outcome::Failed(reason)) => Outcome::Failed(format!("{name}: {reason}")),
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // The store itself failed (disk full, read-only): record it if it still can.
+            let _ = finish(store, task, Outcome::Failed(format!("{e:#}")), settings);
+            return Err(e);
+        }
+    };
+    finish(store, task, outcome.clone(), settings)?;
+    report(store, task, &name, json, &outcome, settings)
+}
+
+/// Opens the input at the checkpoint; a CSV header is read again from the file's start.
+fn open_resume(spec: &SourceSpec, format: Format, cp: &Checkpoint) -> Result<(source::OpenSource, Option<Resume>)> {
+    let header = if format == Format::Csv {
+        let start = source::open(spec)?;
+        let reader = reader::CsvReader::new(start.reader, start.counters)?;
+        Some(reader::RecordReader::header(&reader).unwrap_or_default().to_vec())
+    } else {
+        None
+    };
+    let source = source::open_at(spec, cp.position.byte)?;
+    Ok((
+        source,
+        Some(Resume {
+            point: cp.position.clone(),
+            header,
+        }),
+    ))
+}
+
 fn start(
-    store: &mut Store,
+    store: &Store,
     task: &mut Task,
     settings: &Settings,
     options: &RunOptions,
     size: Option<u64>,
+    resume: Option<&Checkpoint>,
 ) -> Result<()> {
-    let retry = task.task_status == TaskStatus::Failed;
     let now = Utc::now();
-    task.move_to(TaskStatus::Processing, now)?;
+    let first_start = task.started_at;
+    if task.task_status != TaskStatus::Processing {
+        task.move_to(TaskStatus::Processing, now)?;
+    }
+    task.updated_at = now;
     task.updated_by = settings.actor.clone();
-    if retry {
-        // A retry starts over; rows the failed run stored count again as imported, not as
-        // duplicates (see store::events::insert).
+    let restart = resume.is_none() && task.processed_records + task.metadata.duplicate_records > 0;
+    if resume.is_some() {
+        // The counters are the ones committed with the checkpoint.
+        task.started_at = first_start.or(Some(now));
+        task.metadata.resumed += 1;
+    } else {
+        // From the start; events an earlier attempt stored count again as imported by this
+        // task, not as duplicates (see store::events::insert).
+        task.started_at = Some(now);
         task.processed_records = 0;
         task.successful_records = 0;
         task.failed_records = 0;
@@ -142,15 +250,23 @@ fn start(
         m.bytes_read = 0;
     }
     let m = &mut task.metadata;
+    m.interrupted = false;
     m.target = Some("local".into());
     m.batch_size = Some(options.batch_size as u64);
     m.max_errors = options.max_errors;
+    m.max_error_rate = options.max_error_rate;
     m.file_size = size;
-    let tx = store.conn_mut().transaction()?;
-    if retry {
-        crate::store::TaskErrors::new(&tx).clear(&task.id)?;
+    m.run_by = Some(format!(
+        "pid {} on {}",
+        std::process::id(),
+        whoami::fallible::hostname().unwrap_or_else(|_| "unknown host".into())
+    ));
+    let tx = store.conn().unchecked_transaction()?;
+    if resume.is_none() && (restart || task.metadata.resumed > 0) {
+        TaskErrors::new(&tx).clear(&task.id)?;
+        checkpoints::clear(&tx, &task.id)?;
     }
-    crate::store::SqliteTaskRepository::new(&tx).update(task)?;
+    SqliteTaskRepository::new(&tx).update(task)?;
     tx.commit()?;
     Ok(())
 }
@@ -181,6 +297,16 @@ fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings)
                 None => reason,
             });
         }
+        Outcome::Interrupted(signal) => {
+            task.move_to(TaskStatus::Failed, now)?;
+            task.metadata.interrupted = true;
+            task.error_summary = Some(format!(
+                "interrupted by {} after {} records; `flexprice-import run {}` continues from there",
+                crate::interrupt::name(signal),
+                task.processed_records,
+                task.id
+            ));
+        }
     }
     store.tasks().update(task)
 }
@@ -195,18 +321,33 @@ fn rejected_summary(task: &Task) -> Option<String> {
     })
 }
 
-fn report(store: &Store, task: &Task, name: &str, json: bool, settings: &Settings) -> Result<ExitStatus> {
-    let status = match (task.task_status, task.failed_records) {
-        (TaskStatus::Completed, 0) => ExitStatus::Success,
-        (TaskStatus::Completed, _) => ExitStatus::RowsRejected,
+fn report(
+    store: &Store,
+    task: &Task,
+    name: &str,
+    json: bool,
+    outcome: &Outcome,
+    settings: &Settings,
+) -> Result<ExitStatus> {
+    let status = match (outcome, task.task_status, task.failed_records) {
+        (Outcome::Interrupted(signal), _, _) => ExitStatus::Signal(*signal),
+        (_, TaskStatus::Completed, 0) => ExitStatus::Success,
+        (_, TaskStatus::Completed, _) => ExitStatus::RowsRejected,
         _ => ExitStatus::Failure,
     };
     if json {
         print_json(task)?;
     }
+    let failed_line = || {
+        task.error_summary
+            .as_ref()
+            .map(|reason| format!("flexprice-import: task {} FAILED: {reason}", task.id))
+    };
     if settings.output.quiet {
-        if let (ExitStatus::Failure, Some(reason)) = (status, &task.error_summary) {
-            eprintln!("flexprice-import: task {} FAILED: {reason}", task.id);
+        if status != ExitStatus::RowsRejected && status != ExitStatus::Success {
+            if let Some(line) = failed_line() {
+                eprintln!("{line}");
+            }
         }
         return Ok(status);
     }
@@ -217,30 +358,18 @@ fn report(store: &Store, task: &Task, name: &str, json: bool, settings: &Setting
             m.ignored_columns.join(", ")
         );
     }
-    let errors = store.task_errors().first(
-        &task.id,
-        Some(crate::row_error::ErrorKind::Validation),
-        ERRORS_SHOWN as u32,
-    )?;
-    let mut shown = errors.len();
-    for e in &errors {
-        eprintln!(
-            "{}",
-            render::error_line(name, e.line, e.element_line, e.column.as_deref(), &e.reason)
-        );
-    }
-    if shown < ERRORS_SHOWN && m.processing_errors > 0 {
-        let more = store.task_errors().first(
-            &task.id,
-            Some(crate::row_error::ErrorKind::Processing),
-            (ERRORS_SHOWN - shown) as u32,
-        )?;
-        shown += more.len();
-        for e in &more {
+    let mut shown = 0;
+    for kind in [ErrorKind::Validation, ErrorKind::Processing] {
+        let room = ERRORS_SHOWN - shown;
+        if room == 0 {
+            break;
+        }
+        for e in store.task_errors().first(&task.id, Some(kind), room as u32)? {
             eprintln!(
                 "{}",
                 render::error_line(name, e.line, e.element_line, e.column.as_deref(), &e.reason)
             );
+            shown += 1;
         }
     }
     if (shown as u64) < task.failed_records {
@@ -251,8 +380,8 @@ fn report(store: &Store, task: &Task, name: &str, json: bool, settings: &Setting
         );
     }
     if task.task_status == TaskStatus::Failed {
-        if let Some(reason) = &task.error_summary {
-            eprintln!("flexprice-import: task {} FAILED: {reason}", task.id);
+        if let Some(line) = failed_line() {
+            eprintln!("{line}");
         }
     }
     eprintln!("{}", render::summary(task, Utc::now()));

@@ -34,7 +34,8 @@ fn status_color(status: TaskStatus) -> Color {
     }
 }
 
-pub fn task_table(tasks: &[Task], policy: OutputPolicy) -> String {
+/// `interrupted[i]` says whether `tasks[i]` stopped without finishing.
+pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) -> String {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
     if policy.color {
@@ -53,8 +54,13 @@ pub fn task_table(tasks: &[Task], policy: OutputPolicy) -> String {
         "CREATED (UTC)",
         "BY",
     ]);
-    for t in tasks {
-        let mut status = Cell::new(t.task_status);
+    for (t, &stopped) in tasks.iter().zip(interrupted) {
+        let label = if stopped {
+            format!("{} (interrupted)", t.task_status)
+        } else {
+            t.task_status.to_string()
+        };
+        let mut status = Cell::new(label);
         if policy.color {
             status = status.fg(status_color(t.task_status));
         }
@@ -111,7 +117,17 @@ pub fn error_line(file: &str, line: u64, element_line: Option<u64>, column: Opti
     }
 }
 
-pub fn details(task: &Task, errors: &[TaskErrorRow], total_errors: u64, now: DateTime<Utc>) -> String {
+/// What `inspect` knows beyond the task row.
+pub struct Extra<'a> {
+    pub errors: &'a [TaskErrorRow],
+    pub total_errors: u64,
+    pub interrupted: bool,
+    /// Where an interrupted run would continue: (line, records done).
+    pub checkpoint: Option<(u64, u64)>,
+}
+
+pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
+    let (errors, total_errors) = (extra.errors, extra.total_errors);
     let mut out = String::new();
     let m = &task.metadata;
     let mut row = |key: &str, value: String| {
@@ -122,7 +138,17 @@ pub fn details(task: &Task, errors: &[TaskErrorRow], total_errors: u64, now: Dat
             .unwrap_or_else(|| "-".into())
     };
     row("Task", task.id.clone());
-    row("Status", task.task_status.to_string());
+    row(
+        "Status",
+        if extra.interrupted {
+            format!(
+                "{} (interrupted: `flexprice-import run {}` continues it)",
+                task.task_status, task.id
+            )
+        } else {
+            task.task_status.to_string()
+        },
+    );
     row("Type", format!("{} {}", task.task_type, task.entity_type));
     row("File", task.file_url.clone());
     row(
@@ -135,6 +161,28 @@ pub fn details(task: &Task, errors: &[TaskErrorRow], total_errors: u64, now: Dat
         ),
     );
     row("Target", m.target.clone().unwrap_or_else(|| "local".into()));
+    let resumable = if task.file_url == "-" {
+        "no: standard input cannot be read again; an interrupted run starts over".to_string()
+    } else {
+        match extra.checkpoint {
+            Some((line, records)) => format!("yes: checkpoint at line {line} after {records} records"),
+            None => "yes: from a checkpoint at every commit".to_string(),
+        }
+    };
+    row("Resumable", resumable);
+    if let Some(run_by) = &m.run_by {
+        row(
+            "Run by",
+            format!(
+                "{run_by}{}",
+                if m.resumed > 0 {
+                    format!(", resumed {} times", m.resumed)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
     row("Tenant", task.tenant_id.clone());
     let total = task
         .total_records

@@ -65,6 +65,26 @@ impl CsvReader {
         Ok(reader)
     }
 
+    /// Continues a file at `point`, with the header read from its start.
+    pub fn resume(
+        input: Box<dyn BufRead + Send>,
+        counters: Arc<ReadCounters>,
+        header: Vec<String>,
+        point: &super::ResumePoint,
+    ) -> CsvReader {
+        CsvReader {
+            input,
+            core: csv_core::Reader::new(),
+            header,
+            record: ByteRecord::new(),
+            fields: vec![0; 4096],
+            ends: vec![0; 64],
+            line: point.line,
+            byte: point.byte,
+            counters,
+        }
+    }
+
     /// Reads the next record into `self.record` and returns the line it starts on.
     fn read_raw(&mut self) -> Result<Option<u64>, ReadError> {
         // Line breaks between records (the LF of a CRLF, blank lines) are skipped here so
@@ -130,6 +150,14 @@ impl CsvReader {
 impl RecordReader for CsvReader {
     fn header(&self) -> Option<&[String]> {
         Some(&self.header)
+    }
+
+    fn resume_point(&self) -> super::ResumePoint {
+        super::ResumePoint {
+            byte: self.byte,
+            line: self.line,
+            ..Default::default()
+        }
     }
 
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {

@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader};
+use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader, ResumePoint};
 use crate::source::{ReadCounters, MAX_RECORD_BYTES};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,14 +30,25 @@ pub struct JsonReader {
 }
 
 impl JsonReader {
-    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>) -> Self {
+    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>, resume: Option<ResumePoint>) -> Self {
+        let resume = resume.unwrap_or(ResumePoint {
+            byte: 0,
+            line: 1,
+            ..Default::default()
+        });
+        let mode = match resume.json_mode.as_deref() {
+            Some("array") => Mode::Array,
+            Some("sequence") => Mode::Sequence,
+            Some("done") => Mode::Done,
+            _ => Mode::Start,
+        };
         JsonReader {
             input,
-            mode: Mode::Start,
+            mode,
             element: Vec::with_capacity(4096),
-            index: 0,
-            line: 1,
-            byte: 0,
+            index: resume.element,
+            line: resume.line,
+            byte: resume.byte,
             counters,
         }
     }
@@ -162,6 +173,21 @@ impl RecordReader for JsonReader {
         None
     }
 
+    fn resume_point(&self) -> ResumePoint {
+        let mode = match self.mode {
+            Mode::Start => None,
+            Mode::Array => Some("array"),
+            Mode::Sequence => Some("sequence"),
+            Mode::Done => Some("done"),
+        };
+        ResumePoint {
+            byte: self.byte,
+            line: self.line,
+            element: self.index,
+            json_mode: mode.map(str::to_owned),
+        }
+    }
+
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
         if self.mode == Mode::Start {
             match self.peek_non_space()? {
@@ -245,7 +271,11 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (Vec<(Position, String, bool)>, Option<String>) {
-        let mut r = JsonReader::new(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), Arc::default());
+        let mut r = JsonReader::new(
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+            Arc::default(),
+            None,
+        );
         let mut out = Vec::new();
         loop {
             match r.next_record() {

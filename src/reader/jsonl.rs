@@ -4,7 +4,7 @@
 use std::io::{BufRead, Read};
 use std::sync::Arc;
 
-use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader};
+use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader, ResumePoint};
 use crate::source::{ReadCounters, MAX_RECORD_BYTES};
 
 pub struct JsonLinesReader {
@@ -16,12 +16,17 @@ pub struct JsonLinesReader {
 }
 
 impl JsonLinesReader {
-    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>) -> Self {
+    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>, resume: Option<ResumePoint>) -> Self {
+        let resume = resume.unwrap_or(ResumePoint {
+            byte: 0,
+            line: 1,
+            ..Default::default()
+        });
         JsonLinesReader {
             input,
             line: Vec::with_capacity(4096),
-            line_number: 0,
-            byte: 0,
+            line_number: resume.line.saturating_sub(1),
+            byte: resume.byte,
             counters,
         }
     }
@@ -30,6 +35,14 @@ impl JsonLinesReader {
 impl RecordReader for JsonLinesReader {
     fn header(&self) -> Option<&[String]> {
         None
+    }
+
+    fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
+            byte: self.byte,
+            line: self.line_number + 1,
+            ..Default::default()
+        }
     }
 
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
@@ -74,7 +87,7 @@ mod tests {
     #[test]
     fn lines_blank_lines_crlf_and_broken_lines() {
         let text = b"{\"a\":1}\r\n\n  \n{\"a\":\n{\"a\":3}";
-        let mut r = JsonLinesReader::new(Box::new(std::io::Cursor::new(text.to_vec())), Arc::default());
+        let mut r = JsonLinesReader::new(Box::new(std::io::Cursor::new(text.to_vec())), Arc::default(), None);
         let mut seen = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
             let Body::Json { value, .. } = rec.body else {

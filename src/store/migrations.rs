@@ -73,6 +73,19 @@ CREATE TABLE events (
 CREATE UNIQUE INDEX idx_events_tenant_event ON events(tenant_key, event_id);
 "#,
     ),
+    // 2: checkpoints, so that an interrupted task continues where it was.
+    M::up(
+        r#"
+CREATE TABLE task_checkpoints (
+    task_id         TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    position        TEXT NOT NULL,
+    records         INTEGER NOT NULL,
+    source_size     INTEGER,
+    source_mtime_ns INTEGER,
+    updated_at      TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

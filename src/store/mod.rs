@@ -1,7 +1,9 @@
 //! Everything SQL: opening the store, its migrations, the task repository and the local
 //! target's tables. No other module writes SQL.
 
+pub mod checkpoints;
 pub mod events;
+pub mod lock;
 mod migrations;
 pub mod task_errors;
 pub mod tasks;

@@ -21,6 +21,8 @@ pub struct TaskMetadata {
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
     /// Size of the input in bytes when it is known up front (regular files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_size: Option<u64>,
@@ -31,6 +33,16 @@ pub struct TaskMetadata {
     pub processing_errors: u64,
     /// The first rejected rows, with their file lines.
     pub first_errors: Vec<ErrorSample>,
+    /// A signal stopped the last run, or its process died: the next run continues from the
+    /// checkpoint.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// How many times a run continued from a checkpoint.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resumed: u64,
+    /// The process running (or that last ran) the task: `pid N on HOST`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_by: Option<String>,
     /// Columns of the input that the entity does not know; reported once.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
@@ -49,6 +61,10 @@ pub struct ErrorSample {
     pub column: Option<String>,
     pub kind: String,
     pub reason: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TaskMetadata {

@@ -1,0 +1,82 @@
+//! `resume`: continue every interrupted task of the tenant, oldest first.
+
+use anyhow::Result;
+
+use super::run::{is_interrupted, run_task};
+use crate::cli::ResumeArgs;
+use crate::exit::ExitStatus;
+use crate::pipeline::{self, RunOptions};
+use crate::settings::Settings;
+use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::task::{Task, TaskStatus};
+
+pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
+    crate::interrupt::install()?;
+    let store = Store::open(&settings.db_path)?;
+    let mut interrupted: Vec<Task> = Vec::new();
+    for status in [TaskStatus::Processing, TaskStatus::Failed] {
+        let mut offset = 0;
+        loop {
+            let filter = TaskFilter {
+                tenant_id: settings.tenant_id.clone(),
+                task_status: Some(status),
+                limit: 1000,
+                offset,
+                ..Default::default()
+            };
+            let page = store.tasks().list(&filter)?;
+            let n = page.items.len() as u64;
+            interrupted.extend(page.items.into_iter().filter(|t| is_interrupted(t, &settings.db_path)));
+            offset += n;
+            if n < 1000 {
+                break;
+            }
+        }
+    }
+    if interrupted.is_empty() {
+        if !settings.output.quiet {
+            eprintln!("no interrupted tasks for tenant {}", settings.tenant_id);
+        }
+        return Ok(ExitStatus::Success);
+    }
+    interrupted.sort_by_key(|t| t.created_at);
+    let mut worst = ExitStatus::Success;
+    for task in interrupted {
+        let options = RunOptions {
+            batch_size: task
+                .metadata
+                .batch_size
+                .map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
+            progress_interval: pipeline::DEFAULT_PROGRESS_INTERVAL,
+            max_errors: task.metadata.max_errors,
+            max_error_rate: task.metadata.max_error_rate,
+        };
+        let id = task.id.clone();
+        let status = match run_task(&store, task, settings, &options, args.json) {
+            Ok(status) => status,
+            Err(e) => {
+                eprintln!("flexprice-import: task {id}: {e:#}");
+                ExitStatus::Failure
+            }
+        };
+        worst = worse(worst, status);
+        if let ExitStatus::Signal(_) = status {
+            break;
+        }
+    }
+    Ok(worst)
+}
+
+fn worse(a: ExitStatus, b: ExitStatus) -> ExitStatus {
+    let rank = |s: ExitStatus| match s {
+        ExitStatus::Success => 0,
+        ExitStatus::RowsRejected => 1,
+        ExitStatus::Usage | ExitStatus::Failure => 2,
+        ExitStatus::Signal(_) => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}

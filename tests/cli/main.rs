@@ -4,4 +4,5 @@ mod support;
 
 mod completions;
 mod import;
+mod reliability;
 mod tasks;

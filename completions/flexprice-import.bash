@@ -22,6 +22,9 @@ _flexprice__import() {
             flexprice__import,create)
                 cmd="flexprice__import__subcmd__create"
                 ;;
+            flexprice__import,errors)
+                cmd="flexprice__import__subcmd__errors"
+                ;;
             flexprice__import,help)
                 cmd="flexprice__import__subcmd__help"
                 ;;
@@ -42,6 +45,9 @@ _flexprice__import() {
                 ;;
             flexprice__import__subcmd__help,create)
                 cmd="flexprice__import__subcmd__help__subcmd__create"
+                ;;
+            flexprice__import__subcmd__help,errors)
+                cmd="flexprice__import__subcmd__help__subcmd__errors"
                 ;;
             flexprice__import__subcmd__help,help)
                 cmd="flexprice__import__subcmd__help__subcmd__help"
@@ -65,7 +71,7 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect completions help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -162,8 +168,46 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        flexprice__subcmd__import__subcmd__errors)
+            opts="-o -q -h --output --duplicates --db --tenant --actor --quiet --progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         flexprice__subcmd__import__subcmd__help)
-            opts="create run resume list inspect completions help"
+            opts="create run resume list inspect errors completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +235,20 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__errors)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -401,7 +459,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__run)
-            opts="-q -h --entity --format --batch-size --progress-interval --dry-run --max-errors --max-error-rate --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --batch-size --progress-interval --dry-run --max-errors --max-error-rate --errors-file --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,6 +486,10 @@ _flexprice__import() {
                     return 0
                     ;;
                 --max-error-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --errors-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

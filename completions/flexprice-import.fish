@@ -38,6 +38,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "r
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "list" -d 'List tasks, newest first'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l entity -d 'What the file holds' -r -f -a "events\t''
@@ -67,6 +68,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress-interval -d 'Commit what has been read and update progress at least this often (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-errors -d 'Stop, and fail the task, once more than N rows are rejected' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-error-rate -d 'Stop, and fail the task, once more than this fraction of rows is rejected (0.0–1.0; checked once 1,000 rows are read, and at the end)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l errors-file -d 'Write the rejected rows to PATH when the run ends (as the `errors` command does)' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -120,6 +122,16 @@ never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l json -d 'Print the task (with its first rejected rows) as JSON'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s o -l output -d 'Where to write them; - for standard output' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l duplicates -d 'Include the rows skipped as duplicates'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -128,10 +140,11 @@ always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "list" -d 'List tasks, newest first'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "list" -d 'List tasks, newest first'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -67,6 +67,9 @@ pub enum Command {
     List(ListArgs),
     /// Show one task in detail: progress, counters, timings and its first rejected rows
     Inspect(InspectArgs),
+    /// Write a task's rejected rows as a file in the input's format, with `line` and `reason`
+    /// columns added, ready to fix and import again
+    Errors(ErrorsArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -119,6 +122,9 @@ pub struct RunArgs {
     /// checked once 1,000 rows are read, and at the end)
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_error_rate: Option<f64>,
+    /// Write the rejected rows to PATH when the run ends (as the `errors` command does)
+    #[arg(long, value_name = "PATH")]
+    pub errors_file: Option<PathBuf>,
     /// Print the final task as JSON on stdout instead of the summary
     #[arg(long)]
     pub json: bool,
@@ -161,6 +167,18 @@ pub struct ListArgs {
     /// Print {"items":[...],"pagination":{...}} as FlexPrice's API does
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ErrorsArgs {
+    #[arg(value_name = "TASK_ID")]
+    pub task_id: String,
+    /// Where to write them; - for standard output
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    pub output: PathBuf,
+    /// Include the rows skipped as duplicates
+    #[arg(long)]
+    pub duplicates: bool,
 }
 
 #[derive(Debug, Args)]

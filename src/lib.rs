@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Resume(a) => a.json,
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
+        Command::Errors(_) => false,
         Command::Completions { shell } => {
             commands::completions::generate(*shell, &mut std::io::stdout());
             return Ok(ExitStatus::Success);
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Resume(args) => commands::resume::run(args, &settings),
         Command::List(args) => commands::list::run(args, &settings),
         Command::Inspect(args) => commands::inspect::run(args, &settings),
+        Command::Errors(args) => commands::errors::run(args, &settings),
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }

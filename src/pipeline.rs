@@ -80,6 +80,8 @@ impl ProgressObserver for () {
 
 enum Message {
     Ignored(Vec<String>),
+    /// The CSV header, kept with the task so its reject file has the same columns.
+    Header(Vec<String>),
     Chunk(Chunk),
     /// Reading stopped early: the task fails with this reason.
     Stop(String),
@@ -147,6 +149,11 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         Ok(v) => v,
         Err(e) => return stop(format!("line 1: {e}")),
     };
+    if let Some(header) = reader.header() {
+        if tx.send(Message::Header(header.to_vec())).is_err() {
+            return;
+        }
+    }
     let ignored = validator.ignored_columns();
     if !ignored.is_empty() && tx.send(Message::Ignored(ignored)).is_err() {
         return;
@@ -227,6 +234,10 @@ impl Writer<'_> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let chunk = match message {
+                Message::Header(columns) => {
+                    self.task.metadata.csv_header = Some(columns);
+                    continue;
+                }
                 Message::Ignored(columns) => {
                     self.task.metadata.ignored_columns = columns;
                     continue;

@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod create;
+pub mod errors;
 pub mod inspect;
 pub mod list;
 pub mod resume;

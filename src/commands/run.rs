@@ -55,7 +55,16 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         store.tasks().create(&task)?;
         task
     };
-    run_task(&store, task, settings, &options, args.json)
+    let id = task.id.clone();
+    let status = run_task(&store, task, settings, &options, args.json)?;
+    if let Some(path) = &args.errors_file {
+        let task = find_task(&store, settings, &id)?;
+        let written = super::errors::export(&store, &task, path, false)?;
+        if !settings.output.quiet {
+            eprintln!("{written} rejected rows written to {}", path.display());
+        }
+    }
+    Ok(status)
 }
 
 pub fn find_task(store: &Store, settings: &Settings, id: &str) -> Result<Task> {

@@ -2,6 +2,7 @@
 //! details. Data goes to stdout; bars, summaries and warnings to stderr.
 
 pub mod progress;
+pub mod rejects;
 pub mod render;
 
 use std::io::IsTerminal;

@@ -67,6 +67,32 @@ impl<'c> TaskErrors<'c> {
         Ok(rows)
     }
 
+    /// Calls `f` with every rejected row of a task in file order: validation and processing
+    /// errors, and skipped duplicates too when `duplicates` is set.
+    pub fn for_each(
+        &self,
+        task_id: &str,
+        duplicates: bool,
+        mut f: impl FnMut(&TaskErrorRow) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors \
+             WHERE task_id = ?1 AND (?2 OR kind != 'duplicate') ORDER BY line, id",
+        )?;
+        let mut rows = stmt.query(params![task_id, duplicates])?;
+        while let Some(row) = rows.next()? {
+            f(&TaskErrorRow {
+                line: row.get(0)?,
+                column: row.get(1)?,
+                kind: row.get(2)?,
+                reason: row.get(3)?,
+                raw: row.get(4)?,
+                element_line: row.get(5)?,
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn count(&self, task_id: &str) -> Result<u64> {
         self.conn
             .query_row(

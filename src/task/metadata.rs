@@ -43,6 +43,9 @@ pub struct TaskMetadata {
     /// The process running (or that last ran) the task: `pid N on HOST`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_by: Option<String>,
+    /// The input's CSV header, for reject files with the same columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csv_header: Option<Vec<String>>,
     /// Columns of the input that the entity does not know; reported once.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,

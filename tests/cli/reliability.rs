@@ -35,7 +35,11 @@ fn generate(rows: u64, seed: u64) -> Generated {
         let line = if roll < 4 && valid_unique > 0 {
             duplicates += 1;
             let reused = next() % valid_unique;
-            format!("evt_{reused},api_call,cust_{},2026-11-02T00:00:00Z,{}\n", i % 97, i % 13)
+            format!(
+                "evt_{reused},api_call,cust_{},2026-11-02T00:00:00Z,{}\n",
+                i % 97,
+                i % 13
+            )
         } else if roll < 6 {
             bad += 1;
             match next() % 3 {
@@ -77,7 +81,13 @@ fn task_counts(env: &Env, id: &str) -> (String, u64, u64, u64, u64) {
 }
 
 fn create(env: &Env, file: &std::path::Path) -> String {
-    let out = env.cmd().args(["create", file.to_str().unwrap()]).assert().success().get_output().clone();
+    let out = env
+        .cmd()
+        .args(["create", file.to_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     stdout_of(&out).trim().to_owned()
 }
 
@@ -131,10 +141,19 @@ fn killed_at_random_moments_then_resumed_stores_every_valid_row_exactly_once() {
         ("COMPLETED".to_string(), g.rows, g.valid_unique, g.bad, g.duplicates)
     );
     assert_eq!(env.count("SELECT count(*) FROM events") as u64, g.valid_unique);
-    assert_eq!(env.count("SELECT count(DISTINCT event_id) FROM events") as u64, g.valid_unique);
+    assert_eq!(
+        env.count("SELECT count(DISTINCT event_id) FROM events") as u64,
+        g.valid_unique
+    );
     // Every rejected row is recorded once.
-    assert_eq!(env.count("SELECT count(*) FROM task_errors WHERE kind = 'validation'") as u64, g.bad);
-    assert_eq!(env.count("SELECT count(DISTINCT line) FROM task_errors") as u64, g.bad + g.duplicates);
+    assert_eq!(
+        env.count("SELECT count(*) FROM task_errors WHERE kind = 'validation'") as u64,
+        g.bad
+    );
+    assert_eq!(
+        env.count("SELECT count(DISTINCT line) FROM task_errors") as u64,
+        g.bad + g.duplicates
+    );
 }
 
 /// Feeds a run through a pipe, waits until it has committed `rows`, and leaves it blocked
@@ -172,7 +191,10 @@ fn start_piped(env: &Env, rows: usize) -> (std::process::Child, std::process::Ch
 }
 
 fn signal(child: &std::process::Child, name: &str) {
-    let ok = StdCommand::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    let ok = StdCommand::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -188,7 +210,12 @@ fn ctrl_c_commits_marks_the_task_resumable_and_exits_130() {
     assert!(stderr.contains("interrupted by SIGINT after 30 records"), "{stderr}");
     assert!(stderr.contains("`flexprice-import run task_"), "{stderr}");
     let task: Value = serde_json::from_slice(
-        &env.cmd().args(["list", "--json"]).assert().success().get_output().stdout,
+        &env.cmd()
+            .args(["list", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
     )
     .unwrap();
     let item = &task["items"][0];
@@ -198,7 +225,10 @@ fn ctrl_c_commits_marks_the_task_resumable_and_exits_130() {
     assert_eq!(env.count("SELECT count(*) FROM events"), 30);
     let id = item["id"].as_str().unwrap();
     let details = stdout_of(&env.cmd().args(["inspect", id]).assert().success().get_output().clone());
-    assert!(details.contains("Resumable       no: standard input cannot be read again"), "{details}");
+    assert!(
+        details.contains("Resumable       no: standard input cannot be read again"),
+        "{details}"
+    );
 }
 
 #[test]
@@ -262,7 +292,10 @@ fn a_running_task_is_not_run_twice() {
         .code(1)
         .stderr(predicate::str::contains("is being run by another process (pid"));
     let listed = stdout_of(&env.cmd().arg("list").assert().success().get_output().clone());
-    assert!(listed.contains("PROCESSING") && !listed.contains("interrupted"), "{listed}");
+    assert!(
+        listed.contains("PROCESSING") && !listed.contains("interrupted"),
+        "{listed}"
+    );
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
@@ -274,7 +307,10 @@ fn four_processes_import_four_files_into_one_store_at_once() {
         .map(|p| {
             let g = generate(15_000, p + 100);
             // Distinct ids per file: prefix them.
-            let text = g.text.replace("evt_", &format!("f{p}_")).replace("bad_", &format!("b{p}_"));
+            let text = g
+                .text
+                .replace("evt_", &format!("f{p}_"))
+                .replace("bad_", &format!("b{p}_"));
             (env.write(&format!("part{p}.csv"), &text), g)
         })
         .collect();
@@ -290,9 +326,16 @@ fn four_processes_import_four_files_into_one_store_at_once() {
     for (file, g) in &files {
         let id: String = env
             .conn()
-            .query_row("SELECT id FROM tasks WHERE file_url = ?1", [file.to_str().unwrap()], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM tasks WHERE file_url = ?1",
+                [file.to_str().unwrap()],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(task_counts(&env, &id), ("COMPLETED".to_string(), g.rows, g.valid_unique, g.bad, g.duplicates));
+        assert_eq!(
+            task_counts(&env, &id),
+            ("COMPLETED".to_string(), g.rows, g.valid_unique, g.bad, g.duplicates)
+        );
     }
 }
 
@@ -304,12 +347,102 @@ fn max_error_rate_stops_a_run_going_wrong() {
         text.push_str(if i % 5 == 0 { ",c\n" } else { "api,c\n" });
     }
     let file = env.write("rate.csv", &text);
-    let task = env.run_json(&[file.to_str().unwrap(), "--max-error-rate", "0.1", "--batch-size", "500"], 1);
+    let task = env.run_json(
+        &[file.to_str().unwrap(), "--max-error-rate", "0.1", "--batch-size", "500"],
+        1,
+    );
     assert_eq!(task["task_status"], "FAILED");
     let summary = task["error_summary"].as_str().unwrap();
     assert!(summary.contains("more than --max-error-rate 0.1"), "{summary}");
     assert!(task["processed_records"].as_u64().unwrap() < 3000);
     let ok = env.run_json(&[file.to_str().unwrap(), "--max-error-rate", "0.25"], 3);
     assert_eq!(ok["task_status"], "COMPLETED");
-    env.cmd().args(["run", file.to_str().unwrap(), "--max-error-rate", "5"]).assert().code(2);
+    env.cmd()
+        .args(["run", file.to_str().unwrap(), "--max-error-rate", "5"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn a_fixed_reject_file_imports_as_it_is_and_completes_the_data() {
+    let env = Env::new();
+    let g = generate(5_000, 42);
+    let file = env.write("events.csv", &g.text);
+    let rejects = env.dir.path().join("rejects.csv");
+    let out = env
+        .cmd()
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--errors-file",
+            rejects.to_str().unwrap(),
+        ])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    assert!(stderr_of(&out).contains(&format!("{} rejected rows written to", g.bad)));
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("event_id,event_name,external_customer_id,timestamp,properties.tokens,line,reason")
+    );
+    assert_eq!(
+        lines.count() as u64,
+        g.bad,
+        "every rejected row once, duplicates not included"
+    );
+
+    // The `errors` command writes the same file from the store afterwards.
+    let id: String = env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap();
+    let again = stdout_of(&env.cmd().args(["errors", &id]).assert().success().get_output().clone());
+    assert_eq!(again, text);
+
+    // Fix the rows where they are, and import the reject file as it is.
+    let fixed = text
+        .replace(",,cust_1,", ",api_call,cust_1,")
+        .replace("2026-13-01", "2026-12-01");
+    let fixed_file = env.write("fixed.csv", &fixed);
+    let out = env
+        .cmd()
+        .args(["run", fixed_file.to_str().unwrap()])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert!(stderr_of(&out).contains("ignored columns not imported: line, reason"));
+    assert_eq!(env.count("SELECT count(*) FROM events") as u64, g.valid_unique + g.bad);
+}
+
+#[test]
+fn errors_of_json_inputs_keep_their_format() {
+    let env = Env::new();
+    let task = env.run_json(&[crate::support::fixture("bad/bad_rows.jsonl").to_str().unwrap()], 3);
+    let id = task["id"].as_str().unwrap();
+    let out = stdout_of(&env.cmd().args(["errors", id]).assert().success().get_output().clone());
+    let rows: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[0]["line"], 2);
+    assert!(rows[0]["raw"]
+        .as_str()
+        .unwrap()
+        .starts_with("{\"event_id\":\"evt_l02\""));
+    assert_eq!(rows[3]["external_customer_id"], 42);
+    assert_eq!(
+        rows[3]["reason"],
+        "external_customer_id must be a string, found a number"
+    );
+
+    let task = env.run_json(&[crate::support::fixture("bad/bad_elements.json").to_str().unwrap()], 3);
+    let path = env.dir.path().join("rejects.json");
+    env.cmd()
+        .args(["errors", task["id"].as_str().unwrap(), "-o", path.to_str().unwrap()])
+        .assert()
+        .success();
+    let array: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        array.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
 }

@@ -1,0 +1,50 @@
+//! `errors`: a task's rejected rows as a reject file.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::run::find_task;
+use super::task_format;
+use crate::cli::ErrorsArgs;
+use crate::exit::ExitStatus;
+use crate::output::rejects::{write_file, RejectWriter};
+use crate::settings::Settings;
+use crate::store::Store;
+use crate::task::Task;
+
+pub fn run(args: &ErrorsArgs, settings: &Settings) -> Result<ExitStatus> {
+    let store = Store::open(&settings.db_path)?;
+    let task = find_task(&store, settings, &args.task_id)?;
+    let written = export(&store, &task, &args.output, args.duplicates)?;
+    if !settings.output.quiet && args.output != Path::new("-") {
+        eprintln!(
+            "{written} rejected rows of task {} written to {}",
+            task.id,
+            args.output.display()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Writes the task's rejected rows to `path` (`-`: standard output) and returns how many.
+pub fn export(store: &Store, task: &Task, path: &Path, duplicates: bool) -> Result<u64> {
+    let body = |out: &mut dyn Write| -> Result<u64> {
+        let mut writer = RejectWriter::start(out, task_format(task), task.metadata.csv_header.as_deref())?;
+        store
+            .task_errors()
+            .for_each(&task.id, duplicates, |row| writer.row(row))?;
+        writer.finish()
+    };
+    if path == Path::new("-") {
+        let mut stdout = std::io::stdout().lock();
+        return body(&mut stdout);
+    }
+    let mut written = 0;
+    write_file(path, |out| {
+        written = body(out)?;
+        Ok(())
+    })?;
+    Ok(written)
+}

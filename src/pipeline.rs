@@ -11,7 +11,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::Utc;
 use rusqlite::Transaction;
 
@@ -219,6 +219,21 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn run(mut self, store: &Store, rx: Receiver<Message>) -> Result<Outcome> {
+        let committed = self.task.clone();
+        let result = self.write_all(store, rx, committed);
+        result.with_context(|| format!("writing to the store {}", store.path().display()))
+    }
+
+    /// On an error, the task is put back as it was at the last commit: what the store holds.
+    fn write_all(&mut self, store: &Store, rx: Receiver<Message>, mut committed: Task) -> Result<Outcome> {
+        let result = self.write_loop(store, rx, &mut committed);
+        if result.is_err() {
+            *self.task = committed;
+        }
+        result
+    }
+
+    fn write_loop(&mut self, store: &Store, rx: Receiver<Message>, committed: &mut Task) -> Result<Outcome> {
         let mut outcome = Outcome::Completed;
         let mut open: Option<Transaction<'_>> = None;
         let mut rows_in_batch = 0usize;
@@ -261,6 +276,7 @@ impl Writer<'_> {
                 || too_many.is_some()
             {
                 self.commit(open.take().expect("opened above"))?;
+                *committed = self.task.clone();
                 rows_in_batch = 0;
             }
             if let Some(reason) = too_many {
@@ -279,7 +295,10 @@ impl Writer<'_> {
         }
         // Whatever was accepted before the end, a failure or a signal, is kept.
         match open.take() {
-            Some(tx) => self.commit(tx)?,
+            Some(tx) => {
+                self.commit(tx)?;
+                *committed = self.task.clone();
+            }
             None => self.task.metadata.bytes_read = self.counters.bytes_read.load(Ordering::Relaxed),
         }
         Ok(outcome)

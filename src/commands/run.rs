@@ -195,8 +195,12 @@ fn run_locked(
         Ok(Outcome::Failed(reason)) => Outcome::Failed(format!("{name}: {reason}")),
         Ok(outcome) => outcome,
         Err(e) => {
-            // The store itself failed (disk full, read-only): record it if it still can.
-            let _ = finish(store, task, Outcome::Failed(format!("{e:#}")), settings);
+            // The store itself failed (disk full, read-only). The task is as of its last
+            // commit; record the failure if the store still can, and let a rerun continue
+            // from the checkpoint.
+            task.metadata.interrupted = true;
+            let reason = format!("{e:#}; free the store and `flexprice-import run {}` continues", task.id);
+            let _ = finish(store, task, Outcome::Failed(reason), settings);
             return Err(e);
         }
     };

@@ -20,6 +20,10 @@ pub struct CsvReader {
     record: ByteRecord,
     fields: Vec<u8>,
     ends: Vec<usize>,
+    /// Whether csv-core has been fed yet: it strips a byte-order mark from the first bytes it
+    /// sees, which after a resume would be the start of a record. The source strips the real
+    /// one, so csv-core is first fed a single byte, too short to look like a mark.
+    fed: bool,
     /// The line of the next byte to be read.
     line: u64,
     byte: u64,
@@ -39,6 +43,7 @@ impl CsvReader {
             record: ByteRecord::new(),
             fields: vec![0; 4096],
             ends: vec![0; 64],
+            fed: false,
             line: 1,
             byte: 0,
             counters,
@@ -79,6 +84,7 @@ impl CsvReader {
             record: ByteRecord::new(),
             fields: vec![0; 4096],
             ends: vec![0; 64],
+            fed: false,
             line: point.line,
             byte: point.byte,
             counters,
@@ -110,6 +116,8 @@ impl CsvReader {
         loop {
             let line = self.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
+            let buf = if self.fed { buf } else { &buf[..buf.len().min(1)] };
+            self.fed = true;
             let (result, nin, nout, nend) =
                 self.core
                     .read_record(buf, &mut self.fields[out..], &mut self.ends[nends..]);
@@ -194,6 +202,21 @@ mod tests {
         assert_eq!(rows[0], (2, vec!["1".to_string(), "x\r\ny".to_string()]));
         assert_eq!(rows[1], (4, vec!["2".to_string(), "q,\"r\"".to_string()]));
         assert_eq!(rows[2], (7, vec!["3".to_string(), "z".to_string()]));
+    }
+
+    /// Found by the fuzz tests: csv-core drops a byte-order mark from the first bytes it is
+    /// fed, which after a resume are a record's, not the file's.
+    #[test]
+    fn a_record_starting_with_a_bom_survives_a_resume() {
+        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new("\u{feff}x,y\n".as_bytes().to_vec()));
+        let point = super::super::ResumePoint {
+            byte: 10,
+            line: 4,
+            ..Default::default()
+        };
+        let mut r = CsvReader::resume(input, Arc::default(), vec!["a".into(), "b".into()], &point);
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!((rec.position.number(), rec.raw()), (4, "\u{feff}x,y".to_string()));
     }
 
     #[test]

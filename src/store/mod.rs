@@ -81,7 +81,12 @@ fn open_and_migrate(path: &Path) -> Result<Connection> {
         let attempt = Connection::open(path)
             .with_context(|| format!("opening the store {}", path.display()))
             .and_then(|mut conn| {
-                configure(&mut conn).with_context(|| format!("configuring the store {}", path.display()))?;
+                configure(&mut conn).with_context(|| {
+                    format!(
+                        "configuring the store {} (the store and its folder must be writable)",
+                        path.display()
+                    )
+                })?;
                 migrations::migrate(&mut conn).with_context(|| format!("migrating the store {}", path.display()))?;
                 Ok(conn)
             });

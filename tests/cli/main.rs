@@ -3,6 +3,7 @@
 mod support;
 
 mod completions;
+mod fuzz;
 mod import;
 mod reliability;
 mod tasks;

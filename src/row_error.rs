@@ -25,12 +25,6 @@ impl ErrorKind {
             ErrorKind::Processing => "processing",
         }
     }
-
-    pub fn parse(text: &str) -> Option<ErrorKind> {
-        [ErrorKind::Validation, ErrorKind::Duplicate, ErrorKind::Processing]
-            .into_iter()
-            .find(|k| k.as_str() == text)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

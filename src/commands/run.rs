@@ -20,6 +20,7 @@ use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::lock::TaskLock;
 use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
 use crate::target::local::LocalTarget;
+use crate::target::Target;
 use crate::task::{Task, TaskStatus};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
@@ -171,7 +172,16 @@ fn run_locked(
             return Err(e);
         }
     };
-    start(store, task, settings, options, source.size, resume_from.as_ref())?;
+    let mut target = LocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
+    start(
+        store,
+        target.name(),
+        task,
+        settings,
+        options,
+        source.size,
+        resume_from.as_ref(),
+    )?;
     if let (Some(cp), false) = (&resume_from, settings.output.quiet) {
         eprintln!(
             "continuing task {} from line {} ({} records done)",
@@ -179,7 +189,6 @@ fn run_locked(
         );
     }
 
-    let mut target = LocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
     let mut progress = Progress::start(settings.output.progress_bar, source.size);
     let job = Job {
         source,
@@ -227,8 +236,10 @@ fn open_resume(spec: &SourceSpec, format: Format, cp: &Checkpoint) -> Result<(so
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start(
     store: &Store,
+    target_name: &str,
     task: &mut Task,
     settings: &Settings,
     options: &RunOptions,
@@ -264,7 +275,7 @@ fn start(
     }
     let m = &mut task.metadata;
     m.interrupted = false;
-    m.target = Some("local".into());
+    m.target = Some(target_name.into());
     m.batch_size = Some(options.batch_size as u64);
     m.max_errors = options.max_errors;
     m.max_error_rate = options.max_error_rate;

@@ -92,16 +92,8 @@ impl CsvLayout {
                 return Err(HeaderError::DuplicateColumn(name.clone()));
             }
         }
+        super::check_required(header, Events.required_columns())?;
         let find = |name: &str| header.iter().position(|h| h == name);
-        let missing: Vec<String> = Events
-            .required_columns()
-            .iter()
-            .filter(|c| find(c).is_none())
-            .map(|c| c.to_string())
-            .collect();
-        if !missing.is_empty() {
-            return Err(HeaderError::MissingColumns(missing));
-        }
         let property_columns = header
             .iter()
             .enumerate()
@@ -415,6 +407,12 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the header lacks the required column external_customer_id"
+        );
+        let header = vec!["Event_Name".to_string(), "external_customer_id".to_string()];
+        let err = EVENTS.validator(Some(&header)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the header lacks the required column event_name (found \"Event_Name\" for event_name: header names are case-sensitive)"
         );
     }
 

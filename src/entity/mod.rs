@@ -17,22 +17,44 @@ pub enum ValidRecord {
     Event(Event),
 }
 
-impl ValidRecord {
-    /// The number stored as the record's line (see `reader::Position::number`).
-    pub fn line(&self) -> u64 {
-        match self {
-            ValidRecord::Event(e) => e.line,
-        }
-    }
-}
-
 /// A header the entity cannot read: the task fails before any row.
 #[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
-    #[error("the header lacks the required column{} {}", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
-    MissingColumns(Vec<String>),
+    #[error("the header lacks the required column{} {}{hint}", if .columns.len() == 1 { "" } else { "s" }, .columns.join(", "))]
+    MissingColumns { columns: Vec<String>, hint: String },
     #[error("the header names the column {0} more than once")]
     DuplicateColumn(String),
+}
+
+/// Checks that `header` has every `required` column; a column present in another case is
+/// pointed out, since FlexPrice's header names are case-sensitive.
+pub fn check_required(header: &[String], required: &[&str]) -> Result<(), HeaderError> {
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|c| !header.iter().any(|h| h == c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let near: Vec<String> = missing
+        .iter()
+        .filter_map(|m| {
+            header
+                .iter()
+                .find(|h| h.eq_ignore_ascii_case(m))
+                .map(|h| format!("{h:?} for {m}"))
+        })
+        .collect();
+    let hint = if near.is_empty() {
+        String::new()
+    } else {
+        format!(" (found {}: header names are case-sensitive)", near.join(", "))
+    };
+    Err(HeaderError::MissingColumns {
+        columns: missing.into_iter().map(str::to_owned).collect(),
+        hint,
+    })
 }
 
 /// An entity type the tool imports.
@@ -76,14 +98,23 @@ pub fn validate(
 ) -> Result<ValidRecord, RowError> {
     let checked = match &record.body {
         Body::Csv(row) => match header_len {
-            Some(n) if row.len() != n => Err(RowError::validation(
-                None,
-                format!(
+            Some(n) if row.len() != n => {
+                let mut reason = format!(
                     "the row has {} field{}, the header has {n}",
                     row.len(),
                     if row.len() == 1 { "" } else { "s" }
-                ),
-            )),
+                );
+                // A quote left open swallows the lines after it into one field.
+                let inner_lines: usize = row.iter().map(|f| f.iter().filter(|&&b| b == b'\n').count()).sum();
+                if inner_lines > 0 {
+                    let first = record.position.number();
+                    reason.push_str(&format!(
+                        " (its quoted fields run over lines {first}-{}: an unclosed quote?)",
+                        first + inner_lines as u64
+                    ));
+                }
+                Err(RowError::validation(None, reason))
+            }
             _ => validator.validate(record, Fields::Csv(row)),
         },
         Body::Json { value: Err(e), .. } => Err(RowError::validation(None, e.clone())),

@@ -60,10 +60,6 @@ impl Store {
         &self.conn
     }
 
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-
     pub fn tasks(&self) -> SqliteTaskRepository<'_> {
         SqliteTaskRepository::new(&self.conn)
     }

@@ -17,6 +17,19 @@ pub struct TaskErrorRow {
     pub raw: Option<String>,
 }
 
+const SELECT: &str = "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors";
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskErrorRow> {
+    Ok(TaskErrorRow {
+        line: row.get(0)?,
+        column: row.get(1)?,
+        kind: row.get(2)?,
+        reason: row.get(3)?,
+        raw: row.get(4)?,
+        element_line: row.get(5)?,
+    })
+}
+
 pub struct TaskErrors<'c> {
     conn: &'c Connection,
 }
@@ -47,48 +60,30 @@ impl<'c> TaskErrors<'c> {
 
     /// The first `limit` rejected rows of a task in file order, optionally of one kind.
     pub fn first(&self, task_id: &str, kind: Option<ErrorKind>, limit: u32) -> Result<Vec<TaskErrorRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors \
-             WHERE task_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY line, id LIMIT ?3",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT} WHERE task_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY line, id LIMIT ?3"
+        ))?;
         let rows = stmt
-            .query_map(params![task_id, kind.map(ErrorKind::as_str), limit], |row| {
-                Ok(TaskErrorRow {
-                    line: row.get(0)?,
-                    column: row.get(1)?,
-                    kind: row.get(2)?,
-                    reason: row.get(3)?,
-                    raw: row.get(4)?,
-                    element_line: row.get(5)?,
-                })
-            })?
+            .query_map(params![task_id, kind.map(ErrorKind::as_str), limit], read_row)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .with_context(|| format!("reading the rejected rows of task {task_id}"))?;
         Ok(rows)
     }
 
     /// Calls `f` with every rejected row of a task in file order: validation and processing
-    /// errors, and skipped duplicates too when `duplicates` is set.
+    /// errors, and skipped duplicates too when `duplicates` is set. Rows are streamed.
     pub fn for_each(
         &self,
         task_id: &str,
         duplicates: bool,
         mut f: impl FnMut(&TaskErrorRow) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare(
-            "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors \
-             WHERE task_id = ?1 AND (?2 OR kind != 'duplicate') ORDER BY line, id",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT} WHERE task_id = ?1 AND (?2 OR kind != 'duplicate') ORDER BY line, id"
+        ))?;
         let mut rows = stmt.query(params![task_id, duplicates])?;
         while let Some(row) = rows.next()? {
-            f(&TaskErrorRow {
-                line: row.get(0)?,
-                column: row.get(1)?,
-                kind: row.get(2)?,
-                reason: row.get(3)?,
-                raw: row.get(4)?,
-                element_line: row.get(5)?,
-            })?;
+            f(&read_row(row)?)?;
         }
         Ok(())
     }

@@ -471,3 +471,25 @@ fn two_processes_import_into_one_store_at_once() {
         40_000
     );
 }
+
+#[test]
+fn an_unclosed_quote_is_named_and_the_rows_before_it_kept() {
+    let env = Env::new();
+    let task = env.run_json(&[fixture("bad/unclosed_quote.csv").to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (2, 1, 1, 0));
+    let errors = env.errors(id(&task));
+    assert_eq!(errors[0].0, 3);
+    assert_eq!(
+        errors[0].2,
+        "the row has 2 fields, the header has 3 (its quoted fields run over lines 3-6: an unclosed quote?)"
+    );
+}
+
+#[test]
+fn a_header_in_the_wrong_case_is_pointed_out() {
+    let env = Env::new();
+    let file = env.write("case.csv", "Event_Name,External_Customer_Id\napi,c1\n");
+    env.cmd().args(["run", file.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains(
+        "lacks the required columns event_name, external_customer_id (found \"Event_Name\" for event_name, \"External_Customer_Id\" for external_customer_id: header names are case-sensitive)",
+    ));
+}

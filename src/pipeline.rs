@@ -29,6 +29,8 @@ pub const DEFAULT_BATCH_SIZE: usize = 100_000;
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(30);
 /// Rows read before `--max-error-rate` is judged, so a bad first row does not stop a run.
 pub const MIN_ROWS_FOR_RATE: u64 = 1000;
+/// A batch lasts at least this many times as long as the last commit took.
+const COMMIT_SHARE: f64 = 4.0;
 /// Rows handed from the reader to the writer at a time.
 const CHUNK_ROWS: usize = 1024;
 /// Chunks in flight between the reader and the writer.
@@ -238,44 +240,44 @@ impl Writer<'_> {
         let mut open: Option<Transaction<'_>> = None;
         let mut rows_in_batch = 0usize;
         let mut batch_started = Instant::now();
+        let mut last_commit = Duration::ZERO;
         loop {
             if let Some(signal) = crate::interrupt::received() {
                 outcome = Outcome::Interrupted(signal);
                 break;
             }
-            let message = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(message) => message,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let chunk = match message {
-                Message::Header(columns) => {
-                    self.task.metadata.csv_header = Some(columns);
-                    continue;
-                }
-                Message::Ignored(columns) => {
-                    self.task.metadata.ignored_columns = columns;
-                    continue;
-                }
-                Message::Stop(reason) => {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Message::Header(columns)) => self.task.metadata.csv_header = Some(columns),
+                Ok(Message::Ignored(columns)) => self.task.metadata.ignored_columns = columns,
+                Ok(Message::Stop(reason)) => {
                     outcome = Outcome::Failed(reason);
                     break;
                 }
-                Message::Chunk(chunk) => chunk,
-            };
-            if open.is_none() {
-                open = Some(store.conn().unchecked_transaction()?);
-                batch_started = Instant::now();
+                Ok(Message::Chunk(chunk)) => {
+                    if open.is_none() {
+                        open = Some(store.conn().unchecked_transaction()?);
+                        batch_started = Instant::now();
+                    }
+                    rows_in_batch += chunk.rows as usize;
+                    self.write_chunk(open.as_ref().expect("opened above"), chunk)?;
+                }
+                // Nothing new: a full batch may still be due.
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            let tx = open.as_ref().expect("opened above");
-            rows_in_batch += chunk.rows as usize;
-            self.write_chunk(tx, chunk)?;
+            if open.is_none() {
+                continue;
+            }
             let too_many = self.too_many_errors(MIN_ROWS_FOR_RATE);
-            if rows_in_batch >= self.options.batch_size
-                || batch_started.elapsed() >= self.options.progress_interval
-                || too_many.is_some()
-            {
-                self.commit(open.take().expect("opened above"))?;
+            // A commit rewrites every index page the batch touched, which grows with the
+            // store; so a batch also lasts at least COMMIT_SHARE times as long as the last
+            // commit took, which keeps commits to a small share of the run on a large store.
+            let full = rows_in_batch >= self.options.batch_size
+                && batch_started.elapsed() >= last_commit.mul_f64(COMMIT_SHARE);
+            if full || batch_started.elapsed() >= self.options.progress_interval || too_many.is_some() {
+                let started = Instant::now();
+                self.commit(open.take().expect("checked above"))?;
+                last_commit = started.elapsed();
                 *committed = self.task.clone();
                 rows_in_batch = 0;
             }

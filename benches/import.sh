@@ -38,7 +38,7 @@ measure() {
 }
 
 echo "$rows rows, $(stat -c %s "$input") bytes of $format, $(nproc) cores"
-rm -f "$work"/fi.db*
+rm -rf "$work"/fi.db*
 measure "flexprice-import run" "$bin" --db "$work/fi.db" --quiet run "$input"
 sqlite3 "$work/fi.db" "SELECT 'stored events: ' || count(*) FROM events" >&2
 

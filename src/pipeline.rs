@@ -379,3 +379,114 @@ impl Writer<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{OpenSource, ReadCounters};
+    use crate::store::{checkpoints, open_in_memory};
+    use crate::target::local::LocalTarget;
+    use crate::task::{EntityType, FileType, RecordStatus, TaskMetadata, TaskStatus, TaskType};
+
+    fn task() -> Task {
+        let now = Utc::now();
+        Task {
+            id: "task_t".into(),
+            tenant_id: "t".into(),
+            task_type: TaskType::Import,
+            entity_type: EntityType::Events,
+            file_url: "-".into(),
+            file_type: FileType::Json,
+            task_status: TaskStatus::Processing,
+            total_records: None,
+            processed_records: 0,
+            successful_records: 0,
+            failed_records: 0,
+            error_summary: None,
+            metadata: TaskMetadata::default(),
+            started_at: Some(now),
+            completed_at: None,
+            failed_at: None,
+            created_at: now,
+            updated_at: now,
+            created_by: "me".into(),
+            updated_by: "me".into(),
+            status: RecordStatus::Published,
+        }
+    }
+
+    fn job(text: &str) -> Job {
+        Job {
+            source: OpenSource {
+                reader: Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+                size: Some(text.len() as u64),
+                counters: Arc::new(ReadCounters::default()),
+            },
+            format: Format::Jsonl,
+            entity: crate::entity::registry(EntityType::Events).unwrap(),
+            resume: None,
+            fingerprint: None,
+        }
+    }
+
+    fn options(batch_size: usize, max_errors: Option<u64>) -> RunOptions {
+        RunOptions {
+            batch_size,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            max_errors,
+            max_error_rate: None,
+        }
+    }
+
+    const ROWS: &str = "{\"event_id\":\"a\",\"event_name\":\"x\",\"external_customer_id\":\"c\"}\n\
+                        {\"event_id\":\"b\",\"event_name\":\"\",\"external_customer_id\":\"c\"}\n\
+                        {\"event_id\":\"a\",\"event_name\":\"x\",\"external_customer_id\":\"d\"}\n\
+                        {\"event_id\":\"c\",\"event_name\":\"x\",\"external_customer_id\":\"c\"}\n";
+
+    #[test]
+    fn counts_stores_and_checkpoints_what_it_reads() {
+        let store = open_in_memory();
+        let mut t = task();
+        store.tasks().create(&t).unwrap();
+        let mut target = LocalTarget::new("t", "task_t", false);
+        let outcome = import(&store, &mut t, job(ROWS), &mut target, &options(2, None), &mut ()).unwrap();
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(
+            (
+                t.processed_records,
+                t.successful_records,
+                t.failed_records,
+                t.metadata.duplicate_records
+            ),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(t.total_records, Some(4));
+        let stored = store.tasks().get("t", "task_t").unwrap().unwrap();
+        assert_eq!(stored.successful_records, 2, "progress is committed with the rows");
+        let cp = checkpoints::load(store.conn(), "task_t").unwrap().unwrap();
+        assert_eq!(
+            (cp.records, cp.position.line, cp.position.byte),
+            (4, 5, ROWS.len() as u64)
+        );
+        assert_eq!(store.task_errors().count("task_t").unwrap(), 2);
+    }
+
+    #[test]
+    fn max_errors_fails_and_keeps_what_was_accepted() {
+        let store = open_in_memory();
+        let mut t = task();
+        store.tasks().create(&t).unwrap();
+        let mut target = LocalTarget::new("t", "task_t", false);
+        let outcome = import(&store, &mut t, job(ROWS), &mut target, &options(100, Some(0)), &mut ()).unwrap();
+        assert!(
+            matches!(outcome, Outcome::Failed(ref r) if r.contains("more than 0 rows")),
+            "{outcome:?}"
+        );
+        assert_eq!(t.successful_records, 1);
+        let stored: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 1);
+    }
+}

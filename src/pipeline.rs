@@ -330,6 +330,7 @@ impl Writer<'_> {
         let delivery = self.target.deliver(tx, &mut chunk.records)?;
         let errors = TaskErrors::new(tx);
         task.successful_records += delivery.delivered;
+        task.metadata.updated_records += delivery.updated;
         task.processed_records += chunk.rows;
         for reject in chunk.rejects.iter().chain(&delivery.rejected) {
             errors.insert(&task.id, reject)?;

@@ -11,6 +11,12 @@ use crate::store::{Store, TaskRepository};
 
 pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
     let input = ImportInput::resolve(&args.input, &args.input_args)?;
+    if input.inferred && !settings.output.quiet {
+        eprintln!(
+            "entity {} (from the file name; --entity overrides)",
+            input.entity.entity_type()
+        );
+    }
     if let SourceSpec::File(_) = &input.spec {
         // Refuse a task that could never run; the file is read again when it does.
         source::open(&input.spec)?;

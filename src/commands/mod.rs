@@ -24,6 +24,8 @@ pub struct ImportInput {
     pub spec: SourceSpec,
     pub format: Format,
     pub entity: &'static dyn Entity,
+    /// The entity was told by the file's name, not by --entity.
+    pub inferred: bool,
 }
 
 impl ImportInput {
@@ -47,11 +49,19 @@ impl ImportInput {
                     ))
                 })?,
         };
-        let entity_type = args.entity.unwrap_or(EntityType::Events);
+        let from_name = match &spec {
+            SourceSpec::File(path) => path
+                .file_name()
+                .and_then(|n| entity::infer_from_file_name(&n.to_string_lossy())),
+            SourceSpec::Stdin => None,
+        };
+        let inferred = args.entity.is_none() && from_name.is_some();
+        let entity_type = args.entity.or(from_name).unwrap_or(EntityType::Events);
         Ok(ImportInput {
             spec,
             format,
             entity: entity_for(entity_type)?,
+            inferred,
         })
     }
 

@@ -47,6 +47,12 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         find_task(&store, settings, &args.input)?
     } else {
         let input = ImportInput::resolve(&args.input, &args.input_args)?;
+        if input.inferred && !settings.output.quiet {
+            eprintln!(
+                "entity {} (from the file name; --entity overrides)",
+                input.entity.entity_type()
+            );
+        }
         if let SourceSpec::File(path) = &input.spec {
             // A file that cannot be opened is not worth a task.
             drop(std::fs::File::open(path).map_err(|e| anyhow!(e).context(format!("opening {}", path.display())))?);
@@ -269,6 +275,7 @@ fn start(
         let m = &mut task.metadata;
         m.validation_errors = 0;
         m.duplicate_records = 0;
+        m.updated_records = 0;
         m.processing_errors = 0;
         m.first_errors.clear();
         m.bytes_read = 0;

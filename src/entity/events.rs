@@ -60,6 +60,22 @@ impl Entity for Events {
         &[EVENT_NAME, EXTERNAL_CUSTOMER_ID]
     }
 
+    fn fields(&self) -> Vec<&'static str> {
+        vec![
+            EVENT_ID,
+            EVENT_NAME,
+            EXTERNAL_CUSTOMER_ID,
+            CUSTOMER_ID,
+            TIMESTAMP,
+            SOURCE,
+            PROPERTIES,
+        ]
+    }
+
+    fn field_prefixes(&self) -> &'static [&'static str] {
+        &[PROPERTY_PREFIX]
+    }
+
     fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError> {
         let layout = header.map(CsvLayout::new).transpose()?;
         Ok(Box::new(EventValidator {
@@ -86,12 +102,7 @@ struct CsvLayout {
 
 impl CsvLayout {
     fn new(header: &[String]) -> Result<CsvLayout, HeaderError> {
-        let mut seen = BTreeSet::new();
-        for name in header.iter().filter(|n| !n.is_empty()) {
-            if !seen.insert(name.as_str()) {
-                return Err(HeaderError::DuplicateColumn(name.clone()));
-            }
-        }
+        super::check_duplicate_columns(header)?;
         super::check_required(header, Events.required_columns())?;
         let find = |name: &str| header.iter().position(|h| h == name);
         let property_columns = header
@@ -261,11 +272,9 @@ pub fn parse_timestamp(text: Option<&str>) -> Result<DateTime<Utc>, RowError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(Utc::now());
     };
-    // chrono also takes a space for the 'T'; FlexPrice (Go's RFC 3339) does not.
-    let well_formed = text.len() > 10 && matches!(text.as_bytes()[10], b'T' | b't');
-    match DateTime::parse_from_rfc3339(text) {
-        Ok(t) if well_formed => Ok(t.with_timezone(&Utc)),
-        _ => Err(RowError::validation(
+    match parse_rfc3339(text) {
+        Some(t) => Ok(t),
+        None => Err(RowError::validation(
             Some(TIMESTAMP),
             format!(
                 "timestamp {} is not an RFC 3339 timestamp like 2024-03-20T15:04:05Z",
@@ -273,6 +282,16 @@ pub fn parse_timestamp(text: Option<&str>) -> Result<DateTime<Utc>, RowError> {
             ),
         )),
     }
+}
+
+/// An RFC 3339 time (offsets allowed) in UTC. chrono also takes a space for the 'T';
+/// FlexPrice (Go's RFC 3339) does not, so neither does this.
+pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
+    let well_formed = text.len() > 10 && matches!(text.as_bytes()[10], b'T' | b't');
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .filter(|_| well_formed)
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn build(given: Given<'_>, line: u64, element_line: Option<u64>) -> Result<Event, RowError> {
@@ -350,7 +369,10 @@ mod tests {
             position: Position::Line(2),
             body: Body::Csv(&rec),
         };
-        crate::entity::validate(v.as_mut(), Some(header.len()), &record).map(|ValidRecord::Event(e)| e)
+        crate::entity::validate(v.as_mut(), Some(header.len()), &record).map(|r| match r {
+            ValidRecord::Event(e) => e,
+            ValidRecord::Row(_) => unreachable!("events give events"),
+        })
     }
 
     fn json_event(text: &str, line: u64) -> Result<Event, RowError> {
@@ -362,7 +384,10 @@ mod tests {
                 value: serde_json::from_str(text).map_err(|e| e.to_string()),
             },
         };
-        crate::entity::validate(v.as_mut(), None, &record).map(|ValidRecord::Event(e)| e)
+        crate::entity::validate(v.as_mut(), None, &record).map(|r| match r {
+            ValidRecord::Event(e) => e,
+            ValidRecord::Row(_) => unreachable!("events give events"),
+        })
     }
 
     #[test]

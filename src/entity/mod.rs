@@ -1,7 +1,13 @@
 //! Raw records to validated records or row errors. One module per entity behind one trait;
 //! a new entity is a module and a line in `registry`.
 
+mod countries;
+pub mod customers;
 pub mod events;
+pub mod features;
+pub mod prices;
+pub mod spec;
+pub mod table;
 
 use serde_json::Value;
 
@@ -15,6 +21,8 @@ pub use events::Event;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValidRecord {
     Event(Event),
+    /// A price, customer or feature.
+    Row(table::Row),
 }
 
 /// A header the entity cannot read: the task fails before any row.
@@ -62,6 +70,10 @@ pub trait Entity: Sync {
     fn entity_type(&self) -> EntityType;
     /// Columns a CSV header must have.
     fn required_columns(&self) -> &'static [&'static str];
+    /// Every field the entity knows, in FlexPrice's order.
+    fn fields(&self) -> Vec<&'static str>;
+    /// Prefixes of open-ended columns (`properties.`, `metadata.`).
+    fn field_prefixes(&self) -> &'static [&'static str];
     /// Prepares a validator for a file with this CSV header (or `None` for JSON input).
     fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError>;
 }
@@ -81,12 +93,48 @@ pub enum Fields<'a> {
     Json(&'a serde_json::Map<String, Value>),
 }
 
-/// Every entity the tool knows. Entities not yet built come in later issues.
+static PRICES: table::TableEntity<prices::Prices> = table::TableEntity(&prices::PRICES);
+static CUSTOMERS: table::TableEntity<customers::Customers> = table::TableEntity(&customers::CUSTOMERS);
+static FEATURES: table::TableEntity<features::Features> = table::TableEntity(&features::FEATURES);
+
+/// Every entity the tool knows: a new one is a module and a line here.
 pub fn registry(entity: EntityType) -> Option<&'static dyn Entity> {
     match entity {
         EntityType::Events => Some(&events::EVENTS),
-        EntityType::Prices | EntityType::Customers | EntityType::Features => None,
+        EntityType::Prices => Some(&PRICES),
+        EntityType::Customers => Some(&CUSTOMERS),
+        EntityType::Features => Some(&FEATURES),
     }
+}
+
+/// The table spec behind a table entity, for the store.
+pub fn table_spec(entity: EntityType) -> Option<&'static dyn table::TableSpec> {
+    match entity {
+        EntityType::Events => None,
+        EntityType::Prices => Some(&prices::PRICES),
+        EntityType::Customers => Some(&customers::CUSTOMERS),
+        EntityType::Features => Some(&features::FEATURES),
+    }
+}
+
+/// The entity a file's name starts with (`prices_2026.csv` holds prices), if any.
+pub fn infer_from_file_name(name: &str) -> Option<EntityType> {
+    let name = name.to_ascii_lowercase();
+    EntityType::ALL
+        .iter()
+        .copied()
+        .find(|e| name.starts_with(&e.as_str().to_ascii_lowercase()))
+}
+
+/// Refuses a header that names a column twice.
+pub fn check_duplicate_columns(header: &[String]) -> Result<(), HeaderError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in header.iter().filter(|n| !n.is_empty()) {
+        if !seen.insert(name.as_str()) {
+            return Err(HeaderError::DuplicateColumn(name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Checks what every entity needs (a CSV row as wide as the header, JSON that parses to an

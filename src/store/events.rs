@@ -38,7 +38,7 @@ pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
 }
 
 /// A tenant as the events table knows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     pub key: i64,
     pub id: String,

@@ -86,6 +86,97 @@ CREATE TABLE task_checkpoints (
 );
 "#,
     ),
+    // 3: prices, customers and features, with FlexPrice's columns.
+    M::up(
+        r#"
+CREATE TABLE prices (
+    id                           TEXT NOT NULL,
+    tenant_key                   INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id                    TEXT NOT NULL,
+    amount                       TEXT,
+    currency                     TEXT NOT NULL,
+    entity_type                  TEXT NOT NULL,
+    entity_id                    TEXT NOT NULL,
+    type                         TEXT NOT NULL,
+    price_unit_type              TEXT NOT NULL DEFAULT 'FIAT',
+    billing_period               TEXT NOT NULL,
+    billing_period_count         INTEGER NOT NULL DEFAULT 1,
+    billing_model                TEXT NOT NULL,
+    invoice_cadence              TEXT NOT NULL,
+    meter_id                     TEXT,
+    lookup_key                   TEXT,
+    trial_period_days            INTEGER,
+    description                  TEXT,
+    display_name                 TEXT,
+    tier_mode                    TEXT,
+    tiers                        TEXT,
+    transform_quantity_divide_by INTEGER,
+    transform_quantity_round     TEXT,
+    price_unit_config_price_unit TEXT,
+    price_unit_config_amount     TEXT,
+    price_unit_config_tiers      TEXT,
+    start_date                   TEXT,
+    end_date                     TEXT,
+    min_quantity                 TEXT,
+    group_id                     TEXT,
+    metadata                     TEXT NOT NULL DEFAULT '{}',
+    task_id                      TEXT NOT NULL,
+    source_line                  INTEGER NOT NULL,
+    created_at                   TEXT NOT NULL,
+    updated_at                   TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_prices_tenant_id ON prices(tenant_key, id);
+
+CREATE TABLE customers (
+    id                  TEXT NOT NULL,
+    tenant_key          INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id           TEXT NOT NULL,
+    external_id         TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    email               TEXT,
+    address_line1       TEXT,
+    address_line2       TEXT,
+    address_city        TEXT,
+    address_state       TEXT,
+    address_postal_code TEXT,
+    address_country     TEXT,
+    timezone            TEXT NOT NULL DEFAULT 'UTC',
+    metadata            TEXT NOT NULL DEFAULT '{}',
+    task_id             TEXT NOT NULL,
+    source_line         INTEGER NOT NULL,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_customers_tenant_id ON customers(tenant_key, id);
+CREATE UNIQUE INDEX idx_customers_external_id ON customers(tenant_key, external_id);
+
+CREATE TABLE features (
+    id                      TEXT NOT NULL,
+    tenant_key              INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id               TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    type                    TEXT NOT NULL,
+    lookup_key              TEXT,
+    description             TEXT,
+    unit_singular           TEXT,
+    unit_plural             TEXT,
+    meter_name              TEXT,
+    event_name              TEXT,
+    aggregation_type        TEXT,
+    aggregation_field       TEXT,
+    aggregation_multiplier  TEXT,
+    aggregation_bucket_size TEXT,
+    reset_usage             TEXT,
+    metadata                TEXT NOT NULL DEFAULT '{}',
+    task_id                 TEXT NOT NULL,
+    source_line             INTEGER NOT NULL,
+    created_at              TEXT NOT NULL,
+    updated_at              TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_features_tenant_id ON features(tenant_key, id);
+CREATE UNIQUE INDEX idx_features_lookup_key ON features(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

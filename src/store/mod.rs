@@ -5,6 +5,7 @@ pub mod checkpoints;
 pub mod events;
 pub mod lock;
 mod migrations;
+pub mod rows;
 pub mod task_errors;
 pub mod tasks;
 

@@ -4,13 +4,14 @@ use anyhow::Result;
 use rusqlite::Transaction;
 
 use super::{Delivery, Target};
-use crate::entity::{Event, ValidRecord};
+use crate::entity::{self, Event, ValidRecord};
 use crate::row_error::{ErrorKind, RowError};
-use crate::store::events::{self, Stored};
+use crate::store::events::{self, Stored, Tenant};
+use crate::store::rows::{self, Put};
 
 pub struct LocalTarget {
     tenant_id: String,
-    tenant: Option<events::Tenant>,
+    tenant: Option<Tenant>,
     task_id: String,
     dry_run: bool,
     outcomes: Vec<Stored>,
@@ -26,37 +27,42 @@ impl LocalTarget {
             outcomes: Vec::new(),
         }
     }
-}
 
-impl Target for LocalTarget {
-    fn name(&self) -> &'static str {
-        "local"
+    fn tenant(&mut self, tx: &Transaction<'_>) -> Result<Tenant> {
+        if let Some(t) = &self.tenant {
+            return Ok(t.clone());
+        }
+        let tenant = Tenant {
+            key: events::tenant_key(tx, &self.tenant_id)?,
+            id: self.tenant_id.clone(),
+        };
+        self.tenant = Some(tenant.clone());
+        Ok(tenant)
     }
 
-    fn deliver(&mut self, tx: &Transaction<'_>, batch: &mut Vec<ValidRecord>) -> Result<Delivery> {
+    fn deliver_events(
+        &mut self,
+        tx: &Transaction<'_>,
+        tenant: &Tenant,
+        batch: &[ValidRecord],
+        delivery: &mut Delivery,
+    ) -> Result<()> {
         let mut batch_events: Vec<&Event> = batch
             .iter()
-            .map(|r| match r {
-                ValidRecord::Event(e) => e,
+            .filter_map(|r| match r {
+                ValidRecord::Event(e) => Some(e),
+                ValidRecord::Row(_) => None,
             })
             .collect();
         // Inserting in key order touches each page of the unique index once per batch instead
         // of once per row. The sort is stable, so the first of two equal ids in the file wins.
         batch_events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         self.outcomes.clear();
-        let tenant = match &self.tenant {
-            Some(t) => t,
-            None => self.tenant.insert(events::Tenant {
-                key: events::tenant_key(tx, &self.tenant_id)?,
-                id: self.tenant_id.clone(),
-            }),
-        };
         if self.dry_run {
             events::check(tx, tenant, &batch_events, &mut self.outcomes)?;
         } else {
             events::insert(tx, tenant, &self.task_id, &batch_events, &mut self.outcomes)?;
         }
-        let mut delivery = Delivery::default();
         for (event, outcome) in batch_events.iter().zip(&self.outcomes) {
             match outcome {
                 Stored::Inserted => delivery.delivered += 1,
@@ -70,6 +76,54 @@ impl Target for LocalTarget {
                 }),
             }
         }
+        Ok(())
+    }
+
+    fn deliver_rows(
+        &mut self,
+        tx: &Transaction<'_>,
+        tenant: &Tenant,
+        batch: &[ValidRecord],
+        delivery: &mut Delivery,
+    ) -> Result<()> {
+        if !batch.iter().any(|r| matches!(r, ValidRecord::Row(_))) {
+            return Ok(());
+        }
+        // A dry run stores the batch's rows to learn what would be created, updated or
+        // skipped, then undoes it.
+        let puts = rows::put_all(tx, tenant, &self.task_id, batch, self.dry_run)?;
+        for (row, put) in puts {
+            let spec = entity::table_spec(row.entity).expect("rows belong to table entities");
+            match put {
+                Put::Created => delivery.delivered += 1,
+                Put::Updated => {
+                    delivery.delivered += 1;
+                    delivery.updated += 1;
+                }
+                Put::Duplicate => delivery.rejected.push(RowError {
+                    line: row.line,
+                    column: None,
+                    kind: ErrorKind::Duplicate,
+                    reason: format!("the same {} row is already stored; skipped", spec.table()),
+                    element_line: row.element_line,
+                    raw: Some(row.to_json().to_string()),
+                }),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Target for LocalTarget {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn deliver(&mut self, tx: &Transaction<'_>, batch: &mut Vec<ValidRecord>) -> Result<Delivery> {
+        let tenant = self.tenant(tx)?;
+        let mut delivery = Delivery::default();
+        self.deliver_events(tx, &tenant, batch, &mut delivery)?;
+        self.deliver_rows(tx, &tenant, batch, &mut delivery)?;
         batch.clear();
         Ok(delivery)
     }

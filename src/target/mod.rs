@@ -12,7 +12,10 @@ use crate::row_error::RowError;
 /// What a target did with a batch.
 #[derive(Debug, Default)]
 pub struct Delivery {
+    /// Rows stored (created or updated).
     pub delivered: u64,
+    /// Of those, rows that updated an existing one (customers, features).
+    pub updated: u64,
     /// Rows not delivered: duplicates (skipped) and processing failures.
     pub rejected: Vec<RowError>,
 }

@@ -30,6 +30,9 @@ pub struct TaskMetadata {
     /// Rejected rows by kind; duplicates are skipped, not failed.
     pub validation_errors: u64,
     pub duplicate_records: u64,
+    /// Of the imported rows, those that updated an existing customer or feature.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub updated_records: u64,
     pub processing_errors: u64,
     /// The first rejected rows, with their file lines.
     pub first_errors: Vec<ErrorSample>,

@@ -20,6 +20,16 @@ fn import_all(
     resume: Option<Resume>,
     limit: usize,
 ) -> (Vec<(String, bool)>, reader::ResumePoint, bool) {
+    import_as(EntityType::Events, format, bytes, resume, limit)
+}
+
+fn import_as(
+    entity: EntityType,
+    format: Format,
+    bytes: &[u8],
+    resume: Option<Resume>,
+    limit: usize,
+) -> (Vec<(String, bool)>, reader::ResumePoint, bool) {
     let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes.to_vec()));
     let mut reader = match reader::open(format, input, Arc::default(), resume) {
         Ok(r) => r,
@@ -28,7 +38,7 @@ fn import_all(
             return (Vec::new(), Default::default(), true);
         }
     };
-    let events = entity::registry(EntityType::Events).unwrap();
+    let events = entity::registry(entity).unwrap();
     let header_len = reader.header().map(<[String]>::len);
     let Ok(mut validator) = events.validator(reader.header()) else {
         return (Vec::new(), Default::default(), true);
@@ -43,6 +53,7 @@ fn import_all(
                 let outcome = entity::validate(validator.as_mut(), header_len, &record);
                 match &outcome {
                     Ok(ValidRecord::Event(e)) => assert!(!e.event_id.is_empty() && !e.event_name.is_empty()),
+                    Ok(ValidRecord::Row(row)) => assert!(!row.values.values.is_empty()),
                     Err(err) => assert!(!err.reason.is_empty()),
                 }
                 seen.push((format!("{}:{}", record.position, record.raw()), outcome.is_ok()));
@@ -75,6 +86,14 @@ fn structured() -> impl Strategy<Value = Vec<u8>> {
         Just(b"{\"event_name\":\"a\",\"external_customer_id\":\"c\"}".to_vec()),
         Just(b"2024-03-20T15:04:05Z".to_vec()),
         Just(b"\"properties\":".to_vec()),
+        Just(
+            b"amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,tiers\n".to_vec()
+        ),
+        Just(b"10.5,USD,PLAN,p1,FIXED,MONTHLY,TIERED,ADVANCE,".to_vec()),
+        Just(b"[{\"up_to\":1,\"unit_amount\":\"-1\"}]".to_vec()),
+        Just(b"external_id,name,email,address_country,timezone\n".to_vec()),
+        Just(b"name,type,aggregation_type,event_name\n".to_vec()),
+        Just(b"metered,SUM,".to_vec()),
         "[a-z0-9 ]{0,6}".prop_map(String::into_bytes),
         any::<u8>().prop_map(|b| vec![b]),
     ];
@@ -85,14 +104,18 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         for format in FORMATS {
-            import_all(format, &bytes, None, usize::MAX);
+            for entity in EntityType::ALL {
+                import_as(*entity, format, &bytes, None, usize::MAX);
+            }
         }
     }
 
     #[test]
     fn structured_text_never_panics(bytes in structured()) {
         for format in FORMATS {
-            import_all(format, &bytes, None, usize::MAX);
+            for entity in EntityType::ALL {
+                import_as(*entity, format, &bytes, None, usize::MAX);
+            }
         }
     }
 

@@ -1,0 +1,115 @@
+//! Features, with FlexPrice's columns and rules, and the meter of a metered feature. A row
+//! whose lookup_key is already stored updates that feature.
+
+use super::spec::{invalid, Column, Kind, Values};
+use super::table::{Identity, TableSpec};
+use crate::row_error::RowError;
+use crate::task::EntityType;
+
+pub struct Features;
+pub static FEATURES: Features = Features;
+
+const TYPES: &[&str] = &["metered", "boolean", "static"];
+const AGGREGATIONS: &[&str] = &[
+    "COUNT",
+    "SUM",
+    "AVG",
+    "COUNT_UNIQUE",
+    "LATEST",
+    "SUM_WITH_MULTIPLIER",
+    "MAX",
+    "WEIGHTED_SUM",
+];
+const RESETS: &[&str] = &["BILLING_PERIOD", "NEVER"];
+const METER_COLUMNS: &[&str] = &[
+    "meter_name",
+    "event_name",
+    "aggregation_type",
+    "aggregation_field",
+    "aggregation_multiplier",
+    "aggregation_bucket_size",
+    "reset_usage",
+];
+
+const COLUMNS: &[Column] = &[
+    Column::text("name", None, "API calls").required(),
+    Column::of("type", Kind::Enum(TYPES), "metered").required(),
+    Column::text("lookup_key", None, "api_calls"),
+    Column::text("description", None, "Calls to the public API"),
+    Column::text("unit_singular", None, "call"),
+    Column::text("unit_plural", None, "calls"),
+    Column::text("meter_name", None, "API calls"),
+    Column::text("event_name", None, "api_request"),
+    Column::of("aggregation_type", Kind::Enum(AGGREGATIONS), "COUNT"),
+    Column::text("aggregation_field", None, ""),
+    Column::of("aggregation_multiplier", Kind::Decimal { min: None }, ""),
+    Column::text("aggregation_bucket_size", None, ""),
+    Column::of("reset_usage", Kind::Enum(RESETS), "BILLING_PERIOD"),
+];
+
+impl TableSpec for Features {
+    fn entity_type(&self) -> EntityType {
+        EntityType::Features
+    }
+
+    fn table(&self) -> &'static str {
+        "features"
+    }
+
+    fn id_prefix(&self) -> &'static str {
+        "feat"
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        COLUMNS
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::UpsertByOrDerived("lookup_key")
+    }
+
+    fn check(&self, v: &mut Values) -> Result<(), RowError> {
+        if v.str("type") != Some("metered") {
+            if let Some(column) = METER_COLUMNS.iter().find(|c| v.has(c)) {
+                return Err(invalid(
+                    column,
+                    format!(
+                        "{column} belongs to the meter of a metered feature; this feature's type is {}",
+                        v.str("type").unwrap_or_default()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        for column in ["event_name", "aggregation_type"] {
+            if !v.has(column) {
+                return Err(invalid(column, format!("a metered feature needs {column}")));
+            }
+        }
+        if !v.has("meter_name") {
+            let name = v.get("name").cloned().unwrap_or_default();
+            v.set("meter_name", name);
+        }
+        if !v.has("reset_usage") {
+            v.set("reset_usage", "BILLING_PERIOD".into());
+        }
+        let aggregation = v.str("aggregation_type").unwrap_or_default().to_owned();
+        if aggregation != "COUNT" && !v.has("aggregation_field") {
+            return Err(invalid(
+                "aggregation_field",
+                format!("aggregation_type {aggregation} needs aggregation_field (only COUNT does without)"),
+            ));
+        }
+        match (aggregation.as_str(), v.has("aggregation_multiplier")) {
+            ("SUM_WITH_MULTIPLIER", false) => Err(invalid(
+                "aggregation_multiplier",
+                "aggregation_type SUM_WITH_MULTIPLIER needs aggregation_multiplier",
+            )),
+            (other, true) if other != "SUM_WITH_MULTIPLIER" => Err(invalid(
+                "aggregation_multiplier",
+                format!("aggregation_multiplier is only used with SUM_WITH_MULTIPLIER, not {other}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}

@@ -40,6 +40,9 @@ _flexprice__import() {
             flexprice__import,run)
                 cmd="flexprice__import__subcmd__run"
                 ;;
+            flexprice__import,templates)
+                cmd="flexprice__import__subcmd__templates"
+                ;;
             flexprice__import__subcmd__help,completions)
                 cmd="flexprice__import__subcmd__help__subcmd__completions"
                 ;;
@@ -64,6 +67,9 @@ _flexprice__import() {
             flexprice__import__subcmd__help,run)
                 cmd="flexprice__import__subcmd__help__subcmd__run"
                 ;;
+            flexprice__import__subcmd__help,templates)
+                cmd="flexprice__import__subcmd__help__subcmd__templates"
+                ;;
             *)
                 ;;
         esac
@@ -71,7 +77,7 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors completions help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +137,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__create)
-            opts="-q -h --entity --format --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --map --property-type --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,6 +149,14 @@ _flexprice__import() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "csv json jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --property-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --db)
@@ -207,7 +221,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help)
-            opts="create run resume list inspect errors completions help"
+            opts="create run resume list inspect errors templates completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -319,6 +333,20 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__templates)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -459,7 +487,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__run)
-            opts="-q -h --entity --format --batch-size --progress-interval --dry-run --max-errors --max-error-rate --errors-file --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --map --property-type --batch-size --progress-interval --dry-run --max-errors --max-error-rate --errors-file --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -471,6 +499,14 @@ _flexprice__import() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "csv json jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --map)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --property-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --batch-size)
@@ -490,6 +526,44 @@ _flexprice__import() {
                     return 0
                     ;;
                 --errors-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__templates)
+            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --help events prices customers features"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "csv json jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

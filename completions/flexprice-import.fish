@@ -39,6 +39,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "r
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "list" -d 'List tasks, newest first'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l entity -d 'What the file holds' -r -f -a "events\t''
@@ -48,6 +49,8 @@ features\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l format -d 'The file\'s format [default: from its extension: .csv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l map -d 'Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l property-type -d 'Events: read property KEY as string, integer, decimal or boolean; a row where it is not is rejected, and numbers are stored as JSON numbers (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -64,6 +67,8 @@ features\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l format -d 'The file\'s format [default: from its extension: .csv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l map -d 'Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l property-type -d 'Events: read property KEY as string, integer, decimal or boolean; a row where it is not is rejected, and numbers are stored as JSON numbers (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l batch-size -d 'Records per store transaction (and per progress update)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress-interval -d 'Commit what has been read and update progress at least this often (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-errors -d 'Stop, and fail the task, once more than N rows are rejected' -r
@@ -132,6 +137,18 @@ never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l duplicates -d 'Include the rows skipped as duplicates'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l format -r -f -a "csv\t'The header row only'
+json\t'A JSON array holding one example record'
+jsonl\t'One example record on one line'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l dir -d 'Write <entity>.csv and <entity>.json for every entity into DIR' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -140,11 +157,12 @@ always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "list" -d 'List tasks, newest first'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "list" -d 'List tasks, newest first'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -70,6 +70,8 @@ pub enum Command {
     /// Write a task's rejected rows as a file in the input's format, with `line` and `reason`
     /// columns added, ready to fix and import again
     Errors(ErrorsArgs),
+    /// Print a header-only CSV template, or an example JSON record, for an entity
+    Templates(TemplatesArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -85,6 +87,20 @@ pub struct InputArgs {
     /// The file's format [default: from its extension: .csv, .json, .jsonl/.ndjson]
     #[arg(long, value_enum, ignore_case = true, value_name = "FORMAT")]
     pub format: Option<Format>,
+    /// Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)
+    #[arg(long = "map", value_name = "SOURCE=FIELD")]
+    pub map: Vec<String>,
+    /// Events: read property KEY as string, integer, decimal or boolean; a row where it is not
+    /// is rejected, and numbers are stored as JSON numbers (repeatable)
+    #[arg(long = "property-type", value_name = "KEY=TYPE")]
+    pub property_types: Vec<String>,
+}
+
+impl InputArgs {
+    /// Whether any option describing a file was given.
+    pub fn any(&self) -> bool {
+        self.entity.is_some() || self.format.is_some() || !self.map.is_empty() || !self.property_types.is_empty()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +195,27 @@ pub struct ErrorsArgs {
     /// Include the rows skipped as duplicates
     #[arg(long)]
     pub duplicates: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplatesArgs {
+    #[arg(value_enum, ignore_case = true, value_name = "ENTITY")]
+    pub entity: Option<EntityType>,
+    #[arg(long, value_enum, ignore_case = true, default_value_t = TemplateFormat::Csv)]
+    pub format: TemplateFormat,
+    /// Write <entity>.csv and <entity>.json for every entity into DIR
+    #[arg(long, value_name = "DIR", conflicts_with = "entity")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TemplateFormat {
+    /// The header row only
+    Csv,
+    /// A JSON array holding one example record
+    Json,
+    /// One example record on one line
+    Jsonl,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
         Command::Errors(_) => false,
+        Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
         Command::Completions { shell } => {
             commands::completions::generate(*shell, &mut std::io::stdout());
             return Ok(ExitStatus::Success);
@@ -44,6 +45,6 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(args) => commands::list::run(args, &settings),
         Command::Inspect(args) => commands::inspect::run(args, &settings),
         Command::Errors(args) => commands::errors::run(args, &settings),
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Templates(_) => unreachable!("handled above"),
     }
 }

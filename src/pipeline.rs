@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use rusqlite::Transaction;
 
-use crate::entity::{self, Entity, ValidRecord};
+use crate::entity::mapping::FieldMap;
+use crate::entity::{self, Entity, EntityOptions, ValidRecord};
 use crate::reader::{self, Format, Resume, ResumePoint};
 use crate::row_error::{ErrorKind, RowError};
 use crate::source::{OpenSource, ReadCounters};
@@ -69,6 +70,9 @@ pub struct Job {
     pub resume: Option<Resume>,
     /// The input's size and modification time, kept with each checkpoint.
     pub fingerprint: Option<(u64, i64)>,
+    /// Renamed input columns.
+    pub field_map: FieldMap,
+    pub entity_options: EntityOptions,
 }
 
 /// Told of progress as chunks are written.
@@ -136,6 +140,8 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         format,
         entity,
         resume,
+        field_map,
+        entity_options,
         ..
     } = job;
     // A send fails only when the writer has stopped; then there is no one left to tell.
@@ -147,7 +153,8 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         Err(e) => return stop(e.to_string()),
     };
     let header_len = reader.header().map(<[String]>::len);
-    let mut validator = match entity.validator(reader.header()) {
+    let header = reader.header().map(|h| field_map.rename_header(h));
+    let mut validator = match entity.validator(header.as_deref(), &entity_options) {
         Ok(v) => v,
         Err(e) => return stop(format!("line 1: {e}")),
     };
@@ -167,7 +174,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         if crate::interrupt::received().is_some() {
             return;
         }
-        let record = match reader.next_record() {
+        let mut record = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
@@ -176,6 +183,16 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
             }
         };
         chunk.rows += 1;
+        if let (
+            false,
+            reader::Body::Json {
+                value: Ok(serde_json::Value::Object(object)),
+                ..
+            },
+        ) = (field_map.is_empty(), &mut record.body)
+        {
+            field_map.rename_keys(object);
+        }
         match entity::validate(validator.as_mut(), header_len, &record) {
             Ok(valid) => chunk.records.push(valid),
             Err(err) => {
@@ -427,6 +444,8 @@ mod tests {
             entity: crate::entity::registry(EntityType::Events).unwrap(),
             resume: None,
             fingerprint: None,
+            field_map: FieldMap::default(),
+            entity_options: EntityOptions::default(),
         }
     }
 

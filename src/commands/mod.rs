@@ -7,12 +7,14 @@ pub mod inspect;
 pub mod list;
 pub mod resume;
 pub mod run;
+pub mod templates;
 
 use anyhow::Result;
 use chrono::Utc;
 
 use crate::cli::InputArgs;
-use crate::entity::{self, Entity};
+use crate::entity::mapping::FieldMap;
+use crate::entity::{self, Entity, PropertyType};
 use crate::exit::usage;
 use crate::reader::Format;
 use crate::settings::Settings;
@@ -26,6 +28,8 @@ pub struct ImportInput {
     pub entity: &'static dyn Entity,
     /// The entity was told by the file's name, not by --entity.
     pub inferred: bool,
+    pub field_map: FieldMap,
+    pub property_types: Vec<(String, PropertyType)>,
 }
 
 impl ImportInput {
@@ -57,11 +61,31 @@ impl ImportInput {
         };
         let inferred = args.entity.is_none() && from_name.is_some();
         let entity_type = args.entity.or(from_name).unwrap_or(EntityType::Events);
+        let entity = entity_for(entity_type)?;
+        let field_map = FieldMap::parse(&args.map, entity).map_err(usage)?;
+        if !args.property_types.is_empty() && entity_type != EntityType::Events {
+            return Err(usage(format!("--property-type applies to events, not {entity_type}")));
+        }
+        let property_types = args
+            .property_types
+            .iter()
+            .map(|pair| {
+                let (key, kind) = pair
+                    .split_once('=')
+                    .ok_or_else(|| usage(format!("--property-type {pair:?} is not KEY=TYPE")))?;
+                let kind = kind
+                    .parse()
+                    .map_err(|e| usage(format!("--property-type {pair:?}: {e}")))?;
+                Ok((key.trim().trim_start_matches("properties.").to_owned(), kind))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(ImportInput {
             spec,
             format,
-            entity: entity_for(entity_type)?,
+            entity,
             inferred,
+            field_map,
+            property_types,
         })
     }
 
@@ -83,6 +107,8 @@ impl ImportInput {
             error_summary: None,
             metadata: TaskMetadata {
                 input_format: Some(self.format.as_str().into()),
+                field_map: self.field_map.clone(),
+                property_types: self.property_types.clone(),
                 ..TaskMetadata::default()
             },
             started_at: None,

@@ -36,9 +36,9 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         max_error_rate: args.max_error_rate,
     };
     let task = if looks_like_task_id(&args.input) {
-        if args.input_args.entity.is_some() || args.input_args.format.is_some() {
+        if args.input_args.any() {
             return Err(usage(
-                "--entity and --format describe a file; a task keeps the ones it was created with",
+                "--entity, --format, --map and --property-type describe a file; a task keeps the ones it was created with",
             ));
         }
         if args.dry_run {
@@ -202,6 +202,10 @@ fn run_locked(
         entity,
         resume,
         fingerprint,
+        field_map: task.metadata.field_map.clone(),
+        entity_options: crate::entity::EntityOptions {
+            property_types: task.metadata.property_types.clone(),
+        },
     };
     let result = pipeline::import(store, task, job, &mut target, options, &mut progress);
     progress.finish();

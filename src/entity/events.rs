@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use super::{json_kind, quoted, Entity, Fields, HeaderError, ValidRecord, Validator};
+use super::{json_kind, quoted, Entity, EntityOptions, Fields, HeaderError, PropertyType, ValidRecord, Validator};
 use crate::reader::Record;
 use crate::row_error::RowError;
 use crate::task::EntityType;
@@ -76,11 +76,29 @@ impl Entity for Events {
         &[PROPERTY_PREFIX]
     }
 
-    fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError> {
+    fn template(&self) -> super::Template {
+        let mut header: Vec<String> = self.fields().iter().map(|f| (*f).to_owned()).collect();
+        header.retain(|f| f != PROPERTIES);
+        header.extend(["properties.tokens".to_owned(), "properties.model".to_owned()]);
+        super::Template {
+            header,
+            example: serde_json::json!({
+                "event_id": "evt_01HZX3",
+                "event_name": "llm_usage",
+                "external_customer_id": "cust_acme",
+                "timestamp": "2026-11-01T09:15:00Z",
+                "source": "api",
+                "properties": {"tokens": 1200, "model": "gpt-4o"}
+            }),
+        }
+    }
+
+    fn validator(&self, header: Option<&[String]>, options: &EntityOptions) -> Result<Box<dyn Validator>, HeaderError> {
         let layout = header.map(CsvLayout::new).transpose()?;
         Ok(Box::new(EventValidator {
             layout,
             unknown_keys: BTreeSet::new(),
+            property_types: options.property_types.clone(),
         }))
     }
 }
@@ -137,6 +155,7 @@ impl CsvLayout {
 struct EventValidator {
     layout: Option<CsvLayout>,
     unknown_keys: BTreeSet<String>,
+    property_types: Vec<(String, PropertyType)>,
 }
 
 /// The fields of one event as given, before defaults.
@@ -160,6 +179,12 @@ impl Validator for EventValidator {
             }
             Fields::Json(map) => self.read_json(map)?,
         };
+        let mut given = given;
+        for (key, kind) in &self.property_types {
+            if let Some(value) = given.properties.get_mut(key) {
+                *value = typed_property(key, *kind, value)?;
+            }
+        }
         build(given, record.position.number(), record.position.element_line()).map(ValidRecord::Event)
     }
 
@@ -284,6 +309,48 @@ pub fn parse_timestamp(text: Option<&str>) -> Result<DateTime<Utc>, RowError> {
     }
 }
 
+/// A property read as its `--property-type`: numbers become JSON numbers, booleans JSON
+/// booleans; a value that is not of the type rejects the row.
+fn typed_property(key: &str, kind: PropertyType, value: &Value) -> Result<Value, RowError> {
+    let column = format!("properties.{key}");
+    let wrong = |what: &str| {
+        let shown = match value {
+            Value::String(s) => quoted(s),
+            other => other.to_string(),
+        };
+        RowError::validation(Some(&column), format!("{column} {shown} is not {what}"))
+    };
+    match (kind, value) {
+        (PropertyType::String, Value::String(_)) => Ok(value.clone()),
+        (PropertyType::String, Value::Number(_) | Value::Bool(_)) => Ok(Value::String(value.to_string())),
+        (PropertyType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(value.clone()),
+        (PropertyType::Integer, Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| wrong("an integer")),
+        (PropertyType::Decimal, Value::Number(_)) => Ok(value.clone()),
+        (PropertyType::Decimal, Value::String(s)) => {
+            let text = s.trim();
+            rust_decimal::Decimal::from_str_exact(text)
+                .ok()
+                .and_then(|_| serde_json::from_str::<serde_json::Number>(text).ok())
+                .map(Value::Number)
+                .ok_or_else(|| wrong("a decimal number"))
+        }
+        (PropertyType::Boolean, Value::Bool(_)) => Ok(value.clone()),
+        (PropertyType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(wrong("true or false")),
+        },
+        (PropertyType::String, _) => Err(wrong("a string")),
+        (PropertyType::Integer, _) => Err(wrong("an integer")),
+        (PropertyType::Decimal, _) => Err(wrong("a decimal number")),
+        (PropertyType::Boolean, _) => Err(wrong("true or false")),
+    }
+}
+
 /// An RFC 3339 time (offsets allowed) in UTC. chrono also takes a space for the 'T';
 /// FlexPrice (Go's RFC 3339) does not, so neither does this.
 pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
@@ -362,7 +429,7 @@ mod tests {
 
     fn csv_event(header: &str, row: &str) -> Result<Event, RowError> {
         let header: Vec<String> = header.split(',').map(str::to_owned).collect();
-        let mut v = EVENTS.validator(Some(&header)).unwrap();
+        let mut v = EVENTS.validator(Some(&header), &EntityOptions::default()).unwrap();
         let mut rdr = csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes());
         let rec = rdr.byte_records().next().unwrap().unwrap();
         let record = Record {
@@ -376,7 +443,7 @@ mod tests {
     }
 
     fn json_event(text: &str, line: u64) -> Result<Event, RowError> {
-        let mut v = EVENTS.validator(None).unwrap();
+        let mut v = EVENTS.validator(None, &EntityOptions::default()).unwrap();
         let record = Record {
             position: Position::Line(line),
             body: Body::Json {
@@ -428,13 +495,19 @@ mod tests {
     #[test]
     fn missing_columns_are_named() {
         let header = vec!["event_name".to_string(), "timestamp".to_string()];
-        let err = EVENTS.validator(Some(&header)).err().unwrap();
+        let err = EVENTS
+            .validator(Some(&header), &EntityOptions::default())
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
             "the header lacks the required column external_customer_id"
         );
         let header = vec!["Event_Name".to_string(), "external_customer_id".to_string()];
-        let err = EVENTS.validator(Some(&header)).err().unwrap();
+        let err = EVENTS
+            .validator(Some(&header), &EntityOptions::default())
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
             "the header lacks the required column event_name (found \"Event_Name\" for event_name: header names are case-sensitive)"

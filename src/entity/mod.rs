@@ -5,6 +5,7 @@ mod countries;
 pub mod customers;
 pub mod events;
 pub mod features;
+pub mod mapping;
 pub mod prices;
 pub mod spec;
 pub mod table;
@@ -65,6 +66,44 @@ pub fn check_required(header: &[String], required: &[&str]) -> Result<(), Header
     })
 }
 
+/// How a property is read with `--property-type KEY=TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PropertyType {
+    String,
+    Integer,
+    Decimal,
+    Boolean,
+}
+
+impl std::str::FromStr for PropertyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "string" => Ok(PropertyType::String),
+            "integer" | "int" => Ok(PropertyType::Integer),
+            "decimal" | "number" => Ok(PropertyType::Decimal),
+            "boolean" | "bool" => Ok(PropertyType::Boolean),
+            other => Err(format!("{other:?} is not one of string, integer, decimal, boolean")),
+        }
+    }
+}
+
+/// What `templates` prints for an entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub header: Vec<String>,
+    /// One valid record in FlexPrice's JSON shape.
+    pub example: Value,
+}
+
+/// Options that change how rows are read.
+#[derive(Debug, Clone, Default)]
+pub struct EntityOptions {
+    /// Events: properties read as a type instead of as text.
+    pub property_types: Vec<(String, PropertyType)>,
+}
+
 /// An entity type the tool imports.
 pub trait Entity: Sync {
     fn entity_type(&self) -> EntityType;
@@ -74,8 +113,10 @@ pub trait Entity: Sync {
     fn fields(&self) -> Vec<&'static str>;
     /// Prefixes of open-ended columns (`properties.`, `metadata.`).
     fn field_prefixes(&self) -> &'static [&'static str];
+    /// A CSV header and an example record, from the same declarations the checks use.
+    fn template(&self) -> Template;
     /// Prepares a validator for a file with this CSV header (or `None` for JSON input).
-    fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError>;
+    fn validator(&self, header: Option<&[String]>, options: &EntityOptions) -> Result<Box<dyn Validator>, HeaderError>;
 }
 
 /// Checks one record at a time. Holds what it learnt from the header.

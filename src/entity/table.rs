@@ -80,7 +80,30 @@ impl<S: TableSpec> Entity for TableEntity<S> {
         &["metadata."]
     }
 
-    fn validator(&self, header: Option<&[String]>) -> Result<Box<dyn Validator>, HeaderError> {
+    fn template(&self) -> super::Template {
+        let mut header: Vec<String> = self.0.columns().iter().map(|c| c.name.to_owned()).collect();
+        header.push("metadata.source".into());
+        let mut example = serde_json::Map::new();
+        for column in self.0.columns().iter().filter(|c| !c.example.is_empty()) {
+            let value = match column.kind {
+                super::spec::Kind::Integer { .. } => column.example.parse::<i64>().map(Value::from).unwrap_or_default(),
+                super::spec::Kind::JsonArray => serde_json::from_str(column.example).unwrap_or_default(),
+                _ => Value::String(column.example.to_owned()),
+            };
+            example.insert(column.name.to_owned(), value);
+        }
+        example.insert("metadata".into(), serde_json::json!({"source": "migration"}));
+        super::Template {
+            header,
+            example: Value::Object(example),
+        }
+    }
+
+    fn validator(
+        &self,
+        header: Option<&[String]>,
+        _: &super::EntityOptions,
+    ) -> Result<Box<dyn Validator>, HeaderError> {
         if let Some(header) = header {
             super::check_duplicate_columns(header)?;
             let required: Vec<&str> = self.0.columns().iter().filter(|c| c.required).map(|c| c.name).collect();

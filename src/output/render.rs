@@ -93,8 +93,13 @@ fn rate(task: &Task, now: DateTime<Utc>) -> String {
 pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     let m = &task.metadata;
     let dry = if m.dry_run { " (dry run: nothing stored)" } else { "" };
+    let updated = if m.updated_records > 0 {
+        format!(" ({} updated)", m.updated_records)
+    } else {
+        String::new()
+    };
     format!(
-        "{} {}{dry}: {} imported, {} duplicates skipped, {} rejected of {} rows in {}",
+        "{} {}{dry}: {}{updated} imported, {} duplicates skipped, {} rejected of {} rows in {}",
         task.id,
         task.task_status,
         task.successful_records,
@@ -190,6 +195,15 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         .unwrap_or_else(|| "not known yet".into());
     row("Records", format!("{} processed of {total}", task.processed_records));
     row("  imported", task.successful_records.to_string());
+    if m.updated_records > 0 {
+        row(
+            "  updated",
+            format!(
+                "{} (of the imported, rows that updated a stored one)",
+                m.updated_records
+            ),
+        );
+    }
     row(
         "  rejected",
         format!(

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::entity::mapping::FieldMap;
+use crate::entity::PropertyType;
+
 /// How many rejected rows a task keeps in its metadata as a sample (all of them are in
 /// `task_errors`).
 pub const ERROR_SAMPLE_SIZE: usize = 10;
@@ -46,6 +49,12 @@ pub struct TaskMetadata {
     /// The process running (or that last ran) the task: `pid N on HOST`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_by: Option<String>,
+    /// `--map SOURCE=FIELD` renames, applied by every run of the task.
+    #[serde(skip_serializing_if = "FieldMap::is_empty")]
+    pub field_map: FieldMap,
+    /// `--property-type KEY=TYPE` for events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub property_types: Vec<(String, PropertyType)>,
     /// The input's CSV header, for reject files with the same columns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csv_header: Option<Vec<String>>,

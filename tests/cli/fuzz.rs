@@ -40,7 +40,7 @@ fn import_as(
     };
     let events = entity::registry(entity).unwrap();
     let header_len = reader.header().map(<[String]>::len);
-    let Ok(mut validator) = events.validator(reader.header()) else {
+    let Ok(mut validator) = events.validator(reader.header(), &Default::default()) else {
         return (Vec::new(), Default::default(), true);
     };
     let mut seen = Vec::new();

@@ -3,6 +3,7 @@
 mod support;
 
 mod completions;
+mod entities;
 mod fuzz;
 mod import;
 mod reliability;

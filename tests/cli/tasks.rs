@@ -56,7 +56,13 @@ fn create_json_prints_the_task_and_refuses_what_could_never_run() {
 
     env.cmd().args(["create", "missing.csv"]).assert().code(1);
     env.cmd()
-        .args(["create", fixture("events.csv").to_str().unwrap(), "--entity", "PRICES", "--json"])
+        .args([
+            "create",
+            fixture("events.csv").to_str().unwrap(),
+            "--entity",
+            "PRICES",
+            "--json",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains("\"entity_type\": \"PRICES\""));

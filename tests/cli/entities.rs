@@ -329,3 +329,17 @@ fn unknown_columns_of_an_entity_are_reported_once() {
         1
     );
 }
+
+#[test]
+fn a_dry_run_of_customers_counts_updates_and_stores_nothing() {
+    let env = Env::new();
+    env.run_json(&[fixture("customers.csv").to_str().unwrap()], 0);
+    let dry = env.run_json(&[fixture("customers.json").to_str().unwrap(), "--dry-run"], 0);
+    assert_eq!(dry["successful_records"], 2);
+    assert_eq!(dry["metadata"]["updated_records"], 1);
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 3);
+    assert_eq!(
+        text(&env, "SELECT name FROM customers WHERE external_id = 'cust_acme'"),
+        "Acme Inc."
+    );
+}

@@ -404,33 +404,13 @@ mod tests {
     use crate::source::{OpenSource, ReadCounters};
     use crate::store::{checkpoints, open_in_memory};
     use crate::target::local::LocalTarget;
-    use crate::task::{EntityType, FileType, RecordStatus, TaskMetadata, TaskStatus, TaskType};
+    use crate::task::{EntityType, TaskStatus};
 
     fn task() -> Task {
-        let now = Utc::now();
-        Task {
-            id: "task_t".into(),
-            tenant_id: "t".into(),
-            task_type: TaskType::Import,
-            entity_type: EntityType::Events,
-            file_url: "-".into(),
-            file_type: FileType::Json,
-            task_status: TaskStatus::Processing,
-            total_records: None,
-            processed_records: 0,
-            successful_records: 0,
-            failed_records: 0,
-            error_summary: None,
-            metadata: TaskMetadata::default(),
-            started_at: Some(now),
-            completed_at: None,
-            failed_at: None,
-            created_at: now,
-            updated_at: now,
-            created_by: "me".into(),
-            updated_by: "me".into(),
-            status: RecordStatus::Published,
-        }
+        let mut t = Task::sample("task_t", Utc::now(), TaskStatus::Processing, "me");
+        t.tenant_id = "t".into();
+        t.file_url = "-".into();
+        t
     }
 
     fn job(text: &str) -> Job {

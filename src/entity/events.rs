@@ -21,6 +21,7 @@ const TIMESTAMP: &str = "timestamp";
 const SOURCE: &str = "source";
 const PROPERTIES: &str = "properties";
 const PROPERTY_PREFIX: &str = "properties.";
+const REQUIRED: &[&str] = &[EVENT_NAME, EXTERNAL_CUSTOMER_ID];
 const KNOWN: &[&str] = &[
     EVENT_NAME,
     EXTERNAL_CUSTOMER_ID,
@@ -54,10 +55,6 @@ pub struct Event {
 impl Entity for Events {
     fn entity_type(&self) -> EntityType {
         EntityType::Events
-    }
-
-    fn required_columns(&self) -> &'static [&'static str] {
-        &[EVENT_NAME, EXTERNAL_CUSTOMER_ID]
     }
 
     fn fields(&self) -> Vec<&'static str> {
@@ -121,7 +118,7 @@ struct CsvLayout {
 impl CsvLayout {
     fn new(header: &[String]) -> Result<CsvLayout, HeaderError> {
         super::check_duplicate_columns(header)?;
-        super::check_required(header, Events.required_columns())?;
+        super::check_required(header, REQUIRED)?;
         let find = |name: &str| header.iter().position(|h| h == name);
         let property_columns = header
             .iter()

@@ -107,8 +107,6 @@ pub struct EntityOptions {
 /// An entity type the tool imports.
 pub trait Entity: Sync {
     fn entity_type(&self) -> EntityType;
-    /// Columns a CSV header must have.
-    fn required_columns(&self) -> &'static [&'static str];
     /// Every field the entity knows, in FlexPrice's order.
     fn fields(&self) -> Vec<&'static str>;
     /// Prefixes of open-ended columns (`properties.`, `metadata.`).

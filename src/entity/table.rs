@@ -67,11 +67,6 @@ impl<S: TableSpec> Entity for TableEntity<S> {
         self.0.entity_type()
     }
 
-    fn required_columns(&self) -> &'static [&'static str] {
-        // Required columns are declared per column; the header check reads them there.
-        &[]
-    }
-
     fn fields(&self) -> Vec<&'static str> {
         self.0.columns().iter().map(|c| c.name).collect()
     }

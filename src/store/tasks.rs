@@ -282,33 +282,10 @@ impl TaskRepository for SqliteTaskRepository<'_> {
 mod tests {
     use super::*;
     use crate::store::open_in_memory;
-    use crate::task::FileType;
     use chrono::TimeZone;
 
     fn task(id: &str, created: DateTime<Utc>, status: TaskStatus, by: &str) -> Task {
-        Task {
-            id: id.into(),
-            tenant_id: "t1".into(),
-            task_type: TaskType::Import,
-            entity_type: EntityType::Events,
-            file_url: "/data/events.csv".into(),
-            file_type: FileType::Csv,
-            task_status: status,
-            total_records: None,
-            processed_records: 0,
-            successful_records: 0,
-            failed_records: 0,
-            error_summary: None,
-            metadata: TaskMetadata::default(),
-            started_at: None,
-            completed_at: None,
-            failed_at: None,
-            created_at: created,
-            updated_at: created,
-            created_by: by.into(),
-            updated_by: by.into(),
-            status: RecordStatus::Published,
-        }
+        Task::sample(id, created, status, by)
     }
 
     fn at(day: u32) -> DateTime<Utc> {

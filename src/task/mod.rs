@@ -163,6 +163,34 @@ impl Task {
         Ok(())
     }
 
+    /// A published import task of tenant `t1`, for tests.
+    #[cfg(test)]
+    pub fn sample(id: &str, created: DateTime<Utc>, status: TaskStatus, by: &str) -> Task {
+        Task {
+            id: id.into(),
+            tenant_id: "t1".into(),
+            task_type: TaskType::Import,
+            entity_type: EntityType::Events,
+            file_url: "/data/events.csv".into(),
+            file_type: FileType::Csv,
+            task_status: status,
+            total_records: None,
+            processed_records: 0,
+            successful_records: 0,
+            failed_records: 0,
+            error_summary: None,
+            metadata: TaskMetadata::default(),
+            started_at: None,
+            completed_at: None,
+            failed_at: None,
+            created_at: created,
+            updated_at: created,
+            created_by: by.into(),
+            updated_by: by.into(),
+            status: RecordStatus::Published,
+        }
+    }
+
     /// Seconds from start to finish, or to `now` while the task runs.
     pub fn elapsed_seconds(&self, now: DateTime<Utc>) -> Option<f64> {
         let start = self.started_at?;

@@ -113,6 +113,10 @@ pub trait Entity: Sync {
     fn field_prefixes(&self) -> &'static [&'static str];
     /// A CSV header and an example record, from the same declarations the checks use.
     fn template(&self) -> Template;
+    /// For entities kept as rows of their own table: how the store keeps them.
+    fn table(&self) -> Option<&'static dyn table::TableSpec> {
+        None
+    }
     /// Prepares a validator for a file with this CSV header (or `None` for JSON input).
     fn validator(&self, header: Option<&[String]>, options: &EntityOptions) -> Result<Box<dyn Validator>, HeaderError>;
 }
@@ -132,28 +136,21 @@ pub enum Fields<'a> {
     Json(&'a serde_json::Map<String, Value>),
 }
 
-static PRICES: table::TableEntity<prices::Prices> = table::TableEntity(&prices::PRICES);
-static CUSTOMERS: table::TableEntity<customers::Customers> = table::TableEntity(&customers::CUSTOMERS);
-static FEATURES: table::TableEntity<features::Features> = table::TableEntity(&features::FEATURES);
-
 /// Every entity the tool knows: a new one is a module and a line here.
+static ENTITIES: &[&dyn Entity] = &[
+    &events::EVENTS,
+    &table::TableEntity(&prices::PRICES),
+    &table::TableEntity(&customers::CUSTOMERS),
+    &table::TableEntity(&features::FEATURES),
+];
+
 pub fn registry(entity: EntityType) -> Option<&'static dyn Entity> {
-    match entity {
-        EntityType::Events => Some(&events::EVENTS),
-        EntityType::Prices => Some(&PRICES),
-        EntityType::Customers => Some(&CUSTOMERS),
-        EntityType::Features => Some(&FEATURES),
-    }
+    ENTITIES.iter().copied().find(|e| e.entity_type() == entity)
 }
 
 /// The table spec behind a table entity, for the store.
 pub fn table_spec(entity: EntityType) -> Option<&'static dyn table::TableSpec> {
-    match entity {
-        EntityType::Events => None,
-        EntityType::Prices => Some(&prices::PRICES),
-        EntityType::Customers => Some(&customers::CUSTOMERS),
-        EntityType::Features => Some(&features::FEATURES),
-    }
+    registry(entity).and_then(|e| e.table())
 }
 
 /// The entity a file's name starts with (`prices_2026.csv` holds prices), if any.

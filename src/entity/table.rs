@@ -75,6 +75,10 @@ impl<S: TableSpec> Entity for TableEntity<S> {
         &["metadata."]
     }
 
+    fn table(&self) -> Option<&'static dyn TableSpec> {
+        Some(self.0)
+    }
+
     fn template(&self) -> super::Template {
         let mut header: Vec<String> = self.0.columns().iter().map(|c| c.name.to_owned()).collect();
         header.push("metadata.source".into());

@@ -90,7 +90,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t''
 never\t''"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l json -d 'Print each finished task as JSON (one object per line)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l json -d 'Print each finished task as JSON on stdout, one document after another'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l task-type -r -f -a "import\t''

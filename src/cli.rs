@@ -155,7 +155,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Print each finished task as JSON (one object per line)
+    /// Print each finished task as JSON on stdout, one document after another
     #[arg(long)]
     pub json: bool,
 }

@@ -137,7 +137,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__create)
-            opts="-q -h --entity --format --map --property-type --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --map --property-type --target --api-url --environment-id --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -156,6 +156,18 @@ _flexprice__import() {
                     return 0
                     ;;
                 --property-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -W "local flexprice" -- "${cur}"))
+                    return 0
+                    ;;
+                --api-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --environment-id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -457,12 +469,28 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__resume)
-            opts="-q -h --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --api-key --concurrency --max-retries --request-timeout --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -487,7 +515,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__run)
-            opts="-q -h --entity --format --map --property-type --batch-size --progress-interval --dry-run --max-errors --max-error-rate --errors-file --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --map --property-type --target --api-url --environment-id --api-key --concurrency --max-retries --request-timeout --batch-size --progress-interval --dry-run --max-errors --max-error-rate --errors-file --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -506,6 +534,34 @@ _flexprice__import() {
                     return 0
                     ;;
                 --property-type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -W "local flexprice" -- "${cur}"))
+                    return 0
+                    ;;
+                --api-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --environment-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

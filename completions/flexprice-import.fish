@@ -51,6 +51,10 @@ json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l map -d 'Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l property-type -d 'Events: read property KEY as string, integer, decimal or boolean; a row where it is not is rejected, and numbers are stored as JSON numbers (repeatable)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l target -d 'Where records go [default: local]' -r -f -a "local\t'This tool\'s own store (no server needed)'
+flexprice\t'A FlexPrice server, through its HTTP API'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l api-url -d 'The FlexPrice server\'s base URL, e.g. https://api.example.com (for --target flexprice)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l environment-id -d 'The FlexPrice environment to write to (sent as X-Environment-ID)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -69,7 +73,15 @@ json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l map -d 'Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l property-type -d 'Events: read property KEY as string, integer, decimal or boolean; a row where it is not is rejected, and numbers are stored as JSON numbers (repeatable)' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l batch-size -d 'Records per store transaction (and per progress update)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l target -d 'Where records go [default: local]' -r -f -a "local\t'This tool\'s own store (no server needed)'
+flexprice\t'A FlexPrice server, through its HTTP API'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l api-url -d 'The FlexPrice server\'s base URL, e.g. https://api.example.com (for --target flexprice)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l environment-id -d 'The FlexPrice environment to write to (sent as X-Environment-ID)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l api-key -d 'The FlexPrice API key (sent as x-api-key; never stored, logged or printed)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l batch-size -d 'Local target: records per store transaction (and per progress update) [default: 100000]. Flexprice target: records per bulk request [default and most: 1000 events, 100 prices]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress-interval -d 'Commit what has been read and update progress at least this often (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-errors -d 'Stop, and fail the task, once more than N rows are rejected' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-error-rate -d 'Stop, and fail the task, once more than this fraction of rows is rejected (0.0–1.0; checked once 1,000 rows are read, and at the end)' -r
@@ -84,6 +96,10 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l json -d 'Print the final task as JSON on stdout instead of the summary'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l api-key -d 'The FlexPrice API key (sent as x-api-key; never stored, logged or printed)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r

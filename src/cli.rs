@@ -103,6 +103,63 @@ impl InputArgs {
     }
 }
 
+/// Where records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TargetKind {
+    /// This tool's own store (no server needed)
+    #[default]
+    Local,
+    /// A FlexPrice server, through its HTTP API
+    Flexprice,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Local => "local",
+            TargetKind::Flexprice => "flexprice",
+        }
+    }
+}
+
+/// Where a task's records go; kept with the task (never the key).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Where records go [default: local]
+    #[arg(
+        long,
+        value_enum,
+        env = "FLEXPRICE_TARGET",
+        ignore_case = true,
+        value_name = "TARGET"
+    )]
+    pub target: Option<TargetKind>,
+    /// The FlexPrice server's base URL, e.g. https://api.example.com (for --target flexprice)
+    #[arg(long, env = "FLEXPRICE_API_URL", hide_env_values = true, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// The FlexPrice environment to write to (sent as X-Environment-ID)
+    #[arg(long, env = "FLEXPRICE_ENVIRONMENT_ID", value_name = "ID")]
+    pub environment_id: Option<String>,
+}
+
+/// How to talk to a FlexPrice server; given to each run, never stored.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The FlexPrice API key (sent as x-api-key; never stored, logged or printed)
+    #[arg(long, env = "FLEXPRICE_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Requests to the FlexPrice server in flight at once
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// Times a request is sent again after a transient failure (429, 408, 5xx, timeout,
+    /// lost connection) before its rows count as failed
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub max_retries: u32,
+    /// Time limit of one request to the FlexPrice server
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+}
+
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The file to import, or - for standard input (read when the task runs)
@@ -110,6 +167,8 @@ pub struct CreateArgs {
     pub input: String,
     #[command(flatten)]
     pub input_args: InputArgs,
+    #[command(flatten)]
+    pub target_args: TargetArgs,
     /// Print the whole task as JSON instead of its id
     #[arg(long)]
     pub json: bool,
@@ -122,7 +181,13 @@ pub struct RunArgs {
     pub input: String,
     #[command(flatten)]
     pub input_args: InputArgs,
-    /// Records per store transaction (and per progress update)
+    #[command(flatten)]
+    pub target_args: TargetArgs,
+    #[command(flatten)]
+    pub api_args: ApiArgs,
+    /// Local target: records per store transaction (and per progress update) [default:
+    /// 100000]. Flexprice target: records per bulk request [default and most: 1000 events, 100
+    /// prices]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_size: Option<u64>,
     /// Commit what has been read and update progress at least this often (e.g. 30s, 2m)
@@ -155,6 +220,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
+    #[command(flatten)]
+    pub api_args: ApiArgs,
     /// Print each finished task as JSON on stdout, one document after another
     #[arg(long)]
     pub json: bool,

@@ -6,6 +6,7 @@
 //! together with its rejected rows and the task's progress. Chunks keep memory small
 //! whatever the batch size; batches keep commits few, which is what makes imports fast.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::source::{OpenSource, ReadCounters};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tasks::Progress;
 use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
-use crate::target::Target;
+use crate::target::{Delivery, Target, TargetFailed};
 use crate::task::{ErrorSample, Task};
 
 pub const DEFAULT_BATCH_SIZE: usize = 100_000;
@@ -32,8 +33,8 @@ pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(30);
 pub const MIN_ROWS_FOR_RATE: u64 = 1000;
 /// A batch lasts at least this many times as long as the last commit took.
 const COMMIT_SHARE: f64 = 4.0;
-/// Rows handed from the reader to the writer at a time.
-const CHUNK_ROWS: usize = 1024;
+/// Rows handed from the reader to the writer at a time (the local target's default).
+pub const CHUNK_ROWS: usize = 1024;
 /// Chunks in flight between the reader and the writer.
 const CHANNEL_CHUNKS: usize = 4;
 
@@ -49,6 +50,23 @@ pub struct RunOptions {
     /// Fail the task once more than this fraction of rows is rejected (checked from
     /// `MIN_ROWS_FOR_RATE` rows on).
     pub max_error_rate: Option<f64>,
+    /// Rows the reader hands over at a time: for a server, one request's worth.
+    pub chunk_rows: usize,
+    /// For a server: records per request.
+    pub request_size: Option<usize>,
+}
+
+impl RunOptions {
+    pub fn new(batch_size: usize) -> RunOptions {
+        RunOptions {
+            batch_size,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            max_errors: None,
+            max_error_rate: None,
+            chunk_rows: CHUNK_ROWS.min(batch_size),
+            request_size: None,
+        }
+    }
 }
 
 /// How a run ended.
@@ -57,6 +75,9 @@ pub enum Outcome {
     Completed,
     /// The task failed; the reason is for the user and the task's error_summary.
     Failed(String),
+    /// The target gave up (a refused key, a server gone): what was settled is committed and
+    /// checkpointed, and a rerun continues from there.
+    TargetFailed(String),
     /// A signal asked the run to stop; what was read is committed and checkpointed.
     Interrupted(i32),
 }
@@ -73,6 +94,27 @@ pub struct Job {
     /// Renamed input columns.
     pub field_map: FieldMap,
     pub entity_options: EntityOptions,
+}
+
+/// A step's error if the target gave up (the task fails with its message), else the step's
+/// own result (a store error stops the run).
+fn target_failure(step: Result<()>) -> Result<Result<(), String>> {
+    match step {
+        Ok(()) => Ok(Ok(())),
+        Err(e) => match e.downcast::<TargetFailed>() {
+            Ok(failed) => Ok(Err(failed.0)),
+            Err(other) => Err(other),
+        },
+    }
+}
+
+/// Opens the batch's transaction if none is open.
+fn open_tx<'s>(store: &'s Store, open: &mut Option<Transaction<'s>>, started: &mut Instant) -> Result<()> {
+    if open.is_none() {
+        *open = Some(store.conn().unchecked_transaction()?);
+        *started = Instant::now();
+    }
+    Ok(())
 }
 
 /// Told of progress as chunks are written.
@@ -130,6 +172,10 @@ pub fn import(
         observer,
         next: start,
         fingerprint,
+        pending: VecDeque::new(),
+        rows_in_batch: 0,
+        target_failed: false,
+        moved: false,
     }
     .run(store, rx)
 }
@@ -207,7 +253,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
                 }
             }
         }
-        let full = chunk.rows as usize >= CHUNK_ROWS.min(options.batch_size);
+        let full = chunk.rows as usize >= options.chunk_rows;
         if full || last_send.elapsed() >= options.progress_interval {
             chunk.next = reader.resume_point();
             if tx.send(Message::Chunk(std::mem::take(&mut chunk))).is_err() {
@@ -231,9 +277,24 @@ struct Writer<'a> {
     options: &'a RunOptions,
     counters: &'a ReadCounters,
     observer: &'a mut dyn ProgressObserver,
-    /// Where the record after the last one written starts.
+    /// Where the record after the last one settled starts.
     next: ResumePoint,
     fingerprint: Option<(u64, i64)>,
+    /// Chunks handed to the target and not yet settled, oldest first.
+    pending: VecDeque<Pending>,
+    /// Rows settled since the last commit.
+    rows_in_batch: usize,
+    /// The target gave up (`TargetFailed`): nothing more is waited for.
+    target_failed: bool,
+    /// A chunk settled in this run, so `next` is where a record starts.
+    moved: bool,
+}
+
+/// What the run loop keeps of a chunk while its records are with the target.
+struct Pending {
+    rows: u64,
+    rejects: Vec<RowError>,
+    next: ResumePoint,
 }
 
 impl Writer<'_> {
@@ -255,7 +316,6 @@ impl Writer<'_> {
     fn write_loop(&mut self, store: &Store, rx: Receiver<Message>, committed: &mut Task) -> Result<Outcome> {
         let mut outcome = Outcome::Completed;
         let mut open: Option<Transaction<'_>> = None;
-        let mut rows_in_batch = 0usize;
         let mut batch_started = Instant::now();
         let mut last_commit = Duration::ZERO;
         loop {
@@ -263,24 +323,35 @@ impl Writer<'_> {
                 outcome = Outcome::Interrupted(signal);
                 break;
             }
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Message::Header(columns)) => self.task.metadata.csv_header = Some(columns),
-                Ok(Message::Ignored(columns)) => self.task.metadata.ignored_columns = columns,
+            let step = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Message::Header(columns)) => {
+                    self.task.metadata.csv_header = Some(columns);
+                    Ok(())
+                }
+                Ok(Message::Ignored(columns)) => {
+                    self.task.metadata.ignored_columns = columns;
+                    Ok(())
+                }
                 Ok(Message::Stop(reason)) => {
                     outcome = Outcome::Failed(reason);
                     break;
                 }
                 Ok(Message::Chunk(chunk)) => {
-                    if open.is_none() {
-                        open = Some(store.conn().unchecked_transaction()?);
-                        batch_started = Instant::now();
-                    }
-                    rows_in_batch += chunk.rows as usize;
-                    self.write_chunk(open.as_ref().expect("opened above"), chunk)?;
+                    open_tx(store, &mut open, &mut batch_started)?;
+                    self.submit(open.as_ref().expect("opened above"), chunk)
                 }
-                // Nothing new: a full batch may still be due.
-                Err(RecvTimeoutError::Timeout) => {}
+                // Nothing new: chunks in flight may have settled, a batch may be due.
+                Err(RecvTimeoutError::Timeout) if !self.pending.is_empty() => {
+                    open_tx(store, &mut open, &mut batch_started)?;
+                    self.settle(open.as_ref().expect("opened above"), false)
+                }
+                Err(RecvTimeoutError::Timeout) => Ok(()),
                 Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Err(reason) = target_failure(step)? {
+                self.target_failed = true;
+                outcome = Outcome::TargetFailed(reason);
+                break;
             }
             if open.is_none() {
                 continue;
@@ -289,18 +360,25 @@ impl Writer<'_> {
             // A commit rewrites every index page the batch touched, which grows with the
             // store; so a batch also lasts at least COMMIT_SHARE times as long as the last
             // commit took, which keeps commits to a small share of the run on a large store.
-            let full = rows_in_batch >= self.options.batch_size
+            let full = self.rows_in_batch >= self.options.batch_size
                 && batch_started.elapsed() >= last_commit.mul_f64(COMMIT_SHARE);
             if full || batch_started.elapsed() >= self.options.progress_interval || too_many.is_some() {
                 let started = Instant::now();
                 self.commit(open.take().expect("checked above"))?;
                 last_commit = started.elapsed();
                 *committed = self.task.clone();
-                rows_in_batch = 0;
             }
             if let Some(reason) = too_many {
                 outcome = Outcome::Failed(reason);
                 break;
+            }
+        }
+        // Chunks still with the target are waited for (a signal included: stopping halfway
+        // would leave the server's answer unknown), unless the target itself gave up.
+        if !self.pending.is_empty() && !self.target_failed {
+            open_tx(store, &mut open, &mut batch_started)?;
+            if let Err(reason) = target_failure(self.settle(open.as_ref().expect("opened above"), true))? {
+                outcome = Outcome::TargetFailed(reason);
             }
         }
         if outcome == Outcome::Completed {
@@ -309,7 +387,7 @@ impl Writer<'_> {
                 outcome = Outcome::Failed(reason);
             }
         }
-        if !matches!(outcome, Outcome::Interrupted(_)) {
+        if !matches!(outcome, Outcome::Interrupted(_) | Outcome::TargetFailed(_)) {
             self.task.total_records = Some(self.task.processed_records);
         }
         // Whatever was accepted before the end, a failure or a signal, is kept.
@@ -341,13 +419,36 @@ impl Writer<'_> {
         })
     }
 
-    fn write_chunk(&mut self, tx: &Transaction<'_>, mut chunk: Chunk) -> Result<()> {
-        self.next = std::mem::take(&mut chunk.next);
+    /// Hands a chunk's records to the target and settles what is done.
+    fn submit(&mut self, tx: &Transaction<'_>, chunk: Chunk) -> Result<()> {
+        self.pending.push_back(Pending {
+            rows: chunk.rows,
+            rejects: chunk.rejects,
+            next: chunk.next,
+        });
+        self.target.submit(tx, chunk.records)?;
+        self.settle(tx, false)
+    }
+
+    /// Counts the chunks the target is done with, in file order, and moves the checkpoint
+    /// past them.
+    fn settle(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<()> {
+        for delivery in self.target.settled(tx, wait)? {
+            let chunk = self.pending.pop_front().expect("a delivery for each chunk submitted");
+            self.account(tx, chunk, delivery)?;
+        }
+        Ok(())
+    }
+
+    fn account(&mut self, tx: &Transaction<'_>, chunk: Pending, delivery: Delivery) -> Result<()> {
+        self.next = chunk.next;
+        self.moved = true;
+        self.rows_in_batch += chunk.rows as usize;
         let task = &mut *self.task;
-        let delivery = self.target.deliver(tx, &mut chunk.records)?;
         let errors = TaskErrors::new(tx);
         task.successful_records += delivery.delivered;
         task.metadata.updated_records += delivery.updated;
+        task.metadata.requests.add(delivery.requests);
         task.processed_records += chunk.rows;
         for reject in chunk.rejects.iter().chain(&delivery.rejected) {
             errors.insert(&task.id, reject)?;
@@ -376,6 +477,7 @@ impl Writer<'_> {
     /// Commits the batch with the task's progress, so what is stored and what the task says
     /// always agree.
     fn commit(&mut self, tx: Transaction<'_>) -> Result<()> {
+        self.rows_in_batch = 0;
         let task = &mut *self.task;
         task.metadata.bytes_read = self.counters.bytes_read.load(Ordering::Relaxed);
         let now = Utc::now();
@@ -387,12 +489,16 @@ impl Writer<'_> {
             total: task.total_records,
         };
         SqliteTaskRepository::new(&tx).update_progress(&task.id, &progress, &task.metadata, now)?;
-        let checkpoint = Checkpoint {
-            position: self.next.clone(),
-            records: task.processed_records,
-            source: self.fingerprint,
-        };
-        checkpoints::save(&tx, &task.id, &checkpoint)?;
+        // Before anything settled, `next` is not a record's start (a CSV header comes first);
+        // the last checkpoint, if any, still holds.
+        if self.moved {
+            let checkpoint = Checkpoint {
+                position: self.next.clone(),
+                records: task.processed_records,
+                source: self.fingerprint,
+            };
+            checkpoints::save(&tx, &task.id, &checkpoint)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -431,10 +537,8 @@ mod tests {
 
     fn options(batch_size: usize, max_errors: Option<u64>) -> RunOptions {
         RunOptions {
-            batch_size,
-            progress_interval: DEFAULT_PROGRESS_INTERVAL,
             max_errors,
-            max_error_rate: None,
+            ..RunOptions::new(batch_size)
         }
     }
 

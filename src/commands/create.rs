@@ -22,7 +22,8 @@ pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
         source::open(&input.spec)?;
     }
     let store = Store::open(&settings.db_path)?;
-    let task = input.new_task(settings)?;
+    let mut task = input.new_task(settings)?;
+    super::targets::choose(&mut task, &args.target_args)?;
     store.tasks().create(&task)?;
     if args.json {
         print_json(&task)?;

@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod list;
 pub mod resume;
 pub mod run;
+pub mod targets;
 pub mod templates;
 
 use anyhow::Result;

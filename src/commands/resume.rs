@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::run::{is_interrupted, run_task};
+use super::run::{is_interrupted, run_task, RunRequest};
 use crate::cli::ResumeArgs;
 use crate::exit::ExitStatus;
 use crate::pipeline::{self, RunOptions};
@@ -42,17 +42,19 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
     interrupted.sort_by_key(|t| t.created_at);
     let mut worst = ExitStatus::Success;
     for task in interrupted {
-        let options = RunOptions {
-            batch_size: task
-                .metadata
-                .batch_size
-                .map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
-            progress_interval: pipeline::DEFAULT_PROGRESS_INTERVAL,
-            max_errors: task.metadata.max_errors,
-            max_error_rate: task.metadata.max_error_rate,
+        let request = RunRequest {
+            options: RunOptions {
+                max_errors: task.metadata.max_errors,
+                max_error_rate: task.metadata.max_error_rate,
+                ..RunOptions::new(pipeline::DEFAULT_BATCH_SIZE)
+            },
+            batch_size: task.metadata.batch_size.map(|n| n as usize),
+            target: None,
+            api: &args.api_args,
+            json: args.json,
         };
         let id = task.id.clone();
-        let status = match run_task(&store, task, settings, &options, args.json) {
+        let status = match run_task(&store, task, settings, &request) {
             Ok(status) => status,
             Err(e) => {
                 eprintln!("flexprice-import: task {id}: {e:#}");

@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use chrono::Utc;
 
+use super::targets;
 use super::{entity_for, print_json, task_format, ImportInput};
-use crate::cli::RunArgs;
+use crate::cli::{ApiArgs, RunArgs, TargetArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::output::progress::Progress;
 use crate::output::render;
@@ -19,21 +20,30 @@ use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::lock::TaskLock;
 use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
-use crate::target::local::LocalTarget;
-use crate::target::Target;
 use crate::task::{Task, TaskStatus};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
 const ERRORS_SHOWN: usize = 10;
 
+/// What a run of a task is asked to do, beyond what the task records.
+pub struct RunRequest<'a> {
+    pub options: RunOptions,
+    /// `--batch-size`, if given (its meaning depends on the target).
+    pub batch_size: Option<usize>,
+    /// Where records go, for a task that has no target recorded yet.
+    pub target: Option<&'a TargetArgs>,
+    pub api: &'a ApiArgs,
+    pub json: bool,
+}
+
 pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
     let store = Store::open(&settings.db_path)?;
     let options = RunOptions {
-        batch_size: args.batch_size.map_or(pipeline::DEFAULT_BATCH_SIZE, |n| n as usize),
         progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
         max_errors: args.max_errors,
         max_error_rate: args.max_error_rate,
+        ..RunOptions::new(pipeline::DEFAULT_BATCH_SIZE)
     };
     let task = if looks_like_task_id(&args.input) {
         if args.input_args.any() {
@@ -59,11 +69,19 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         }
         let mut task = input.new_task(settings)?;
         task.metadata.dry_run = args.dry_run;
+        targets::choose(&mut task, &args.target_args)?;
         store.tasks().create(&task)?;
         task
     };
     let id = task.id.clone();
-    let status = run_task(&store, task, settings, &options, args.json)?;
+    let request = RunRequest {
+        options,
+        batch_size: args.batch_size.map(|n| n as usize),
+        target: Some(&args.target_args),
+        api: &args.api_args,
+        json: args.json,
+    };
+    let status = run_task(&store, task, settings, &request)?;
     if let Some(path) = &args.errors_file {
         let task = find_task(&store, settings, &id)?;
         let written = super::errors::export(&store, &task, path, false)?;
@@ -100,13 +118,7 @@ pub fn is_interrupted(task: &Task, db: &Path) -> bool {
 }
 
 /// Runs one task to its end, holding its lock throughout.
-pub fn run_task(
-    store: &Store,
-    task: Task,
-    settings: &Settings,
-    options: &RunOptions,
-    json: bool,
-) -> Result<ExitStatus> {
+pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunRequest<'_>) -> Result<ExitStatus> {
     let entity = entity_for(task.entity_type)?;
     let Some(lock) = TaskLock::try_acquire(&settings.db_path, &task.id)? else {
         return Err(anyhow!(
@@ -117,7 +129,11 @@ pub fn run_task(
     };
     // Read again under the lock: another process may have finished it meanwhile.
     let mut task = find_task(store, settings, &task.id)?;
-    let status = run_locked(store, &mut task, entity, settings, options, json);
+    if let Some(target) = request.target {
+        targets::choose(&mut task, target)?;
+    }
+    let options = targets::run_options(&task, request.batch_size, request.options.clone());
+    let status = run_locked(store, &mut task, entity, settings, &options, request);
     // The lock file stays: removing it would let two processes lock two different files.
     drop(lock);
     status
@@ -129,8 +145,9 @@ fn run_locked(
     entity: &'static dyn crate::entity::Entity,
     settings: &Settings,
     options: &RunOptions,
-    json: bool,
+    request: &RunRequest<'_>,
 ) -> Result<ExitStatus> {
+    let json = request.json;
     // We hold the lock, so a PROCESSING task's process is gone.
     let interrupted = matches!(task.task_status, TaskStatus::Processing)
         || (task.task_status == TaskStatus::Failed && task.metadata.interrupted);
@@ -178,7 +195,13 @@ fn run_locked(
             return Err(e);
         }
     };
-    let mut target = LocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
+    let mut target = match targets::open(task, request.api, options) {
+        Ok(target) => target,
+        Err(reason) => {
+            fail_unstarted(store, task, settings, &reason)?;
+            return Err(anyhow!("task {} FAILED: {reason}", task.id));
+        }
+    };
     start(
         store,
         target.name(),
@@ -205,9 +228,10 @@ fn run_locked(
         field_map: task.metadata.field_map.clone(),
         entity_options: crate::entity::EntityOptions {
             property_types: task.metadata.property_types.clone(),
+            now: task.started_at,
         },
     };
-    let result = pipeline::import(store, task, job, &mut target, options, &mut progress);
+    let result = pipeline::import(store, task, job, target.as_mut(), options, &mut progress);
     progress.finish();
     let name = spec.display_name();
     let outcome = match result {
@@ -287,7 +311,7 @@ fn start(
     let m = &mut task.metadata;
     m.interrupted = false;
     m.target = Some(target_name.into());
-    m.batch_size = Some(options.batch_size as u64);
+    m.batch_size = Some(options.request_size.unwrap_or(options.batch_size) as u64);
     m.max_errors = options.max_errors;
     m.max_error_rate = options.max_error_rate;
     m.file_size = size;
@@ -331,6 +355,15 @@ fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings)
                 Some(rows) => format!("{reason}; {rows}"),
                 None => reason,
             });
+        }
+        Outcome::TargetFailed(reason) => {
+            task.move_to(TaskStatus::Failed, now)?;
+            // What was delivered is committed with its checkpoint: a rerun continues there.
+            task.metadata.interrupted = true;
+            task.error_summary = Some(format!(
+                "{reason}; {} records done, `flexprice-import run {}` continues from there",
+                task.processed_records, task.id
+            ));
         }
         Outcome::Interrupted(signal) => {
             task.move_to(TaskStatus::Failed, now)?;

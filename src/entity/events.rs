@@ -96,6 +96,7 @@ impl Entity for Events {
             layout,
             unknown_keys: BTreeSet::new(),
             property_types: options.property_types.clone(),
+            now: options.now,
         }))
     }
 }
@@ -153,6 +154,7 @@ struct EventValidator {
     layout: Option<CsvLayout>,
     unknown_keys: BTreeSet<String>,
     property_types: Vec<(String, PropertyType)>,
+    now: Option<DateTime<Utc>>,
 }
 
 /// The fields of one event as given, before defaults.
@@ -182,7 +184,13 @@ impl Validator for EventValidator {
                 *value = typed_property(key, *kind, value)?;
             }
         }
-        build(given, record.position.number(), record.position.element_line()).map(ValidRecord::Event)
+        build(
+            given,
+            self.now,
+            record.position.number(),
+            record.position.element_line(),
+        )
+        .map(ValidRecord::Event)
     }
 
     fn ignored_columns(&self) -> Vec<String> {
@@ -289,10 +297,11 @@ fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, RowError>
     }
 }
 
-/// Parses an RFC 3339 timestamp (offsets allowed) into UTC; empty means now.
-pub fn parse_timestamp(text: Option<&str>) -> Result<DateTime<Utc>, RowError> {
+/// Parses an RFC 3339 timestamp (offsets allowed) into UTC; empty means `now` (the task's
+/// start, so that a resumed or retried task sends the same timestamp), else the clock.
+pub fn parse_timestamp(text: Option<&str>, now: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, RowError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(Utc::now());
+        return Ok(now.unwrap_or_else(Utc::now));
     };
     match parse_rfc3339(text) {
         Some(t) => Ok(t),
@@ -358,10 +367,15 @@ pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn build(given: Given<'_>, line: u64, element_line: Option<u64>) -> Result<Event, RowError> {
+fn build(
+    given: Given<'_>,
+    now: Option<DateTime<Utc>>,
+    line: u64,
+    element_line: Option<u64>,
+) -> Result<Event, RowError> {
     let event_name = required(given.event_name, EVENT_NAME)?.trim().to_owned();
     let external_customer_id = required(given.external_customer_id, EXTERNAL_CUSTOMER_ID)?.to_owned();
-    let timestamp = parse_timestamp(given.timestamp)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let timestamp = parse_timestamp(given.timestamp, now)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let properties = Value::Object(given.properties).to_string();
     let customer_id = given.customer_id.map(str::to_owned);
     let source = given.source.map(str::to_owned);

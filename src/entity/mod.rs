@@ -26,6 +26,17 @@ pub enum ValidRecord {
     Row(table::Row),
 }
 
+impl ValidRecord {
+    /// The file line the record starts on, and for an element of a JSON array the line of
+    /// the element.
+    pub fn position(&self) -> (u64, Option<u64>) {
+        match self {
+            ValidRecord::Event(e) => (e.line, e.element_line),
+            ValidRecord::Row(r) => (r.line, r.element_line),
+        }
+    }
+}
+
 /// A header the entity cannot read: the task fails before any row.
 #[derive(Debug, thiserror::Error)]
 pub enum HeaderError {
@@ -102,6 +113,10 @@ pub struct Template {
 pub struct EntityOptions {
     /// Events: properties read as a type instead of as text.
     pub property_types: Vec<(String, PropertyType)>,
+    /// What an empty event timestamp means: the task's first start, so that every run of a
+    /// task gives such an event the same timestamp (FlexPrice collapses a resent event only
+    /// when its id and timestamp both match).
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An entity type the tool imports.

@@ -165,7 +165,25 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
             if m.dry_run { ", dry run" } else { "" }
         ),
     );
-    row("Target", m.target.clone().unwrap_or_else(|| "local".into()));
+    let target = m.target.clone().unwrap_or_else(|| "local".into());
+    row(
+        "Target",
+        match (&m.api_url, &m.environment_id) {
+            (Some(url), Some(env)) => format!("{target} {url} (environment {env})"),
+            (Some(url), None) => format!("{target} {url}"),
+            _ => target,
+        },
+    );
+    if !m.requests.is_zero() {
+        let r = &m.requests;
+        row(
+            "Requests",
+            format!(
+                "{} ({} retries, {} batch splits to isolate refused rows)",
+                r.requests, r.retries, r.splits
+            ),
+        );
+    }
     let resumable = if task.file_url == "-" {
         "no: standard input cannot be read again; an interrupted run starts over".to_string()
     } else {

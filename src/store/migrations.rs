@@ -177,6 +177,36 @@ CREATE UNIQUE INDEX idx_features_tenant_id ON features(tenant_key, id);
 CREATE UNIQUE INDEX idx_features_lookup_key ON features(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
 "#,
     ),
+    // What each FlexPrice server has confirmed: a rerun, a retry or another task skips what
+    // is here instead of sending it twice.
+    M::up(
+        r#"
+CREATE TABLE remote_targets (
+    target_key     INTEGER PRIMARY KEY,
+    url            TEXT NOT NULL,
+    environment_id TEXT NOT NULL,
+    tenant_id      TEXT NOT NULL,
+    entity_type    TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    UNIQUE (url, environment_id, tenant_id, entity_type)
+);
+
+CREATE TABLE ledger_tasks (
+    task_key INTEGER PRIMARY KEY,
+    task_id  TEXT NOT NULL UNIQUE
+);
+
+-- Small rows (integer keys for the server and the task) keep the index in the page cache;
+-- no foreign keys, whose checks would double the work of each insert.
+CREATE TABLE delivered_records (
+    target_key  INTEGER NOT NULL,
+    record_id   TEXT NOT NULL,
+    task_key    INTEGER NOT NULL,
+    source_line INTEGER NOT NULL,
+    PRIMARY KEY (target_key, record_id)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -3,6 +3,7 @@
 
 pub mod checkpoints;
 pub mod events;
+pub mod ledger;
 pub mod lock;
 mod migrations;
 pub mod rows;

@@ -15,6 +15,7 @@ pub struct LocalTarget {
     task_id: String,
     dry_run: bool,
     outcomes: Vec<Stored>,
+    done: Vec<Delivery>,
 }
 
 impl LocalTarget {
@@ -25,6 +26,7 @@ impl LocalTarget {
             task_id: task_id.to_owned(),
             dry_run,
             outcomes: Vec::new(),
+            done: Vec::new(),
         }
     }
 
@@ -119,12 +121,16 @@ impl Target for LocalTarget {
         "local"
     }
 
-    fn deliver(&mut self, tx: &Transaction<'_>, batch: &mut Vec<ValidRecord>) -> Result<Delivery> {
+    fn submit(&mut self, tx: &Transaction<'_>, records: Vec<ValidRecord>) -> Result<()> {
         let tenant = self.tenant(tx)?;
         let mut delivery = Delivery::default();
-        self.deliver_events(tx, &tenant, batch, &mut delivery)?;
-        self.deliver_rows(tx, &tenant, batch, &mut delivery)?;
-        batch.clear();
-        Ok(delivery)
+        self.deliver_events(tx, &tenant, &records, &mut delivery)?;
+        self.deliver_rows(tx, &tenant, &records, &mut delivery)?;
+        self.done.push(delivery);
+        Ok(())
+    }
+
+    fn settled(&mut self, _: &Transaction<'_>, _wait: bool) -> Result<Vec<Delivery>> {
+        Ok(std::mem::take(&mut self.done))
     }
 }

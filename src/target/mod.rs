@@ -1,6 +1,10 @@
-//! Where validated records go. Every target takes batches inside the store transaction that
-//! also records the task's progress, so what it keeps and what the task says agree.
+//! Where validated records go. The run loop hands a target chunks of records in file order
+//! and takes back one `Delivery` per chunk, in the same order, inside the store transaction
+//! that also records the task's progress and checkpoint; so what a target kept and what the
+//! task says agree. The local target delivers a chunk at once; the flexprice target has
+//! several chunks in flight and hands back those that are done.
 
+pub mod flexprice;
 pub mod local;
 
 use anyhow::Result;
@@ -9,7 +13,7 @@ use rusqlite::Transaction;
 use crate::entity::ValidRecord;
 use crate::row_error::RowError;
 
-/// What a target did with a batch.
+/// What a target did with a chunk.
 #[derive(Debug, Default)]
 pub struct Delivery {
     /// Rows stored (created or updated).
@@ -18,10 +22,45 @@ pub struct Delivery {
     pub updated: u64,
     /// Rows not delivered: duplicates (skipped) and processing failures.
     pub rejected: Vec<RowError>,
+    /// What delivering took, for remote targets.
+    pub requests: RequestStats,
 }
+
+/// HTTP requests a chunk took.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RequestStats {
+    pub requests: u64,
+    /// Requests sent again after a transient failure.
+    pub retries: u64,
+    /// Bulk requests the server refused whole, split in two to find the bad rows.
+    pub splits: u64,
+}
+
+impl RequestStats {
+    pub fn is_zero(&self) -> bool {
+        *self == RequestStats::default()
+    }
+
+    pub fn add(&mut self, other: RequestStats) {
+        self.requests += other.requests;
+        self.retries += other.retries;
+        self.splits += other.splits;
+    }
+}
+
+/// The target cannot go on (a refused key, an unreachable server): the task fails with this
+/// message, and nothing more is sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetFailed(pub String);
 
 pub trait Target {
     /// The name recorded in the task's metadata.
     fn name(&self) -> &'static str;
-    fn deliver(&mut self, tx: &Transaction<'_>, batch: &mut Vec<ValidRecord>) -> Result<Delivery>;
+    /// Takes the records of the next chunk. May wait while the target has no room.
+    fn submit(&mut self, tx: &Transaction<'_>, records: Vec<ValidRecord>) -> Result<()>;
+    /// Deliveries of the chunks that are done, oldest first, stopping at the first one still
+    /// in flight; with `wait`, of every chunk submitted.
+    fn settled(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<Vec<Delivery>>;
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entity::mapping::FieldMap;
 use crate::entity::PropertyType;
+use crate::target::RequestStats;
 
 /// How many rejected rows a task keeps in its metadata as a sample (all of them are in
 /// `task_errors`).
@@ -15,9 +16,17 @@ pub struct TaskMetadata {
     /// csv, json or jsonl: the exact input format (FlexPrice's file_type has only CSV and JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_format: Option<String>,
-    /// Where records go: "local" (this store) for now.
+    /// Where records go: "local" (this store) or "flexprice" (a server).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For the flexprice target: the server's URL, never with credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
+    /// For the flexprice target: how many requests, retries and batch splits the runs took.
+    #[serde(skip_serializing_if = "RequestStats::is_zero")]
+    pub requests: RequestStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -30,6 +30,10 @@ impl Env {
             .env("FLEXPRICE_IMPORT_DB", &self.db)
             .env("FLEXPRICE_ACTOR", "tester")
             .env_remove("FLEXPRICE_TENANT_ID")
+            .env_remove("FLEXPRICE_TARGET")
+            .env_remove("FLEXPRICE_API_URL")
+            .env_remove("FLEXPRICE_API_KEY")
+            .env_remove("FLEXPRICE_ENVIRONMENT_ID")
             .env_remove("NO_COLOR");
         cmd
     }

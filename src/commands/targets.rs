@@ -1,0 +1,106 @@
+//! Which target a task's records go to, as recorded with the task, and opening it for a run.
+
+use anyhow::Result;
+
+use crate::cli::{ApiArgs, TargetArgs, TargetKind};
+use crate::exit::usage;
+use crate::pipeline::{self, RunOptions};
+use crate::target::flexprice::client::{self, parse_url, ApiConfig};
+use crate::target::flexprice::{FlexPriceTarget, EVENTS_PER_REQUEST, PRICES_PER_REQUEST};
+use crate::target::local::LocalTarget;
+use crate::target::Target;
+use crate::task::{EntityType, Task};
+
+/// Rows the flexprice target settles between two commits of the task's progress (each commit
+/// also writes their ids to the delivery ledger).
+const REMOTE_COMMIT_ROWS: usize = 5_000;
+
+/// Records in the task where its records go: the target and, for a server, its URL (without
+/// credentials) and environment. A task that has them keeps them.
+pub fn choose(task: &mut Task, args: &TargetArgs) -> Result<()> {
+    let m = &mut task.metadata;
+    if m.target.is_none() {
+        m.target = Some(args.target.unwrap_or_default().as_str().into());
+    }
+    if kind(task) == TargetKind::Flexprice {
+        let m = &mut task.metadata;
+        if m.api_url.is_none() {
+            if let Some(url) = args.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
+                let url = parse_url(url).map_err(|e| usage(format!("--api-url: {e}")))?;
+                m.api_url = Some(client::display(&url));
+            }
+        }
+        if m.environment_id.is_none() {
+            m.environment_id = args.environment_id.clone().filter(|e| !e.trim().is_empty());
+        }
+    }
+    Ok(())
+}
+
+pub fn kind(task: &Task) -> TargetKind {
+    match task.metadata.target.as_deref() {
+        Some("flexprice") => TargetKind::Flexprice,
+        _ => TargetKind::Local,
+    }
+}
+
+/// The run loop's options for the task's target. `batch_size` is what the user asked for:
+/// rows per commit for the local target, records per request for a server.
+pub fn run_options(task: &Task, batch_size: Option<usize>, mut options: RunOptions) -> RunOptions {
+    if kind(task) == TargetKind::Flexprice && !task.metadata.dry_run {
+        let per_request = request_size(
+            task.entity_type,
+            batch_size.or(task.metadata.batch_size.map(|n| n as usize)),
+        );
+        options.batch_size = REMOTE_COMMIT_ROWS;
+        options.chunk_rows = per_request;
+        options.request_size = Some(per_request);
+    } else {
+        options.batch_size = batch_size.unwrap_or(pipeline::DEFAULT_BATCH_SIZE);
+        options.chunk_rows = pipeline::CHUNK_ROWS.min(options.batch_size);
+    }
+    options
+}
+
+/// Records per request: as asked, within FlexPrice's limits.
+fn request_size(entity: EntityType, asked: Option<usize>) -> usize {
+    let most = match entity {
+        EntityType::Prices => PRICES_PER_REQUEST,
+        _ => EVENTS_PER_REQUEST,
+    };
+    asked.unwrap_or(most).clamp(1, most)
+}
+
+/// Opens the task's target. An error is the reason the task fails before any row.
+pub fn open(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<Box<dyn Target>, String> {
+    if kind(task) == TargetKind::Local || task.metadata.dry_run {
+        // A dry run never contacts a server: it checks rows, and duplicates in this store.
+        return Ok(Box::new(LocalTarget::new(
+            &task.tenant_id,
+            &task.id,
+            task.metadata.dry_run,
+        )));
+    }
+    let Some(url) = task.metadata.api_url.as_deref() else {
+        return Err("no FlexPrice server to send to: pass --api-url URL or set FLEXPRICE_API_URL".into());
+    };
+    let url = parse_url(url)?;
+    let shown = client::display(&url);
+    let Some(key) = api.api_key.clone().filter(|k| !k.trim().is_empty()) else {
+        return Err(format!(
+            "no API key for the FlexPrice server at {shown}: pass --api-key KEY or set FLEXPRICE_API_KEY"
+        ));
+    };
+    let config = ApiConfig {
+        url,
+        key,
+        environment_id: task.metadata.environment_id.clone(),
+        concurrency: api.concurrency as usize,
+        max_retries: api.max_retries,
+        timeout: api.request_timeout,
+        batch_size: options.request_size.unwrap_or(EVENTS_PER_REQUEST),
+    };
+    FlexPriceTarget::new(config, &task.tenant_id, task.entity_type, &task.id)
+        .map(|t| Box::new(t) as Box<dyn Target>)
+        .map_err(|e| format!("{e:#}"))
+}

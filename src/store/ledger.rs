@@ -1,0 +1,173 @@
+//! The ledger of records a FlexPrice server has accepted, per server, environment, tenant and
+//! entity. The flexprice target looks a record up before sending it and writes it here in the
+//! same transaction as the task's progress and checkpoint, so the ledger never says more
+//! than the server got; what the server got and the ledger missed (a crash between the two)
+//! is sent again with the same id, which the server collapses.
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::format_time;
+use crate::task::EntityType;
+
+/// A FlexPrice server's records of one entity, as the ledger knows them. The URL carries no
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTarget {
+    pub url: String,
+    pub environment_id: String,
+    pub tenant_id: String,
+    pub entity: EntityType,
+}
+
+/// The ledger as one task of one target uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ledger {
+    target_key: i64,
+    task_key: i64,
+}
+
+/// Who delivered a record first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredBy {
+    pub task_id: String,
+    pub source_line: u64,
+    /// The task asking delivered it.
+    pub this_task: bool,
+}
+
+/// The key `select` finds, after `insert` if it finds none.
+fn key_of(
+    conn: &Connection,
+    select: &str,
+    select_values: &[&dyn rusqlite::ToSql],
+    insert: &str,
+    insert_values: &[&dyn rusqlite::ToSql],
+) -> Result<i64> {
+    let find = || conn.query_row(select, select_values, |r| r.get::<_, i64>(0)).optional();
+    if let Some(key) = find()? {
+        return Ok(key);
+    }
+    conn.execute(insert, insert_values)?;
+    Ok(find()?.expect("inserted above"))
+}
+
+impl Ledger {
+    pub fn open(conn: &Connection, target: &RemoteTarget, task_id: &str) -> Result<Ledger> {
+        let entity = target.entity.as_str();
+        let created = format_time(Utc::now());
+        let target_key = key_of(
+            conn,
+            "SELECT target_key FROM remote_targets WHERE url = ?1 AND environment_id = ?2 AND tenant_id = ?3 \
+             AND entity_type = ?4",
+            &[&target.url, &target.environment_id, &target.tenant_id, &entity],
+            "INSERT INTO remote_targets (url, environment_id, tenant_id, entity_type, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            &[
+                &target.url,
+                &target.environment_id,
+                &target.tenant_id,
+                &entity,
+                &created,
+            ],
+        );
+        let task_key = key_of(
+            conn,
+            "SELECT task_key FROM ledger_tasks WHERE task_id = ?1",
+            &[&task_id],
+            "INSERT INTO ledger_tasks (task_id) VALUES (?1) ON CONFLICT DO NOTHING",
+            &[&task_id],
+        );
+        let context = || format!("registering {} in the delivery ledger", target.url);
+        Ok(Ledger {
+            target_key: target_key.with_context(context)?,
+            task_key: task_key.with_context(context)?,
+        })
+    }
+
+    pub fn lookup(&self, conn: &Connection, record_id: &str) -> Result<Option<DeliveredBy>> {
+        conn.prepare_cached(
+            "SELECT t.task_id, d.source_line, d.task_key FROM delivered_records d \
+             JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2",
+        )?
+        .query_row(params![self.target_key, record_id], |r| {
+            Ok(DeliveredBy {
+                task_id: r.get(0)?,
+                source_line: r.get(1)?,
+                this_task: r.get::<_, i64>(2)? == self.task_key,
+            })
+        })
+        .optional()
+        .context("reading the delivery ledger")
+    }
+
+    /// Records what the server accepted. A record already there keeps its first delivery.
+    pub fn record<'a>(&self, conn: &Connection, records: impl IntoIterator<Item = (&'a str, u64)>) -> Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO delivered_records (target_key, record_id, task_key, source_line) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )?;
+        for (record_id, line) in records {
+            stmt.execute(params![self.target_key, record_id, self.task_key, line])
+                .context("writing the delivery ledger")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn a_record_keeps_its_first_delivery_per_server_environment_and_entity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let conn = store.conn();
+        let target = RemoteTarget {
+            url: "http://127.0.0.1:1".into(),
+            environment_id: String::new(),
+            tenant_id: "t".into(),
+            entity: EntityType::Events,
+        };
+        let a = Ledger::open(conn, &target, "task_a").unwrap();
+        assert_eq!(a, Ledger::open(conn, &target, "task_a").unwrap());
+        let b = Ledger::open(conn, &target, "task_b").unwrap();
+        let staging = RemoteTarget {
+            environment_id: "env_2".into(),
+            ..target.clone()
+        };
+        let prices = RemoteTarget {
+            entity: EntityType::Prices,
+            ..target
+        };
+        a.record(conn, [("e1", 2), ("e2", 3)]).unwrap();
+        b.record(conn, [("e1", 9)]).unwrap();
+        let first = b.lookup(conn, "e1").unwrap().unwrap();
+        assert_eq!(
+            first,
+            DeliveredBy {
+                task_id: "task_a".into(),
+                source_line: 2,
+                this_task: false
+            }
+        );
+        assert!(a.lookup(conn, "e2").unwrap().unwrap().this_task);
+        assert_eq!(
+            Ledger::open(conn, &staging, "task_a")
+                .unwrap()
+                .lookup(conn, "e1")
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            Ledger::open(conn, &prices, "task_a")
+                .unwrap()
+                .lookup(conn, "e1")
+                .unwrap(),
+            None
+        );
+    }
+}

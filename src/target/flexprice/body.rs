@@ -1,0 +1,194 @@
+//! Records in the JSON shapes of FlexPrice's create requests. The CSV columns are flat
+//! (`transform_quantity_divide_by`, `meter_name`); the API nests some of them.
+
+use serde_json::{Map, Value};
+
+use crate::entity::table::Row;
+use crate::entity::Event;
+use crate::task::EntityType;
+
+/// An event as `POST /v1/events/bulk` takes it. `properties` is already a JSON object's text.
+pub fn event(e: &Event) -> String {
+    let mut out = String::with_capacity(160 + e.properties.len());
+    out.push('{');
+    push_field(&mut out, "event_id", &e.event_id);
+    out.push(',');
+    push_field(&mut out, "event_name", &e.event_name);
+    out.push(',');
+    push_field(&mut out, "external_customer_id", &e.external_customer_id);
+    if let Some(c) = &e.customer_id {
+        out.push(',');
+        push_field(&mut out, "customer_id", c);
+    }
+    out.push(',');
+    push_field(&mut out, "timestamp", &e.timestamp);
+    if let Some(s) = &e.source {
+        out.push(',');
+        push_field(&mut out, "source", s);
+    }
+    out.push_str(",\"properties\":");
+    out.push_str(&e.properties);
+    out.push('}');
+    out
+}
+
+fn push_field(out: &mut String, name: &str, value: &str) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+    // Writing a string to a String cannot fail.
+    out.push_str(&Value::from(value).to_string());
+}
+
+/// A price, customer or feature as its create (and update) request takes it.
+pub fn row(row: &Row) -> Value {
+    let mut flat: Map<String, Value> = row
+        .values
+        .values
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    match row.entity {
+        EntityType::Prices => {
+            nest(
+                &mut flat,
+                "transform_quantity",
+                &[
+                    ("transform_quantity_divide_by", "divide_by"),
+                    ("transform_quantity_round", "round"),
+                ],
+            );
+            nest(
+                &mut flat,
+                "price_unit_config",
+                &[
+                    ("price_unit_config_price_unit", "price_unit"),
+                    ("price_unit_config_amount", "amount"),
+                    ("price_unit_config_tiers", "price_unit_tiers"),
+                ],
+            );
+        }
+        EntityType::Features => {
+            let mut aggregation = take(
+                &mut flat,
+                &[
+                    ("aggregation_type", "type"),
+                    ("aggregation_field", "field"),
+                    ("aggregation_multiplier", "multiplier"),
+                    ("aggregation_bucket_size", "bucket_size"),
+                ],
+            );
+            let mut meter = take(
+                &mut flat,
+                &[
+                    ("meter_name", "name"),
+                    ("event_name", "event_name"),
+                    ("reset_usage", "reset_usage"),
+                ],
+            );
+            if !aggregation.is_empty() {
+                meter.insert("aggregation".into(), Value::Object(std::mem::take(&mut aggregation)));
+            }
+            if !meter.is_empty() {
+                flat.insert("meter".into(), Value::Object(meter));
+            }
+        }
+        EntityType::Customers | EntityType::Events => {}
+    }
+    if !row.values.metadata.is_empty() {
+        // FlexPrice's metadata is a map of strings.
+        let metadata = row
+            .values
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), Value::String(text))
+            })
+            .collect();
+        flat.insert("metadata".into(), Value::Object(metadata));
+    }
+    Value::Object(flat)
+}
+
+/// Moves the given columns into an object under their API names.
+fn take(flat: &mut Map<String, Value>, names: &[(&str, &str)]) -> Map<String, Value> {
+    names
+        .iter()
+        .filter_map(|(column, field)| flat.remove(*column).map(|v| ((*field).to_owned(), v)))
+        .collect()
+}
+
+fn nest(flat: &mut Map<String, Value>, name: &str, names: &[(&str, &str)]) {
+    let nested = take(flat, names);
+    if !nested.is_empty() {
+        flat.insert(name.into(), Value::Object(nested));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::spec::Values;
+    use serde_json::json;
+
+    #[test]
+    fn an_event_is_valid_json_in_flexprice_names() {
+        let e = Event {
+            event_id: "e\"1".into(),
+            event_name: "api call".into(),
+            external_customer_id: "c1".into(),
+            customer_id: None,
+            timestamp: "2026-01-01T00:00:00Z".into(),
+            source: Some("web".into()),
+            properties: r#"{"n":"2"}"#.into(),
+            line: 2,
+            element_line: None,
+        };
+        let v: Value = serde_json::from_str(&event(&e)).unwrap();
+        assert_eq!(
+            v,
+            json!({"event_id":"e\"1","event_name":"api call","external_customer_id":"c1",
+                   "timestamp":"2026-01-01T00:00:00Z","source":"web","properties":{"n":"2"}})
+        );
+    }
+
+    #[test]
+    fn feature_meters_and_price_transforms_are_nested() {
+        let mut values = Values::default();
+        values.values.insert("name", json!("Calls"));
+        values.values.insert("type", json!("metered"));
+        values.values.insert("meter_name", json!("calls"));
+        values.values.insert("event_name", json!("api_call"));
+        values.values.insert("aggregation_type", json!("SUM"));
+        values.values.insert("aggregation_field", json!("n"));
+        values.metadata.insert("tier".into(), json!(3));
+        let feature = Row {
+            entity: EntityType::Features,
+            values,
+            line: 2,
+            element_line: None,
+        };
+        assert_eq!(
+            row(&feature),
+            json!({"name":"Calls","type":"metered","metadata":{"tier":"3"},
+                   "meter":{"name":"calls","event_name":"api_call","aggregation":{"type":"SUM","field":"n"}}})
+        );
+        let mut values = Values::default();
+        values.values.insert("amount", json!("1.50"));
+        values.values.insert("transform_quantity_divide_by", json!(100));
+        let price = Row {
+            entity: EntityType::Prices,
+            values,
+            line: 2,
+            element_line: None,
+        };
+        assert_eq!(
+            row(&price),
+            json!({"amount":"1.50","transform_quantity":{"divide_by":100}})
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! One FlexPrice server: requests with its key, a cap on requests in flight, and retries
+//! with exponential backoff and jitter for what FlexPrice calls transient.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::target::RequestStats;
+
+/// The first retry waits about this long; each next one twice as long.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(20);
+/// A `Retry-After` longer than this is cut to it, so a run cannot hang for hours.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of a server's answer goes into a row's error.
+const MESSAGE_MAX: usize = 300;
+
+/// Where and how to reach a FlexPrice server.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// The base URL, without credentials or a trailing slash.
+    pub url: Url,
+    pub key: String,
+    pub environment_id: Option<String>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Attempts after the first for a transient failure.
+    pub max_retries: u32,
+    /// One request's limit, from connecting to the end of the answer.
+    pub timeout: Duration,
+    /// Events per bulk request (prices are capped at FlexPrice's 100).
+    pub batch_size: usize,
+}
+
+// The key must never reach a log or an error message.
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("url", &self.url.as_str())
+            .field("key", &"<redacted>")
+            .field("environment_id", &self.environment_id)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a server URL for the API, dropping any credentials written into it (FlexPrice
+/// authenticates with the key header; a password in the URL would end up in the store).
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    let trimmed = text.trim();
+    let mut url = Url::parse(trimmed).map_err(|e| format!("{:?} is not a URL: {e}", redact(trimmed)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{} is not an http(s) URL", redact(trimmed)));
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty();
+    }
+    Ok(url)
+}
+
+/// A parsed base URL as it is shown and recorded: no trailing slash.
+pub fn display(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// A URL's text without the user and password it may carry.
+pub fn redact(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Ok(_) => text.to_owned(),
+        Err(_) => match text.rfind('@') {
+            Some(at) => format!("…{}", &text[at..]),
+            None => text.to_owned(),
+        },
+    }
+}
+
+/// A final answer: a success, or a refusal that retrying would not change.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The server's message: FlexPrice's `message` (or `error.message`), else the text.
+    pub fn message(&self) -> String {
+        server_message(self.status, &self.body)
+    }
+}
+
+/// Why a request has no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// Transient failures outlasted the retries; the rows of the request fail with this.
+    GaveUp(String),
+    /// The request reached the server but its answer was lost, and sending it again could
+    /// create its records twice: the rows fail with this, not retried.
+    Unknown(String),
+    /// The server cannot be used at all (refused key, unreachable): the task fails.
+    Fatal(String),
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    pub config: ApiConfig,
+    /// The URL as messages show it.
+    pub base: String,
+    permits: Semaphore,
+    /// Some answer came back from the server: a connection refused afterwards is a blip to
+    /// retry, before it a wrong URL to report at once.
+    reached: AtomicBool,
+}
+
+impl Api {
+    pub fn new(config: ApiConfig) -> Result<Api, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(config.timeout)
+            .user_agent(concat!("flexprice-import/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend the key to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("setting up the HTTP client: {e}"))?;
+        Ok(Api {
+            http,
+            base: display(&config.url),
+            permits: Semaphore::new(config.concurrency.max(1)),
+            config,
+            reached: AtomicBool::new(false),
+        })
+    }
+
+    /// The server's URL for a path under it (segments are percent-encoded).
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.config.url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends a request, retrying transient failures. `idempotent`: sending it twice does no
+    /// harm, so a request whose answer was lost is sent again.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        idempotent: bool,
+        stats: &mut RequestStats,
+    ) -> Result<Answer, CallError> {
+        let what = format!("{method} {}", url.path());
+        let mut attempt: u32 = 0;
+        loop {
+            let permit = self.permits.acquire().await.expect("the semaphore is never closed");
+            stats.requests += 1;
+            if attempt > 0 {
+                stats.retries += 1;
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .header("x-api-key", &self.config.key)
+                .header("accept", "application/json");
+            if let Some(env) = &self.config.environment_id {
+                request = request.header("X-Environment-ID", env);
+            }
+            if let Some(body) = &body {
+                request = request.header("content-type", "application/json").body(body.clone());
+            }
+            let result = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(response.headers());
+                    match response.bytes().await {
+                        Ok(bytes) => Ok((status, retry_after, bytes.to_vec())),
+                        // The status came, the body did not: the server did see the request.
+                        Err(e) => Err((false, e.without_url().to_string())),
+                    }
+                }
+                Err(e) => Err((e.is_connect(), describe(&e))),
+            };
+            drop(permit);
+            let exhausted = attempt >= self.config.max_retries;
+            let (wait, last) = match result {
+                Ok((status, retry_after, body)) => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    let message = || format!("{what}: {}", server_message(status, &body));
+                    match status.as_u16() {
+                        401 | 403 => {
+                            return Err(CallError::Fatal(format!(
+                                "{} refused the API key: {}",
+                                self.base,
+                                message()
+                            )))
+                        }
+                        // The server says it did not process the request.
+                        429 | 408 | 503 => (retry_after, message()),
+                        // A gateway or server failure may come after the work was done.
+                        500 | 502 | 504 if !idempotent => return Err(CallError::Unknown(message())),
+                        500 | 502 | 504 => (retry_after, message()),
+                        _ => return Ok(Answer { status, body }),
+                    }
+                }
+                Err((true, error)) if !self.reached.load(Ordering::Relaxed) => {
+                    return Err(CallError::Fatal(format!(
+                        "cannot reach the FlexPrice server at {}: {error}",
+                        self.base
+                    )))
+                }
+                Err((true, error)) if exhausted => {
+                    return Err(CallError::Fatal(format!(
+                        "the FlexPrice server at {} stopped answering ({} attempts): {error}",
+                        self.base,
+                        attempt + 1
+                    )))
+                }
+                Err((true, error)) => (None, error),
+                Err((false, error)) if !idempotent => {
+                    return Err(CallError::Unknown(format!("{what}: {error}")));
+                }
+                Err((false, error)) => (None, format!("{what}: {error}")),
+            };
+            if exhausted {
+                return Err(CallError::GaveUp(format!(
+                    "{last} (gave up after {} attempts)",
+                    attempt + 1
+                )));
+            }
+            tokio::time::sleep(wait.unwrap_or_else(|| backoff(attempt))).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Exponential backoff with jitter: between half and all of base·2ⁿ, capped.
+pub fn backoff(attempt: u32) -> Duration {
+    let full = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
+    full.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// `Retry-After` in seconds or as an HTTP date, capped.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(RETRY_AFTER_CAP))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    // The innermost cause says what happened (refused, reset); the URL is left out, since
+    // the message already names the server.
+    let mut cause: &dyn Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("{kind}: {cause}")
+}
+
+/// FlexPrice's error `message` (or `error.message`), else the body's text, cut short.
+pub fn server_message(status: StatusCode, body: &[u8]) -> String {
+    let from_json = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("message")
+            .and_then(Value::as_str)
+            .or_else(|| v.pointer("/error/message").and_then(Value::as_str))
+            .or_else(|| v.get("error").and_then(Value::as_str))
+            .map(str::to_owned)
+    });
+    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    let text: String = if text.chars().count() > MESSAGE_MAX {
+        text.chars().take(MESSAGE_MAX).chain("…".chars()).collect()
+    } else {
+        text
+    };
+    if text.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status}: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_stay_in_a_url() {
+        let url = parse_url("https://user:secret@api.example.com/base/?x=1").unwrap();
+        assert_eq!(url.as_str(), "https://api.example.com/base");
+        assert_eq!(redact("https://u:p@h.example/x"), "https://h.example/x");
+        assert!(parse_url("ftp://h").unwrap_err().contains("not an http"));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        for attempt in 0..20 {
+            let d = backoff(attempt);
+            let full = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn flexprice_error_messages_are_read() {
+        let status = StatusCode::BAD_REQUEST;
+        assert_eq!(
+            server_message(
+                status,
+                br#"{"code":"validation_error","message":"event_name is required","http_status_code":400}"#
+            ),
+            "400 Bad Request: event_name is required"
+        );
+        assert_eq!(
+            server_message(status, br#"{"success":false,"error":{"message":"bad"}}"#),
+            "400 Bad Request: bad"
+        );
+        assert_eq!(server_message(status, b""), "400 Bad Request");
+    }
+}

@@ -1,0 +1,442 @@
+//! The flexprice target: records go to a FlexPrice server over its HTTP API.
+//!
+//! Chunks from the run loop become requests on a small tokio runtime, several chunks in
+//! flight at once; the run loop takes them back in file order, so the checkpoint only ever
+//! moves past rows whose fate is known. Before a record is sent it is looked up in the
+//! store's delivery ledger (and among the records in flight): one the server already has is
+//! a duplicate and is not sent. What the server accepts is written to the ledger in the
+//! transaction that commits the task's progress.
+
+pub mod body;
+pub mod client;
+pub mod send;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rusqlite::Transaction;
+use tokio::task::JoinHandle;
+
+use self::client::{Api, ApiConfig};
+use self::send::{Fate, Item};
+use super::{Delivery, RequestStats, Target, TargetFailed};
+use crate::entity::ValidRecord;
+use crate::row_error::{ErrorKind, RowError};
+use crate::store::ledger::{Ledger, RemoteTarget};
+use crate::task::EntityType;
+
+/// Prices per bulk request: FlexPrice's limit.
+pub const PRICES_PER_REQUEST: usize = 100;
+/// Events per bulk request: FlexPrice's limit, and the default `--batch-size`.
+pub const EVENTS_PER_REQUEST: usize = 1000;
+
+pub struct FlexPriceTarget {
+    runtime: tokio::runtime::Runtime,
+    api: Arc<Api>,
+    remote: RemoteTarget,
+    ledger: Option<Ledger>,
+    entity: EntityType,
+    task_id: String,
+    /// Chunks submitted and not yet settled, oldest first.
+    flights: VecDeque<Flight>,
+    /// Chunks sending at once.
+    window: usize,
+    /// Ids of the records in flight, so that a repeat is caught before the ledger has it.
+    in_flight: HashSet<String>,
+    /// A failure found while settling, reported at the next call once the chunks settled
+    /// before it are accounted for.
+    failure: Option<anyhow::Error>,
+}
+
+struct Flight {
+    /// What was settled without sending: duplicates, records an earlier run delivered.
+    known: Delivery,
+    items: Vec<Meta>,
+    state: FlightState,
+}
+
+/// What became of each record of a chunk, and the requests it took.
+type Sent = (Vec<Settled>, RequestStats);
+
+enum FlightState {
+    Sending(JoinHandle<Result<Sent, TargetFailed>>),
+    Done(Result<Sent, TargetFailed>),
+}
+
+/// A record's fate, with its text when it was refused.
+enum Settled {
+    Created,
+    Updated,
+    Failed { reason: String, raw: String },
+}
+
+/// What is kept of a sent record to account for it.
+struct Meta {
+    id: String,
+    line: u64,
+    element_line: Option<u64>,
+}
+
+impl FlexPriceTarget {
+    pub fn new(config: ApiConfig, tenant_id: &str, entity: EntityType, task_id: &str) -> Result<FlexPriceTarget> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flexprice-http")
+            .enable_all()
+            .build()
+            .context("starting the HTTP runtime")?;
+        let remote = RemoteTarget {
+            url: client::display(&config.url),
+            environment_id: config.environment_id.clone().unwrap_or_default(),
+            tenant_id: tenant_id.to_owned(),
+            entity,
+        };
+        // Customers and features are looked up, then created or updated: two chunks at once
+        // could both create the same one. Their requests run concurrently within a chunk.
+        let window = match entity {
+            EntityType::Customers | EntityType::Features => 1,
+            EntityType::Events | EntityType::Prices => 2 * config.concurrency.max(1),
+        };
+        let api = Api::new(config).map_err(anyhow::Error::msg)?;
+        Ok(FlexPriceTarget {
+            runtime,
+            api: Arc::new(api),
+            remote,
+            ledger: None,
+            entity,
+            task_id: task_id.to_owned(),
+            flights: VecDeque::new(),
+            window,
+            in_flight: HashSet::new(),
+            failure: None,
+        })
+    }
+
+    fn ledger(&mut self, tx: &Transaction<'_>) -> Result<Ledger> {
+        if let Some(ledger) = self.ledger {
+            return Ok(ledger);
+        }
+        let ledger = Ledger::open(tx, &self.remote, &self.task_id)?;
+        self.ledger = Some(ledger);
+        Ok(ledger)
+    }
+
+    /// Sorts a chunk's records into those to send and those settled already.
+    fn triage(
+        &mut self,
+        tx: &Transaction<'_>,
+        records: Vec<ValidRecord>,
+    ) -> Result<(Delivery, Vec<ValidRecord>, Vec<Meta>)> {
+        let ledger = self.ledger(tx)?;
+        let mut known = Delivery::default();
+        let keyed: Vec<(String, ValidRecord)> = records
+            .into_iter()
+            .map(|record| {
+                let id = match &record {
+                    ValidRecord::Event(e) => e.event_id.clone(),
+                    ValidRecord::Row(r) => row_id(r),
+                };
+                (id, record)
+            })
+            .collect();
+        // Looked up in key order, each index page is read once per chunk instead of once per
+        // record; the records keep their file order.
+        let mut order: Vec<usize> = (0..keyed.len()).collect();
+        order.sort_unstable_by(|&a, &b| keyed[a].0.cmp(&keyed[b].0));
+        let mut delivered_before = vec![None; keyed.len()];
+        for i in order {
+            delivered_before[i] = ledger.lookup(tx, &keyed[i].0)?;
+        }
+        let mut send = Vec::with_capacity(keyed.len());
+        let mut metas = Vec::with_capacity(keyed.len());
+        for ((id, record), before) in keyed.into_iter().zip(delivered_before) {
+            let (line, element_line) = record.position();
+            let seen = match before {
+                // This task delivered it in an earlier run: it counts, and is not sent again.
+                Some(by) if by.this_task && by.source_line == line => {
+                    known.delivered += 1;
+                    continue;
+                }
+                Some(by) => Some(format!(
+                    "{} already has it (delivered by {}, line {})",
+                    self.remote.url, by.task_id, by.source_line
+                )),
+                None if self.in_flight.contains(&id) => {
+                    Some(format!("it repeats a record in flight to {}", self.remote.url))
+                }
+                None => None,
+            };
+            if let Some(why) = seen {
+                known.rejected.push(RowError {
+                    line,
+                    column: (self.entity == EntityType::Events).then(|| "event_id".into()),
+                    kind: ErrorKind::Duplicate,
+                    reason: match self.entity {
+                        EntityType::Events => format!("event_id {id} was sent before: {why}; skipped"),
+                        _ => format!("the same row was sent before: {why}; skipped"),
+                    },
+                    element_line,
+                    raw: Some(raw_text(&record)),
+                });
+                continue;
+            }
+            self.in_flight.insert(id.clone());
+            metas.push(Meta { id, line, element_line });
+            send.push(record);
+        }
+        Ok((known, send, metas))
+    }
+
+    fn spawn(&self, records: Vec<ValidRecord>, ids: Vec<String>) -> JoinHandle<Result<Sent, TargetFailed>> {
+        let api = Arc::clone(&self.api);
+        let entity = self.entity;
+        self.runtime.spawn(async move {
+            // Serialized here, on the runtime's threads, beside the reading and the ledger.
+            let items: Vec<Item> = records.iter().zip(ids).map(|(r, id)| item(r, id)).collect();
+            let mut stats = RequestStats::default();
+            let fates = match entity {
+                EntityType::Events => {
+                    let per_request = api.config.batch_size.clamp(1, send::EVENTS.max_items);
+                    send::bulk(&api, &send::EVENTS, per_request, &items, &mut stats).await?
+                }
+                EntityType::Prices => {
+                    let per_request = api.config.batch_size.clamp(1, send::PRICES.max_items);
+                    send::bulk(&api, &send::PRICES, per_request, &items, &mut stats).await?
+                }
+                EntityType::Customers | EntityType::Features => upsert_all(api, entity, items, &mut stats).await?,
+            };
+            // The text of a refused record, for its error row and the reject file.
+            let fates = fates
+                .into_iter()
+                .zip(&records)
+                .map(|(fate, record)| match fate {
+                    Fate::Failed(reason) => Settled::Failed {
+                        reason,
+                        raw: raw_text(record),
+                    },
+                    Fate::Created => Settled::Created,
+                    Fate::Updated => Settled::Updated,
+                })
+                .collect();
+            Ok((fates, stats))
+        })
+    }
+
+    /// Waits for the oldest chunk still sending.
+    fn wait_oldest(&mut self) {
+        if let Some(flight) = self
+            .flights
+            .iter_mut()
+            .find(|f| matches!(f.state, FlightState::Sending(_)))
+        {
+            if let FlightState::Sending(handle) = &mut flight.state {
+                let result = self.runtime.block_on(handle);
+                flight.state = FlightState::Done(joined(result));
+            }
+        }
+    }
+
+    fn settle(&mut self, tx: &Transaction<'_>, flight: Flight) -> Result<Delivery> {
+        let FlightState::Done(result) = flight.state else {
+            unreachable!("only finished flights are settled")
+        };
+        for meta in &flight.items {
+            self.in_flight.remove(&meta.id);
+        }
+        let (fates, stats) = result?;
+        let mut delivery = flight.known;
+        delivery.requests = stats;
+        let ledger = self.ledger(tx)?;
+        let mut delivered: Vec<(&str, u64)> = flight
+            .items
+            .iter()
+            .zip(&fates)
+            .filter(|(_, fate)| !matches!(fate, Settled::Failed { .. }))
+            .map(|(meta, _)| (meta.id.as_str(), meta.line))
+            .collect();
+        delivered.sort_unstable();
+        ledger.record(tx, delivered)?;
+        for (meta, fate) in flight.items.into_iter().zip(fates) {
+            match fate {
+                Settled::Created => delivery.delivered += 1,
+                Settled::Updated => {
+                    delivery.delivered += 1;
+                    delivery.updated += 1;
+                }
+                Settled::Failed { reason, raw } => delivery.rejected.push(RowError {
+                    line: meta.line,
+                    column: None,
+                    kind: ErrorKind::Processing,
+                    reason,
+                    element_line: meta.element_line,
+                    raw: Some(raw),
+                }),
+            }
+        }
+        Ok(delivery)
+    }
+}
+
+fn joined<T>(result: Result<Result<T, TargetFailed>, tokio::task::JoinError>) -> Result<T, TargetFailed> {
+    result.unwrap_or_else(|e| Err(TargetFailed(format!("sending stopped: {e}"))))
+}
+
+/// Customers and features, one request (or two) per row, `concurrency` rows at a time. Rows
+/// with the same key go to the same lane, in file order, so a later row updates an earlier one
+/// instead of racing it.
+async fn upsert_all(
+    api: Arc<Api>,
+    entity: EntityType,
+    items: Vec<Item>,
+    stats: &mut RequestStats,
+) -> Result<Vec<Fate>, TargetFailed> {
+    let lanes = api.config.concurrency.max(1);
+    let mut by_lane: Vec<Vec<(usize, Item)>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        let lane = match &item.key {
+            Some(key) => (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % lanes as u64) as usize,
+            None => i % lanes,
+        };
+        by_lane[lane].push((i, item));
+    }
+    let total: usize = by_lane.iter().map(Vec::len).sum();
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in by_lane.into_iter().filter(|l| !l.is_empty()) {
+        let api = Arc::clone(&api);
+        tasks.spawn(async move {
+            let mut stats = RequestStats::default();
+            let mut fates = Vec::with_capacity(lane.len());
+            for (i, item) in lane {
+                fates.push((i, send::upsert(&api, entity, &item, &mut stats).await?));
+            }
+            Ok::<_, TargetFailed>((fates, stats))
+        });
+    }
+    let mut fates = vec![Fate::Created; total];
+    while let Some(joined_lane) = tasks.join_next().await {
+        let (lane_fates, lane_stats) = joined(joined_lane)?;
+        stats.add(lane_stats);
+        for (i, fate) in lane_fates {
+            fates[i] = fate;
+        }
+    }
+    Ok(fates)
+}
+
+/// A record as a request element.
+fn item(record: &ValidRecord, id: String) -> Item {
+    match record {
+        ValidRecord::Event(e) => Item {
+            id,
+            line: e.line,
+            element_line: e.element_line,
+            json: body::event(e),
+            key: None,
+        },
+        ValidRecord::Row(r) => Item {
+            id,
+            line: r.line,
+            element_line: r.element_line,
+            json: body::row(r).to_string(),
+            key: match r.entity {
+                EntityType::Customers => r.values.str("external_id"),
+                EntityType::Features => r.values.str("lookup_key"),
+                _ => None,
+            }
+            .map(str::to_owned),
+        },
+    }
+}
+
+/// A record's text for its error row and the reject file: FlexPrice's field names.
+fn raw_text(record: &ValidRecord) -> String {
+    match record {
+        ValidRecord::Event(e) => body::event(e),
+        ValidRecord::Row(r) => r.to_json().to_string(),
+    }
+}
+
+/// A row's ledger id, from its content and line: the same file sent twice is skipped the
+/// second time, while an edited row is sent (and updates its customer or feature).
+fn row_id(row: &crate::entity::table::Row) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&row.line.to_le_bytes());
+    hasher.update(row.to_json().to_string().as_bytes());
+    format!("row_{:032x}", hasher.digest128())
+}
+
+impl Target for FlexPriceTarget {
+    fn name(&self) -> &'static str {
+        "flexprice"
+    }
+
+    fn submit(&mut self, tx: &Transaction<'_>, records: Vec<ValidRecord>) -> Result<()> {
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
+        let (known, records, metas) = self.triage(tx, records)?;
+        let state = if records.is_empty() {
+            FlightState::Done(Ok((Vec::new(), RequestStats::default())))
+        } else {
+            while self
+                .flights
+                .iter()
+                .filter(|f| matches!(f.state, FlightState::Sending(_)))
+                .count()
+                >= self.window
+            {
+                self.wait_oldest();
+            }
+            let ids = metas.iter().map(|m| m.id.clone()).collect();
+            FlightState::Sending(self.spawn(records, ids))
+        };
+        self.flights.push_back(Flight {
+            known,
+            items: metas,
+            state,
+        });
+        Ok(())
+    }
+
+    fn settled(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<Vec<Delivery>> {
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
+        let mut done = Vec::new();
+        while let Some(front) = self.flights.front_mut() {
+            if let FlightState::Sending(handle) = &mut front.state {
+                if !wait && !handle.is_finished() {
+                    break;
+                }
+                let result = self.runtime.block_on(handle);
+                front.state = FlightState::Done(joined(result));
+            }
+            let flight = self.flights.pop_front().expect("front exists");
+            match self.settle(tx, flight) {
+                Ok(delivery) => done.push(delivery),
+                Err(e) => {
+                    // The run ends: the chunks after this one are dropped unsent and the
+                    // checkpoint stays before them. Those settled before it still count.
+                    self.flights.clear();
+                    if done.is_empty() {
+                        return Err(e);
+                    }
+                    self.failure = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl Drop for FlexPriceTarget {
+    fn drop(&mut self) {
+        for flight in &self.flights {
+            if let FlightState::Sending(handle) = &flight.state {
+                handle.abort();
+            }
+        }
+    }
+}

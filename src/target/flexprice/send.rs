@@ -1,0 +1,262 @@
+//! Getting records to the server: bulk requests for events and prices (split in two until
+//! the rows the server refuses are found), and a lookup then a create or an update for each
+//! customer and feature.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::client::{Answer, Api, CallError};
+use crate::target::{RequestStats, TargetFailed};
+use crate::task::EntityType;
+
+/// FlexPrice refuses a request body over 32 MiB.
+pub const BODY_CAP: usize = 32 * 1024 * 1024;
+
+/// One record ready to send.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The ledger's id: the event_id, or a row's content-and-line id.
+    pub id: String,
+    pub line: u64,
+    pub element_line: Option<u64>,
+    /// The record as the request carries it.
+    pub json: String,
+    /// For customers and features: the value the upsert looks up.
+    pub key: Option<String>,
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    Created,
+    Updated,
+    /// Not delivered, for this reason.
+    Failed(String),
+}
+
+/// A bulk endpoint.
+pub struct Bulk {
+    pub path: &'static [&'static str],
+    /// The body's key for the array: `{"events": [...]}`.
+    pub wrapper: &'static str,
+    pub max_items: usize,
+    /// Whether sending a request twice is harmless (events carry their ids; prices do not).
+    pub idempotent: bool,
+    /// The record's name in messages.
+    pub noun: &'static str,
+}
+
+pub const EVENTS: Bulk = Bulk {
+    path: &["v1", "events", "bulk"],
+    wrapper: "events",
+    max_items: 1000,
+    idempotent: true,
+    noun: "event",
+};
+
+pub const PRICES: Bulk = Bulk {
+    path: &["v1", "prices", "bulk"],
+    wrapper: "items",
+    max_items: 100,
+    idempotent: false,
+    noun: "price",
+};
+
+/// Sends `items` in requests of at most `max_items` and `BODY_CAP` bytes. A request the
+/// server refuses whole (one bad record fails it) is split in two, and again, until each bad
+/// record is alone: the good ones are delivered and each bad one gets the server's message.
+pub async fn bulk(
+    api: &Api,
+    endpoint: &Bulk,
+    max_items: usize,
+    items: &[Item],
+    stats: &mut RequestStats,
+) -> Result<Vec<Fate>, TargetFailed> {
+    let mut fates = vec![Fate::Created; items.len()];
+    let overhead = endpoint.wrapper.len() + 8;
+    // Packed in file order; the stack is worked from its end, so the first group goes first.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group: Vec<usize> = Vec::new();
+    let mut size = overhead;
+    for (i, item) in items.iter().enumerate() {
+        let len = item.json.len() + 1;
+        if overhead + len > BODY_CAP {
+            fates[i] = Fate::Failed(format!(
+                "the {} is {:.1} MiB as JSON; FlexPrice takes at most 32 MiB in one request",
+                endpoint.noun,
+                len as f64 / (1024.0 * 1024.0)
+            ));
+            continue;
+        }
+        if group.len() >= max_items || size + len > BODY_CAP {
+            groups.push(std::mem::take(&mut group));
+            size = overhead;
+        }
+        group.push(i);
+        size += len;
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups.reverse();
+    let url = api.url(endpoint.path);
+    while let Some(group) = groups.pop() {
+        let body = wrap(endpoint.wrapper, group.iter().map(|&i| items[i].json.as_str()));
+        let answer = api
+            .call(Method::POST, url.clone(), Some(body), endpoint.idempotent, stats)
+            .await;
+        match answer {
+            Ok(a) if a.status.is_success() => {}
+            Ok(a) if a.status == StatusCode::NOT_FOUND => {
+                return Err(TargetFailed(format!(
+                    "POST {url} answered {}: is {} a FlexPrice API URL?",
+                    a.status, api.base
+                )))
+            }
+            Ok(a) if refuses_content(a.status) && group.len() > 1 => {
+                stats.splits += 1;
+                let (first, second) = group.split_at(group.len() / 2);
+                groups.push(second.to_vec());
+                groups.push(first.to_vec());
+            }
+            Ok(a) => {
+                let reason = format!("the server refused the {}: {}", endpoint.noun, a.message());
+                for &i in &group {
+                    fates[i] = Fate::Failed(reason.clone());
+                }
+            }
+            Err(e) => {
+                let reason = failure_reason(e, endpoint.noun)?;
+                for &i in &group {
+                    fates[i] = Fate::Failed(reason.clone());
+                }
+            }
+        }
+    }
+    Ok(fates)
+}
+
+/// A status that says something in the request is wrong (one bad record fails a bulk one).
+fn refuses_content(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 413 | 422)
+}
+
+/// The reason rows fail when a call has no answer; a fatal failure stops the task.
+fn failure_reason(error: CallError, noun: &str) -> Result<String, TargetFailed> {
+    match error {
+        CallError::Fatal(message) => Err(TargetFailed(message)),
+        CallError::GaveUp(message) => Ok(format!("not delivered: {message}")),
+        CallError::Unknown(message) => Ok(format!(
+            "the server's answer was lost ({message}); it may have created this {noun}, so it was not \
+             sent again: check the server before importing this row again"
+        )),
+    }
+}
+
+fn wrap<'a>(wrapper: &str, records: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4096);
+    body.extend_from_slice(b"{\"");
+    body.extend_from_slice(wrapper.as_bytes());
+    body.extend_from_slice(b"\":[");
+    for (n, record) in records.enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(record.as_bytes());
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+/// Creates the customer or feature, or updates the one with the same external_id or
+/// lookup_key. A create whose answer was lost is looked up again rather than sent twice.
+pub async fn upsert(
+    api: &Api,
+    entity: EntityType,
+    item: &Item,
+    stats: &mut RequestStats,
+) -> Result<Fate, TargetFailed> {
+    let noun = match entity {
+        EntityType::Customers => "customer",
+        _ => "feature",
+    };
+    let mut lookups_left = 2;
+    loop {
+        lookups_left -= 1;
+        let existing = match &item.key {
+            Some(key) => match find(api, entity, key, stats).await {
+                Ok(found) => found,
+                Err(reason) => return reason.map(Fate::Failed),
+            },
+            None => None,
+        };
+        let collection = match entity {
+            EntityType::Customers => "customers",
+            _ => "features",
+        };
+        let (method, url, idempotent) = match &existing {
+            Some(id) => (Method::PUT, api.url(&["v1", collection, id]), true),
+            None => (Method::POST, api.url(&["v1", collection]), false),
+        };
+        let answer = api
+            .call(method, url, Some(item.json.clone().into_bytes()), idempotent, stats)
+            .await;
+        let can_look_again = lookups_left > 0 && item.key.is_some();
+        return match answer {
+            Ok(a) if a.status.is_success() => Ok(if existing.is_some() {
+                Fate::Updated
+            } else {
+                Fate::Created
+            }),
+            // Created meanwhile, or created by the request whose answer was lost.
+            Ok(a) if a.status == StatusCode::CONFLICT && can_look_again => continue,
+            Err(CallError::Unknown(_)) if can_look_again => continue,
+            Ok(a) => Ok(Fate::Failed(format!("the server refused the {noun}: {}", a.message()))),
+            Err(e) => failure_reason(e, noun).map(Fate::Failed),
+        };
+    }
+}
+
+/// The id of the customer with this external_id, or of the feature with this lookup_key.
+async fn find(
+    api: &Api,
+    entity: EntityType,
+    key: &str,
+    stats: &mut RequestStats,
+) -> Result<Option<String>, Result<String, TargetFailed>> {
+    let url = match entity {
+        EntityType::Customers => api.url(&["v1", "customers", "external", key]),
+        _ => {
+            let mut url = api.url(&["v1", "features"]);
+            url.query_pairs_mut().append_pair("lookup_key", key);
+            url
+        }
+    };
+    let answer: Answer = match api.call(Method::GET, url, None, true, stats).await {
+        Ok(a) => a,
+        Err(e) => return Err(failure_reason(e, "record")),
+    };
+    if answer.status == StatusCode::NOT_FOUND && entity == EntityType::Customers {
+        return Ok(None);
+    }
+    if !answer.status.is_success() {
+        return Err(Ok(format!("looking it up, the server answered {}", answer.message())));
+    }
+    let found = answer.json().and_then(|v| match entity {
+        EntityType::Customers => v.get("id").and_then(Value::as_str).map(str::to_owned),
+        _ => v.get("items").and_then(Value::as_array).and_then(|items| {
+            items
+                .iter()
+                .find(|f| f.get("lookup_key").and_then(Value::as_str) == Some(key))
+                .and_then(|f| f.get("id").and_then(Value::as_str))
+                .map(str::to_owned)
+        }),
+    });
+    match (entity, found) {
+        (EntityType::Customers, None) => Err(Ok(format!(
+            "looking it up, the server answered {} without an id",
+            answer.status
+        ))),
+        (_, found) => Ok(found),
+    }
+}

@@ -1,0 +1,532 @@
+//! A FlexPrice stand-in server for tests and the benchmark: the endpoints, limits, validation
+//! and error shapes of ../shared/flexprice-api.md, on 127.0.0.1, with faults on request
+//! (429, 503, slow answers, dropped connections). Events are kept as FlexPrice's
+//! ReplacingMergeTree keeps them: a resent event with the same id and timestamp collapses.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub const API_KEY: &str = "test-key-ab12cd34";
+const BODY_CAP: usize = 32 * 1024 * 1024;
+
+/// What the stand-in does to one request instead of (or after) answering it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// 429 with `Retry-After: seconds`.
+    TooManyRequests(u64),
+    ServiceUnavailable,
+    BadGateway,
+    /// Answers after this long.
+    Slow(Duration),
+    /// Does the work, then drops the connection before the answer is complete.
+    DropAfterWork,
+}
+
+#[derive(Default)]
+pub struct Config {
+    /// Events with these names are refused (400): a server-side rule the tool cannot know.
+    pub refused_event_names: Vec<String>,
+    /// Count only: keep no events (the benchmark).
+    pub count_only: bool,
+}
+
+#[derive(Default)]
+pub struct Data {
+    /// (event_id, timestamp) → the event, as the server keeps it.
+    pub events: BTreeMap<(String, String), Value>,
+    /// Events received, resends included.
+    pub events_received: u64,
+    pub prices: Vec<Value>,
+    pub customers: BTreeMap<String, Value>,
+    pub features: BTreeMap<String, Value>,
+    /// Requests by "METHOD path-pattern".
+    pub requests: BTreeMap<String, u64>,
+    /// The environment header of the last request.
+    pub environment: Option<String>,
+    next_id: u64,
+}
+
+impl Data {
+    /// How many distinct timestamps each event id has: more than one means double-counting.
+    pub fn ids_with_several_timestamps(&self) -> Vec<String> {
+        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        for (id, _) in self.events.keys() {
+            *by_id.entry(id).or_default() += 1;
+        }
+        by_id
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    }
+
+    pub fn event_ids(&self) -> Vec<String> {
+        self.events.keys().map(|(id, _)| id.clone()).collect()
+    }
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}_{:06}", self.next_id)
+    }
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub data: Mutex<Data>,
+    /// Faults for the next requests, in order, one each.
+    pub faults: Mutex<VecDeque<Fault>>,
+    /// A fault for every Nth request to the bulk endpoints (counting from 1).
+    pub every: Mutex<Option<(u64, Fault)>>,
+}
+
+pub struct StandIn {
+    pub url: String,
+    pub shared: Arc<Shared>,
+}
+
+impl StandIn {
+    pub fn start(config: Config) -> StandIn {
+        Self::start_on("127.0.0.1:0", config)
+    }
+
+    pub fn start_on(addr: &str, config: Config) -> StandIn {
+        let shared = Arc::new(Shared {
+            config,
+            data: Mutex::new(Data::default()),
+            faults: Mutex::new(VecDeque::new()),
+            every: Mutex::new(None),
+        });
+        let listener = std::net::TcpListener::bind(addr).expect("binding the stand-in");
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(Arc::clone(&shared));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        StandIn { url, shared }
+    }
+
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.faults.lock().unwrap().extend(faults);
+    }
+
+    pub fn fault_every(&self, n: u64, fault: Fault) {
+        *self.shared.every.lock().unwrap() = Some((n, fault));
+    }
+
+    pub fn data(&self) -> std::sync::MutexGuard<'_, Data> {
+        self.shared.data.lock().unwrap()
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/events/bulk", post(events_bulk))
+        .route("/v1/prices/bulk", post(prices_bulk))
+        .route("/v1/customers", post(create_customer))
+        .route("/v1/customers/external/{external_id}", get(customer_by_external_id))
+        .route("/v1/customers/{id}", put(update_customer))
+        .route("/v1/features", post(create_feature).get(list_features))
+        .route("/v1/features/{id}", put(update_feature))
+        // Not FlexPrice's: what the stand-in received, for the benchmark script.
+        .route("/_stand_in/stats", get(stats))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(BODY_CAP * 2))
+        .with_state(shared)
+}
+
+type St = AxumState<Arc<Shared>>;
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message, "http_status_code": status.as_u16()})),
+    )
+        .into_response()
+}
+
+/// Auth, request counting and faults, before the work. `Err` is the answer to give instead.
+async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Option<Fault>, Response> {
+    {
+        let mut data = shared.data.lock().unwrap();
+        *data.requests.entry(route.to_owned()).or_default() += 1;
+        data.environment = headers
+            .get("x-environment-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "invalid or missing API key",
+        ));
+    }
+    let mut fault = shared.faults.lock().unwrap().pop_front();
+    if fault.is_none() && route.contains("bulk") {
+        let every = shared.every.lock().unwrap().clone();
+        if let Some((n, f)) = every {
+            let count = shared.data.lock().unwrap().requests.get(route).copied().unwrap_or(0);
+            if count % n == 0 {
+                fault = Some(f);
+            }
+        }
+    }
+    match fault {
+        Some(Fault::TooManyRequests(seconds)) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", seconds.to_string())],
+            axum::Json(json!({"code":"rate_limited","message":"slow down","http_status_code":429})),
+        )
+            .into_response()),
+        Some(Fault::ServiceUnavailable) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")),
+        Some(Fault::BadGateway) => Err(error(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream failed")),
+        Some(Fault::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// The answer, or a connection dropped halfway through it.
+fn answer(fault: Option<Fault>, status: StatusCode, body: Value) -> Response {
+    if fault == Some(Fault::DropAfterWork) {
+        let broken = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped by the stand-in"))
+        });
+        return Response::builder()
+            .status(status)
+            .header("content-length", "1000")
+            .body(Body::from_stream(broken))
+            .unwrap();
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn stats(AxumState(shared): St) -> Response {
+    let data = shared.data.lock().unwrap();
+    axum::Json(json!({"events_received": data.events_received, "events": data.events.len()})).into_response()
+}
+
+#[derive(Deserialize)]
+struct EventIn<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    external_customer_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    customer_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    properties: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct BulkEvents<'a> {
+    #[serde(borrow)]
+    events: Vec<EventIn<'a>>,
+}
+
+async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "POST /v1/events/bulk").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if body.len() > BODY_CAP {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "request body too large");
+    }
+    let bulk: BulkEvents<'_> = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                &format!("invalid request body: {e}"),
+            )
+        }
+    };
+    if bulk.events.is_empty() || bulk.events.len() > 1000 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "events must hold between 1 and 1000 events",
+        );
+    }
+    for (i, e) in bulk.events.iter().enumerate() {
+        let name = e.event_name.as_deref().unwrap_or("");
+        let problem = if name.trim().is_empty() {
+            Some("event_name is required".to_owned())
+        } else if e.external_customer_id.as_deref().unwrap_or("").is_empty()
+            && e.customer_id.as_deref().unwrap_or("").is_empty()
+        {
+            Some("external_customer_id or customer_id is required".to_owned())
+        } else if e
+            .timestamp
+            .as_deref()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
+        {
+            Some("timestamp must be RFC 3339".to_owned())
+        } else if shared.config.refused_event_names.iter().any(|n| n == name) {
+            Some(format!("event_name {name:?} is not allowed"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                &format!("events[{i}]: {problem}"),
+            );
+        }
+    }
+    let mut data = shared.data.lock().unwrap();
+    data.events_received += bulk.events.len() as u64;
+    if !shared.config.count_only {
+        let full: Value = serde_json::from_slice(&body).unwrap();
+        for (e, value) in bulk.events.iter().zip(full["events"].as_array().unwrap()) {
+            let id = e
+                .event_id
+                .as_deref()
+                .map(str::to_owned)
+                .unwrap_or_else(|| data.new_id("evt_server"));
+            let timestamp = e.timestamp.as_deref().unwrap_or("now").to_owned();
+            data.events.entry((id, timestamp)).or_insert_with(|| value.clone());
+        }
+    }
+    drop(data);
+    answer(
+        fault,
+        StatusCode::ACCEPTED,
+        json!({"message": "Events accepted for processing"}),
+    )
+}
+
+fn check_price(p: &Value) -> Option<String> {
+    let currency = p["currency"].as_str().unwrap_or("");
+    if currency.len() != 3 {
+        return Some("currency must be 3 letters".into());
+    }
+    if p.get("amount").is_some_and(|a| !a.is_string()) {
+        return Some("amount must be a decimal string".into());
+    }
+    if p["entity_id"].as_str().unwrap_or("").is_empty() {
+        return Some("entity_id is required".into());
+    }
+    if p["entity_id"].as_str() == Some("plan_refused") {
+        return Some("plan plan_refused does not exist".into());
+    }
+    None
+}
+
+async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "POST /v1/prices/bulk").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
+    };
+    let Some(items) = v["items"].as_array() else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "items is required");
+    };
+    if items.is_empty() || items.len() > 100 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "items must hold between 1 and 100 prices",
+        );
+    }
+    for (i, p) in items.iter().enumerate() {
+        if let Some(problem) = check_price(p) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "validation_error",
+                &format!("items[{i}]: {problem}"),
+            );
+        }
+    }
+    let mut data = shared.data.lock().unwrap();
+    let mut created = Vec::new();
+    for p in items {
+        let mut p = p.clone();
+        p["id"] = json!(data.new_id("price"));
+        data.prices.push(p.clone());
+        created.push(p);
+    }
+    drop(data);
+    answer(fault, StatusCode::CREATED, json!({"items": created}))
+}
+
+fn check_customer(c: &Value) -> Option<String> {
+    if c["external_id"].as_str().unwrap_or("").is_empty() {
+        return Some("external_id is required".into());
+    }
+    if c["name"].as_str().unwrap_or("").is_empty() {
+        return Some("name is required".into());
+    }
+    if c["email"].as_str() == Some("refused@example.com") {
+        return Some("email is blocked".into());
+    }
+    None
+}
+
+async fn create_customer(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "POST /v1/customers").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(mut c) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
+    };
+    if let Some(problem) = check_customer(&c) {
+        return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
+    }
+    let mut data = shared.data.lock().unwrap();
+    let external_id = c["external_id"].as_str().unwrap().to_owned();
+    if data.customers.contains_key(&external_id) {
+        return error(
+            StatusCode::CONFLICT,
+            "already_exists",
+            "a customer with this external_id exists",
+        );
+    }
+    c["id"] = json!(data.new_id("cust"));
+    data.customers.insert(external_id, c.clone());
+    drop(data);
+    answer(fault, StatusCode::CREATED, c)
+}
+
+async fn customer_by_external_id(
+    AxumState(shared): St,
+    headers: HeaderMap,
+    Path(external_id): Path<String>,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/customers/external").await {
+        return r;
+    }
+    match shared.data.lock().unwrap().customers.get(&external_id) {
+        Some(c) => axum::Json(c.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "customer not found"),
+    }
+}
+
+async fn update_customer(AxumState(shared): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "PUT /v1/customers").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(update) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
+    };
+    if let Some(problem) = check_customer(&update) {
+        return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
+    }
+    let mut data = shared.data.lock().unwrap();
+    let Some(c) = data.customers.values_mut().find(|c| c["id"] == json!(id)) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "customer not found");
+    };
+    let mut merged = update;
+    merged["id"] = json!(id);
+    *c = merged.clone();
+    drop(data);
+    answer(fault, StatusCode::OK, merged)
+}
+
+async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "POST /v1/features").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(mut f) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
+    };
+    if f["name"].as_str().unwrap_or("").is_empty() {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "name is required");
+    }
+    if f["type"] == json!("metered") && f.pointer("/meter/event_name").and_then(Value::as_str).is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "a metered feature needs meter.event_name",
+        );
+    }
+    let mut data = shared.data.lock().unwrap();
+    if let Some(key) = f["lookup_key"].as_str() {
+        if data.features.values().any(|x| x["lookup_key"].as_str() == Some(key)) {
+            return error(
+                StatusCode::CONFLICT,
+                "already_exists",
+                "a feature with this lookup_key exists",
+            );
+        }
+    }
+    let id = data.new_id("feat");
+    f["id"] = json!(id);
+    data.features.insert(id, f.clone());
+    drop(data);
+    answer(fault, StatusCode::CREATED, f)
+}
+
+async fn list_features(
+    AxumState(shared): St,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/features").await {
+        return r;
+    }
+    let data = shared.data.lock().unwrap();
+    let items: Vec<Value> = data
+        .features
+        .values()
+        .filter(|f| match query.get("lookup_key") {
+            Some(key) => f["lookup_key"].as_str() == Some(key),
+            None => true,
+        })
+        .cloned()
+        .collect();
+    let total = items.len();
+    axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
+}
+
+async fn update_feature(AxumState(shared): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "PUT /v1/features").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(mut update) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
+    };
+    let mut data = shared.data.lock().unwrap();
+    let Some(f) = data.features.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "feature not found");
+    };
+    update["id"] = json!(id);
+    *f = update.clone();
+    drop(data);
+    answer(fault, StatusCode::OK, update)
+}

@@ -163,7 +163,7 @@ impl FlexPriceTarget {
                     self.remote.url, by.task_id, by.source_line
                 )),
                 None if self.in_flight.contains(&id) => {
-                    Some(format!("it repeats a record in flight to {}", self.remote.url))
+                    Some(format!("an earlier row of this run is being sent to {}", self.remote.url))
                 }
                 None => None,
             };

@@ -396,7 +396,7 @@ impl Writer<'_> {
                 self.commit(tx)?;
                 *committed = self.task.clone();
             }
-            None => self.task.metadata.bytes_read = self.counters.bytes_read.load(Ordering::Relaxed),
+            None => self.task.metadata.bytes_read = self.counters.input_bytes.load(Ordering::Relaxed),
         }
         Ok(outcome)
     }
@@ -470,7 +470,7 @@ impl Writer<'_> {
             }
         }
         self.observer
-            .on_batch(task, self.counters.bytes_read.load(Ordering::Relaxed));
+            .on_batch(task, self.counters.input_bytes.load(Ordering::Relaxed));
         Ok(())
     }
 
@@ -479,7 +479,7 @@ impl Writer<'_> {
     fn commit(&mut self, tx: Transaction<'_>) -> Result<()> {
         self.rows_in_batch = 0;
         let task = &mut *self.task;
-        task.metadata.bytes_read = self.counters.bytes_read.load(Ordering::Relaxed);
+        task.metadata.bytes_read = self.counters.input_bytes.load(Ordering::Relaxed);
         let now = Utc::now();
         task.updated_at = now;
         let progress = Progress {
@@ -525,6 +525,10 @@ mod tests {
                 reader: Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
                 size: Some(text.len() as u64),
                 counters: Arc::new(ReadCounters::default()),
+                fingerprint: None,
+                compressed: false,
+                ranges: None,
+                resumed_by: None,
             },
             format: Format::Jsonl,
             entity: crate::entity::registry(EntityType::Events).unwrap(),

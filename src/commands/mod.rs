@@ -43,23 +43,18 @@ impl ImportInput {
                     "standard input has no file name to tell its format from: pass --format csv|json|jsonl",
                 ))
             }
-            (None, SourceSpec::File(path)) => spec
+            (None, _) => spec
                 .extension()
                 .as_deref()
                 .and_then(Format::from_extension)
                 .ok_or_else(|| {
                     usage(format!(
                         "cannot tell the format of {} from its extension: pass --format csv|json|jsonl",
-                        path.display()
+                        spec.display_name()
                     ))
                 })?,
         };
-        let from_name = match &spec {
-            SourceSpec::File(path) => path
-                .file_name()
-                .and_then(|n| entity::infer_from_file_name(&n.to_string_lossy())),
-            SourceSpec::Stdin => None,
-        };
+        let from_name = spec.file_name().and_then(|n| entity::infer_from_file_name(&n));
         let inferred = args.entity.is_none() && from_name.is_some();
         let entity_type = args.entity.or(from_name).unwrap_or(EntityType::Events);
         let entity = entity_for(entity_type)?;

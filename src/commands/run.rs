@@ -159,42 +159,37 @@ fn run_locked(
     }
     let spec = SourceSpec::from_file_url(&task.file_url);
     let format = task_format(task);
-    let fingerprint = source::fingerprint(&spec);
     let checkpoint = if interrupted {
         checkpoints::load(store.conn(), &task.id)?
     } else {
         None
     };
-    let resume_from = match checkpoint {
-        Some(cp) if fingerprint.is_some() && cp.source == fingerprint => Some(cp),
-        Some(_) => {
-            if !settings.output.quiet {
-                let why = match spec {
-                    SourceSpec::Stdin => "standard input cannot be read again from the middle",
-                    SourceSpec::File(_) => "the file changed since the checkpoint",
-                };
-                eprintln!(
-                    "warning: task {} cannot continue from its checkpoint ({why}); starting over \
-                     (events it already stored count again as imported, not as duplicates)",
-                    task.id
-                );
-            }
-            None
-        }
-        None => None,
-    };
-
-    let opened = match &resume_from {
+    let opened = match &checkpoint {
         Some(cp) => open_resume(&spec, format, cp),
-        None => source::open(&spec).map(|s| (s, None)),
+        None => source::open(&spec).map(|s| (s, None, None)),
     };
-    let (source, resume) = match opened {
+    let (source, resume, cannot) = match opened {
         Ok(opened) => opened,
         Err(e) => {
             fail_unstarted(store, task, settings, &format!("{e:#}"))?;
             return Err(e);
         }
     };
+    if let (Some(why), false) = (&cannot, settings.output.quiet) {
+        eprintln!(
+            "warning: task {} cannot continue from its checkpoint ({why}); starting over \
+             (records it already delivered count again as imported, not as duplicates)",
+            task.id
+        );
+    }
+    let resume_from = checkpoint.filter(|_| resume.is_some());
+    let fingerprint = source.fingerprint;
+    let m = &mut task.metadata;
+    m.compressed = source.compressed;
+    m.source_ranges = source.ranges;
+    if let Some(method) = source.resumed_by {
+        m.resumed_by = Some(method.as_str().into());
+    }
     let mut target = match targets::open(task, request.api, options) {
         Ok(target) => target,
         Err(reason) => {
@@ -251,8 +246,17 @@ fn run_locked(
     report(store, task, &name, json, &outcome, settings)
 }
 
-/// Opens the input at the checkpoint; a CSV header is read again from the file's start.
-fn open_resume(spec: &SourceSpec, format: Format, cp: &Checkpoint) -> Result<(source::OpenSource, Option<Resume>)> {
+/// Opens the input at the checkpoint (a CSV header is read again from the input's start), or
+/// from the start with the reason it cannot continue.
+fn open_resume(
+    spec: &SourceSpec,
+    format: Format,
+    cp: &Checkpoint,
+) -> Result<(source::OpenSource, Option<Resume>, Option<String>)> {
+    let source = match source::open_at(spec, cp.position.byte, cp.source)? {
+        source::Reopened::At(source) => source,
+        source::Reopened::Cannot(why) => return Ok((source::open(spec)?, None, Some(why))),
+    };
     let header = if format == Format::Csv {
         let start = source::open(spec)?;
         let reader = reader::CsvReader::new(start.reader, start.counters)?;
@@ -260,13 +264,13 @@ fn open_resume(spec: &SourceSpec, format: Format, cp: &Checkpoint) -> Result<(so
     } else {
         None
     };
-    let source = source::open_at(spec, cp.position.byte)?;
     Ok((
         source,
         Some(Resume {
             point: cp.position.clone(),
             header,
         }),
+        None,
     ))
 }
 

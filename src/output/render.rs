@@ -187,9 +187,23 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
     let resumable = if task.file_url == "-" {
         "no: standard input cannot be read again; an interrupted run starts over".to_string()
     } else {
+        let remote = task.file_url.starts_with("http://") || task.file_url.starts_with("https://");
+        let how = match (m.compressed, remote, m.source_ranges) {
+            (true, _, _) => "by reading it again from the start and skipping to the checkpoint (compressed)",
+            (false, true, Some(true)) => "by an HTTP Range request from the checkpoint",
+            (false, true, _) => {
+                "by downloading it again and skipping to the checkpoint (the server takes no Range requests)"
+            }
+            (false, false, _) => "by a seek to the checkpoint",
+        };
+        let last = m
+            .resumed_by
+            .as_deref()
+            .map(|method| format!("; last resumed by {method}"))
+            .unwrap_or_default();
         match extra.checkpoint {
-            Some((line, records)) => format!("yes: checkpoint at line {line} after {records} records"),
-            None => "yes: from a checkpoint at every commit".to_string(),
+            Some((line, records)) => format!("yes: checkpoint at line {line} after {records} records, {how}{last}"),
+            None => format!("yes: from a checkpoint at every commit, {how}{last}"),
         }
     };
     row("Resumable", resumable);

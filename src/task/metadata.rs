@@ -38,7 +38,17 @@ pub struct TaskMetadata {
     /// Size of the input in bytes when it is known up front (regular files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_size: Option<u64>,
+    /// Bytes of the input read (compressed bytes for a compressed input).
     pub bytes_read: u64,
+    /// The input was gzip or zstd.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub compressed: bool,
+    /// For a download: whether its server takes HTTP Range requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ranges: Option<bool>,
+    /// How the last resume got back to the checkpoint: seek, range or reread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_by: Option<String>,
     /// Rejected rows by kind; duplicates are skipped, not failed.
     pub validation_errors: u64,
     pub duplicate_records: u64,

@@ -1,5 +1,6 @@
 //! End-to-end tests of the binary: files in, rows, counters and exit codes out.
 
+mod file_server;
 mod stand_in;
 mod support;
 
@@ -9,4 +10,5 @@ mod flexprice;
 mod fuzz;
 mod import;
 mod reliability;
+mod sources;
 mod tasks;

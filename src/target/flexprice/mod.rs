@@ -162,9 +162,10 @@ impl FlexPriceTarget {
                     "{} already has it (delivered by {}, line {})",
                     self.remote.url, by.task_id, by.source_line
                 )),
-                None if self.in_flight.contains(&id) => {
-                    Some(format!("an earlier row of this run is being sent to {}", self.remote.url))
-                }
+                None if self.in_flight.contains(&id) => Some(format!(
+                    "an earlier row of this run is being sent to {}",
+                    self.remote.url
+                )),
                 None => None,
             };
             if let Some(why) = seen {

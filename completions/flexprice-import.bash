@@ -16,6 +16,9 @@ _flexprice__import() {
             ",$1")
                 cmd="flexprice__import"
                 ;;
+            flexprice__import,archive)
+                cmd="flexprice__import__subcmd__archive"
+                ;;
             flexprice__import,completions)
                 cmd="flexprice__import__subcmd__completions"
                 ;;
@@ -24,6 +27,9 @@ _flexprice__import() {
                 ;;
             flexprice__import,errors)
                 cmd="flexprice__import__subcmd__errors"
+                ;;
+            flexprice__import,export)
+                cmd="flexprice__import__subcmd__export"
                 ;;
             flexprice__import,help)
                 cmd="flexprice__import__subcmd__help"
@@ -34,6 +40,9 @@ _flexprice__import() {
             flexprice__import,list)
                 cmd="flexprice__import__subcmd__list"
                 ;;
+            flexprice__import,prune)
+                cmd="flexprice__import__subcmd__prune"
+                ;;
             flexprice__import,resume)
                 cmd="flexprice__import__subcmd__resume"
                 ;;
@@ -42,6 +51,9 @@ _flexprice__import() {
                 ;;
             flexprice__import,templates)
                 cmd="flexprice__import__subcmd__templates"
+                ;;
+            flexprice__import__subcmd__help,archive)
+                cmd="flexprice__import__subcmd__help__subcmd__archive"
                 ;;
             flexprice__import__subcmd__help,completions)
                 cmd="flexprice__import__subcmd__help__subcmd__completions"
@@ -52,6 +64,9 @@ _flexprice__import() {
             flexprice__import__subcmd__help,errors)
                 cmd="flexprice__import__subcmd__help__subcmd__errors"
                 ;;
+            flexprice__import__subcmd__help,export)
+                cmd="flexprice__import__subcmd__help__subcmd__export"
+                ;;
             flexprice__import__subcmd__help,help)
                 cmd="flexprice__import__subcmd__help__subcmd__help"
                 ;;
@@ -60,6 +75,9 @@ _flexprice__import() {
                 ;;
             flexprice__import__subcmd__help,list)
                 cmd="flexprice__import__subcmd__help__subcmd__list"
+                ;;
+            flexprice__import__subcmd__help,prune)
+                cmd="flexprice__import__subcmd__help__subcmd__prune"
                 ;;
             flexprice__import__subcmd__help,resume)
                 cmd="flexprice__import__subcmd__help__subcmd__resume"
@@ -77,8 +95,38 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates completions help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates export archive prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__archive)
+            opts="-q -h --undo --db --tenant --actor --quiet --progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -232,9 +280,81 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help)
-            opts="create run resume list inspect errors templates completions help"
+        flexprice__subcmd__import__subcmd__export)
+            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "csv json jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --customer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --event-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help)
+            opts="create run resume list inspect errors templates export archive prune completions help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__archive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -288,6 +408,20 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         flexprice__subcmd__import__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -317,6 +451,20 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -407,7 +555,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__list)
-            opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --all --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,6 +591,44 @@ _flexprice__import() {
                     ;;
                 --offset)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__prune)
+            opts="-q -h --older-than --status --dry-run --db --tenant --actor --quiet --progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --status)
+                    COMPREPLY=($(compgen -W "pending processing completed failed" -- "${cur}"))
                     return 0
                     ;;
                 --db)

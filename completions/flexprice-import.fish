@@ -40,6 +40,9 @@ complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "l
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "export" -d 'Export an entity from the local store as an EXPORT task, in the format import reads'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "archive" -d 'Hide tasks from `list` (`list --all` shows them); `--undo` shows them again'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "prune" -d 'Delete finished tasks older than an age, with their rejected rows and checkpoints (never the records they imported)'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l entity -d 'What the file holds' -r -f -a "events\t''
@@ -130,6 +133,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" 
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t''
 never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l all -d 'Include archived tasks'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l json -d 'Print {"items":[...],"pagination":{...}} as FlexPrice\'s API does'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -165,6 +169,46 @@ always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s o -l output -d 'Where to write: a file (written under a temporary name, renamed when complete; compressed when it ends in .gz or .zst) or - for standard output' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l format -d 'The format [default: from the output\'s extension; csv for standard output]' -r -f -a "csv\t''
+json\t'A JSON array of objects (or objects one after another)'
+jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l since -d 'Events at or after this time: an RFC 3339 time, a date or an age (7d)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l until -d 'Events before this time' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l customer -d 'Events of this customer (its external_customer_id or customer_id)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l event-name -d 'Events with this name' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l json -d 'Print the finished task as JSON on stdout (needs -o PATH)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l undo -d 'Publish the tasks again instead'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l older-than -d 'Tasks last updated before this: an age (30d, 12h), a date or an RFC 3339 time' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l status -d 'Only tasks with this status (completed or failed)' -r -f -a "pending\t''
+processing\t''
+completed\t''
+failed\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l dry-run -d 'List the tasks that would be deleted, and delete nothing'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -173,12 +217,15 @@ always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "list" -d 'List tasks, newest first'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "list" -d 'List tasks, newest first'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "export" -d 'Export an entity from the local store as an EXPORT task, in the format import reads'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "archive" -d 'Hide tasks from `list` (`list --all` shows them); `--undo` shows them again'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "prune" -d 'Delete finished tasks older than an age, with their rejected rows and checkpoints (never the records they imported)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -72,6 +72,13 @@ pub enum Command {
     Errors(ErrorsArgs),
     /// Print a header-only CSV template, or an example JSON record, for an entity
     Templates(TemplatesArgs),
+    /// Export an entity from the local store as an EXPORT task, in the format import reads
+    Export(ExportArgs),
+    /// Hide tasks from `list` (`list --all` shows them); `--undo` shows them again
+    Archive(ArchiveArgs),
+    /// Delete finished tasks older than an age, with their rejected rows and checkpoints (never
+    /// the records they imported)
+    Prune(PruneArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -247,9 +254,63 @@ pub struct ListArgs {
     pub limit: u32,
     #[arg(long, default_value_t = 0)]
     pub offset: u64,
+    /// Include archived tasks
+    #[arg(long)]
+    pub all: bool,
     /// Print {"items":[...],"pagination":{...}} as FlexPrice's API does
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export
+    #[arg(value_enum, ignore_case = true, value_name = "ENTITY")]
+    pub entity: EntityType,
+    /// Where to write: a file (written under a temporary name, renamed when complete;
+    /// compressed when it ends in .gz or .zst) or - for standard output
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    pub output: PathBuf,
+    /// The format [default: from the output's extension; csv for standard output]
+    #[arg(long, value_enum, ignore_case = true, value_name = "FORMAT")]
+    pub format: Option<Format>,
+    /// Events at or after this time: an RFC 3339 time, a date or an age (7d)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Events before this time
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Events of this customer (its external_customer_id or customer_id)
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+    /// Events with this name
+    #[arg(long, value_name = "NAME")]
+    pub event_name: Option<String>,
+    /// Print the finished task as JSON on stdout (needs -o PATH)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    #[arg(value_name = "TASK_ID", required = true)]
+    pub task_ids: Vec<String>,
+    /// Publish the tasks again instead
+    #[arg(long)]
+    pub undo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Tasks last updated before this: an age (30d, 12h), a date or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub older_than: String,
+    /// Only tasks with this status (completed or failed)
+    #[arg(long, value_enum, ignore_case = true, value_name = "STATUS")]
+    pub status: Option<TaskStatus>,
+    /// List the tasks that would be deleted, and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

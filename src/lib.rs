@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod entity;
 pub mod exit;
+pub mod export;
 pub mod interrupt;
 pub mod output;
 pub mod pipeline;
@@ -30,7 +31,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Resume(a) => a.json,
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
-        Command::Errors(_) => false,
+        Command::Export(a) => a.json,
+        Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
         Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
         Command::Completions { shell } => {
             commands::completions::generate(*shell, &mut std::io::stdout());
@@ -45,6 +47,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(args) => commands::list::run(args, &settings),
         Command::Inspect(args) => commands::inspect::run(args, &settings),
         Command::Errors(args) => commands::errors::run(args, &settings),
+        Command::Export(args) => commands::export::run(args, &settings),
+        Command::Archive(args) => commands::housekeeping::archive(args, &settings),
+        Command::Prune(args) => commands::housekeeping::prune(args, &settings),
         Command::Completions { .. } | Command::Templates(_) => unreachable!("handled above"),
     }
 }

@@ -30,7 +30,7 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
             .as_deref()
             .map(|w| parse_when("--until", w, now))
             .transpose()?,
-        include_archived: false,
+        include_archived: args.all,
         limit: args.limit,
         offset: args.offset,
     };

@@ -3,6 +3,8 @@
 pub mod completions;
 pub mod create;
 pub mod errors;
+pub mod export;
+pub mod housekeeping;
 pub mod inspect;
 pub mod list;
 pub mod resume;

@@ -39,6 +39,38 @@ impl Progress {
         Progress::Bar(bar)
     }
 
+    /// A bar counting rows written out of `total` (exports).
+    pub fn start_rows(enabled: bool, total: u64) -> Progress {
+        if !enabled {
+            return Progress::Hidden;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Log { last: Instant::now() };
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows ({eta} left)")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress::Bar(bar)
+    }
+
+    /// Rows written so far, for a bar from `start_rows`.
+    pub fn set_rows(&mut self, rows: u64) {
+        match self {
+            Progress::Hidden => {}
+            Progress::Bar(bar) => bar.set_position(rows),
+            Progress::Log { last } => {
+                if last.elapsed() >= LOG_EVERY {
+                    *last = Instant::now();
+                    eprintln!("{rows} rows written");
+                }
+            }
+        }
+    }
+
     pub fn finish(&self) {
         if let Progress::Bar(bar) = self {
             bar.finish_and_clear();

@@ -120,7 +120,18 @@ pub fn write_file(path: &std::path::Path, body: impl FnOnce(&mut dyn Write) -> R
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing {}", path.display()))?;
+    let mut builder = tempfile::Builder::new();
+    // A temporary file is private (0600) by default; the finished file gets the usual
+    // permissions, as the user's umask allows.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
+        .prefix(".flexprice-import-")
+        .tempfile_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
     {
         let mut buffered = std::io::BufWriter::new(tmp.as_file_mut());
         body(&mut buffered).with_context(|| format!("writing {}", path.display()))?;

@@ -15,9 +15,13 @@ fn short_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-fn file_name(url: &str) -> String {
+fn file_name(task: &Task) -> String {
+    let url = task.file_url.as_str();
     if url == "-" {
-        return "<stdin>".into();
+        return match task.task_type {
+            crate::task::TaskType::Export => "<stdout>".into(),
+            crate::task::TaskType::Import => "<stdin>".into(),
+        };
     }
     Path::new(url)
         .file_name()
@@ -69,7 +73,7 @@ pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) ->
             Cell::new(t.task_type),
             Cell::new(t.entity_type),
             status,
-            Cell::new(file_name(&t.file_url)),
+            Cell::new(file_name(t)),
             Cell::new(t.processed_records),
             Cell::new(t.successful_records),
             Cell::new(t.failed_records),
@@ -277,7 +281,7 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         row("Ignored columns", m.ignored_columns.join(", "));
     }
     if !errors.is_empty() {
-        let name = file_name(&task.file_url);
+        let name = file_name(task);
         let _ = writeln!(
             out,
             "\nRejected rows (first {} of {total_errors}, duplicates included):",

@@ -6,6 +6,7 @@ mod support;
 
 mod completions;
 mod entities;
+mod exports;
 mod flexprice;
 mod fuzz;
 mod import;

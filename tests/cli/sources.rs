@@ -237,3 +237,27 @@ fn an_interrupted_download_continues_by_range_or_by_reading_again() {
         );
     }
 }
+
+#[test]
+fn checked_in_compressed_fixtures_import_like_their_plain_files() {
+    for (compressed, plain, code) in [
+        ("bom_crlf_quoted.csv.gz", "bom_crlf_quoted.csv", 3),
+        ("events.jsonl.zst", "events.jsonl", 0),
+    ] {
+        let expected = Env::new().run_json(&[fixture(plain).to_str().unwrap()], code);
+        let env = Env::new();
+        let task = env.run_json(&[fixture(compressed).to_str().unwrap()], code);
+        assert_eq!(counts(&task), counts(&expected), "{compressed}");
+        assert_eq!(task["metadata"]["input_format"], expected["metadata"]["input_format"]);
+        // The same rows are rejected, on the same lines.
+        let lines = |env: &Env, task: &serde_json::Value| -> Vec<i64> {
+            env.errors(task["id"].as_str().unwrap())
+                .into_iter()
+                .map(|e| e.0)
+                .collect()
+        };
+        let plain_env = Env::new();
+        let plain_task = plain_env.run_json(&[fixture(plain).to_str().unwrap()], code);
+        assert_eq!(lines(&env, &task), lines(&plain_env, &plain_task), "{compressed}");
+    }
+}

@@ -549,3 +549,37 @@ fn ctrl_c_waits_for_the_requests_in_flight_and_the_task_continues() {
     assert_eq!(counters(&task), (3000, 3000, 0, 0));
     assert_eq!(server.data().events_received, 3000, "nothing was sent twice");
 }
+
+#[test]
+fn requests_stay_under_the_32_mib_body_cap() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    // Three events of 12 MiB fit two requests; one of 33 MiB fits none.
+    let big = "x".repeat(12 * 1024 * 1024);
+    let huge = "y".repeat(33 * 1024 * 1024);
+    let mut text = String::new();
+    for (i, blob) in [&big, &big, &big, &huge].iter().enumerate() {
+        text.push_str(&format!(
+            "{{\"event_id\":\"big_{i}\",\"event_name\":\"upload\",\"external_customer_id\":\"c1\",\"timestamp\":\"2026-11-01T00:00:00Z\",\"properties\":{{\"blob\":\"{blob}\"}}}}\n"
+        ));
+    }
+    let file = env.write("big.jsonl", &text);
+    let task = run_remote(&env, &server, &[file.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (4, 3, 1, 0));
+    assert_eq!(
+        task["metadata"]["requests"]["requests"], 2,
+        "{}",
+        task["metadata"]["requests"]
+    );
+    assert_eq!(task["metadata"]["requests"]["splits"], 0);
+    let errors = env.errors(task["id"].as_str().unwrap());
+    assert_eq!(errors[0].0, 4);
+    assert!(
+        errors[0]
+            .2
+            .starts_with("the event is 33.0 MiB as JSON; FlexPrice takes at most 32 MiB in one request"),
+        "{}",
+        errors[0].2
+    );
+    assert_eq!(server.data().events.len(), 3);
+}

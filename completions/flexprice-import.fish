@@ -40,6 +40,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "l
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "worker" -d 'Run queued tasks: claim PENDING ones (and those whose worker died) with a lease, and deliver pending webhooks; `--once` drains the queue and exits (cron)'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "export" -d 'Export an entity from the local store as an EXPORT task, in the format import reads'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "archive" -d 'Hide tasks from `list` (`list --all` shows them); `--undo` shows them again'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "prune" -d 'Delete finished tasks older than an age, with their rejected rows and checkpoints (never the records they imported)'
@@ -58,6 +59,8 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create
 flexprice\t'A FlexPrice server, through its HTTP API'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l api-url -d 'The FlexPrice server\'s base URL, e.g. https://api.example.com (for --target flexprice)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l environment-id -d 'The FlexPrice environment to write to (sent as X-Environment-ID)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l webhook-url -d 'Send the task\'s webhooks (task.started, task.completed, task.failed) to URL, signed with FLEXPRICE_WEBHOOK_SECRET (Standard Webhooks)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l webhook-progress -d 'Also send task.progress, at most this often (e.g. 30s)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -80,6 +83,8 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 flexprice\t'A FlexPrice server, through its HTTP API'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l api-url -d 'The FlexPrice server\'s base URL, e.g. https://api.example.com (for --target flexprice)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l environment-id -d 'The FlexPrice environment to write to (sent as X-Environment-ID)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l webhook-url -d 'Send the task\'s webhooks (task.started, task.completed, task.failed) to URL, signed with FLEXPRICE_WEBHOOK_SECRET (Standard Webhooks)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l webhook-progress -d 'Also send task.progress, at most this often (e.g. 30s)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l api-key -d 'The FlexPrice API key (sent as x-api-key; never stored, logged or printed)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
@@ -88,6 +93,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress-interval -d 'Commit what has been read and update progress at least this often (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-errors -d 'Stop, and fail the task, once more than N rows are rejected' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-error-rate -d 'Stop, and fail the task, once more than this fraction of rows is rejected (0.0–1.0; checked once 1,000 rows are read, and at the end)' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l webhook-wait -d 'How long to keep retrying the task\'s webhooks when the run ends; what still fails is left to `worker`' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l errors-file -d 'Write the rejected rows to PATH when the run ends (as the `errors` command does)' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l tenant -d 'The tenant whose tasks and records these are' -r
@@ -103,6 +109,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l webhook-wait -d 'How long to keep retrying each task\'s webhooks when it ends' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
@@ -169,6 +176,22 @@ always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l concurrency -d 'Tasks run at once by this process' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l lease -d 'How long a claim lasts unless renewed (renewed every third of it while the task runs); a task whose worker died is taken up again after this' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l poll-interval -d 'How often to look for queued tasks when there are none' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l api-key -d 'The FlexPrice API key for tasks with the flexprice target' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l request-concurrency -d 'Requests to a FlexPrice server in flight at once, per task' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l max-retries -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l request-timeout -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l db -d 'The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l tenant -d 'The tenant whose tasks and records these are' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
+always\t''
+never\t''"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l once -d 'Drain what is claimable, deliver due webhooks, then exit'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s o -l output -d 'Where to write: a file (written under a temporary name, renamed when complete; compressed when it ends in .gz or .zst) or - for standard output' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l format -d 'The format [default: from the output\'s extension; csv for standard output]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
@@ -217,15 +240,16 @@ always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "list" -d 'List tasks, newest first'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "export" -d 'Export an entity from the local store as an EXPORT task, in the format import reads'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "archive" -d 'Hide tasks from `list` (`list --all` shows them); `--undo` shows them again'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "prune" -d 'Delete finished tasks older than an age, with their rejected rows and checkpoints (never the records they imported)'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates export archive prune completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "create" -d 'Record an import task as PENDING and print its id'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "run" -d 'Run a PENDING or FAILED task, or create one for a file and run it at once'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "resume" -d 'Continue every task left interrupted: PROCESSING by a process that died, or stopped by Ctrl-C/SIGTERM'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "list" -d 'List tasks, newest first'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "inspect" -d 'Show one task in detail: progress, counters, timings and its first rejected rows'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "errors" -d 'Write a task\'s rejected rows as a file in the input\'s format, with `line` and `reason` columns added, ready to fix and import again'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "templates" -d 'Print a header-only CSV template, or an example JSON record, for an entity'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "worker" -d 'Run queued tasks: claim PENDING ones (and those whose worker died) with a lease, and deliver pending webhooks; `--once` drains the queue and exits (cron)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "export" -d 'Export an entity from the local store as an EXPORT task, in the format import reads'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "archive" -d 'Hide tasks from `list` (`list --all` shows them); `--undo` shows them again'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "prune" -d 'Delete finished tasks older than an age, with their rejected rows and checkpoints (never the records they imported)'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker export archive prune completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

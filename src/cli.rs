@@ -72,6 +72,9 @@ pub enum Command {
     Errors(ErrorsArgs),
     /// Print a header-only CSV template, or an example JSON record, for an entity
     Templates(TemplatesArgs),
+    /// Run queued tasks: claim PENDING ones (and those whose worker died) with a lease, and
+    /// deliver pending webhooks; `--once` drains the queue and exits (cron)
+    Worker(WorkerArgs),
     /// Export an entity from the local store as an EXPORT task, in the format import reads
     Export(ExportArgs),
     /// Hide tasks from `list` (`list --all` shows them); `--undo` shows them again
@@ -149,6 +152,18 @@ pub struct TargetArgs {
     pub environment_id: Option<String>,
 }
 
+/// Who hears about the task: kept with the task.
+#[derive(Debug, Clone, Args)]
+pub struct NotifyArgs {
+    /// Send the task's webhooks (task.started, task.completed, task.failed) to URL, signed
+    /// with FLEXPRICE_WEBHOOK_SECRET (Standard Webhooks)
+    #[arg(long, env = "FLEXPRICE_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Also send task.progress, at most this often (e.g. 30s)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub webhook_progress: Option<std::time::Duration>,
+}
+
 /// How to talk to a FlexPrice server; given to each run, never stored.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
@@ -176,6 +191,8 @@ pub struct CreateArgs {
     pub input_args: InputArgs,
     #[command(flatten)]
     pub target_args: TargetArgs,
+    #[command(flatten)]
+    pub notify_args: NotifyArgs,
     /// Print the whole task as JSON instead of its id
     #[arg(long)]
     pub json: bool,
@@ -190,6 +207,8 @@ pub struct RunArgs {
     pub input_args: InputArgs,
     #[command(flatten)]
     pub target_args: TargetArgs,
+    #[command(flatten)]
+    pub notify_args: NotifyArgs,
     #[command(flatten)]
     pub api_args: ApiArgs,
     /// Local target: records per store transaction (and per progress update) [default:
@@ -210,6 +229,10 @@ pub struct RunArgs {
     /// checked once 1,000 rows are read, and at the end)
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_error_rate: Option<f64>,
+    /// How long to keep retrying the task's webhooks when the run ends; what still fails is
+    /// left to `worker`
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub webhook_wait: std::time::Duration,
     /// Write the rejected rows to PATH when the run ends (as the `errors` command does)
     #[arg(long, value_name = "PATH")]
     pub errors_file: Option<PathBuf>,
@@ -229,6 +252,9 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 pub struct ResumeArgs {
     #[command(flatten)]
     pub api_args: ApiArgs,
+    /// How long to keep retrying each task's webhooks when it ends
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub webhook_wait: std::time::Duration,
     /// Print each finished task as JSON on stdout, one document after another
     #[arg(long)]
     pub json: bool,
@@ -260,6 +286,44 @@ pub struct ListArgs {
     /// Print {"items":[...],"pagination":{...}} as FlexPrice's API does
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Tasks run at once by this process
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// Drain what is claimable, deliver due webhooks, then exit
+    #[arg(long)]
+    pub once: bool,
+    /// How long a claim lasts unless renewed (renewed every third of it while the task runs);
+    /// a task whose worker died is taken up again after this
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lease: std::time::Duration,
+    /// How often to look for queued tasks when there are none
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// The FlexPrice API key for tasks with the flexprice target
+    #[arg(long, env = "FLEXPRICE_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Requests to a FlexPrice server in flight at once, per task
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub request_concurrency: u32,
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub max_retries: u32,
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+}
+
+impl WorkerArgs {
+    pub fn api(&self) -> ApiArgs {
+        ApiArgs {
+            api_key: self.api_key.clone(),
+            concurrency: self.request_concurrency,
+            max_retries: self.max_retries,
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod source;
 pub mod store;
 pub mod target;
 pub mod task;
+pub mod webhooks;
 
 use anyhow::Result;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
         Command::Export(a) => a.json,
+        Command::Worker(_) => false,
         Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
         Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
         Command::Completions { shell } => {
@@ -48,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Inspect(args) => commands::inspect::run(args, &settings),
         Command::Errors(args) => commands::errors::run(args, &settings),
         Command::Export(args) => commands::export::run(args, &settings),
+        Command::Worker(args) => commands::worker::run(args, &settings),
         Command::Archive(args) => commands::housekeeping::archive(args, &settings),
         Command::Prune(args) => commands::housekeeping::prune(args, &settings),
         Command::Completions { .. } | Command::Templates(_) => unreachable!("handled above"),

@@ -176,6 +176,7 @@ pub fn import(
         rows_in_batch: 0,
         target_failed: false,
         moved: false,
+        last_progress_hook: Instant::now(),
     }
     .run(store, rx)
 }
@@ -288,6 +289,8 @@ struct Writer<'a> {
     target_failed: bool,
     /// A chunk settled in this run, so `next` is where a record starts.
     moved: bool,
+    /// When the last `task.progress` webhook was queued.
+    last_progress_hook: Instant,
 }
 
 /// What the run loop keeps of a chunk while its records are with the target.
@@ -489,6 +492,12 @@ impl Writer<'_> {
             total: task.total_records,
         };
         SqliteTaskRepository::new(&tx).update_progress(&task.id, &progress, &task.metadata, now)?;
+        if let Some(every) = task.metadata.webhook_progress_secs {
+            if self.last_progress_hook.elapsed() >= Duration::from_secs(every) {
+                crate::store::webhooks::enqueue(&tx, task, "task.progress", now)?;
+                self.last_progress_hook = Instant::now();
+            }
+        }
         // Before anything settled, `next` is not a record's start (a CSV header comes first);
         // the last checkpoint, if any, still holds.
         if self.moved {

@@ -24,6 +24,7 @@ pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
     let store = Store::open(&settings.db_path)?;
     let mut task = input.new_task(settings)?;
     super::targets::choose(&mut task, &args.target_args)?;
+    super::targets::notify(&mut task, &args.notify_args)?;
     store.tasks().create(&task)?;
     if args.json {
         print_json(&task)?;

@@ -20,6 +20,7 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
     let total_errors = store.task_errors().count(&task.id)?;
     let interrupted = is_interrupted(&task, &settings.db_path);
     let checkpoint = checkpoints::load(store.conn(), &task.id)?;
+    let webhooks = crate::store::webhooks::of_task(store.conn(), &task.id)?;
     let now = Utc::now();
     if args.json {
         let mut value = serde_json::to_value(&task)?;
@@ -36,6 +37,7 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
             obj.insert("rows_per_second".into(), json!(task.rows_per_second(now)));
             obj.insert("error_rows".into(), json!(total_errors));
             obj.insert("errors".into(), json!(errors));
+            obj.insert("webhooks".into(), json!(webhooks));
         }
         print_json(&value)?;
     } else {
@@ -44,6 +46,7 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
             total_errors,
             interrupted,
             checkpoint: checkpoint.map(|c| (c.position.line, c.records)),
+            webhooks: &webhooks,
         };
         print!("{}", render::details(&task, &extra, now));
     }

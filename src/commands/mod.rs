@@ -11,6 +11,7 @@ pub mod resume;
 pub mod run;
 pub mod targets;
 pub mod templates;
+pub mod worker;
 
 use anyhow::Result;
 use chrono::Utc;

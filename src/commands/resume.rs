@@ -5,7 +5,6 @@ use anyhow::Result;
 use super::run::{is_interrupted, run_task, RunRequest};
 use crate::cli::ResumeArgs;
 use crate::exit::ExitStatus;
-use crate::pipeline::{self, RunOptions};
 use crate::settings::Settings;
 use crate::store::{Store, TaskFilter, TaskRepository};
 use crate::task::{Task, TaskStatus};
@@ -42,17 +41,7 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
     interrupted.sort_by_key(|t| t.created_at);
     let mut worst = ExitStatus::Success;
     for task in interrupted {
-        let request = RunRequest {
-            options: RunOptions {
-                max_errors: task.metadata.max_errors,
-                max_error_rate: task.metadata.max_error_rate,
-                ..RunOptions::new(pipeline::DEFAULT_BATCH_SIZE)
-            },
-            batch_size: task.metadata.batch_size.map(|n| n as usize),
-            target: None,
-            api: &args.api_args,
-            json: args.json,
-        };
+        let request = RunRequest::stored(&task, &args.api_args, args.json, args.webhook_wait);
         let id = task.id.clone();
         let status = match run_task(&store, task, settings, &request) {
             Ok(status) => status,

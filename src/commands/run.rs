@@ -8,7 +8,7 @@ use chrono::Utc;
 
 use super::targets;
 use super::{entity_for, print_json, task_format, ImportInput};
-use crate::cli::{ApiArgs, RunArgs, TargetArgs};
+use crate::cli::{ApiArgs, NotifyArgs, RunArgs, TargetArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::output::progress::Progress;
 use crate::output::render;
@@ -19,7 +19,7 @@ use crate::settings::Settings;
 use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::lock::TaskLock;
-use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
+use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository};
 use crate::task::{Task, TaskStatus};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
@@ -32,8 +32,31 @@ pub struct RunRequest<'a> {
     pub batch_size: Option<usize>,
     /// Where records go, for a task that has no target recorded yet.
     pub target: Option<&'a TargetArgs>,
+    /// Where webhooks go, for a task that has no webhook recorded yet.
+    pub notify: Option<&'a NotifyArgs>,
     pub api: &'a ApiArgs,
     pub json: bool,
+    /// How long to keep retrying the task's webhooks once it ends.
+    pub webhook_wait: std::time::Duration,
+}
+
+impl<'a> RunRequest<'a> {
+    /// A run of a task as it was recorded (resume, workers): its own limits and batch size.
+    pub fn stored(task: &Task, api: &'a ApiArgs, json: bool, webhook_wait: std::time::Duration) -> RunRequest<'a> {
+        RunRequest {
+            options: RunOptions {
+                max_errors: task.metadata.max_errors,
+                max_error_rate: task.metadata.max_error_rate,
+                ..RunOptions::new(pipeline::DEFAULT_BATCH_SIZE)
+            },
+            batch_size: task.metadata.batch_size.map(|n| n as usize),
+            target: None,
+            notify: None,
+            api,
+            json,
+            webhook_wait,
+        }
+    }
 }
 
 pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
@@ -70,6 +93,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         let mut task = input.new_task(settings)?;
         task.metadata.dry_run = args.dry_run;
         targets::choose(&mut task, &args.target_args)?;
+        targets::notify(&mut task, &args.notify_args)?;
         store.tasks().create(&task)?;
         task
     };
@@ -78,8 +102,10 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         options,
         batch_size: args.batch_size.map(|n| n as usize),
         target: Some(&args.target_args),
+        notify: Some(&args.notify_args),
         api: &args.api_args,
         json: args.json,
+        webhook_wait: args.webhook_wait,
     };
     let status = run_task(&store, task, settings, &request)?;
     if let Some(path) = &args.errors_file {
@@ -132,11 +158,43 @@ pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunReq
     if let Some(target) = request.target {
         targets::choose(&mut task, target)?;
     }
+    if let Some(notify) = request.notify {
+        targets::notify(&mut task, notify)?;
+    }
     let options = targets::run_options(&task, request.batch_size, request.options.clone());
     let status = run_locked(store, &mut task, entity, settings, &options, request);
     // The lock file stays: removing it would let two processes lock two different files.
     drop(lock);
+    deliver_webhooks(store, &task, settings, request.webhook_wait);
     status
+}
+
+/// Delivers the task's pending webhooks, retrying within `wait`; what still fails stays in the
+/// store for `worker`. Delivery problems never change the run's exit code.
+fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::time::Duration) {
+    if task.metadata.webhook_url.is_none() {
+        return;
+    }
+    let secret = match crate::webhooks::Secret::from_env() {
+        Ok(secret) => secret,
+        Err(e) => {
+            eprintln!(
+                "warning: FLEXPRICE_WEBHOOK_SECRET: {e}; webhooks of task {} wait in the store",
+                task.id
+            );
+            None
+        }
+    };
+    let pending = crate::webhooks::Deliverer::new(secret).and_then(|d| d.flush_task(store, &task.id, wait));
+    match pending {
+        Ok(0) => {}
+        Ok(n) if !settings.output.quiet => eprintln!(
+            "warning: {n} webhook deliveries of task {} are still pending; `flexprice-import worker` retries them",
+            task.id
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: delivering the webhooks of task {}: {e:#}", task.id),
+    }
 }
 
 fn run_locked(
@@ -330,6 +388,21 @@ fn start(
         checkpoints::clear(&tx, &task.id)?;
     }
     SqliteTaskRepository::new(&tx).update(task)?;
+    // A task continued from its checkpoint already announced its start.
+    if resume.is_none() {
+        webhooks::enqueue(&tx, task, "task.started", now)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Updates the task and queues the webhook announcing its new state, in one transaction.
+fn update_announcing(store: &Store, task: &Task, event: Option<&str>) -> Result<()> {
+    let tx = store.conn().unchecked_transaction()?;
+    SqliteTaskRepository::new(&tx).update(task)?;
+    if let Some(event) = event {
+        webhooks::enqueue(&tx, task, event, task.updated_at)?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -342,12 +415,20 @@ fn fail_unstarted(store: &Store, task: &mut Task, settings: &Settings, reason: &
     task.failed_at = Some(now);
     task.error_summary = Some(reason.to_owned());
     task.updated_by = settings.actor.clone();
-    store.tasks().update(task)
+    task.updated_at = now;
+    update_announcing(store, task, Some("task.failed"))
 }
 
 fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings) -> Result<()> {
     let now = Utc::now();
     task.updated_by = settings.actor.clone();
+    task.updated_at = now;
+    // A task stopped by a signal will go on: no task.failed for it.
+    let event = match &outcome {
+        Outcome::Completed => Some("task.completed"),
+        Outcome::Failed(_) | Outcome::TargetFailed(_) => Some("task.failed"),
+        Outcome::Interrupted(_) => None,
+    };
     match outcome {
         Outcome::Completed => {
             task.move_to(TaskStatus::Completed, now)?;
@@ -380,7 +461,7 @@ fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings)
             ));
         }
     }
-    store.tasks().update(task)
+    update_announcing(store, task, event)
 }
 
 fn rejected_summary(task: &Task) -> Option<String> {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{ApiArgs, TargetArgs, TargetKind};
+use crate::cli::{ApiArgs, NotifyArgs, TargetArgs, TargetKind};
 use crate::exit::usage;
 use crate::pipeline::{self, RunOptions};
 use crate::target::flexprice::client::{self, parse_url, ApiConfig};
@@ -14,6 +14,21 @@ use crate::task::{EntityType, Task};
 /// Rows the flexprice target settles between two commits of the task's progress (each commit
 /// also writes their ids to the delivery ledger).
 const REMOTE_COMMIT_ROWS: usize = 5_000;
+
+/// Records in the task where its webhooks go, unless it has that already.
+pub fn notify(task: &mut Task, args: &NotifyArgs) -> Result<()> {
+    let m = &mut task.metadata;
+    if m.webhook_url.is_none() {
+        if let Some(url) = args.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            let parsed = parse_url(url).map_err(|e| usage(format!("--webhook-url: {e}")))?;
+            m.webhook_url = Some(parsed.to_string());
+        }
+    }
+    if let Some(every) = args.webhook_progress {
+        m.webhook_progress_secs = Some(every.as_secs().max(1));
+    }
+    Ok(())
+}
 
 /// Records in the task where its records go: the target and, for a server, its URL (without
 /// credentials) and environment. A task that has them keeps them.

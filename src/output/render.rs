@@ -133,6 +133,7 @@ pub struct Extra<'a> {
     pub interrupted: bool,
     /// Where an interrupted run would continue: (line, records done).
     pub checkpoint: Option<(u64, u64)>,
+    pub webhooks: &'a [crate::store::webhooks::Delivery],
 }
 
 pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
@@ -279,6 +280,35 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
     }
     if !m.ignored_columns.is_empty() {
         row("Ignored columns", m.ignored_columns.join(", "));
+    }
+    if let Some(url) = &m.webhook_url {
+        row("Webhooks", url.clone());
+        for d in extra.webhooks {
+            let when = match (&d.delivered_at, d.status.as_str()) {
+                (Some(at), _) => format!(" at {}", at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                (None, "pending") => format!(
+                    ", next attempt {}",
+                    d.next_attempt_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+                _ => String::new(),
+            };
+            let error = d
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default();
+            row(
+                "",
+                format!(
+                    "{} {} {}, {} attempt{}{when}{error}",
+                    d.event,
+                    d.id,
+                    d.status,
+                    d.attempts,
+                    if d.attempts == 1 { "" } else { "s" }
+                ),
+            );
+        }
     }
     if !errors.is_empty() {
         let name = file_name(task);

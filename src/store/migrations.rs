@@ -207,6 +207,33 @@ CREATE TABLE delivered_records (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Phase 2: webhook deliveries written in the transaction of the change they announce (an
+    // outbox, so a crash loses none), and the leases of tasks workers run.
+    M::up(
+        r#"
+CREATE TABLE webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    task_id         TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    event           TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    delivered_at    TEXT
+);
+CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+CREATE INDEX idx_webhook_deliveries_task ON webhook_deliveries(task_id);
+
+CREATE TABLE task_leases (
+    task_id    TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    worker_id  TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -6,9 +6,11 @@ pub mod events;
 pub mod ledger;
 pub mod lock;
 mod migrations;
+pub mod queue;
 pub mod rows;
 pub mod task_errors;
 pub mod tasks;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -24,6 +24,12 @@ pub struct TaskMetadata {
     pub api_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment_id: Option<String>,
+    /// Where the task's webhooks go (`--webhook-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Send `task.progress` at most this often, in seconds (`--webhook-progress`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_progress_secs: Option<u64>,
     /// For the flexprice target: how many requests, retries and batch splits the runs took.
     #[serde(skip_serializing_if = "RequestStats::is_zero")]
     pub requests: RequestStats,

@@ -13,3 +13,4 @@ mod import;
 mod reliability;
 mod sources;
 mod tasks;
+mod workers;

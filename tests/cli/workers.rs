@@ -1,0 +1,393 @@
+//! Phase 2: workers draining the queue with leases, and signed webhooks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+
+use crate::support::{stderr_of, Env};
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook receiver that checks signatures as the Standard Webhooks libraries do, and
+/// fails the first `fail_first` deliveries with a 500.
+pub struct Receiver {
+    pub url: String,
+    pub state: Arc<ReceiverState>,
+}
+
+#[derive(Default)]
+pub struct ReceiverState {
+    pub fail_first: Mutex<u32>,
+    /// Verified deliveries: webhook-id → (event type, task id, times received).
+    pub seen: Mutex<BTreeMap<String, (String, String, u32)>>,
+    pub bad_signatures: Mutex<u32>,
+}
+
+fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, timestamp, signatures) = (get("webhook-id"), get("webhook-timestamp"), get("webhook-signature"));
+    let Ok(ts) = timestamp.parse::<i64>() else { return false };
+    if (chrono::Utc::now().timestamp() - ts).abs() > 300 {
+        return false;
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    signatures
+        .split(' ')
+        .any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+}
+
+async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if !verify(&headers, &body) {
+        *state.bad_signatures.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    {
+        let mut fail = state.fail_first.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    let mut seen = state.seen.lock().unwrap();
+    let entry = seen.entry(id).or_insert((
+        v["type"].as_str().unwrap().to_owned(),
+        v["data"]["id"].as_str().unwrap().to_owned(),
+        0,
+    ));
+    entry.2 += 1;
+    StatusCode::NO_CONTENT
+}
+
+impl Receiver {
+    pub fn start(fail_first: u32) -> Receiver {
+        let state = Arc::new(ReceiverState {
+            fail_first: Mutex::new(fail_first),
+            ..ReceiverState::default()
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let app = Router::new()
+            .route("/hooks", post(receive))
+            .with_state(Arc::clone(&state));
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    axum::serve(listener, app).await.unwrap();
+                });
+        });
+        Receiver { url, state }
+    }
+
+    /// Events received for a task, in order of webhook id (ids are time-ordered).
+    pub fn events_of(&self, task_id: &str) -> Vec<(String, u32)> {
+        self.state
+            .seen
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(_, task, _)| task == task_id)
+            .map(|(event, _, n)| (event.clone(), *n))
+            .collect()
+    }
+}
+
+fn events_csv(env: &Env, name: &str, n: usize) -> std::path::PathBuf {
+    let mut text = String::from("event_id,event_name,external_customer_id,timestamp\n");
+    for i in 1..=n {
+        text.push_str(&format!("{name}_{i},call,c1,2026-11-01T00:00:00Z\n"));
+    }
+    env.write(&format!("{name}.csv"), &text)
+}
+
+fn create(env: &Env, file: &std::path::Path, extra: &[&str]) -> String {
+    let out = env
+        .cmd()
+        .arg("create")
+        .arg(file)
+        .args(extra)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_run_delivers_signed_webhooks_once_even_after_a_failed_delivery() {
+    let receiver = Receiver::start(1);
+    let env = Env::new();
+    let file = events_csv(&env, "hooked", 50);
+    let task = {
+        let out = env
+            .cmd()
+            .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
+            .args(["run", file.to_str().unwrap(), "--webhook-url", &receiver.url, "--json"])
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+    };
+    let id = task["id"].as_str().unwrap();
+    assert_eq!(
+        receiver.events_of(id),
+        vec![("task.started".to_owned(), 1), ("task.completed".to_owned(), 1)]
+    );
+    assert_eq!(*receiver.state.bad_signatures.lock().unwrap(), 0);
+    let inspect = env.inspect(id);
+    let hooks = inspect["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks[0]["status"], "delivered");
+    assert_eq!(hooks[0]["attempts"], 2, "the first attempt got a 500");
+    assert_eq!(hooks[1]["attempts"], 1);
+    let text = env
+        .cmd()
+        .args(["inspect", id])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("task.started msg_") && text.contains("delivered, 2 attempts"),
+        "{text}"
+    );
+}
+
+#[test]
+fn deliveries_that_fail_wait_in_the_store_for_a_worker() {
+    let env = Env::new();
+    let file = events_csv(&env, "later", 10);
+    // Nothing listens here yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let out = env
+        .cmd()
+        .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--webhook-url",
+            &url,
+            "--webhook-wait",
+            "0s",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert!(
+        stderr_of(&out).contains("webhook deliveries of task"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"),
+        2
+    );
+    // The receiver comes up on that port; a worker delivers once they are due.
+    let receiver = {
+        let state = Arc::new(ReceiverState::default());
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let app = Router::new()
+            .route("/hooks", post(receive))
+            .with_state(Arc::clone(&state));
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app)
+                        .await
+                        .unwrap();
+                });
+        });
+        Receiver { url, state }
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    env.cmd()
+        .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
+        .args(["worker", "--once"])
+        .assert()
+        .success();
+    assert_eq!(receiver.state.seen.lock().unwrap().len(), 2);
+    assert_eq!(
+        env.count("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'"),
+        2
+    );
+}
+
+#[test]
+fn two_workers_drain_twenty_tasks_each_done_once() {
+    let env = Env::new();
+    let mut expected = 0;
+    let mut ids = Vec::new();
+    for t in 0..20 {
+        let n = 100 + t * 10;
+        expected += n;
+        let file = events_csv(&env, &format!("t{t}"), n);
+        ids.push(create(&env, &file, &[]));
+    }
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+            .current_dir(env.dir.path())
+            .env("FLEXPRICE_IMPORT_DB", &env.db)
+            .args(["worker", "--once", "--concurrency", "2", "--progress", "never"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(
+        env.count("SELECT count(*) FROM tasks WHERE task_status = 'COMPLETED'"),
+        20
+    );
+    assert_eq!(env.count("SELECT count(*) FROM events"), expected as i64);
+    assert_eq!(env.count("SELECT sum(successful_records) FROM tasks"), expected as i64);
+    assert_eq!(
+        env.count("SELECT count(*) FROM task_errors"),
+        0,
+        "no duplicates: no task ran twice"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM task_leases"), 0);
+    // Each task was run by one process, once.
+    let runs: String = [stderr_of(&a), stderr_of(&b)].concat();
+    for id in &ids {
+        assert_eq!(runs.matches(&format!("{id} COMPLETED")).count(), 1, "{id}");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_task_is_replaced_without_loss_or_duplicates() {
+    let env = Env::new();
+    let n = 300_000;
+    let file = events_csv(&env, "big", n);
+    let id = create(&env, &file, &[]);
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .args(["worker", "--lease", "2s", "--progress", "never"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once a checkpoint is committed and before the task ends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        let done: i64 = env
+            .conn()
+            .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0);
+        if done > 0 || Instant::now() > deadline {
+            break;
+        }
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let status: String = env
+        .conn()
+        .query_row("SELECT task_status FROM tasks WHERE id = ?1", [&id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "PROCESSING", "killed mid-task");
+    // A second worker waits for the lease to run out, then continues from the checkpoint.
+    let out = env
+        .cmd()
+        .args(["worker", "--once", "--lease", "2s"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let _ = out;
+    let started = Instant::now();
+    while env.count("SELECT count(*) FROM tasks WHERE task_status = 'COMPLETED'") == 0 {
+        // --once found the lease not yet expired: run it again after it has.
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(500));
+        env.cmd().args(["worker", "--once", "--lease", "2s"]).assert().success();
+    }
+    let task = env.inspect(&id);
+    assert_eq!(task["successful_records"], n as u64);
+    assert_eq!(task["metadata"]["duplicate_records"], 0);
+    assert_eq!(task["metadata"]["resumed"], 1);
+    assert_eq!(env.count("SELECT count(*) FROM events"), n as i64);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_checkpoints_the_tasks_in_hand_and_another_worker_finishes_them() {
+    let env = Env::new();
+    let n = 300_000;
+    let file = events_csv(&env, "term", n);
+    let id = create(&env, &file, &[]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .args(["worker", "--progress", "never"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env.count("SELECT count(*) FROM task_checkpoints") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr_of(&out));
+    let task = env.inspect(&id);
+    if task["task_status"] == "COMPLETED" {
+        return; // It finished before the signal landed: nothing to hand over.
+    }
+    assert_eq!(task["task_status"], "FAILED");
+    assert_eq!(task["interrupted"], true);
+    // Handed back at once: the next worker takes it without waiting for the lease.
+    env.cmd().args(["worker", "--once"]).assert().success();
+    let task = env.inspect(&id);
+    assert_eq!(task["task_status"], "COMPLETED");
+    assert_eq!(task["successful_records"], n as u64);
+    assert_eq!(task["metadata"]["resumed"], 1);
+    assert_eq!(env.count("SELECT count(*) FROM events"), n as i64);
+}

@@ -49,6 +49,9 @@ _flexprice__import() {
             flexprice__import,run)
                 cmd="flexprice__import__subcmd__run"
                 ;;
+            flexprice__import,serve)
+                cmd="flexprice__import__subcmd__serve"
+                ;;
             flexprice__import,templates)
                 cmd="flexprice__import__subcmd__templates"
                 ;;
@@ -88,6 +91,9 @@ _flexprice__import() {
             flexprice__import__subcmd__help,run)
                 cmd="flexprice__import__subcmd__help__subcmd__run"
                 ;;
+            flexprice__import__subcmd__help,serve)
+                cmd="flexprice__import__subcmd__help__subcmd__serve"
+                ;;
             flexprice__import__subcmd__help,templates)
                 cmd="flexprice__import__subcmd__help__subcmd__templates"
                 ;;
@@ -101,7 +107,7 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates worker export archive prune completions help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates worker serve export archive prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -353,7 +359,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help)
-            opts="create run resume list inspect errors templates worker export archive prune completions help"
+            opts="create run resume list inspect errors templates worker serve export archive prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,6 +513,20 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -812,6 +832,64 @@ _flexprice__import() {
                     return 0
                     ;;
                 --errors-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --progress)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        flexprice__subcmd__import__subcmd__serve)
+            opts="-q -h --listen --workers --api-keys --api-keys-file --allow-loopback --allow-private-networks --max-download-mb --max-download-time --lease --db --tenant --actor --quiet --progress --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-keys-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download-mb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lease)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

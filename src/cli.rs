@@ -75,6 +75,9 @@ pub enum Command {
     /// Run queued tasks: claim PENDING ones (and those whose worker died) with a lease, and
     /// deliver pending webhooks; `--once` drains the queue and exits (cron)
     Worker(WorkerArgs),
+    /// Serve the HTTP task API (create, get, list tasks, their rejected rows) with workers
+    /// inside
+    Serve(ServeArgs),
     /// Export an entity from the local store as an EXPORT task, in the format import reads
     Export(ExportArgs),
     /// Hide tasks from `list` (`list --all` shows them); `--undo` shows them again
@@ -324,6 +327,43 @@ impl WorkerArgs {
             request_timeout: self.request_timeout,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the first line on stdout tells which)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Workers inside the server running queued tasks (0: leave them to `worker` processes)
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub workers: u32,
+    /// API keys and their tenants: KEY=TENANT pairs separated by commas
+    #[arg(
+        long,
+        env = "FLEXPRICE_IMPORT_API_KEYS",
+        hide_env_values = true,
+        value_name = "PAIRS"
+    )]
+    pub api_keys: Option<String>,
+    /// A file of API keys: one `KEY TENANT` per line
+    #[arg(long, value_name = "PATH")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Accept file_url and webhook_url on loopback addresses, over plain http too (for tests)
+    #[arg(long)]
+    pub allow_loopback: bool,
+    /// Accept file_url and webhook_url on private, shared, link-local and loopback addresses
+    /// (never cloud metadata ones)
+    #[arg(long)]
+    pub allow_private_networks: bool,
+    /// The largest download a task created over HTTP may make, in MiB
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub max_download_mb: u64,
+    /// The longest such a download may take
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_download_time: std::time::Duration,
+    /// Lease of the tasks the inside workers run
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lease: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

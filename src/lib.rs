@@ -2,6 +2,7 @@
 //!
 //! `run` takes parsed arguments and returns the exit status; `main` only prints errors.
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod entity;
@@ -33,7 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
         Command::Export(a) => a.json,
-        Command::Worker(_) => false,
+        Command::Worker(_) | Command::Serve(_) => false,
         Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
         Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
         Command::Completions { shell } => {
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Errors(args) => commands::errors::run(args, &settings),
         Command::Export(args) => commands::export::run(args, &settings),
         Command::Worker(args) => commands::worker::run(args, &settings),
+        Command::Serve(args) => commands::serve::run(args, &settings),
         Command::Archive(args) => commands::housekeeping::archive(args, &settings),
         Command::Prune(args) => commands::housekeeping::prune(args, &settings),
         Command::Completions { .. } | Command::Templates(_) => unreachable!("handled above"),

@@ -33,6 +33,7 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         include_archived: args.all,
         limit: args.limit,
         offset: args.offset,
+        ..TaskFilter::default()
     };
     let store = Store::open(&settings.db_path)?;
     let page = store.tasks().list(&filter)?;

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod list;
 pub mod resume;
 pub mod run;
+pub mod serve;
 pub mod targets;
 pub mod templates;
 pub mod worker;

@@ -215,7 +215,7 @@ fn run_locked(
             task.id
         )));
     }
-    let spec = SourceSpec::from_file_url(&task.file_url);
+    let spec = SourceSpec::of_task(&task.file_url, task.metadata.source_guard.as_ref());
     let format = task_format(task);
     let checkpoint = if interrupted {
         checkpoints::load(store.conn(), &task.id)?

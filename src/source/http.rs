@@ -12,6 +12,7 @@ use reqwest::header::{
 };
 use reqwest::StatusCode;
 
+use super::guard::Guard;
 use super::{links, Raw};
 use crate::target::flexprice::client::backoff;
 
@@ -41,30 +42,61 @@ pub struct Download {
     /// Where in the resource the next byte read is.
     pos: u64,
     reconnects: u32,
+    /// For a guarded download: the most bytes, and when it must be done.
+    limits: Option<(u64, std::time::Instant)>,
 }
 
-fn client() -> Result<Client> {
-    Client::builder()
+/// A client for `url`. With a guard: the URL is checked, the connection pinned to the
+/// addresses checked, and redirects kept to the same host.
+fn client(url: &str, guard: Option<&Guard>) -> Result<Client> {
+    let mut builder = Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(READ_TIMEOUT)
-        .user_agent(concat!("flexprice-import/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| anyhow!("setting up the HTTP client: {e}"))
+        .user_agent(concat!("flexprice-import/", env!("CARGO_PKG_VERSION")));
+    if let Some(guard) = guard {
+        let (checked, addrs) = guard.check(url).map_err(|e| anyhow!("{}: {e}", links::redact(url)))?;
+        let host = checked.host_str().unwrap_or_default().to_owned();
+        builder = builder
+            .resolve_to_addrs(&host, &addrs)
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    attempt.error("too many redirects")
+                } else if attempt.url().host_str() != Some(host.as_str()) {
+                    let to = attempt.url().host_str().unwrap_or("?").to_owned();
+                    attempt.error(format!("a redirect to another host ({to}) is refused"))
+                } else {
+                    attempt.follow()
+                }
+            }));
+    }
+    builder.build().map_err(|e| anyhow!("setting up the HTTP client: {e}"))
 }
 
 /// Starts a download from the first byte (`head`: only the first bytes are wanted).
-pub fn open(url: &str, head: Option<u64>) -> Result<Download> {
-    let client = client()?;
+pub fn open(url: &str, head: Option<u64>, guard: Option<&Guard>) -> Result<Download> {
+    let client = client(url, guard)?;
     let range = head.map(|n| format!("bytes=0-{}", n.saturating_sub(1)));
     let response = get(&client, url, range.as_deref(), None)?;
-    Ok(Download::new(client, url, response, 0))
+    let mut download = Download::new(client, url, response, 0);
+    download.limits = guard.map(|g| {
+        (
+            g.max_bytes,
+            std::time::Instant::now() + Duration::from_secs(g.max_seconds),
+        )
+    });
+    Ok(download)
 }
 
 /// Continues a download at byte `from` with a Range request, if the server takes it and the
 /// content is the one `fingerprint` describes; `None` when it answers with the whole file.
-pub fn open_range(url: &str, from: u64, fingerprint: Option<(u64, i64)>) -> Result<Option<Download>> {
-    let client = client()?;
-    let probe = open(url, Some(1))?;
+pub fn open_range(
+    url: &str,
+    from: u64,
+    fingerprint: Option<(u64, i64)>,
+    guard: Option<&Guard>,
+) -> Result<Option<Download>> {
+    let client = client(url, guard)?;
+    let probe = open(url, Some(1), guard)?;
     if !probe.ranges || probe.fingerprint != fingerprint {
         return Ok(None);
     }
@@ -74,7 +106,14 @@ pub fn open_range(url: &str, from: u64, fingerprint: Option<(u64, i64)>) -> Resu
     if response.status() != StatusCode::PARTIAL_CONTENT || range_start(&response) != Some(from) {
         return Ok(None);
     }
-    Ok(Some(Download::new(client, url, response, from)))
+    let mut download = Download::new(client, url, response, from);
+    download.limits = guard.map(|g| {
+        (
+            g.max_bytes,
+            std::time::Instant::now() + Duration::from_secs(g.max_seconds),
+        )
+    });
+    Ok(Some(download))
 }
 
 /// A GET retried while it fails before its first byte: connection errors, timeouts, 408, 429
@@ -107,7 +146,9 @@ fn get(client: &Client, url: &str, range: Option<&str>, if_range: Option<&str>) 
                     .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP));
                 (wait, status.to_string())
             }
-            Err(e) => (None, e.without_url().to_string()),
+            // A refused redirect would be refused again.
+            Err(e) if e.is_redirect() => return Err(anyhow!("GET {shown}: {}", chain(e))),
+            Err(e) => (None, chain(e)),
         };
         attempt += 1;
         if attempt >= ATTEMPTS {
@@ -115,6 +156,18 @@ fn get(client: &Client, url: &str, range: Option<&str>, if_range: Option<&str>) 
         }
         std::thread::sleep(wait.unwrap_or_else(|| backoff(attempt - 1)));
     }
+}
+
+/// An error with its causes, without the URL (which may carry credentials).
+fn chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// The first byte a 206 answer holds, from `Content-Range: bytes 100-199/200`.
@@ -166,6 +219,7 @@ impl Download {
             validator,
             pos: from,
             reconnects: 0,
+            limits: None,
         }
     }
 
@@ -208,6 +262,20 @@ impl Download {
 
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((max_bytes, deadline)) = self.limits {
+            if self.pos > max_bytes {
+                return Err(io::Error::other(format!(
+                    "the download of {} is over its limit of {max_bytes} bytes",
+                    self.shown
+                )));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "the download of {} took longer than its time limit",
+                    self.shown
+                )));
+            }
+        }
         loop {
             match self.response.read(buf) {
                 Ok(n) => {

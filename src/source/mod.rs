@@ -3,6 +3,7 @@
 //! metadata) and caps how long one record may grow, so that an unclosed quote in a huge file
 //! fails cleanly instead of filling memory.
 
+pub mod guard;
 pub mod http;
 pub mod links;
 
@@ -28,8 +29,9 @@ pub enum SourceSpec {
     Stdin,
     File(PathBuf),
     /// An http(s) URL as given (share links already made direct); it may carry credentials,
-    /// which are never shown or stored.
-    Url(String),
+    /// which are never shown or stored. A task created over the HTTP API carries the guard
+    /// its download must pass.
+    Url(String, Option<guard::Guard>),
 }
 
 impl SourceSpec {
@@ -39,7 +41,7 @@ impl SourceSpec {
         if arg == "-" {
             SourceSpec::Stdin
         } else if lower.starts_with("http://") || lower.starts_with("https://") {
-            SourceSpec::Url(links::direct_download(arg.trim()))
+            SourceSpec::Url(links::direct_download(arg.trim()), None)
         } else {
             SourceSpec::File(PathBuf::from(arg))
         }
@@ -50,7 +52,7 @@ impl SourceSpec {
     pub fn to_file_url(&self) -> Result<String> {
         match self {
             SourceSpec::Stdin => Ok("-".into()),
-            SourceSpec::Url(url) => Ok(links::redact(url)),
+            SourceSpec::Url(url, _) => Ok(links::redact(url)),
             SourceSpec::File(path) => {
                 let abs =
                     std::path::absolute(path).with_context(|| format!("resolving the path {}", path.display()))?;
@@ -59,8 +61,12 @@ impl SourceSpec {
         }
     }
 
-    pub fn from_file_url(url: &str) -> SourceSpec {
-        SourceSpec::parse(url)
+    /// A task's input: its file_url, with the download guard of a task created over HTTP.
+    pub fn of_task(file_url: &str, guard: Option<&guard::Guard>) -> SourceSpec {
+        match SourceSpec::parse(file_url) {
+            SourceSpec::Url(url, _) => SourceSpec::Url(url, guard.cloned()),
+            other => other,
+        }
     }
 
     /// The name used in messages: the path as given, the URL without credentials, or
@@ -69,7 +75,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Stdin => "<stdin>".into(),
             SourceSpec::File(p) => p.display().to_string(),
-            SourceSpec::Url(url) => links::redact(url),
+            SourceSpec::Url(url, _) => links::redact(url),
         }
     }
 
@@ -78,7 +84,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Stdin => None,
             SourceSpec::File(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
-            SourceSpec::Url(url) => reqwest::Url::parse(url)
+            SourceSpec::Url(url, _) => reqwest::Url::parse(url)
                 .ok()
                 .and_then(|u| u.path_segments()?.next_back().map(str::to_owned))
                 .filter(|n| !n.is_empty()),
@@ -182,7 +188,7 @@ pub fn open(spec: &SourceSpec) -> Result<OpenSource> {
                 at: 0,
             }
         }
-        SourceSpec::Url(url) => http::open(url, None)?.into_raw(),
+        SourceSpec::Url(url, guard) => http::open(url, None, guard.as_ref())?.into_raw(),
     };
     let (size, fingerprint, ranges) = (raw.size, raw.fingerprint, raw.ranges);
     let (decoded, compressed, counters) = decode(raw, spec)?;
@@ -227,8 +233,8 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
             let n = read_up_to(&mut file, &mut head).with_context(|| format!("reading {}", path.display()))?;
             (head[..n].to_vec(), fingerprint_of(&meta))
         }
-        SourceSpec::Url(url) => {
-            let probe = http::open(url, Some(4))?;
+        SourceSpec::Url(url, guard) => {
+            let probe = http::open(url, Some(4), guard.as_ref())?;
             let fingerprint = probe.fingerprint;
             (probe.head()?, fingerprint)
         }
@@ -236,7 +242,7 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
     };
     if fingerprint.is_none() || fingerprint != expected {
         return Ok(Reopened::Cannot(match spec {
-            SourceSpec::Url(_) => "the server's copy changed since the checkpoint, or it gives no length or \
+            SourceSpec::Url(..) => "the server's copy changed since the checkpoint, or it gives no length or \
                                   validator to tell"
                 .into(),
             _ => "the file changed since the checkpoint".into(),
@@ -266,9 +272,8 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
                 ResumeMethod::Seek,
             ))
         }
-        SourceSpec::Url(url) => {
-            http::open_range(url, bom + offset, fingerprint)?.map(|d| (d.into_raw(), ResumeMethod::Range))
-        }
+        SourceSpec::Url(url, guard) => http::open_range(url, bom + offset, fingerprint, guard.as_ref())?
+            .map(|d| (d.into_raw(), ResumeMethod::Range)),
         SourceSpec::Stdin => unreachable!("handled above"),
     };
     if let Some((raw, method)) = positioned {

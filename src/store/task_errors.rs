@@ -70,6 +70,18 @@ impl<'c> TaskErrors<'c> {
         Ok(rows)
     }
 
+    /// One page of a task's rejected rows (duplicates included), in file order.
+    pub fn page(&self, task_id: &str, limit: u32, offset: u64) -> Result<Vec<TaskErrorRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT} WHERE task_id = ?1 ORDER BY line, id LIMIT ?2 OFFSET ?3"
+        ))?;
+        let rows = stmt
+            .query_map(params![task_id, limit, offset.min(i64::MAX as u64) as i64], read_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .with_context(|| format!("reading the rejected rows of task {task_id}"))?;
+        Ok(rows)
+    }
+
     /// Calls `f` with every rejected row of a task in file order: validation and processing
     /// errors, and skipped duplicates too when `duplicates` is set. Rows are streamed.
     pub fn for_each(

@@ -20,6 +20,10 @@ pub struct TaskFilter {
     pub until: Option<DateTime<Utc>>,
     /// Record states shown; empty means published only.
     pub include_archived: bool,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Order by updated_at instead of created_at.
+    pub by_updated: bool,
     pub limit: u32,
     pub offset: u64,
 }
@@ -197,8 +201,11 @@ impl TaskRepository for SqliteTaskRepository<'_> {
         let (clause, mut values) = where_clause(filter);
         values.push(Value::Integer(i64::from(filter.limit)));
         values.push(Value::Integer(filter.offset.min(i64::MAX as u64) as i64));
-        let sql =
-            format!("SELECT {COLUMNS} FROM tasks WHERE {clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tasks WHERE {clause} ORDER BY {column} {order}, id {order} LIMIT ? OFFSET ?",
+            column = if filter.by_updated { "updated_at" } else { "created_at" },
+            order = if filter.ascending { "ASC" } else { "DESC" },
+        );
         let mut stmt = self.conn.prepare(&sql)?;
         let items = stmt
             .query_map(rusqlite::params_from_iter(values), task_from_row)?

@@ -24,6 +24,9 @@ pub struct TaskMetadata {
     pub api_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment_id: Option<String>,
+    /// For a task created over the HTTP API: what its download must pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_guard: Option<crate::source::guard::Guard>,
     /// Where the task's webhooks go (`--webhook-url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,

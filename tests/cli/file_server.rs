@@ -52,6 +52,21 @@ impl FileServer {
                     (StatusCode::FOUND, [(header::LOCATION, format!("/files/{name}"))])
                 }),
             )
+            // To the same file on another host name: "localhost" instead of "127.0.0.1".
+            .route(
+                "/elsewhere/{name}",
+                get(|Path(name): Path<String>, headers: HeaderMap| async move {
+                    let host = headers
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default();
+                    let port = host.rsplit(':').next().unwrap_or_default().to_owned();
+                    (
+                        StatusCode::FOUND,
+                        [(header::LOCATION, format!("http://localhost:{port}/files/{name}"))],
+                    )
+                }),
+            )
             .with_state(Arc::clone(&shared));
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()

@@ -4,6 +4,7 @@ mod file_server;
 mod stand_in;
 mod support;
 
+mod api;
 mod completions;
 mod entities;
 mod exports;

@@ -1,0 +1,358 @@
+//! The design's HTTP task API, on the same store as the command line: create a task, get one,
+//! list them with FlexPrice's filters, and read a task's rejected rows. Keys map to tenants;
+//! a tenant sees only its own tasks. Errors have FlexPrice's shape.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::reader::Format;
+use crate::source::guard::Guard;
+use crate::source::links;
+use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::task::{EntityType, FileType, RecordStatus, Task, TaskMetadata, TaskStatus, TaskType};
+
+/// Request bodies over this are refused.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the API needs: the store, who may call it, and the download guard for new tasks.
+pub struct Api {
+    pub db: PathBuf,
+    /// API key → tenant.
+    pub keys: HashMap<String, String>,
+    pub guard: Guard,
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/tasks", get(list_tasks).post(create_task))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/errors", get(task_errors))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(api)
+}
+
+/// An error in FlexPrice's shape: `{"code", "message", "http_status_code"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_error", message)
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("task {id} not found"))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"code": self.code, "message": self.message, "http_status_code": self.status.as_u16()});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The caller's tenant, from `x-api-key`.
+fn tenant(api: &Api, headers: &HeaderMap) -> ApiResult<String> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    api.keys.get(key).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            if key.is_empty() {
+                "the x-api-key header is required"
+            } else {
+                "the API key is not valid"
+            },
+        )
+    })
+}
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    api: &Arc<Api>,
+    work: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let db = api.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&db)?;
+        work(&store)
+    })
+    .await
+    .map_err(|e| ApiError::from(anyhow::anyhow!("the request's work stopped: {e}")))?
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateTask {
+    task_type: Option<String>,
+    entity_type: Option<String>,
+    file_url: Option<String>,
+    file_type: Option<String>,
+    webhook_url: Option<String>,
+}
+
+async fn create_task(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateTask>, JsonRejection>,
+) -> ApiResult<Response> {
+    let tenant_id = tenant(&api, &headers)?;
+    let Json(body) = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request_too_large"
+        } else {
+            "validation_error"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
+    let task_type: TaskType = parse_field("task_type", body.task_type.as_deref())?;
+    if task_type != TaskType::Import {
+        return Err(ApiError::bad_request("only IMPORT tasks can be created over HTTP"));
+    }
+    let entity_type: EntityType = parse_field("entity_type", body.entity_type.as_deref())?;
+    let file_type: FileType = parse_field("file_type", body.file_type.as_deref())?;
+    let file_url = body
+        .file_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::bad_request("file_url is required"))?;
+    let direct = links::direct_download(file_url);
+    let guard = api.guard.clone();
+    let webhook_url = match body.webhook_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => Some(checked_webhook(&guard, url).await?),
+        None => None,
+    };
+    let checked = {
+        let (guard, direct) = (guard.clone(), direct.clone());
+        tokio::task::spawn_blocking(move || guard.check(&direct))
+            .await
+            .map_err(|e| ApiError::from(anyhow::anyhow!("{e}")))?
+    };
+    checked.map_err(ApiError::bad_request)?;
+    let format = match file_type {
+        FileType::Csv => Format::Csv,
+        FileType::Json => {
+            let name = direct.to_ascii_lowercase();
+            if name.contains(".jsonl") || name.contains(".ndjson") {
+                Format::Jsonl
+            } else {
+                Format::Json
+            }
+        }
+    };
+    let now = Utc::now();
+    let task = Task {
+        id: Task::new_id(),
+        tenant_id,
+        task_type,
+        entity_type,
+        file_url: direct,
+        file_type,
+        task_status: TaskStatus::Pending,
+        total_records: None,
+        processed_records: 0,
+        successful_records: 0,
+        failed_records: 0,
+        error_summary: None,
+        metadata: TaskMetadata {
+            input_format: Some(format.as_str().into()),
+            target: Some("local".into()),
+            source_guard: Some(guard),
+            webhook_url,
+            ..TaskMetadata::default()
+        },
+        started_at: None,
+        completed_at: None,
+        failed_at: None,
+        created_at: now,
+        updated_at: now,
+        created_by: "api".into(),
+        updated_by: "api".into(),
+        status: RecordStatus::Published,
+    };
+    let task = blocking(&api, move |store| {
+        store.tasks().create(&task)?;
+        Ok(task)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(task)).into_response())
+}
+
+/// A webhook URL from a tenant is checked like a file_url: it is fetched by this server too.
+async fn checked_webhook(guard: &Guard, url: &str) -> ApiResult<String> {
+    let (guard, text) = (guard.clone(), url.to_owned());
+    let checked = tokio::task::spawn_blocking(move || guard.check(&text))
+        .await
+        .map_err(|e| ApiError::from(anyhow::anyhow!("{e}")))?;
+    checked
+        .map(|(url, _)| url.to_string())
+        .map_err(|e| ApiError::bad_request(format!("webhook_url: {}", e.replace("file_url", "the URL"))))
+}
+
+fn parse_field<T: std::str::FromStr<Err = String>>(name: &str, value: Option<&str>) -> ApiResult<T> {
+    let value = value.ok_or_else(|| ApiError::bad_request(format!("{name} is required")))?;
+    value
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(format!("{name}: {e}")))
+}
+
+async fn get_task(State(api): State<Arc<Api>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Task>> {
+    let tenant_id = tenant(&api, &headers)?;
+    blocking(&api, move |store| {
+        // Another tenant's task is "not found", never "forbidden": its existence is not told.
+        store
+            .tasks()
+            .get(&tenant_id, &id)?
+            .map(Json)
+            .ok_or_else(|| ApiError::not_found(&id))
+    })
+    .await
+}
+
+/// Paging parameters: `limit` 1..=1000 (default 50), `offset`.
+fn page(query: &HashMap<String, String>) -> ApiResult<(u32, u64)> {
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n @ 1..=1000) => n,
+            _ => return Err(ApiError::bad_request("limit must be from 1 to 1000")),
+        },
+    };
+    let offset = match query.get("offset") {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("offset must be a whole number"))?,
+    };
+    Ok((limit, offset))
+}
+
+fn time_param(query: &HashMap<String, String>, name: &str) -> ApiResult<Option<DateTime<Utc>>> {
+    query
+        .get(name)
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+fn enum_param<T: std::str::FromStr<Err = String>>(query: &HashMap<String, String>, name: &str) -> ApiResult<Option<T>> {
+    query
+        .get(name)
+        .map(|v| {
+            v.parse()
+                .map_err(|e: String| ApiError::bad_request(format!("{name}: {e}")))
+        })
+        .transpose()
+}
+
+async fn list_tasks(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let tenant_id = tenant(&api, &headers)?;
+    let (limit, offset) = page(&query)?;
+    let ascending = match query.get("order").map(|o| o.to_ascii_lowercase()).as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order must be asc or desc, not {other:?}"
+            )))
+        }
+    };
+    let by_updated = match query.get("sort").map(String::as_str) {
+        None | Some("created_at") => false,
+        Some("updated_at") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sort must be created_at or updated_at, not {other:?}"
+            )))
+        }
+    };
+    let filter = TaskFilter {
+        tenant_id,
+        task_type: enum_param(&query, "task_type")?,
+        entity_type: enum_param(&query, "entity_type")?,
+        task_status: enum_param(&query, "task_status")?,
+        created_by: query.get("created_by").cloned(),
+        since: time_param(&query, "start_time")?,
+        until: time_param(&query, "end_time")?,
+        limit,
+        offset,
+        ascending,
+        by_updated,
+        ..TaskFilter::default()
+    };
+    blocking(&api, move |store| {
+        let page = store.tasks().list(&filter)?;
+        Ok(Json(json!({
+            "items": page.items,
+            "pagination": {"total": page.total, "limit": limit, "offset": offset},
+        })))
+    })
+    .await
+}
+
+async fn task_errors(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let tenant_id = tenant(&api, &headers)?;
+    let (limit, offset) = page(&query)?;
+    blocking(&api, move |store| {
+        if store.tasks().get(&tenant_id, &id)?.is_none() {
+            return Err(ApiError::not_found(&id));
+        }
+        let errors = store.task_errors();
+        let items = errors.page(&id, limit, offset)?;
+        let total = errors.count(&id)?;
+        Ok(Json(json!({
+            "items": items,
+            "pagination": {"total": total, "limit": limit, "offset": offset},
+        })))
+    })
+    .await
+}

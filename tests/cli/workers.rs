@@ -391,3 +391,54 @@ fn sigterm_checkpoints_the_tasks_in_hand_and_another_worker_finishes_them() {
     assert_eq!(task["metadata"]["resumed"], 1);
     assert_eq!(env.count("SELECT count(*) FROM events"), n as i64);
 }
+
+#[test]
+fn progress_webhooks_come_at_most_as_often_as_asked() {
+    use std::io::Write as _;
+    let receiver = Receiver::start(0);
+    let env = Env::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
+        .args([
+            "run",
+            "-",
+            "--format",
+            "csv",
+            "--progress-interval",
+            "200ms",
+            "--progress",
+            "never",
+        ])
+        .args(["--webhook-url", &receiver.url, "--webhook-progress", "1s", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "event_id,event_name,external_customer_id").unwrap();
+        // A slow feed: 3.5 s of rows.
+        for i in 0..35 {
+            writeln!(stdin, "p{i},call,c1").unwrap();
+            stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let elapsed = started.elapsed().as_secs_f64();
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = receiver.events_of(task["id"].as_str().unwrap());
+    let progress = events.iter().filter(|(e, _)| e == "task.progress").count();
+    assert!(progress >= 2, "{events:?}");
+    assert!(
+        progress as f64 <= elapsed + 1.0,
+        "{progress} in {elapsed:.1} s: at most one a second"
+    );
+    assert_eq!(events.first().map(|e| e.0.as_str()), Some("task.started"));
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("task.completed"));
+}

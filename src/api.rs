@@ -20,7 +20,7 @@ use crate::reader::Format;
 use crate::source::guard::Guard;
 use crate::source::links;
 use crate::store::{Store, TaskFilter, TaskRepository};
-use crate::task::{EntityType, FileType, RecordStatus, Task, TaskMetadata, TaskStatus, TaskType};
+use crate::task::{EntityType, FileType, Task, TaskMetadata, TaskType};
 
 /// Request bodies over this are refused.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -177,36 +177,20 @@ async fn create_task(
             }
         }
     };
-    let now = Utc::now();
-    let task = Task {
-        id: Task::new_id(),
-        tenant_id,
+    let task = Task::pending(
+        &tenant_id,
         task_type,
         entity_type,
-        file_url: direct,
-        file_type,
-        task_status: TaskStatus::Pending,
-        total_records: None,
-        processed_records: 0,
-        successful_records: 0,
-        failed_records: 0,
-        error_summary: None,
-        metadata: TaskMetadata {
+        (direct, file_type),
+        TaskMetadata {
             input_format: Some(format.as_str().into()),
             target: Some("local".into()),
             source_guard: Some(guard),
             webhook_url,
             ..TaskMetadata::default()
         },
-        started_at: None,
-        completed_at: None,
-        failed_at: None,
-        created_at: now,
-        updated_at: now,
-        created_by: "api".into(),
-        updated_by: "api".into(),
-        status: RecordStatus::Published,
-    };
+        "api",
+    );
     let task = blocking(&api, move |store| {
         store.tasks().create(&task)?;
         Ok(task)

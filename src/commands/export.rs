@@ -19,7 +19,7 @@ use crate::source::SourceSpec;
 use crate::store::lock::TaskLock;
 use crate::store::tasks::Progress as StoredProgress;
 use crate::store::{Store, TaskRepository};
-use crate::task::{RecordStatus, Task, TaskMetadata, TaskStatus, TaskType};
+use crate::task::{Task, TaskMetadata, TaskStatus, TaskType};
 
 /// Records between two looks at the clock (progress) and the signal flag.
 const CHECK_EVERY: u64 = 10_000;
@@ -74,32 +74,18 @@ pub fn run(args: &ExportArgs, settings: &Settings) -> Result<ExitStatus> {
         ));
     }
     let store = Store::open(&settings.db_path)?;
-    let mut task = Task {
-        id: Task::new_id(),
-        tenant_id: settings.tenant_id.clone(),
-        task_type: TaskType::Export,
-        entity_type: args.entity,
-        file_url: if to_stdout { "-".into() } else { spec.to_file_url()? },
-        file_type: format.file_type(),
-        task_status: TaskStatus::Pending,
-        total_records: None,
-        processed_records: 0,
-        successful_records: 0,
-        failed_records: 0,
-        error_summary: None,
-        metadata: TaskMetadata {
+    let file_url = if to_stdout { "-".into() } else { spec.to_file_url()? };
+    let mut task = Task::pending(
+        &settings.tenant_id,
+        TaskType::Export,
+        args.entity,
+        (file_url, format.file_type()),
+        TaskMetadata {
             input_format: Some(format.as_str().into()),
             ..TaskMetadata::default()
         },
-        started_at: None,
-        completed_at: None,
-        failed_at: None,
-        created_at: now,
-        updated_at: now,
-        created_by: settings.actor.clone(),
-        updated_by: settings.actor.clone(),
-        status: RecordStatus::Published,
-    };
+        &settings.actor,
+    );
     task.metadata
         .other
         .insert("export_filters".into(), serde_json::to_value(&filters)?);

@@ -15,7 +15,6 @@ pub mod templates;
 pub mod worker;
 
 use anyhow::Result;
-use chrono::Utc;
 
 use crate::cli::InputArgs;
 use crate::entity::mapping::FieldMap;
@@ -24,7 +23,7 @@ use crate::exit::usage;
 use crate::reader::Format;
 use crate::settings::Settings;
 use crate::source::SourceSpec;
-use crate::task::{EntityType, RecordStatus, Task, TaskMetadata, TaskStatus, TaskType};
+use crate::task::{EntityType, Task, TaskMetadata, TaskType};
 
 /// A file (or stdin) to import, with what it holds and how it is written.
 pub struct ImportInput {
@@ -91,35 +90,19 @@ impl ImportInput {
 
     /// A new PENDING import task for this input.
     pub fn new_task(&self, settings: &Settings) -> Result<Task> {
-        let now = Utc::now();
-        Ok(Task {
-            id: Task::new_id(),
-            tenant_id: settings.tenant_id.clone(),
-            task_type: TaskType::Import,
-            entity_type: self.entity.entity_type(),
-            file_url: self.spec.to_file_url()?,
-            file_type: self.format.file_type(),
-            task_status: TaskStatus::Pending,
-            total_records: None,
-            processed_records: 0,
-            successful_records: 0,
-            failed_records: 0,
-            error_summary: None,
-            metadata: TaskMetadata {
+        Ok(Task::pending(
+            &settings.tenant_id,
+            TaskType::Import,
+            self.entity.entity_type(),
+            (self.spec.to_file_url()?, self.format.file_type()),
+            TaskMetadata {
                 input_format: Some(self.format.as_str().into()),
                 field_map: self.field_map.clone(),
                 property_types: self.property_types.clone(),
                 ..TaskMetadata::default()
             },
-            started_at: None,
-            completed_at: None,
-            failed_at: None,
-            created_at: now,
-            updated_at: now,
-            created_by: settings.actor.clone(),
-            updated_by: settings.actor.clone(),
-            status: RecordStatus::Published,
-        })
+            &settings.actor,
+        ))
     }
 }
 

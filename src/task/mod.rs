@@ -138,6 +138,41 @@ impl Task {
         format!("task_{}", uuid::Uuid::now_v7().simple())
     }
 
+    /// A new PENDING task with a fresh id, created by `actor` now.
+    pub fn pending(
+        tenant_id: &str,
+        task_type: TaskType,
+        entity_type: EntityType,
+        file: (String, FileType),
+        metadata: TaskMetadata,
+        actor: &str,
+    ) -> Task {
+        let now = Utc::now();
+        Task {
+            id: Task::new_id(),
+            tenant_id: tenant_id.to_owned(),
+            task_type,
+            entity_type,
+            file_url: file.0,
+            file_type: file.1,
+            task_status: TaskStatus::Pending,
+            total_records: None,
+            processed_records: 0,
+            successful_records: 0,
+            failed_records: 0,
+            error_summary: None,
+            metadata,
+            started_at: None,
+            completed_at: None,
+            failed_at: None,
+            created_at: now,
+            updated_at: now,
+            created_by: actor.to_owned(),
+            updated_by: actor.to_owned(),
+            status: RecordStatus::Published,
+        }
+    }
+
     /// Moves the task to `next`, stamping the matching time, or refuses a move FlexPrice forbids.
     pub fn move_to(&mut self, next: TaskStatus, now: DateTime<Utc>) -> Result<(), InvalidMove> {
         if !self.task_status.can_move_to(next) {

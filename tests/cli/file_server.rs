@@ -41,9 +41,6 @@ impl FileServer {
             behaviour: Mutex::new(behaviour),
             ..Shared::default()
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new()
             .route("/files/{name}", get(serve))
             .route(
@@ -68,16 +65,7 @@ impl FileServer {
                 }),
             )
             .with_state(Arc::clone(&shared));
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    axum::serve(listener, app).await.unwrap();
-                });
-        });
+        let url = format!("http://{}", crate::support::serve(app, 0));
         FileServer { url, shared }
     }
 

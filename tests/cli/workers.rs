@@ -86,22 +86,10 @@ impl Receiver {
             fail_first: Mutex::new(fail_first),
             ..ReceiverState::default()
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         let app = Router::new()
             .route("/hooks", post(receive))
             .with_state(Arc::clone(&state));
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    axum::serve(listener, app).await.unwrap();
-                });
-        });
+        let url = format!("http://{}/hooks", crate::support::serve(app, 0));
         Receiver { url, state }
     }
 

@@ -7,7 +7,7 @@ use crate::cli::ResumeArgs;
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
 use crate::store::{Store, TaskFilter, TaskRepository};
-use crate::task::{Task, TaskStatus};
+use crate::task::{Task, TaskStatus, TaskType};
 
 pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
@@ -18,6 +18,8 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
         loop {
             let filter = TaskFilter {
                 tenant_id: settings.tenant_id.clone(),
+                // An export is not continued: it is run again with `export`.
+                task_type: Some(TaskType::Import),
                 task_status: Some(status),
                 limit: 1000,
                 offset,

@@ -20,7 +20,7 @@ use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::lock::TaskLock;
 use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository};
-use crate::task::{Task, TaskStatus};
+use crate::task::{Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
 const ERRORS_SHOWN: usize = 10;
@@ -145,6 +145,12 @@ pub fn is_interrupted(task: &Task, db: &Path) -> bool {
 
 /// Runs one task to its end, holding its lock throughout.
 pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunRequest<'_>) -> Result<ExitStatus> {
+    if task.task_type == TaskType::Export {
+        return Err(usage(format!(
+            "task {} is an EXPORT task: `flexprice-import export` writes a new one",
+            task.id
+        )));
+    }
     let entity = entity_for(task.entity_type)?;
     let Some(lock) = TaskLock::try_acquire(&settings.db_path, &task.id)? else {
         return Err(anyhow!(

@@ -152,6 +152,11 @@ fn a_failed_export_leaves_no_half_file() {
         .clone();
     let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
     assert_eq!(listed["items"][0]["task_status"], "FAILED");
+    // An export task is never run as an import, nor continued by resume.
+    let id = listed["items"][0]["id"].as_str().unwrap();
+    let out = env.cmd().args(["run", id]).assert().code(2).get_output().clone();
+    assert!(stderr_of(&out).contains("is an EXPORT task"), "{}", stderr_of(&out));
+    env.cmd().arg("resume").assert().success();
     // A compressed export is a real gzip stream.
     let gz = env.dir.path().join("usage.csv.gz");
     export(&env, &["events", "-o", gz.to_str().unwrap()]);

@@ -54,6 +54,9 @@ pub struct RunOptions {
     pub chunk_rows: usize,
     /// For a server: records per request.
     pub request_size: Option<usize>,
+    /// A batch lasts at least this long, however many rows it has: a server target's chunks
+    /// are small, and committing each would rewrite the ledger's index pages each time.
+    pub min_batch_time: Duration,
 }
 
 impl RunOptions {
@@ -65,6 +68,7 @@ impl RunOptions {
             max_error_rate: None,
             chunk_rows: CHUNK_ROWS.min(batch_size),
             request_size: None,
+            min_batch_time: Duration::ZERO,
         }
     }
 }
@@ -364,7 +368,7 @@ impl Writer<'_> {
             // store; so a batch also lasts at least COMMIT_SHARE times as long as the last
             // commit took, which keeps commits to a small share of the run on a large store.
             let full = self.rows_in_batch >= self.options.batch_size
-                && batch_started.elapsed() >= last_commit.mul_f64(COMMIT_SHARE);
+                && batch_started.elapsed() >= last_commit.mul_f64(COMMIT_SHARE).max(self.options.min_batch_time);
             if full || batch_started.elapsed() >= self.options.progress_interval || too_many.is_some() {
                 let started = Instant::now();
                 self.commit(open.take().expect("checked above"))?;

@@ -12,8 +12,10 @@ use crate::target::Target;
 use crate::task::{EntityType, Task};
 
 /// Rows the flexprice target settles between two commits of the task's progress (each commit
-/// also writes their ids to the delivery ledger).
+/// also writes their ids to the delivery ledger), and the least time between two commits: a
+/// commit rewrites every ledger index page its ids touched, and ids land on pages at random.
 const REMOTE_COMMIT_ROWS: usize = 5_000;
+const REMOTE_COMMIT_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Records in the task where its webhooks go, unless it has that already.
 pub fn notify(task: &mut Task, args: &NotifyArgs) -> Result<()> {
@@ -68,6 +70,7 @@ pub fn run_options(task: &Task, batch_size: Option<usize>, mut options: RunOptio
             batch_size.or(task.metadata.batch_size.map(|n| n as usize)),
         );
         options.batch_size = REMOTE_COMMIT_ROWS;
+        options.min_batch_time = REMOTE_COMMIT_TIME;
         options.chunk_rows = per_request;
         options.request_size = Some(per_request);
     } else {

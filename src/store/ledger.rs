@@ -37,6 +37,13 @@ pub struct DeliveredBy {
     pub this_task: bool,
 }
 
+/// What the ledger keeps of a record id: its 128-bit hash. Sixteen bytes instead of an id of
+/// any length keep the index small enough for the page cache; two ids with the same hash are
+/// as likely as a bit flip on disk.
+pub fn key(record_id: &str) -> [u8; 16] {
+    xxhash_rust::xxh3::xxh3_128(record_id.as_bytes()).to_be_bytes()
+}
+
 /// The key `select` finds, after `insert` if it finds none.
 fn key_of(
     conn: &Connection,
@@ -86,12 +93,13 @@ impl Ledger {
         })
     }
 
-    pub fn lookup(&self, conn: &Connection, record_id: &str) -> Result<Option<DeliveredBy>> {
+    /// Who delivered the record with this key (see `key`), if anyone did.
+    pub fn lookup(&self, conn: &Connection, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
         conn.prepare_cached(
             "SELECT t.task_id, d.source_line, d.task_key FROM delivered_records d \
              JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2",
         )?
-        .query_row(params![self.target_key, record_id], |r| {
+        .query_row(params![self.target_key, &record_key[..]], |r| {
             Ok(DeliveredBy {
                 task_id: r.get(0)?,
                 source_line: r.get(1)?,
@@ -108,8 +116,11 @@ impl Ledger {
             "INSERT INTO delivered_records (target_key, record_id, task_key, source_line) \
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         )?;
-        for (record_id, line) in records {
-            stmt.execute(params![self.target_key, record_id, self.task_key, line])
+        let mut keyed: Vec<([u8; 16], u64)> = records.into_iter().map(|(id, line)| (key(id), line)).collect();
+        // In key order, each index page is written once per batch.
+        keyed.sort_unstable();
+        for (record_key, line) in keyed {
+            stmt.execute(params![self.target_key, &record_key[..], self.task_key, line])
                 .context("writing the delivery ledger")?;
         }
         Ok(())
@@ -145,7 +156,7 @@ mod tests {
         };
         a.record(conn, [("e1", 2), ("e2", 3)]).unwrap();
         b.record(conn, [("e1", 9)]).unwrap();
-        let first = b.lookup(conn, "e1").unwrap().unwrap();
+        let first = b.lookup(conn, &key("e1")).unwrap().unwrap();
         assert_eq!(
             first,
             DeliveredBy {
@@ -154,18 +165,18 @@ mod tests {
                 this_task: false
             }
         );
-        assert!(a.lookup(conn, "e2").unwrap().unwrap().this_task);
+        assert!(a.lookup(conn, &key("e2")).unwrap().unwrap().this_task);
         assert_eq!(
             Ledger::open(conn, &staging, "task_a")
                 .unwrap()
-                .lookup(conn, "e1")
+                .lookup(conn, &key("e1"))
                 .unwrap(),
             None
         );
         assert_eq!(
             Ledger::open(conn, &prices, "task_a")
                 .unwrap()
-                .lookup(conn, "e1")
+                .lookup(conn, &key("e1"))
                 .unwrap(),
             None
         );

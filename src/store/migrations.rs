@@ -200,7 +200,8 @@ CREATE TABLE ledger_tasks (
 -- no foreign keys, whose checks would double the work of each insert.
 CREATE TABLE delivered_records (
     target_key  INTEGER NOT NULL,
-    record_id   TEXT NOT NULL,
+    record_id   BLOB NOT NULL, -- the id's 128-bit xxh3 hash
+
     task_key    INTEGER NOT NULL,
     source_line INTEGER NOT NULL,
     PRIMARY KEY (target_key, record_id)

@@ -126,6 +126,8 @@ pub struct Api {
     /// Some answer came back from the server: a connection refused afterwards is a blip to
     /// retry, before it a wrong URL to report at once.
     reached: AtomicBool,
+    /// Once a request finds the server unusable (a refused key), no other is sent.
+    fatal: std::sync::Mutex<Option<String>>,
 }
 
 impl Api {
@@ -144,6 +146,7 @@ impl Api {
             permits: Semaphore::new(config.concurrency.max(1)),
             config,
             reached: AtomicBool::new(false),
+            fatal: std::sync::Mutex::new(None),
         })
     }
 
@@ -166,10 +169,31 @@ impl Api {
         idempotent: bool,
         stats: &mut RequestStats,
     ) -> Result<Answer, CallError> {
+        let result = self.call_unless_stopped(method, url, body, idempotent, stats).await;
+        if let Err(CallError::Fatal(message)) = &result {
+            self.fatal
+                .lock()
+                .expect("never poisoned: nothing panics holding it")
+                .get_or_insert_with(|| message.clone());
+        }
+        result
+    }
+
+    async fn call_unless_stopped(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        idempotent: bool,
+        stats: &mut RequestStats,
+    ) -> Result<Answer, CallError> {
         let what = format!("{method} {}", url.path());
         let mut attempt: u32 = 0;
         loop {
             let permit = self.permits.acquire().await.expect("the semaphore is never closed");
+            if let Some(message) = self.fatal.lock().expect("never poisoned").clone() {
+                return Err(CallError::Fatal(message));
+            }
             stats.requests += 1;
             if attempt > 0 {
                 stats.retries += 1;

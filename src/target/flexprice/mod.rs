@@ -23,7 +23,7 @@ use self::send::{Fate, Item};
 use super::{Delivery, RequestStats, Target, TargetFailed};
 use crate::entity::ValidRecord;
 use crate::row_error::{ErrorKind, RowError};
-use crate::store::ledger::{Ledger, RemoteTarget};
+use crate::store::ledger::{self, Ledger, RemoteTarget};
 use crate::task::EntityType;
 
 /// Prices per bulk request: FlexPrice's limit.
@@ -142,11 +142,12 @@ impl FlexPriceTarget {
             .collect();
         // Looked up in key order, each index page is read once per chunk instead of once per
         // record; the records keep their file order.
+        let keys: Vec<[u8; 16]> = keyed.iter().map(|(id, _)| ledger::key(id)).collect();
         let mut order: Vec<usize> = (0..keyed.len()).collect();
-        order.sort_unstable_by(|&a, &b| keyed[a].0.cmp(&keyed[b].0));
+        order.sort_unstable_by_key(|&i| keys[i]);
         let mut delivered_before = vec![None; keyed.len()];
         for i in order {
-            delivered_before[i] = ledger.lookup(tx, &keyed[i].0)?;
+            delivered_before[i] = ledger.lookup(tx, &keys[i])?;
         }
         let mut send = Vec::with_capacity(keyed.len());
         let mut metas = Vec::with_capacity(keyed.len());
@@ -249,14 +250,12 @@ impl FlexPriceTarget {
         let mut delivery = flight.known;
         delivery.requests = stats;
         let ledger = self.ledger(tx)?;
-        let mut delivered: Vec<(&str, u64)> = flight
+        let delivered = flight
             .items
             .iter()
             .zip(&fates)
             .filter(|(_, fate)| !matches!(fate, Settled::Failed { .. }))
-            .map(|(meta, _)| (meta.id.as_str(), meta.line))
-            .collect();
-        delivered.sort_unstable();
+            .map(|(meta, _)| (meta.id.as_str(), meta.line));
         ledger.record(tx, delivered)?;
         for (meta, fate) in flight.items.into_iter().zip(fates) {
             match fate {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
 
-use super::list::parse_when;
+use super::list::parse_flag;
 use super::print_json;
 use crate::cli::ExportArgs;
 use crate::exit::{usage, ExitStatus};
@@ -55,16 +55,8 @@ pub fn run(args: &ExportArgs, settings: &Settings) -> Result<ExitStatus> {
     };
     let now = Utc::now();
     let filters = Filters {
-        since: args
-            .since
-            .as_deref()
-            .map(|w| parse_when("--since", w, now))
-            .transpose()?,
-        until: args
-            .until
-            .as_deref()
-            .map(|w| parse_when("--until", w, now))
-            .transpose()?,
+        since: parse_flag("--since", args.since.as_deref(), now)?,
+        until: parse_flag("--until", args.until.as_deref(), now)?,
         customer: args.customer.clone(),
         event_name: args.event_name.clone(),
     };

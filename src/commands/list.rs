@@ -20,16 +20,8 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         entity_type: args.entity,
         task_status: args.status,
         created_by: args.created_by.clone(),
-        since: args
-            .since
-            .as_deref()
-            .map(|w| parse_when("--since", w, now))
-            .transpose()?,
-        until: args
-            .until
-            .as_deref()
-            .map(|w| parse_when("--until", w, now))
-            .transpose()?,
+        since: parse_flag("--since", args.since.as_deref(), now)?,
+        until: parse_flag("--until", args.until.as_deref(), now)?,
         include_archived: args.all,
         limit: args.limit,
         offset: args.offset,
@@ -76,6 +68,11 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// A flag's time, if given (see `parse_when`).
+pub fn parse_flag(flag: &str, text: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+    text.map(|w| parse_when(flag, w, now)).transpose()
 }
 
 /// An RFC 3339 time, a date (midnight UTC) or an age such as `24h` or `7d`.

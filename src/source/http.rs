@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{
-    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
-};
+use reqwest::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 
 use super::guard::Guard;
 use super::{links, Raw};
-use crate::target::flexprice::client::backoff;
+use crate::target::flexprice::client::{backoff, retry_after};
 
 /// Attempts of a request that fails before its first byte.
 const ATTEMPTS: u32 = 5;
@@ -139,11 +137,7 @@ fn get(client: &Client, url: &str, range: Option<&str>, if_range: Option<&str>) 
                 if !retry {
                     return Err(anyhow!("GET {shown}: {status}"));
                 }
-                let wait = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP));
+                let wait = retry_after(response.headers(), RETRY_AFTER_CAP);
                 (wait, status.to_string())
             }
             // A refused redirect would be refused again.

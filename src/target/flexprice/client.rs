@@ -212,7 +212,7 @@ impl Api {
             let result = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
+                    let retry_after = retry_after(response.headers(), RETRY_AFTER_CAP);
                     match response.bytes().await {
                         Ok(bytes) => Ok((status, retry_after, bytes.to_vec())),
                         // The status came, the body did not: the server did see the request.
@@ -280,8 +280,8 @@ pub fn backoff(attempt: u32) -> Duration {
     full.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-/// `Retry-After` in seconds or as an HTTP date, capped.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// `Retry-After` in seconds or as an HTTP date, capped at `cap`.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
     let text = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match text.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
@@ -290,7 +290,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default(),
     };
-    Some(wait.min(RETRY_AFTER_CAP))
+    Some(wait.min(cap))
 }
 
 fn describe(e: &reqwest::Error) -> String {

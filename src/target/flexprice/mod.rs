@@ -190,12 +190,12 @@ impl FlexPriceTarget {
         Ok((known, send, metas))
     }
 
-    fn spawn(&self, records: Vec<ValidRecord>, ids: Vec<String>) -> JoinHandle<Result<Sent, TargetFailed>> {
+    fn spawn(&self, records: Vec<ValidRecord>) -> JoinHandle<Result<Sent, TargetFailed>> {
         let api = Arc::clone(&self.api);
         let entity = self.entity;
         self.runtime.spawn(async move {
             // Serialized here, on the runtime's threads, beside the reading and the ledger.
-            let items: Vec<Item> = records.iter().zip(ids).map(|(r, id)| item(r, id)).collect();
+            let items: Vec<Item> = records.iter().map(item).collect();
             let mut stats = RequestStats::default();
             let fates = match entity {
                 EntityType::Events => {
@@ -325,19 +325,13 @@ async fn upsert_all(
 }
 
 /// A record as a request element.
-fn item(record: &ValidRecord, id: String) -> Item {
+fn item(record: &ValidRecord) -> Item {
     match record {
         ValidRecord::Event(e) => Item {
-            id,
-            line: e.line,
-            element_line: e.element_line,
             json: body::event(e),
             key: None,
         },
         ValidRecord::Row(r) => Item {
-            id,
-            line: r.line,
-            element_line: r.element_line,
             json: body::row(r).to_string(),
             key: match r.entity {
                 EntityType::Customers => r.values.str("external_id"),
@@ -388,8 +382,7 @@ impl Target for FlexPriceTarget {
             {
                 self.wait_oldest();
             }
-            let ids = metas.iter().map(|m| m.id.clone()).collect();
-            FlightState::Sending(self.spawn(records, ids))
+            FlightState::Sending(self.spawn(records))
         };
         self.flights.push_back(Flight {
             known,

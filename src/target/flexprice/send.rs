@@ -15,10 +15,6 @@ pub const BODY_CAP: usize = 32 * 1024 * 1024;
 /// One record ready to send.
 #[derive(Debug, Clone)]
 pub struct Item {
-    /// The ledger's id: the event_id, or a row's content-and-line id.
-    pub id: String,
-    pub line: u64,
-    pub element_line: Option<u64>,
     /// The record as the request carries it.
     pub json: String,
     /// For customers and features: the value the upsert looks up.

@@ -51,9 +51,11 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create
 prices\t''
 customers\t''
 features\t''"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l format -d 'The file\'s format [default: from its extension: .csv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l format -d 'The file\'s format [default: from its extension: .csv, .tsv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l delimiter -d 'CSV: the character between fields: , ; tab (or \\t) or | [default: , and a tab for .tsv]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l encoding -d 'The file\'s text encoding, a WHATWG label such as windows-1252, latin1, utf-16le, shift_jis [default: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l map -d 'Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l property-type -d 'Events: read property KEY as string, integer, decimal or boolean; a row where it is not is rejected, and numbers are stored as JSON numbers (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l target -d 'Where records go [default: local]' -r -f -a "local\t'This tool\'s own store (no server needed)'
@@ -75,9 +77,11 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 prices\t''
 customers\t''
 features\t''"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l format -d 'The file\'s format [default: from its extension: .csv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l format -d 'The file\'s format [default: from its extension: .csv, .tsv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l delimiter -d 'CSV: the character between fields: , ; tab (or \\t) or | [default: , and a tab for .tsv]' -r
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l encoding -d 'The file\'s text encoding, a WHATWG label such as windows-1252, latin1, utf-16le, shift_jis [default: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l map -d 'Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l property-type -d 'Events: read property KEY as string, integer, decimal or boolean; a row where it is not is rejected, and numbers are stored as JSON numbers (repeatable)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l target -d 'Where records go [default: local]' -r -f -a "local\t'This tool\'s own store (no server needed)'

@@ -97,9 +97,16 @@ pub struct InputArgs {
     /// What the file holds
     #[arg(long, value_enum, ignore_case = true, value_name = "ENTITY")]
     pub entity: Option<EntityType>,
-    /// The file's format [default: from its extension: .csv, .json, .jsonl/.ndjson]
+    /// The file's format [default: from its extension: .csv, .tsv, .json, .jsonl/.ndjson]
     #[arg(long, value_enum, ignore_case = true, value_name = "FORMAT")]
     pub format: Option<Format>,
+    /// CSV: the character between fields: , ; tab (or \t) or | [default: , and a tab for .tsv]
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub delimiter: Option<char>,
+    /// The file's text encoding, a WHATWG label such as windows-1252, latin1, utf-16le,
+    /// shift_jis [default: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so]
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
+    pub encoding: Option<String>,
     /// Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)
     #[arg(long = "map", value_name = "SOURCE=FIELD")]
     pub map: Vec<String>,
@@ -112,7 +119,12 @@ pub struct InputArgs {
 impl InputArgs {
     /// Whether any option describing a file was given.
     pub fn any(&self) -> bool {
-        self.entity.is_some() || self.format.is_some() || !self.map.is_empty() || !self.property_types.is_empty()
+        self.entity.is_some()
+            || self.format.is_some()
+            || self.delimiter.is_some()
+            || self.encoding.is_some()
+            || !self.map.is_empty()
+            || !self.property_types.is_empty()
     }
 }
 
@@ -460,4 +472,20 @@ pub struct InspectArgs {
     /// Print the task (with its first rejected rows) as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--delimiter`: one of the delimiters CSV files are written with.
+fn parse_delimiter(text: &str) -> Result<char, String> {
+    match text {
+        "," => Ok(','),
+        ";" => Ok(';'),
+        "|" => Ok('|'),
+        "\t" | "tab" | "TAB" | "\\t" => Ok('\t'),
+        other => Err(format!("{other:?} is not one of , ; tab |")),
+    }
+}
+
+/// `--encoding`: a WHATWG label (encoding_rs knows them all), kept as the encoding's name.
+fn parse_encoding(text: &str) -> Result<String, String> {
+    crate::source::charset::Charset::for_label(text).map(|c| c.name().to_owned())
 }

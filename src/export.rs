@@ -147,6 +147,7 @@ impl Query {
                 properties: row.get(6)?,
                 line: 0,
                 element_line: None,
+                raw: Vec::new(),
             };
             if sink.is_csv() {
                 sink.csv_row(&[

@@ -18,7 +18,7 @@ use rusqlite::Transaction;
 
 use crate::entity::mapping::FieldMap;
 use crate::entity::{self, Entity, EntityOptions, ValidRecord};
-use crate::reader::{self, Format, Resume, ResumePoint};
+use crate::reader::{self, Dialect, Format, Resume, ResumePoint, Skipped};
 use crate::row_error::{ErrorKind, RowError};
 use crate::source::{OpenSource, ReadCounters};
 use crate::store::checkpoints::{self, Checkpoint};
@@ -90,6 +90,8 @@ pub enum Outcome {
 pub struct Job {
     pub source: OpenSource,
     pub format: Format,
+    /// How a CSV input is written.
+    pub dialect: Dialect,
     pub entity: &'static dyn Entity,
     /// Where to start again, for a task that was interrupted.
     pub resume: Option<Resume>,
@@ -144,6 +146,8 @@ struct Chunk {
     records: Vec<ValidRecord>,
     rejects: Vec<RowError>,
     rows: u64,
+    /// Rows the reader skipped (blank, repeated headers) while reading this chunk.
+    skipped: Skipped,
     /// Where the record after this chunk starts.
     next: ResumePoint,
 }
@@ -189,6 +193,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let Job {
         source,
         format,
+        dialect,
         entity,
         resume,
         field_map,
@@ -199,7 +204,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let stop = |reason: String| {
         let _ = tx.send(Message::Stop(reason));
     };
-    let mut reader = match reader::open(format, source.reader, Arc::clone(&source.counters), resume) {
+    let mut reader = match reader::open(format, dialect, source.reader, Arc::clone(&source.counters), resume) {
         Ok(r) => r,
         Err(e) => return stop(e.to_string()),
     };
@@ -219,6 +224,19 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         return;
     }
     let mut chunk = Chunk::default();
+    let mut skipped_before = reader.skipped();
+    // What the reader skipped since the last chunk was sent.
+    let mut take_skipped = |now: Skipped| {
+        let delta = Skipped {
+            blank_rows: now.blank_rows - skipped_before.blank_rows,
+            repeated_headers: now.repeated_headers - skipped_before.repeated_headers,
+            first_repeated_header: now
+                .first_repeated_header
+                .filter(|_| skipped_before.repeated_headers == 0),
+        };
+        skipped_before = now;
+        delta
+    };
     let mut rejected: u64 = 0;
     let mut last_send = Instant::now();
     loop {
@@ -229,6 +247,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
+                chunk.skipped = take_skipped(reader.skipped());
                 let _ = tx.send(Message::Chunk(chunk));
                 return stop(e.to_string());
             }
@@ -251,6 +270,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
                 rejected += 1;
                 if let Some(max) = options.max_errors.filter(|&max| rejected > max) {
                     chunk.next = reader.resume_point();
+                    chunk.skipped = take_skipped(reader.skipped());
                     let _ = tx.send(Message::Chunk(chunk));
                     return stop(format!(
                         "more than {max} rows were rejected (--max-errors {max}); stopped reading"
@@ -261,6 +281,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         let full = chunk.rows as usize >= options.chunk_rows;
         if full || last_send.elapsed() >= options.progress_interval {
             chunk.next = reader.resume_point();
+            chunk.skipped = take_skipped(reader.skipped());
             if tx.send(Message::Chunk(std::mem::take(&mut chunk))).is_err() {
                 return;
             }
@@ -273,6 +294,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         let _ = tx.send(Message::Ignored(ignored));
     }
     chunk.next = reader.resume_point();
+    chunk.skipped = take_skipped(reader.skipped());
     let _ = tx.send(Message::Chunk(chunk));
 }
 
@@ -300,6 +322,7 @@ struct Writer<'a> {
 /// What the run loop keeps of a chunk while its records are with the target.
 struct Pending {
     rows: u64,
+    skipped: Skipped,
     rejects: Vec<RowError>,
     next: ResumePoint,
 }
@@ -430,6 +453,7 @@ impl Writer<'_> {
     fn submit(&mut self, tx: &Transaction<'_>, chunk: Chunk) -> Result<()> {
         self.pending.push_back(Pending {
             rows: chunk.rows,
+            skipped: chunk.skipped,
             rejects: chunk.rejects,
             next: chunk.next,
         });
@@ -457,6 +481,12 @@ impl Writer<'_> {
         task.metadata.updated_records += delivery.updated;
         task.metadata.requests.add(delivery.requests);
         task.processed_records += chunk.rows;
+        let meta = &mut task.metadata;
+        meta.blank_rows += chunk.skipped.blank_rows;
+        meta.repeated_headers += chunk.skipped.repeated_headers;
+        if meta.first_repeated_header.is_none() {
+            meta.first_repeated_header = chunk.skipped.first_repeated_header;
+        }
         for reject in chunk.rejects.iter().chain(&delivery.rejected) {
             errors.insert(&task.id, reject)?;
             let meta = &mut task.metadata;
@@ -535,6 +565,7 @@ mod tests {
     fn job(text: &str) -> Job {
         Job {
             source: OpenSource {
+                charset: Default::default(),
                 reader: Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
                 size: Some(text.len() as u64),
                 counters: Arc::new(ReadCounters::default()),
@@ -544,6 +575,7 @@ mod tests {
                 resumed_by: None,
             },
             format: Format::Jsonl,
+            dialect: Dialect::default(),
             entity: crate::entity::registry(EntityType::Events).unwrap(),
             resume: None,
             fingerprint: None,

@@ -37,8 +37,9 @@ pub struct RowError {
     pub reason: String,
     /// For an element of a JSON array (whose `line` is its index): the file line it starts on.
     pub element_line: Option<u64>,
-    /// The record as it was read, in the input's own format.
-    pub raw: Option<String>,
+    /// The record's bytes as they were read, in the input's own format (not always UTF-8: a
+    /// reject file gives back exactly these).
+    pub raw: Option<Vec<u8>>,
 }
 
 impl RowError {

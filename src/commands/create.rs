@@ -19,7 +19,7 @@ pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
     }
     if let SourceSpec::File(_) = &input.spec {
         // Refuse a task that could never run; the file is read again when it does.
-        source::open(&input.spec)?;
+        source::open(&input.spec, input.encoding)?;
     }
     let store = Store::open(&settings.db_path)?;
     let mut task = input.new_task(settings)?;

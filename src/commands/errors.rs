@@ -31,7 +31,13 @@ pub fn run(args: &ErrorsArgs, settings: &Settings) -> Result<ExitStatus> {
 /// Writes the task's rejected rows to `path` (`-`: standard output) and returns how many.
 pub fn export(store: &Store, task: &Task, path: &Path, duplicates: bool) -> Result<u64> {
     let body = |out: &mut dyn Write| -> Result<u64> {
-        let mut writer = RejectWriter::start(out, task_format(task), task.metadata.csv_header.as_deref())?;
+        let mut writer = RejectWriter::start(
+            out,
+            task_format(task),
+            task.metadata.csv_header.as_deref(),
+            super::task_dialect(task),
+            super::task_charset(task).unwrap_or_default(),
+        )?;
         store
             .task_errors()
             .for_each(&task.id, duplicates, |row| writer.row(row))?;

@@ -20,8 +20,10 @@ use crate::cli::InputArgs;
 use crate::entity::mapping::FieldMap;
 use crate::entity::{self, Entity, PropertyType};
 use crate::exit::usage;
+use crate::reader::Dialect;
 use crate::reader::Format;
 use crate::settings::Settings;
+use crate::source::charset::Charset;
 use crate::source::SourceSpec;
 use crate::task::{EntityType, Task, TaskMetadata, TaskType};
 
@@ -34,6 +36,10 @@ pub struct ImportInput {
     pub inferred: bool,
     pub field_map: FieldMap,
     pub property_types: Vec<(String, PropertyType)>,
+    /// CSV: the delimiter when it is not `,`.
+    pub delimiter: Option<char>,
+    /// The encoding `--encoding` named.
+    pub encoding: Option<Charset>,
 }
 
 impl ImportInput {
@@ -57,6 +63,21 @@ impl ImportInput {
                     ))
                 })?,
         };
+        let delimiter = match (format, args.delimiter) {
+            (Format::Csv, Some(',')) => None,
+            (Format::Csv, Some(d)) => Some(d),
+            (Format::Csv, None) if spec.extension().as_deref() == Some("tsv") => Some('\t'),
+            (Format::Csv, None) => None,
+            (other, Some(_)) => return Err(usage(format!("--delimiter applies to CSV files, not {other}"))),
+            (_, None) => None,
+        };
+        let encoding = args
+            .encoding
+            .as_deref()
+            .map(Charset::for_label)
+            .transpose()
+            .map_err(usage)?
+            .filter(|c| !c.is_utf8());
         let from_name = spec.file_name().and_then(|n| entity::infer_from_file_name(&n));
         let inferred = args.entity.is_none() && from_name.is_some();
         let entity_type = args.entity.or(from_name).unwrap_or(EntityType::Events);
@@ -85,6 +106,8 @@ impl ImportInput {
             inferred,
             field_map,
             property_types,
+            delimiter,
+            encoding,
         })
     }
 
@@ -97,6 +120,8 @@ impl ImportInput {
             (self.spec.to_file_url()?, self.format.file_type()),
             TaskMetadata {
                 input_format: Some(self.format.as_str().into()),
+                delimiter: self.delimiter,
+                encoding: self.encoding.map(|c| c.name().to_owned()),
                 field_map: self.field_map.clone(),
                 property_types: self.property_types.clone(),
                 ..TaskMetadata::default()
@@ -124,6 +149,23 @@ pub fn task_format(task: &Task) -> Format {
             crate::task::FileType::Csv => Format::Csv,
             crate::task::FileType::Json => Format::Json,
         })
+}
+
+/// How a task's CSV input is written.
+pub fn task_dialect(task: &Task) -> Dialect {
+    match task.metadata.delimiter {
+        // The delimiters `--delimiter` takes are all ASCII.
+        Some(d) if d.is_ascii() => Dialect { delimiter: d as u8 },
+        _ => Dialect::default(),
+    }
+}
+
+/// The encoding a task's input was declared or found to be in.
+pub fn task_charset(task: &Task) -> Option<Charset> {
+    task.metadata
+        .encoding
+        .as_deref()
+        .and_then(|label| Charset::for_label(label).ok())
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -16,6 +16,7 @@ use crate::pipeline::{self, Job, Outcome, RunOptions};
 use crate::reader::{self, Format, Resume};
 use crate::row_error::ErrorKind;
 use crate::settings::Settings;
+use crate::source::charset::Charset;
 use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::lock::TaskLock;
@@ -228,9 +229,11 @@ fn run_locked(
     } else {
         None
     };
+    let dialect = super::task_dialect(task);
+    let declared = super::task_charset(task);
     let opened = match &checkpoint {
-        Some(cp) => open_resume(&spec, format, cp),
-        None => source::open(&spec).map(|s| (s, None, None)),
+        Some(cp) => open_resume(&spec, format, dialect, declared, cp),
+        None => source::open(&spec, declared).map(|s| (s, None, None)),
     };
     let (source, resume, cannot) = match opened {
         Ok(opened) => opened,
@@ -250,6 +253,7 @@ fn run_locked(
     let fingerprint = source.fingerprint;
     let m = &mut task.metadata;
     m.compressed = source.compressed;
+    m.encoding = (!source.charset.is_utf8()).then(|| source.charset.name().to_owned());
     m.source_ranges = source.ranges;
     if let Some(method) = source.resumed_by {
         m.resumed_by = Some(method.as_str().into());
@@ -281,6 +285,7 @@ fn run_locked(
     let job = Job {
         source,
         format,
+        dialect,
         entity,
         resume,
         fingerprint,
@@ -315,15 +320,17 @@ fn run_locked(
 fn open_resume(
     spec: &SourceSpec,
     format: Format,
+    dialect: reader::Dialect,
+    declared: Option<Charset>,
     cp: &Checkpoint,
 ) -> Result<(source::OpenSource, Option<Resume>, Option<String>)> {
-    let source = match source::open_at(spec, cp.position.byte, cp.source)? {
+    let source = match source::open_at(spec, cp.position.byte, cp.source, declared)? {
         source::Reopened::At(source) => source,
-        source::Reopened::Cannot(why) => return Ok((source::open(spec)?, None, Some(why))),
+        source::Reopened::Cannot(why) => return Ok((source::open(spec, declared)?, None, Some(why))),
     };
     let header = if format == Format::Csv {
-        let start = source::open(spec)?;
-        let reader = reader::CsvReader::new(start.reader, start.counters)?;
+        let start = source::open(spec, declared)?;
+        let reader = reader::CsvReader::new(start.reader, start.counters, dialect)?;
         Some(reader::RecordReader::header(&reader).unwrap_or_default().to_vec())
     } else {
         None
@@ -375,6 +382,9 @@ fn start(
         m.processing_errors = 0;
         m.first_errors.clear();
         m.bytes_read = 0;
+        m.blank_rows = 0;
+        m.repeated_headers = 0;
+        m.first_repeated_header = None;
     }
     let m = &mut task.metadata;
     m.interrupted = false;
@@ -515,6 +525,12 @@ fn report(
         eprintln!(
             "warning: {name}: ignored columns not imported: {}",
             m.ignored_columns.join(", ")
+        );
+    }
+    if let (n @ 1.., Some(first)) = (m.repeated_headers, m.first_repeated_header) {
+        eprintln!(
+            "warning: {name}: {n} {} the header (the first at line {first}; files joined together?): skipped",
+            if n == 1 { "row repeats" } else { "rows repeat" }
         );
     }
     let mut shown = 0;

@@ -50,6 +50,8 @@ pub struct Event {
     pub line: u64,
     /// For an element of a JSON array, the file line it starts on.
     pub element_line: Option<u64>,
+    /// The record's bytes as read, for the reject file.
+    pub raw: Vec<u8>,
 }
 
 impl Entity for Events {
@@ -130,11 +132,12 @@ impl CsvLayout {
                     .map(|k| (i, k.to_owned()))
             })
             .collect();
-        let ignored = header
+        let mut ignored: Vec<String> = header
             .iter()
             .filter(|h| !KNOWN.contains(&h.as_str()) && !h.starts_with(PROPERTY_PREFIX) && !h.is_empty())
             .cloned()
             .collect();
+        ignored.extend(super::unnamed_columns(header));
         Ok(CsvLayout {
             event_name: find(EVENT_NAME).expect("checked above"),
             external_customer_id: find(EXTERNAL_CUSTOMER_ID).expect("checked above"),
@@ -190,7 +193,12 @@ impl Validator for EventValidator {
             record.position.number(),
             record.position.element_line(),
         )
-        .map(ValidRecord::Event)
+        .map(|event| {
+            ValidRecord::Event(Event {
+                raw: record.raw.to_vec(),
+                ..event
+            })
+        })
     }
 
     fn ignored_columns(&self) -> Vec<String> {
@@ -207,7 +215,11 @@ fn cell<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord, idx: usize) -> Result<
     let text = std::str::from_utf8(bytes).map_err(|_| {
         RowError::validation(
             Some(&layout.header[idx]),
-            format!("{} is not valid UTF-8 text", layout.header[idx]),
+            format!(
+                "{} is not valid UTF-8 text{}",
+                layout.header[idx],
+                crate::reader::ENCODING_HINT
+            ),
         )
     })?;
     Ok((!text.is_empty()).then_some(text))
@@ -401,6 +413,7 @@ fn build(
         properties,
         line,
         element_line,
+        raw: Vec::new(),
     })
 }
 
@@ -446,6 +459,8 @@ mod tests {
         let record = Record {
             position: Position::Line(2),
             body: Body::Csv(&rec),
+            raw: row.as_bytes(),
+            malformed: None,
         };
         crate::entity::validate(v.as_mut(), Some(header.len()), &record).map(|r| match r {
             ValidRecord::Event(e) => e,
@@ -461,6 +476,8 @@ mod tests {
                 text: text.as_bytes(),
                 value: serde_json::from_str(text).map_err(|e| e.to_string()),
             },
+            raw: text.as_bytes(),
+            malformed: None,
         };
         crate::entity::validate(v.as_mut(), None, &record).map(|r| match r {
             ValidRecord::Event(e) => e,
@@ -500,7 +517,7 @@ mod tests {
         );
         let ragged = csv_event(h, "api,c1").unwrap_err();
         assert_eq!(ragged.reason, "the row has 2 fields, the header has 3");
-        assert_eq!((ragged.line, ragged.raw.as_deref()), (2, Some("api,c1")));
+        assert_eq!((ragged.line, ragged.raw.as_deref()), (2, Some(&b"api,c1"[..])));
     }
 
     #[test]

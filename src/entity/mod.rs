@@ -27,6 +27,14 @@ pub enum ValidRecord {
 }
 
 impl ValidRecord {
+    /// The record's bytes as read, for the reject file.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            ValidRecord::Event(e) => &e.raw,
+            ValidRecord::Row(r) => &r.raw,
+        }
+    }
+
     /// The file line the record starts on, and for an element of a JSON array the line of
     /// the element.
     pub fn position(&self) -> (u64, Option<u64>) {
@@ -66,7 +74,9 @@ pub fn check_required(header: &[String], required: &[&str]) -> Result<(), Header
                 .map(|h| format!("{h:?} for {m}"))
         })
         .collect();
-    let hint = if near.is_empty() {
+    let hint = if let Some(delimiter) = other_delimiter(header, required) {
+        format!(" (the header reads as {delimiter}-separated: pass --delimiter '{delimiter}')")
+    } else if near.is_empty() {
         String::new()
     } else {
         format!(" (found {}: header names are case-sensitive)", near.join(", "))
@@ -75,6 +85,18 @@ pub fn check_required(header: &[String], required: &[&str]) -> Result<(), Header
         columns: missing.into_iter().map(str::to_owned).collect(),
         hint,
     })
+}
+
+/// The delimiter with which `header`, split again, has every `required` column: a `;` file read
+/// as `,`-separated has one long column `a;b;c`.
+fn other_delimiter(header: &[String], required: &[&str]) -> Option<&'static str> {
+    [(',', ","), (';', ";"), ('\t', "\\t"), ('|', "|")]
+        .into_iter()
+        .find(|(d, _)| {
+            let names: Vec<&str> = header.iter().flat_map(|h| h.split(*d)).map(str::trim).collect();
+            names.len() > header.len() && required.iter().all(|r| names.contains(r))
+        })
+        .map(|(_, shown)| shown)
 }
 
 /// How a property is read with `--property-type KEY=TYPE`.
@@ -177,6 +199,17 @@ pub fn infer_from_file_name(name: &str) -> Option<EntityType> {
         .find(|e| name.starts_with(&e.as_str().to_ascii_lowercase()))
 }
 
+/// Columns whose header cell is empty (`a,b,` ends with one), named for the warning about
+/// ignored columns: `column 3 (no name)`. Their values are never imported.
+pub fn unnamed_columns(header: &[String]) -> Vec<String> {
+    header
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| name.is_empty())
+        .map(|(i, _)| format!("column {} (no name)", i + 1))
+        .collect()
+}
+
 /// Refuses a header that names a column twice.
 pub fn check_duplicate_columns(header: &[String]) -> Result<(), HeaderError> {
     let mut seen = std::collections::BTreeSet::new();
@@ -196,6 +229,13 @@ pub fn validate(
     record: &Record,
 ) -> Result<ValidRecord, RowError> {
     let checked = match &record.body {
+        _ if record.malformed.is_some() => {
+            let malformed = record.malformed.as_ref().expect("checked above");
+            Err(RowError::validation(
+                malformed.column.as_deref(),
+                malformed.reason.clone(),
+            ))
+        }
         Body::Csv(row) => match header_len {
             Some(n) if row.len() != n => {
                 let mut reason = format!(
@@ -229,7 +269,7 @@ pub fn validate(
     checked.map_err(|mut e| {
         e.line = record.position.number();
         e.element_line = record.position.element_line();
-        e.raw = Some(record.raw());
+        e.raw = Some(record.raw.to_vec());
         e
     })
 }

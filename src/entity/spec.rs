@@ -138,11 +138,14 @@ impl ColumnReader {
 
     /// Input columns that are neither declared nor `metadata.<key>`.
     pub fn unknown_columns(&self) -> Vec<String> {
-        self.header
+        let mut unknown: Vec<String> = self
+            .header
             .iter()
             .filter(|h| !h.is_empty() && !self.is_known(h))
             .cloned()
-            .collect()
+            .collect();
+        unknown.extend(super::unnamed_columns(&self.header));
+        unknown
     }
 
     pub fn is_known(&self, name: &str) -> bool {
@@ -172,8 +175,12 @@ impl ColumnReader {
                 let Some(&idx) = self.index.as_ref().and_then(|m| m.get(name)) else {
                     return Ok(None);
                 };
-                let text = std::str::from_utf8(row.get(idx).unwrap_or_default())
-                    .map_err(|_| invalid(name, format!("{name} is not valid UTF-8 text")))?;
+                let text = std::str::from_utf8(row.get(idx).unwrap_or_default()).map_err(|_| {
+                    invalid(
+                        name,
+                        format!("{name} is not valid UTF-8 text{}", crate::reader::ENCODING_HINT),
+                    )
+                })?;
                 let text = text.trim();
                 Ok((!text.is_empty()).then_some(Raw::Text(text)))
             }
@@ -194,8 +201,12 @@ impl ColumnReader {
                     let Some(key) = name.strip_prefix(METADATA_PREFIX).filter(|k| !k.is_empty()) else {
                         continue;
                     };
-                    let text = std::str::from_utf8(row.get(i).unwrap_or_default())
-                        .map_err(|_| invalid(name, format!("{name} is not valid UTF-8 text")))?;
+                    let text = std::str::from_utf8(row.get(i).unwrap_or_default()).map_err(|_| {
+                        invalid(
+                            name,
+                            format!("{name} is not valid UTF-8 text{}", crate::reader::ENCODING_HINT),
+                        )
+                    })?;
                     if !text.is_empty() {
                         out.insert(key.to_owned(), Value::String(text.to_owned()));
                     }

@@ -41,6 +41,8 @@ pub struct Row {
     pub values: Values,
     pub line: u64,
     pub element_line: Option<u64>,
+    /// The record's bytes as read, for the reject file.
+    pub raw: Vec<u8>,
 }
 
 impl Row {
@@ -138,6 +140,7 @@ impl<S: TableSpec> Validator for TableValidator<S> {
             values,
             line: record.position.number(),
             element_line: record.position.element_line(),
+            raw: record.raw.to_vec(),
         }))
     }
 

@@ -1,69 +1,99 @@
-//! Reject files: a task's rejected rows in the input's own format, with two added columns,
-//! `line` and `reason`, so that a user can fix them and import the file as it is.
+//! Reject files: a task's rejected rows in the input's own format and encoding, each row's
+//! bytes exactly as they were read, with its `line` and `reason` put first. A user fixes the
+//! rows and imports the file as it is; imported unedited, it fails the same rows again (a
+//! short row stays short, a long row long, a bad byte bad).
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::reader::Format;
+use crate::reader::{Dialect, Format};
+use crate::source::charset::Charset;
 use crate::store::TaskErrorRow;
 
 /// Writes rejected rows one at a time, so a task with millions of them streams.
 pub struct RejectWriter<'w> {
     format: Format,
-    header_len: usize,
-    csv: Option<csv::Writer<&'w mut dyn Write>>,
-    out: Option<&'w mut dyn Write>,
+    dialect: Dialect,
+    charset: Charset,
+    out: &'w mut dyn Write,
     rows: u64,
+    line: Vec<u8>,
 }
 
 impl<'w> RejectWriter<'w> {
-    /// `header` is the input's CSV header.
-    pub fn start(out: &'w mut dyn Write, format: Format, header: Option<&[String]>) -> Result<RejectWriter<'w>> {
-        let header = header.unwrap_or_default();
+    /// `header` is the input's CSV header; `dialect` and `charset` how the input was written.
+    pub fn start(
+        out: &'w mut dyn Write,
+        format: Format,
+        header: Option<&[String]>,
+        dialect: Dialect,
+        charset: Charset,
+    ) -> Result<RejectWriter<'w>> {
         let mut writer = RejectWriter {
             format,
-            header_len: header.len(),
-            csv: None,
-            out: None,
+            dialect,
+            charset,
+            out,
             rows: 0,
+            line: Vec::new(),
         };
+        writer.out.write_all(charset.bom())?;
         match format {
             Format::Csv => {
-                let mut w = csv::WriterBuilder::new().flexible(true).from_writer(out);
-                let mut head: Vec<&str> = header.iter().map(String::as_str).collect();
-                head.extend(["line", "reason"]);
-                w.write_record(&head)?;
-                writer.csv = Some(w);
+                let mut head = vec!["line", "reason"];
+                head.extend(header.unwrap_or_default().iter().map(String::as_str));
+                let text = writer.csv_fields(&head)?;
+                writer.put(&text, b"\n")?;
             }
-            Format::Json => {
-                out.write_all(b"[\n")?;
-                writer.out = Some(out);
-            }
-            Format::Jsonl => writer.out = Some(out),
+            Format::Json => writer.put(b"[\n", b"")?,
+            Format::Jsonl => {}
         }
         Ok(writer)
     }
 
+    /// Fields joined by the input's delimiter, quoted where they need it.
+    fn csv_fields(&self, fields: &[&str]) -> Result<Vec<u8>> {
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(self.dialect.delimiter)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        w.write_record(fields)?;
+        let mut text = w.into_inner().context("writing a CSV row")?;
+        text.pop();
+        Ok(text)
+    }
+
+    /// Writes UTF-8 `text` then `end`, in the input's encoding.
+    fn put(&mut self, text: &[u8], end: &[u8]) -> Result<()> {
+        self.line.clear();
+        self.line.extend_from_slice(text);
+        self.line.extend_from_slice(end);
+        let encoded = self.charset.encode(&self.line);
+        self.out.write_all(&encoded)?;
+        Ok(())
+    }
+
     pub fn row(&mut self, row: &TaskErrorRow) -> Result<()> {
-        if let Some(w) = &mut self.csv {
-            let mut fields = parse_csv_row(row.raw.as_deref().unwrap_or_default());
-            // A short (ragged) row is padded so that line and reason stand under their
-            // headers; its own fields are kept as they were.
-            while fields.len() < self.header_len {
-                fields.push(Vec::new());
+        let raw = row.raw.as_deref().unwrap_or_default();
+        match self.format {
+            Format::Csv => {
+                let mut text = self.csv_fields(&[&row.line.to_string(), &row.reason])?;
+                text.push(self.dialect.delimiter);
+                text.extend_from_slice(raw);
+                self.put(&text, b"\n")?;
             }
-            fields.push(row.line.to_string().into_bytes());
-            fields.push(row.reason.clone().into_bytes());
-            w.write_record(&fields)?;
-        } else if let Some(out) = &mut self.out {
-            if self.format == Format::Json && self.rows > 0 {
-                out.write_all(b",\n")?;
-            }
-            serde_json::to_writer(&mut **out, &json_row(row))?;
-            if self.format == Format::Jsonl {
-                out.write_all(b"\n")?;
+            Format::Json | Format::Jsonl => {
+                let text = json_row(row.line, &row.reason, raw);
+                let (before, after): (&[u8], &[u8]) = match (self.format, self.rows) {
+                    (Format::Json, 0) => (b"", b""),
+                    (Format::Json, _) => (b",\n", b""),
+                    _ => (b"", b"\n"),
+                };
+                let mut line = before.to_vec();
+                line.extend_from_slice(&text);
+                self.put(&line, after)?;
             }
         }
         self.rows += 1;
@@ -72,45 +102,38 @@ impl<'w> RejectWriter<'w> {
 
     /// Ends the file; returns how many rows it holds.
     pub fn finish(mut self) -> Result<u64> {
-        if let Some(mut w) = self.csv.take() {
-            w.flush()?;
+        if self.format == Format::Json {
+            let end: &[u8] = if self.rows > 0 { b"\n]\n" } else { b"]\n" };
+            self.put(end, b"")?;
         }
-        if let Some(out) = &mut self.out {
-            if self.format == Format::Json {
-                out.write_all(if self.rows > 0 { b"\n]\n" } else { b"]\n" })?;
-            }
-            out.flush()?;
-        }
+        self.out.flush()?;
         Ok(self.rows)
     }
 }
 
-fn parse_csv_row(raw: &str) -> Vec<Vec<u8>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(raw.as_bytes());
-    match reader.byte_records().next() {
-        Some(Ok(record)) => record.iter().map(<[u8]>::to_vec).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The rejected object with `line` and `reason` added; text that was not a JSON object is kept
-/// whole under `raw`.
-fn json_row(row: &TaskErrorRow) -> Value {
-    let raw = row.raw.as_deref().unwrap_or_default();
-    let mut obj = match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            let mut map = Map::new();
-            map.insert("raw".into(), Value::String(raw.to_owned()));
-            map
+/// The rejected object with `line` and `reason` put in front of its own members, its bytes
+/// otherwise as they were; text that is not a JSON object is kept whole as a string under
+/// `raw`.
+fn json_row(line: u64, reason: &str, raw: &[u8]) -> Vec<u8> {
+    let mut out = format!("{{\"line\":{line},\"reason\":{}", Value::from(reason)).into_bytes();
+    let trimmed = raw.trim_ascii();
+    let is_object = trimmed.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok();
+    if is_object {
+        let inner = &trimmed[1..];
+        if !inner.trim_ascii_start().starts_with(b"}") {
+            out.push(b',');
         }
-    };
-    obj.insert("line".into(), row.line.into());
-    obj.insert("reason".into(), row.reason.clone().into());
-    Value::Object(obj)
+        out.extend_from_slice(inner);
+    } else {
+        out.extend_from_slice(b",\"raw\":");
+        out.extend_from_slice(
+            Value::from(String::from_utf8_lossy(raw).into_owned())
+                .to_string()
+                .as_bytes(),
+        );
+        out.push(b'}');
+    }
+    out
 }
 
 /// Writes to `path` through a temporary file renamed at the end, so a failure never leaves
@@ -140,4 +163,79 @@ pub fn write_file(path: &std::path::Path, body: impl FnOnce(&mut dyn Write) -> R
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejects(format: Format, dialect: Dialect, charset: Charset, rows: &[(u64, &str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let header = vec!["a".to_string(), "b c".to_string()];
+        let mut w = RejectWriter::start(&mut out, format, Some(&header), dialect, charset).unwrap();
+        for (line, reason, raw) in rows {
+            w.row(&TaskErrorRow {
+                line: *line,
+                element_line: None,
+                column: None,
+                kind: "validation".into(),
+                reason: (*reason).into(),
+                raw: Some(raw.to_vec()),
+            })
+            .unwrap();
+        }
+        w.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn csv_rows_keep_their_bytes_behind_line_and_reason() {
+        let out = rejects(
+            Format::Csv,
+            Dialect { delimiter: b';' },
+            Charset::default(),
+            &[(2, "short; row", b"x"), (3, "bad", b"\"q;\"\"\";\xE9;extra;more")],
+        );
+        assert_eq!(
+            out,
+            b"line;reason;a;b c\n2;\"short; row\";x\n3;bad;\"q;\"\"\";\xE9;extra;more\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn csv_in_the_input_encoding() {
+        let latin1 = Charset::for_label("windows-1252").unwrap();
+        let out = rejects(Format::Csv, Dialect::default(), latin1, &[(2, "é", "café".as_bytes())]);
+        assert_eq!(out, b"line,reason,a,b c\n2,\xE9,caf\xE9\n".to_vec());
+    }
+
+    #[test]
+    fn json_rows_keep_their_members() {
+        let out = rejects(
+            Format::Jsonl,
+            Dialect::default(),
+            Charset::default(),
+            &[
+                (1, "r", br#"{"n": 1.50, "s":"x"}"#),
+                (2, "r2", b"{ }"),
+                (3, "not json", b"{\"a\":"),
+            ],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"line\":1,\"reason\":\"r\",\"n\": 1.50, \"s\":\"x\"}\n\
+             {\"line\":2,\"reason\":\"r2\" }\n\
+             {\"line\":3,\"reason\":\"not json\",\"raw\":\"{\\\"a\\\":\"}\n"
+        );
+        let out = rejects(
+            Format::Json,
+            Dialect::default(),
+            Charset::default(),
+            &[(0, "r", b"{\n \"a\": 1\n}")],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[\n{\"line\":0,\"reason\":\"r\",\n \"a\": 1\n}\n]\n"
+        );
+    }
 }

@@ -102,8 +102,15 @@ pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     } else {
         String::new()
     };
+    let mut skipped = String::new();
+    if m.blank_rows > 0 {
+        skipped.push_str(&format!(", {} blank skipped", m.blank_rows));
+    }
+    if m.repeated_headers > 0 {
+        skipped.push_str(&format!(", {} repeated headers skipped", m.repeated_headers));
+    }
     format!(
-        "{} {}{dry}: {}{updated} imported, {} duplicates skipped, {} rejected of {} rows in {}",
+        "{} {}{dry}: {}{updated} imported, {} duplicates skipped{skipped}, {} rejected of {} rows in {}",
         task.id,
         task.task_status,
         task.successful_records,
@@ -249,6 +256,22 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         ),
     );
     row("  duplicates", format!("{} (skipped, not failed)", m.duplicate_records));
+    if m.blank_rows > 0 {
+        row(
+            "  blank rows",
+            format!("{} (skipped: empty lines or empty cells)", m.blank_rows),
+        );
+    }
+    if m.repeated_headers > 0 {
+        row(
+            "  headers again",
+            format!(
+                "{} (skipped; the first at line {})",
+                m.repeated_headers,
+                m.first_repeated_header.unwrap_or_default()
+            ),
+        );
+    }
     if let Some(size) = m.file_size {
         let pct = if size == 0 {
             100.0

@@ -1,57 +1,108 @@
-//! CSV rows. Quoted fields may hold commas and line breaks; CRLF and LF both end a row; blank
-//! lines are skipped.
+//! CSV rows. Quoted fields may hold delimiters and line breaks; `\n`, `\r\n` and a lone `\r`
+//! end a row; empty lines, rows of empty cells and rows that repeat the header are skipped
+//! and counted, never imported.
 //!
-//! Parsing is csv-core's; this module feeds it, so that it can count the lines it consumes
-//! and give each record the file line it starts on (the csv crate's own positions lag behind
-//! after CRLF and blank lines).
+//! Parsing is csv-core's; this module feeds it, so that it can count the lines it consumes,
+//! give each record the file line it starts on and keep the record's own bytes (for the reject
+//! file), and tell a file that ends inside a quoted field from one that does not.
 
 use std::io::BufRead;
 use std::sync::Arc;
 
 use csv::ByteRecord;
 
-use super::{mark_record_start, Body, Position, ReadError, Record, RecordReader};
+use super::lines::{position_in, LineCounter};
+use super::{mark_record_start, Body, Malformed, Position, ReadError, Record, RecordReader, ResumePoint, Skipped};
 use crate::source::ReadCounters;
+
+/// How a CSV file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// `,` `;` `\t` or `|`.
+    pub delimiter: u8,
+}
+
+impl Default for Dialect {
+    fn default() -> Dialect {
+        Dialect { delimiter: b',' }
+    }
+}
 
 pub struct CsvReader {
     input: Box<dyn BufRead + Send>,
     core: csv_core::Reader,
+    dialect: Dialect,
     header: Vec<String>,
     record: ByteRecord,
+    /// The record's bytes as read, without its line break.
+    raw: Vec<u8>,
+    malformed: Option<Malformed>,
     fields: Vec<u8>,
     ends: Vec<usize>,
     /// Whether csv-core has been fed yet: it strips a byte-order mark from the first bytes it
     /// sees, which after a resume would be the start of a record. The source strips the real
     /// one, so csv-core is first fed a single byte, too short to look like a mark.
     fed: bool,
-    /// The line of the next byte to be read.
-    line: u64,
+    lines: LineCounter,
     byte: u64,
+    skipped: Skipped,
     counters: Arc<ReadCounters>,
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+/// What ended a record.
+enum End {
+    Record(u64),
+    Input,
 }
 
 impl CsvReader {
-    pub fn new(input: Box<dyn BufRead + Send>, counters: Arc<ReadCounters>) -> Result<CsvReader, ReadError> {
-        let mut reader = CsvReader {
+    fn with(
+        input: Box<dyn BufRead + Send>,
+        counters: Arc<ReadCounters>,
+        dialect: Dialect,
+        line: u64,
+        byte: u64,
+    ) -> CsvReader {
+        CsvReader {
             input,
-            core: csv_core::Reader::new(),
+            core: csv_core::ReaderBuilder::new().delimiter(dialect.delimiter).build(),
+            dialect,
             header: Vec::new(),
             record: ByteRecord::new(),
+            raw: Vec::with_capacity(4096),
+            malformed: None,
             fields: vec![0; 4096],
             ends: vec![0; 64],
             fed: false,
-            line: 1,
-            byte: 0,
+            lines: LineCounter::at(line),
+            byte,
+            skipped: Skipped::default(),
             counters,
+        }
+    }
+
+    /// Reads the header from the file's first row.
+    pub fn new(
+        input: Box<dyn BufRead + Send>,
+        counters: Arc<ReadCounters>,
+        dialect: Dialect,
+    ) -> Result<CsvReader, ReadError> {
+        let mut reader = CsvReader::with(input, counters, dialect, 1, 0);
+        let line = match reader.read_raw()? {
+            End::Record(line) => line,
+            End::Input => {
+                return Err(ReadError::Syntax {
+                    line: 1,
+                    column: None,
+                    message: "the file is empty: a CSV file needs a header row".into(),
+                })
+            }
         };
-        if reader.read_raw()?.is_none() {
+        if let Some(malformed) = reader.malformed.take() {
             return Err(ReadError::Syntax {
-                line: 1,
-                message: "the file is empty: a CSV file needs a header row".into(),
+                line,
+                column: None,
+                message: format!("the header row: {}", malformed.reason),
             });
         }
         reader.header = reader
@@ -62,11 +113,18 @@ impl CsvReader {
                 std::str::from_utf8(field)
                     .map(|s| s.trim().to_owned())
                     .map_err(|_| ReadError::Syntax {
-                        line: 1,
-                        message: format!("header column {} is not valid UTF-8", i + 1),
+                        line,
+                        column: None,
+                        message: format!(
+                            "header column {} is not valid UTF-8 text{}",
+                            i + 1,
+                            super::ENCODING_HINT
+                        ),
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Blank lines before the header are not rows of the file's data.
+        reader.skipped = Skipped::default();
         Ok(reader)
     }
 
@@ -74,35 +132,28 @@ impl CsvReader {
     pub fn resume(
         input: Box<dyn BufRead + Send>,
         counters: Arc<ReadCounters>,
+        dialect: Dialect,
         header: Vec<String>,
-        point: &super::ResumePoint,
+        point: &ResumePoint,
     ) -> CsvReader {
-        CsvReader {
-            input,
-            core: csv_core::Reader::new(),
-            header,
-            record: ByteRecord::new(),
-            fields: vec![0; 4096],
-            ends: vec![0; 64],
-            fed: false,
-            line: point.line,
-            byte: point.byte,
-            counters,
-        }
+        let mut reader = CsvReader::with(input, counters, dialect, point.line, point.byte);
+        reader.header = header;
+        reader
     }
 
-    /// Reads the next record into `self.record` and returns the line it starts on.
-    fn read_raw(&mut self) -> Result<Option<u64>, ReadError> {
-        // Line breaks between records (the LF of a CRLF, blank lines) are skipped here so
-        // that the record's first line is known before it is parsed.
+    /// Reads the next record into `self.record` and `self.raw`.
+    fn read_raw(&mut self) -> Result<End, ReadError> {
+        // Line breaks between records (blank lines) are skipped here so that the record's
+        // first line is known before it is parsed. A record's own line break was consumed
+        // with it, so every break here ends an empty line.
         loop {
-            let line = self.line;
+            let line = self.lines.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
-                return Ok(None);
+                return Ok(End::Input);
             }
             let skip = buf.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
-            self.line += count_newlines(&buf[..skip]);
+            self.skipped.blank_rows += self.lines.advance(&buf[..skip]);
             self.byte += skip as u64;
             let rest = buf.len() - skip;
             self.input.consume(skip);
@@ -110,18 +161,23 @@ impl CsvReader {
                 break;
             }
         }
-        let start_line = self.line;
+        let start_line = self.lines.line;
         mark_record_start(&self.counters, self.byte);
+        self.raw.clear();
+        self.malformed = None;
         let (mut out, mut nends) = (0, 0);
+        let mut at_end = false;
         loop {
-            let line = self.line;
+            let line = self.lines.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             let buf = if self.fed { buf } else { &buf[..buf.len().min(1)] };
+            at_end = at_end || buf.is_empty();
             self.fed = true;
             let (result, nin, nout, nend) =
                 self.core
                     .read_record(buf, &mut self.fields[out..], &mut self.ends[nends..]);
-            self.line += count_newlines(&buf[..nin]);
+            self.lines.advance(&buf[..nin]);
+            self.raw.extend_from_slice(&buf[..nin]);
             self.byte += nin as u64;
             self.input.consume(nin);
             out += nout;
@@ -139,11 +195,29 @@ impl CsvReader {
                 csv_core::ReadRecordResult::Record => break,
                 csv_core::ReadRecordResult::End => {
                     if nends == 0 {
-                        return Ok(None);
+                        return Ok(End::Input);
                     }
                     break;
                 }
             }
+        }
+        match self.raw.last() {
+            Some(b'\n') => {
+                self.raw.pop();
+            }
+            Some(b'\r') => {
+                self.raw.pop();
+                // The LF of a CRLF goes with its record, so that a resume point never falls
+                // between the two.
+                let line = self.lines.line;
+                let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
+                if buf.first() == Some(&b'\n') {
+                    self.lines.advance(b"\n");
+                    self.input.consume(1);
+                    self.byte += 1;
+                }
+            }
+            _ => {}
         }
         self.record.clear();
         let mut start = 0;
@@ -151,7 +225,68 @@ impl CsvReader {
             self.record.push_field(&self.fields[start..end]);
             start = end;
         }
-        Ok(Some(start_line))
+        if at_end {
+            if let Some((offset, field)) = open_quote(&self.raw, self.dialect.delimiter) {
+                let (line, column) = position_in(&self.raw, offset, start_line, 1);
+                let name = self.header.get(field).filter(|n| !n.is_empty()).cloned();
+                self.malformed = Some(Malformed {
+                    column: name,
+                    reason: format!(
+                        "the file ends inside the quoted field opened at line {line} column {column}: \
+                         an unclosed quote took in every line after it"
+                    ),
+                });
+            }
+        }
+        Ok(End::Record(start_line))
+    }
+
+    /// A row whose every cell is empty or white space, as spreadsheets write.
+    fn is_blank(&self) -> bool {
+        self.record.iter().all(|field| match std::str::from_utf8(field) {
+            Ok(text) => text.trim().is_empty(),
+            Err(_) => false,
+        })
+    }
+
+    /// A row that says again what the header says (files joined with `cat`).
+    fn repeats_header(&self) -> bool {
+        self.record.len() == self.header.len()
+            && self.record.iter().zip(&self.header).all(|(field, name)| {
+                std::str::from_utf8(field).is_ok_and(|text| text.trim().trim_start_matches('\u{feff}').trim() == name)
+            })
+    }
+}
+
+/// Where a quoted field that never closes opens, as (byte offset, field index), reading `raw`
+/// by csv-core's rules: a quote opens a field only as its first byte, and `""` inside it is a
+/// quote.
+fn open_quote(raw: &[u8], delimiter: u8) -> Option<(usize, usize)> {
+    #[derive(Clone, Copy)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted(usize),
+        QuoteInQuoted(usize),
+    }
+    let mut state = State::FieldStart;
+    let mut field = 0;
+    for (i, &b) in raw.iter().enumerate() {
+        state = match state {
+            State::FieldStart | State::Unquoted | State::QuoteInQuoted(_) if b == delimiter => {
+                field += 1;
+                State::FieldStart
+            }
+            State::FieldStart if b == b'"' => State::Quoted(i),
+            State::Quoted(at) if b == b'"' => State::QuoteInQuoted(at),
+            State::QuoteInQuoted(at) if b == b'"' => State::Quoted(at),
+            State::Quoted(at) => State::Quoted(at),
+            _ => State::Unquoted,
+        };
+    }
+    match state {
+        State::Quoted(at) => Some((at, field)),
+        _ => None,
     }
 }
 
@@ -160,19 +295,42 @@ impl RecordReader for CsvReader {
         Some(&self.header)
     }
 
-    fn resume_point(&self) -> super::ResumePoint {
-        super::ResumePoint {
+    fn resume_point(&self) -> ResumePoint {
+        ResumePoint {
             byte: self.byte,
-            line: self.line,
+            line: self.lines.line,
             ..Default::default()
         }
     }
 
+    fn skipped(&self) -> Skipped {
+        self.skipped
+    }
+
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
-        Ok(self.read_raw()?.map(|line| Record {
-            position: Position::Line(line),
-            body: Body::Csv(&self.record),
-        }))
+        loop {
+            let line = match self.read_raw()? {
+                End::Input => return Ok(None),
+                End::Record(line) => line,
+            };
+            if self.malformed.is_none() {
+                if self.is_blank() {
+                    self.skipped.blank_rows += 1;
+                    continue;
+                }
+                if self.repeats_header() {
+                    self.skipped.repeated_headers += 1;
+                    self.skipped.first_repeated_header.get_or_insert(line);
+                    continue;
+                }
+            }
+            return Ok(Some(Record {
+                position: Position::Line(line),
+                body: Body::Csv(&self.record),
+                raw: &self.raw,
+                malformed: self.malformed.take(),
+            }));
+        }
     }
 }
 
@@ -180,9 +338,15 @@ impl RecordReader for CsvReader {
 mod tests {
     use super::*;
 
-    fn read_all(text: &[u8]) -> (Vec<String>, Vec<(u64, Vec<String>)>) {
+    type Rows = Vec<(u64, Vec<String>)>;
+
+    fn reader(text: &[u8], dialect: Dialect) -> CsvReader {
         let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.to_vec()));
-        let mut r = CsvReader::new(input, Arc::default()).unwrap();
+        CsvReader::new(input, Arc::default(), dialect).unwrap()
+    }
+
+    fn read_all(text: &[u8]) -> (Vec<String>, Rows) {
+        let mut r = reader(text, Dialect::default());
         let header = r.header().unwrap().to_vec();
         let mut rows = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
@@ -204,19 +368,86 @@ mod tests {
         assert_eq!(rows[2], (7, vec!["3".to_string(), "z".to_string()]));
     }
 
+    #[test]
+    fn every_line_ending_counts_lines() {
+        for (text, lines) in [
+            (&b"a\rx\ry\r\rz"[..], vec![2, 3, 5]),
+            (b"a\r\nx\r\ny\r\n\r\nz\r\n", vec![2, 3, 5]),
+            (b"a\nx\ry\r\n\nz", vec![2, 3, 5]),
+            (b"a\r\"x\ry\"\rq\r", vec![2, 4]),
+        ] {
+            let (_, rows) = read_all(text);
+            assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), lines, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn raw_bytes_are_the_record_as_written() {
+        let mut r = reader(b"a;b\r\n\"1;\"\"x\"\"\";\xE9\r\n2;3", Dialect { delimiter: b';' });
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!(rec.raw, b"\"1;\"\"x\"\"\";\xE9");
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!((rec.position.number(), rec.raw), (3, &b"2;3"[..]));
+    }
+
+    #[test]
+    fn a_file_that_ends_inside_quotes_is_one_malformed_record() {
+        let text = b"event_name,external_customer_id,event_id,properties.note\n\
+                     api_call,cust_a,q1,ok\n\
+                     api_call,cust_a,q2,\"tall\n\
+                     api_call,cust_a,q3,row3\n\
+                     api_call,cust_a,q4,row4\n";
+        let mut r = reader(text, Dialect::default());
+        assert!(r.next_record().unwrap().unwrap().malformed.is_none());
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!(rec.position.number(), 3);
+        let bad = rec.malformed.clone().unwrap();
+        assert_eq!(bad.column.as_deref(), Some("properties.note"));
+        assert!(bad.reason.contains("opened at line 3 column 20"), "{}", bad.reason);
+        assert!(rec.raw.ends_with(b"q4,row4"));
+        assert!(r.next_record().unwrap().is_none());
+        // A quote closed before the end is no flaw, nor is `""` inside a quoted field.
+        let mut r = reader(b"a,b\n\"x\"\"\",\"y\n\"", Dialect::default());
+        assert!(r.next_record().unwrap().unwrap().malformed.is_none());
+    }
+
+    #[test]
+    fn blank_rows_and_repeated_headers_are_skipped_and_counted() {
+        let mut r = reader(
+            b"a,b\n1,2\n,\n  , \n\n\xEF\xBB\xBFa, b \n3,4\r\n\r\n",
+            Dialect::default(),
+        );
+        let mut lines = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            lines.push(rec.position.number());
+        }
+        assert_eq!(lines, [2, 7]);
+        let s = r.skipped();
+        assert_eq!(
+            (s.blank_rows, s.repeated_headers, s.first_repeated_header),
+            (4, 1, Some(6))
+        );
+    }
+
     /// Found by the fuzz tests: csv-core drops a byte-order mark from the first bytes it is
     /// fed, which after a resume are a record's, not the file's.
     #[test]
     fn a_record_starting_with_a_bom_survives_a_resume() {
         let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new("\u{feff}x,y\n".as_bytes().to_vec()));
-        let point = super::super::ResumePoint {
+        let point = ResumePoint {
             byte: 10,
             line: 4,
             ..Default::default()
         };
-        let mut r = CsvReader::resume(input, Arc::default(), vec!["a".into(), "b".into()], &point);
+        let mut r = CsvReader::resume(
+            input,
+            Arc::default(),
+            Dialect::default(),
+            vec!["a".into(), "b".into()],
+            &point,
+        );
         let rec = r.next_record().unwrap().unwrap();
-        assert_eq!((rec.position.number(), rec.raw()), (4, "\u{feff}x,y".to_string()));
+        assert_eq!((rec.position.number(), rec.raw), (4, "\u{feff}x,y".as_bytes()));
     }
 
     #[test]
@@ -235,7 +466,7 @@ mod tests {
     #[test]
     fn empty_input_has_no_header() {
         let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(Vec::new()));
-        let err = CsvReader::new(input, Arc::default()).err().unwrap();
+        let err = CsvReader::new(input, Arc::default(), Dialect::default()).err().unwrap();
         assert!(err.to_string().contains("needs a header row"), "{err}");
     }
 }

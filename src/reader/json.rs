@@ -1,12 +1,19 @@
-//! A top-level JSON array read one element at a time (never the whole file), or JSON values
-//! one after another. The reader finds where each value ends by tracking brackets and strings,
-//! so a malformed element is that row's error and the elements after it still import.
+//! A top-level JSON array read one element at a time (never the whole file), JSON values one
+//! after another, or an object that wraps the array under `events` (a FlexPrice bulk request
+//! body) or `items` (a FlexPrice list response). The reader finds where each value ends by
+//! tracking brackets and strings, so a malformed element is that row's error and the elements
+//! after it still import.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::sync::Arc;
 
+use super::lines::LineCounter;
 use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader, ResumePoint};
 use crate::source::{ReadCounters, MAX_RECORD_BYTES};
+
+/// Keys under which a file may wrap its array of records: FlexPrice's bulk event body
+/// (`{"events":[...]}`) and its list responses (`{"items":[...],"pagination":{...}}`).
+pub const WRAPPER_KEYS: &[&str] = &["events", "items"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Mode {
@@ -16,6 +23,10 @@ enum Mode {
     Array,
     /// Values one after another, separated by white space.
     Sequence,
+    /// Inside the array of a wrapping object (`{"events": [ ... ]`).
+    Wrapped,
+    /// After the wrapped array: the wrapping object's other keys, then its `}`.
+    WrapperTail,
     Done,
 }
 
@@ -24,7 +35,9 @@ pub struct JsonReader {
     mode: Mode,
     element: Vec<u8>,
     index: u64,
-    line: u64,
+    lines: LineCounter,
+    /// The column (in characters, from 1) of the next byte.
+    column: u64,
     byte: u64,
     counters: Arc<ReadCounters>,
 }
@@ -39,6 +52,8 @@ impl JsonReader {
         let mode = match resume.json_mode.as_deref() {
             Some("array") => Mode::Array,
             Some("sequence") => Mode::Sequence,
+            Some("wrapped") => Mode::Wrapped,
+            Some("wrapper_tail") => Mode::WrapperTail,
             Some("done") => Mode::Done,
             _ => Mode::Start,
         };
@@ -47,7 +62,8 @@ impl JsonReader {
             mode,
             element: Vec::with_capacity(4096),
             index: resume.element,
-            line: resume.line,
+            lines: LineCounter::at(resume.line),
+            column: resume.column.max(1),
             byte: resume.byte,
             counters,
         }
@@ -55,33 +71,55 @@ impl JsonReader {
 
     fn syntax(&self, message: impl Into<String>) -> ReadError {
         ReadError::Syntax {
-            line: self.line,
+            line: self.lines.line,
+            column: Some(self.column),
             message: message.into(),
         }
+    }
+
+    /// Whether the object that starts here wraps the records' array under one of
+    /// `WRAPPER_KEYS` (`{"events": [`): looked at without consuming anything.
+    fn starts_wrapper(&mut self) -> Result<bool, ReadError> {
+        // The first bytes are read ahead and put back in front of the input.
+        let mut head = Vec::new();
+        while head.len() < 1024 {
+            let line = self.lines.line;
+            let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len().min(1024 - head.len());
+            head.extend_from_slice(&buf[..n]);
+            self.input.consume(n);
+            if wrapper_key(&head).is_some() || head.contains(&b',') || head.contains(&b'}') {
+                break;
+            }
+        }
+        let wrapped = wrapper_key(&head).is_some();
+        let rest = std::mem::replace(&mut self.input, Box::new(std::io::empty()));
+        self.input = Box::new(std::io::Cursor::new(head).chain(rest));
+        Ok(wrapped)
     }
 
     /// Skips white space and returns the next byte without consuming it.
     fn peek_non_space(&mut self) -> Result<Option<u8>, ReadError> {
         loop {
-            let line = self.line;
+            let line = self.lines.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
                 return Ok(None);
             }
             match buf.iter().position(|b| !b.is_ascii_whitespace()) {
                 Some(i) => {
-                    let newlines = buf[..i].iter().filter(|&&b| b == b'\n').count() as u64;
                     let next = buf[i];
+                    advance(&mut self.lines, &mut self.column, &mut self.byte, &buf[..i]);
                     self.input.consume(i);
-                    self.line += newlines;
-                    self.byte += i as u64;
                     return Ok(Some(next));
                 }
                 None => {
                     let n = buf.len();
-                    self.line += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                    advance(&mut self.lines, &mut self.column, &mut self.byte, buf);
                     self.input.consume(n);
-                    self.byte += n as u64;
                 }
             }
         }
@@ -89,23 +127,28 @@ impl JsonReader {
 
     fn consume_byte(&mut self) {
         self.input.consume(1);
-        self.byte += 1;
+        advance(&mut self.lines, &mut self.column, &mut self.byte, b" ");
     }
 
     /// Reads one JSON value's bytes into `self.element`, ending at its closing bracket or
     /// quote, or before the delimiter that ends a bare scalar.
     fn read_value(&mut self) -> Result<(), ReadError> {
         self.element.clear();
+        let (start_line, start_column) = (self.lines.line, self.column);
         let mut depth: u32 = 0;
         let mut in_string = false;
         let mut escaped = false;
         let mut started = false;
         loop {
-            let line = self.line;
+            let line = self.lines.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
                 return if !started || depth > 0 || in_string {
-                    Err(self.syntax("the file ends inside a JSON value"))
+                    Err(ReadError::Syntax {
+                        line: start_line,
+                        column: Some(start_column),
+                        message: "the file ends inside the JSON value that starts here".into(),
+                    })
                 } else {
                     Ok(())
                 };
@@ -149,21 +192,131 @@ impl JsonReader {
                 started = true;
             }
             let taken = end.unwrap_or(buf.len());
-            let newlines = buf[..taken].iter().filter(|&&b| b == b'\n').count() as u64;
+            let start = self.element.len();
             self.element.extend_from_slice(&buf[..taken]);
             self.input.consume(taken);
-            self.byte += taken as u64;
-            let start_line = self.line;
-            self.line += newlines;
+            let start_line = self.lines.line;
+            advance(
+                &mut self.lines,
+                &mut self.column,
+                &mut self.byte,
+                &self.element[start..],
+            );
             if self.element.len() as u64 > MAX_RECORD_BYTES {
                 return Err(ReadError::Syntax {
                     line: start_line,
+                    column: None,
                     message: format!("a JSON value is longer than {} MiB", MAX_RECORD_BYTES / (1024 * 1024)),
                 });
             }
             if end.is_some() {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Moves a position (line, column in characters, byte) over `bytes`, just consumed.
+fn advance(lines: &mut LineCounter, column: &mut u64, byte: &mut u64, bytes: &[u8]) {
+    let tail = match bytes.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+        Some(i) => &bytes[i + 1..],
+        None => bytes,
+    };
+    let chars = tail.iter().filter(|&&b| (b & 0xC0) != 0x80).count() as u64;
+    let broke = tail.len() < bytes.len();
+    lines.advance(bytes);
+    *column = if broke { 1 + chars } else { *column + chars };
+    *byte += bytes.len() as u64;
+}
+
+/// The wrapper key `head` opens with (`{ "events" : [`), if it does.
+fn wrapper_key(head: &[u8]) -> Option<&'static str> {
+    let rest = head.strip_prefix(b"{")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let key = WRAPPER_KEYS.iter().find(|k| k.as_bytes() == &rest[..end])?;
+    let rest = rest[end + 1..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    rest.starts_with(b"[").then_some(*key)
+}
+
+impl JsonReader {
+    /// After the wrapped array: steps over the wrapping object's other members (a list
+    /// response's `pagination`) to its closing brace.
+    fn finish_wrapper(&mut self) -> Result<(), ReadError> {
+        loop {
+            match self.peek_non_space()? {
+                Some(b'}') => {
+                    self.consume_byte();
+                    self.mode = Mode::Done;
+                    return Ok(());
+                }
+                Some(b',') => {
+                    self.consume_byte();
+                    if self.peek_non_space()? != Some(b'"') {
+                        return Err(self.syntax("expected a key after ',' in the wrapping object"));
+                    }
+                    self.read_value()?;
+                    if self.peek_non_space()? != Some(b':') {
+                        return Err(self.syntax("expected ':' after a key of the wrapping object"));
+                    }
+                    self.consume_byte();
+                    if self.peek_non_space()?.is_none() {
+                        return Err(self.syntax("the file ends inside the wrapping object"));
+                    }
+                    self.read_value()?;
+                }
+                Some(other) => {
+                    return Err(self.syntax(format!(
+                        "expected ',' or '}}' after the wrapped array, found {:?}",
+                        other as char
+                    )))
+                }
+                None => return Err(self.syntax("the file ends before the wrapping object is closed with '}'")),
+            }
+        }
+    }
+
+    /// Opens the input: an array, a wrapping object, or values one after another.
+    fn start(&mut self) -> Result<(), ReadError> {
+        match self.peek_non_space()? {
+            None => return Err(self.syntax("the file is empty: expected a JSON array")),
+            Some(b'[') => {
+                self.consume_byte();
+                self.mode = Mode::Array;
+            }
+            Some(b'{') if self.starts_wrapper()? => {
+                // `{`, the key, `:` and `[`.
+                self.consume_byte();
+                self.peek_non_space()?;
+                self.read_value()?;
+                self.peek_non_space()?;
+                self.consume_byte();
+                self.peek_non_space()?;
+                self.consume_byte();
+                self.mode = Mode::Wrapped;
+            }
+            Some(b'{') => self.mode = Mode::Sequence,
+            Some(other) => {
+                return Err(self.syntax(format!("expected a JSON array or objects, found {:?}", other as char)))
+            }
+        }
+        if matches!(self.mode, Mode::Array | Mode::Wrapped) && self.peek_non_space()? == Some(b']') {
+            self.consume_byte();
+            self.close_array()?;
+        }
+        Ok(())
+    }
+
+    fn close_array(&mut self) -> Result<(), ReadError> {
+        if self.mode == Mode::Wrapped {
+            self.mode = Mode::WrapperTail;
+            self.finish_wrapper()
+        } else {
+            self.mode = Mode::Done;
+            Ok(())
         }
     }
 }
@@ -178,11 +331,14 @@ impl RecordReader for JsonReader {
             Mode::Start => None,
             Mode::Array => Some("array"),
             Mode::Sequence => Some("sequence"),
+            Mode::Wrapped => Some("wrapped"),
+            Mode::WrapperTail => Some("wrapper_tail"),
             Mode::Done => Some("done"),
         };
         ResumePoint {
             byte: self.byte,
-            line: self.line,
+            line: self.lines.line,
+            column: self.column,
             element: self.index,
             json_mode: mode.map(str::to_owned),
         }
@@ -190,27 +346,16 @@ impl RecordReader for JsonReader {
 
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
         if self.mode == Mode::Start {
-            match self.peek_non_space()? {
-                None => return Err(self.syntax("the file is empty: expected a JSON array")),
-                Some(b'[') => {
-                    self.consume_byte();
-                    self.mode = Mode::Array;
-                    if self.peek_non_space()? == Some(b']') {
-                        self.consume_byte();
-                        self.mode = Mode::Done;
-                    }
-                }
-                Some(b'{') => self.mode = Mode::Sequence,
-                Some(other) => {
-                    return Err(self.syntax(format!("expected a JSON array or objects, found {:?}", other as char)))
-                }
-            }
+            self.start()?;
+        }
+        if self.mode == Mode::WrapperTail {
+            self.finish_wrapper()?;
         }
         match self.mode {
-            Mode::Done | Mode::Start => {
+            Mode::Done | Mode::Start | Mode::WrapperTail => {
                 // Only white space may follow the closing bracket.
                 if let Some(b) = self.peek_non_space()? {
-                    return Err(self.syntax(format!("unexpected {:?} after the end of the JSON array", b as char)));
+                    return Err(self.syntax(format!("unexpected {:?} after the end of the JSON data", b as char)));
                 }
                 Ok(None)
             }
@@ -219,23 +364,25 @@ impl RecordReader for JsonReader {
                     return Ok(None);
                 }
                 mark_record_start(&self.counters, self.byte);
-                let line = self.line;
+                let (line, column) = (self.lines.line, self.column);
                 self.read_value()?;
-                let value = parse_json(&self.element, line);
+                let value = parse_json(&self.element, line, column);
                 Ok(Some(Record {
                     position: Position::Line(line),
                     body: Body::Json {
                         text: &self.element,
                         value,
                     },
+                    raw: &self.element,
+                    malformed: None,
                 }))
             }
-            Mode::Array => {
+            Mode::Array | Mode::Wrapped => {
                 if self.peek_non_space()?.is_none() {
                     return Err(self.syntax("the file ends before the JSON array is closed with ']'"));
                 }
                 mark_record_start(&self.counters, self.byte);
-                let line = self.line;
+                let (line, column) = (self.lines.line, self.column);
                 let index = self.index;
                 self.read_value()?;
                 self.index += 1;
@@ -243,7 +390,9 @@ impl RecordReader for JsonReader {
                     Some(b',') => self.consume_byte(),
                     Some(b']') => {
                         self.consume_byte();
-                        self.mode = Mode::Done;
+                        // Only the wrapping object's end is left: read now, so that the
+                        // record's resume point is past it.
+                        self.close_array()?;
                     }
                     Some(other) => {
                         return Err(self.syntax(format!(
@@ -253,13 +402,15 @@ impl RecordReader for JsonReader {
                     }
                     None => return Err(self.syntax("the file ends before the JSON array is closed with ']'")),
                 }
-                let value = parse_json(&self.element, line);
+                let value = parse_json(&self.element, line, column);
                 Ok(Some(Record {
                     position: Position::Element { index, line },
                     body: Body::Json {
                         text: &self.element,
                         value,
                     },
+                    raw: &self.element,
+                    malformed: None,
                 }))
             }
         }
@@ -321,7 +472,7 @@ mod tests {
     fn truncated_array_fails_after_the_good_elements() {
         let (recs, err) = read("[{\"a\": 1}, {\"a\": ");
         assert_eq!(recs.len(), 1);
-        assert!(err.unwrap().contains("ends inside a JSON value"));
+        assert!(err.unwrap().contains("ends inside the JSON value that starts here"));
     }
 
     #[test]

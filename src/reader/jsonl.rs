@@ -4,7 +4,7 @@
 use std::io::{BufRead, Read};
 use std::sync::Arc;
 
-use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader, ResumePoint};
+use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader, ResumePoint, Skipped};
 use crate::source::{ReadCounters, MAX_RECORD_BYTES};
 
 pub struct JsonLinesReader {
@@ -12,6 +12,9 @@ pub struct JsonLinesReader {
     line: Vec<u8>,
     line_number: u64,
     byte: u64,
+    skipped: Skipped,
+    /// No record has been read yet (so a document spread over lines can still be told).
+    first: bool,
     counters: Arc<ReadCounters>,
 }
 
@@ -27,6 +30,8 @@ impl JsonLinesReader {
             line: Vec::with_capacity(4096),
             line_number: resume.line.saturating_sub(1),
             byte: resume.byte,
+            skipped: Skipped::default(),
+            first: resume.byte == 0,
             counters,
         }
     }
@@ -43,6 +48,10 @@ impl RecordReader for JsonLinesReader {
             line: self.line_number + 1,
             ..Default::default()
         }
+    }
+
+    fn skipped(&self) -> Skipped {
+        self.skipped
     }
 
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
@@ -64,20 +73,41 @@ impl RecordReader for JsonLinesReader {
             if n as u64 > MAX_RECORD_BYTES && !self.line.ends_with(b"\n") {
                 return Err(ReadError::Syntax {
                     line: self.line_number,
+                    column: None,
                     message: format!("line is longer than {} MiB", MAX_RECORD_BYTES / (1024 * 1024)),
                 });
             }
             if self.line.iter().all(u8::is_ascii_whitespace) {
+                self.skipped.blank_rows += 1;
                 continue;
             }
             let text = self.line.trim_ascii_end();
-            let value = parse_json(text, self.line_number);
+            let value = parse_json(text, self.line_number, 1);
+            if std::mem::take(&mut self.first) && value.is_err() && spread_over_lines(text) {
+                return Err(ReadError::Syntax {
+                    line: self.line_number,
+                    column: None,
+                    message: "this is not JSON Lines (one object per line) but one JSON document written \
+                              over several lines: read it with --format json"
+                        .into(),
+                });
+            }
             return Ok(Some(Record {
                 position: Position::Line(self.line_number),
                 body: Body::Json { text, value },
+                raw: text,
+                malformed: None,
             }));
         }
     }
+}
+
+/// Whether a first line that is not JSON is the start of a value that goes on past it (`[`,
+/// `{`, `{"a": 1,`): a pretty-printed document, not a broken line.
+fn spread_over_lines(text: &[u8]) -> bool {
+    let trimmed = text.trim_ascii();
+    (trimmed.starts_with(b"[") || trimmed.starts_with(b"{"))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_err_and(|e| e.is_eof())
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 mod csv;
 mod json;
 mod jsonl;
+pub mod lines;
+mod strict;
 
 use std::fmt;
 use std::io::BufRead;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use ::csv::ByteRecord;
 use serde_json::Value;
 
-pub use self::csv::CsvReader;
+pub use self::csv::{CsvReader, Dialect};
 pub use self::json::JsonReader;
 pub use self::jsonl::JsonLinesReader;
 use crate::source::ReadCounters;
@@ -34,7 +36,7 @@ pub enum Format {
 impl Format {
     pub fn from_extension(ext: &str) -> Option<Format> {
         match ext {
-            "csv" => Some(Format::Csv),
+            "csv" | "tsv" => Some(Format::Csv),
             "json" => Some(Format::Json),
             "jsonl" | "ndjson" => Some(Format::Jsonl),
             _ => None,
@@ -110,7 +112,37 @@ impl fmt::Display for Position {
 pub struct Record<'a> {
     pub position: Position,
     pub body: Body<'a>,
+    /// The record's bytes as they stand in the input (after decoding to UTF-8 where the input
+    /// has another encoding), without its line break: what a reject file gives back.
+    pub raw: &'a [u8],
+    /// The reader found the record malformed (a quote left open at the end of the file): it
+    /// is rejected whatever its fields say.
+    pub malformed: Option<Malformed>,
 }
+
+/// Why a record cannot be read as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// The column (header name) where the flaw is, if it has one.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// Rows a reader skipped, since the start of this reading (counts only grow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Empty lines, and CSV rows whose every cell is empty or white space.
+    pub blank_rows: u64,
+    /// CSV rows equal to the header (after trimming and a byte-order mark): files joined with
+    /// `cat`.
+    pub repeated_headers: u64,
+    /// The line of the first repeated header.
+    pub first_repeated_header: Option<u64>,
+}
+
+/// Added to messages about text that is not UTF-8.
+pub const ENCODING_HINT: &str =
+    " (if the file is in another encoding, say which with --encoding, e.g. --encoding windows-1252)";
 
 pub enum Body<'a> {
     /// A CSV row; its fields line up with the reader's header (or do not: a ragged row).
@@ -122,33 +154,16 @@ pub enum Body<'a> {
     },
 }
 
-impl Record<'_> {
-    /// The record in the input's own format, for the reject file.
-    pub fn raw(&self) -> String {
-        match &self.body {
-            Body::Csv(record) => {
-                let mut w = ::csv::WriterBuilder::new()
-                    .terminator(::csv::Terminator::Any(b'\n'))
-                    .from_writer(Vec::new());
-                // Writing to a Vec cannot fail.
-                let _ = w.write_byte_record(record);
-                let bytes = w.into_inner().unwrap_or_default();
-                let mut text = String::from_utf8_lossy(&bytes).into_owned();
-                if text.ends_with('\n') {
-                    text.pop();
-                }
-                text
-            }
-            Body::Json { text, .. } => String::from_utf8_lossy(text).trim().to_owned(),
-        }
-    }
-}
-
 /// A failure that stops reading: the rest of the input cannot be trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("line {line}: {message}")]
-    Syntax { line: u64, message: String },
+    #[error("line {line}{}: {message}", .column.map(|c| format!(" column {c}")).unwrap_or_default())]
+    Syntax {
+        line: u64,
+        /// In characters, from 1, where known.
+        column: Option<u64>,
+        message: String,
+    },
     #[error("after line {line}: {source}")]
     Io { line: u64, source: std::io::Error },
 }
@@ -161,6 +176,9 @@ pub struct ResumePoint {
     pub byte: u64,
     /// The file line the next byte is on.
     pub line: u64,
+    /// JSON: the column (in characters, from 1) of the next byte, for messages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub column: u64,
     /// JSON: the index of the next array element.
     #[serde(default)]
     pub element: u64,
@@ -185,6 +203,10 @@ pub trait RecordReader: Send {
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError>;
     /// Where to start again after the last record returned.
     fn resume_point(&self) -> ResumePoint;
+    /// Rows skipped so far.
+    fn skipped(&self) -> Skipped {
+        Skipped::default()
+    }
 }
 
 /// Builds the reader for `format`. A CSV reader reads its header here, so a file without one
@@ -193,15 +215,17 @@ pub trait RecordReader: Send {
 /// With `resume`, `input` must already stand at `resume.point.byte`.
 pub fn open(
     format: Format,
+    dialect: Dialect,
     input: Box<dyn BufRead + Send>,
     counters: Arc<ReadCounters>,
     resume: Option<Resume>,
 ) -> Result<Box<dyn RecordReader>, ReadError> {
     Ok(match (format, resume) {
-        (Format::Csv, None) => Box::new(CsvReader::new(input, counters)?),
+        (Format::Csv, None) => Box::new(CsvReader::new(input, counters, dialect)?),
         (Format::Csv, Some(r)) => Box::new(CsvReader::resume(
             input,
             counters,
+            dialect,
             r.header.unwrap_or_default(),
             &r.point,
         )),
@@ -210,18 +234,41 @@ pub fn open(
     })
 }
 
-/// Parses one record's JSON text. The error names the file line and column, counted from
-/// `start_line`, where the record starts.
-fn parse_json(text: &[u8], start_line: u64) -> Result<Value, String> {
-    serde_json::from_slice(text).map_err(|e| {
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Parses one record's JSON text, which starts at file line `start_line`, column
+/// `start_column`. The error names the file's line and column. An object that names a key
+/// twice is refused: keeping either value would change the record without a word.
+fn parse_json(text: &[u8], start_line: u64, start_column: u64) -> Result<Value, String> {
+    let at = |line: usize, column: usize| {
+        let file_line = start_line + (line as u64).saturating_sub(1);
+        let file_column = if line <= 1 {
+            start_column + (column as u64).saturating_sub(1)
+        } else {
+            column as u64
+        };
+        (file_line, file_column)
+    };
+    let value: Value = serde_json::from_slice(text).map_err(|e| {
         let message = e.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-        format!(
-            "not valid JSON at line {} column {}: {message}",
-            start_line + (e.line() as u64).saturating_sub(1),
-            e.column()
-        )
-    })
+        let (line, column) = at(e.line(), e.column());
+        let hint = if message.contains("UTF-8") || message.contains("unicode") {
+            ENCODING_HINT
+        } else {
+            ""
+        };
+        format!("not valid JSON at line {line} column {column}: {message}{hint}")
+    })?;
+    if let Some((key, offset)) = strict::duplicate_key(text) {
+        let (line, column) = lines::position_in(text, offset, start_line, start_column);
+        return Err(format!(
+            "the object names the key {key:?} more than once (again at line {line} column {column})"
+        ));
+    }
+    Ok(value)
 }
 
 /// Marks where the next record starts, so the source can cap one record's length.
@@ -240,11 +287,11 @@ mod tests {
         limit: usize,
     ) -> (Vec<(Position, String)>, ResumePoint) {
         let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes.to_vec()));
-        let mut reader = open(format, input, Arc::default(), resume).unwrap();
+        let mut reader = open(format, Dialect::default(), input, Arc::default(), resume).unwrap();
         let mut out = Vec::new();
         while out.len() < limit {
             match reader.next_record().unwrap() {
-                Some(r) => out.push((r.position, r.raw())),
+                Some(r) => out.push((r.position, String::from_utf8_lossy(r.raw).into_owned())),
                 None => break,
             }
         }

@@ -3,6 +3,7 @@
 //! metadata) and caps how long one record may grow, so that an unclosed quote in a huge file
 //! fails cleanly instead of filling memory.
 
+pub mod charset;
 pub mod guard;
 pub mod http;
 pub mod links;
@@ -15,10 +16,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use self::charset::Charset;
+
 /// No single record may span more bytes than this.
 pub const MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const BUFFER_BYTES: usize = 256 * 1024;
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 const ZSTD_MAGIC: &[u8] = b"\x28\xb5\x2f\xfd";
@@ -137,9 +139,12 @@ impl ResumeMethod {
     }
 }
 
-/// An opened source: buffered bytes with the byte-order mark removed.
+/// An opened source: buffered UTF-8 text, with the byte-order mark removed and decoded from
+/// the input's encoding where that is another.
 pub struct OpenSource {
     pub reader: Box<dyn BufRead + Send>,
+    /// The input's encoding: declared, told by a byte-order mark, or UTF-8.
+    pub charset: Charset,
     /// Bytes in the input when known up front (a regular file, a download with a length).
     pub size: Option<u64>,
     pub counters: Arc<ReadCounters>,
@@ -164,8 +169,8 @@ pub struct Raw {
     at: u64,
 }
 
-/// Opens a source from its start.
-pub fn open(spec: &SourceSpec) -> Result<OpenSource> {
+/// Opens a source from its start; `declared` is the encoding `--encoding` named.
+pub fn open(spec: &SourceSpec, declared: Option<Charset>) -> Result<OpenSource> {
     let raw = match spec {
         SourceSpec::Stdin => Raw {
             read: Box::new(io::stdin()),
@@ -191,11 +196,16 @@ pub fn open(spec: &SourceSpec) -> Result<OpenSource> {
         SourceSpec::Url(url, guard) => http::open(url, None, guard.as_ref())?.into_raw(),
     };
     let (size, fingerprint, ranges) = (raw.size, raw.fingerprint, raw.ranges);
-    let (decoded, compressed, counters) = decode(raw, spec)?;
-    let mut reader = BufReader::with_capacity(BUFFER_BYTES, decoded);
-    skip_bom(&mut reader).with_context(|| format!("reading {}", spec.display_name()))?;
+    let (decompressed, compressed, counters) = decode(raw, spec)?;
+    let (text, charset) =
+        charset::open_text(decompressed, declared).with_context(|| format!("reading {}", spec.display_name()))?;
+    let guarded = Guarded {
+        inner: text,
+        counters: Arc::clone(&counters),
+    };
     Ok(OpenSource {
-        reader: Box::new(reader),
+        reader: Box::new(BufReader::with_capacity(BUFFER_BYTES, guarded)),
+        charset,
         size,
         counters,
         fingerprint,
@@ -217,7 +227,12 @@ pub enum Reopened {
 /// mark, where a checkpoint says the next record starts: by a seek in a file, a Range request
 /// to a server that takes them, or else by reading again from the start and skipping.
 /// `expected` is the fingerprint kept with the checkpoint.
-pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> Result<Reopened> {
+pub fn open_at(
+    spec: &SourceSpec,
+    offset: u64,
+    expected: Option<(u64, i64)>,
+    declared: Option<Charset>,
+) -> Result<Reopened> {
     if *spec == SourceSpec::Stdin {
         return Ok(Reopened::Cannot(
             "standard input cannot be read again from the middle".into(),
@@ -249,13 +264,14 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
         }));
     }
     let compressed = head.starts_with(GZIP_MAGIC) || head.starts_with(ZSTD_MAGIC);
-    let bom = if head.starts_with(UTF8_BOM) {
-        UTF8_BOM.len() as u64
-    } else {
-        0
+    let (charset, bom) = match Charset::sniff(&head) {
+        Some((charset, bom)) => (charset, bom as u64),
+        None => (declared.unwrap_or_default(), 0),
     };
+    // A checkpoint counts bytes of the decoded text: in another encoding, or compressed, only
+    // reading again from the start gets back to it.
     let positioned: Option<(Raw, ResumeMethod)> = match spec {
-        _ if compressed => None,
+        _ if compressed || !charset.is_utf8() => None,
         SourceSpec::File(path) => {
             let mut file = open_file(path)?;
             let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
@@ -292,6 +308,7 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
         };
         return Ok(Reopened::At(OpenSource {
             reader: Box::new(BufReader::with_capacity(BUFFER_BYTES, guarded)),
+            charset,
             size,
             counters,
             fingerprint,
@@ -301,7 +318,7 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
         }));
     }
     // From the start, skipping what the checkpoint covers.
-    let mut source = open(spec)?;
+    let mut source = open(spec, declared)?;
     source.counters.record_start.store(offset, Ordering::Relaxed);
     let skipped = io::copy(&mut (&mut source.reader).take(offset), &mut io::sink())
         .with_context(|| format!("reading {} again up to the checkpoint", spec.display_name()))?;
@@ -315,9 +332,8 @@ pub fn open_at(spec: &SourceSpec, offset: u64, expected: Option<(u64, i64)>) -> 
     Ok(Reopened::At(source))
 }
 
-/// Decompresses what needs it (told by its first bytes) and wraps the counting and the
-/// record-length guard around the result.
-fn decode(raw: Raw, spec: &SourceSpec) -> Result<(Box<dyn Read + Send>, bool, Arc<ReadCounters>)> {
+/// Decompresses what needs it (told by its first bytes), counting the input's own bytes.
+fn decode(raw: Raw, spec: &SourceSpec) -> Result<(Box<dyn BufRead + Send>, bool, Arc<ReadCounters>)> {
     let counters = Arc::new(ReadCounters::default());
     counters.input_bytes.store(raw.at, Ordering::Relaxed);
     let counted = Counted {
@@ -328,24 +344,20 @@ fn decode(raw: Raw, spec: &SourceSpec) -> Result<(Box<dyn Read + Send>, bool, Ar
     let head = buffered
         .fill_buf()
         .with_context(|| format!("reading {}", spec.display_name()))?;
-    let (inner, compressed): (Box<dyn Read + Send>, bool) = if head.starts_with(GZIP_MAGIC) {
-        (Box::new(flate2::bufread::MultiGzDecoder::new(buffered)), true)
+    let inner: Box<dyn Read + Send> = if head.starts_with(GZIP_MAGIC) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
     } else if head.starts_with(ZSTD_MAGIC) {
         let decoder = zstd::Decoder::with_buffer(buffered)
             .with_context(|| format!("starting to decompress {}", spec.display_name()))?;
-        (Box::new(decoder), true)
+        Box::new(decoder)
     } else {
-        (Box::new(buffered), false)
+        return Ok((Box::new(buffered), false, counters));
     };
-    let guarded = Guarded {
-        inner: Box::new(Named {
-            inner,
-            name: spec.display_name(),
-            compressed,
-        }),
-        counters: Arc::clone(&counters),
+    let named = Named {
+        inner,
+        name: spec.display_name(),
     };
-    Ok((Box::new(guarded), compressed, counters))
+    Ok((Box::new(BufReader::with_capacity(BUFFER_BYTES, named)), true, counters))
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -390,28 +402,18 @@ impl Read for Counted {
 struct Named {
     inner: Box<dyn Read + Send>,
     name: String,
-    compressed: bool,
 }
 
 impl Read for Named {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).map_err(|e| {
-            if self.compressed && e.kind() != io::ErrorKind::Other {
+            if e.kind() != io::ErrorKind::Other {
                 io::Error::new(e.kind(), format!("{}: the compressed data is damaged: {e}", self.name))
             } else {
                 e
             }
         })
     }
-}
-
-/// Drops a UTF-8 byte-order mark at the very start, as FlexPrice does.
-fn skip_bom<R: BufRead>(reader: &mut R) -> io::Result<()> {
-    let buf = reader.fill_buf()?;
-    if buf.starts_with(UTF8_BOM) {
-        reader.consume(UTF8_BOM.len());
-    }
-    Ok(())
 }
 
 /// Counts bytes and refuses to let one record grow past `MAX_RECORD_BYTES`.
@@ -443,15 +445,6 @@ pub struct RecordTooLong {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bom_is_dropped_once() {
-        let mut r = io::Cursor::new(b"\xEF\xBB\xBFa,b\n\xEF\xBB\xBF".to_vec());
-        skip_bom(&mut r).unwrap();
-        let mut rest = Vec::new();
-        r.read_to_end(&mut rest).unwrap();
-        assert_eq!(rest, b"a,b\n\xEF\xBB\xBF");
-    }
 
     #[test]
     fn a_record_may_not_grow_without_end() {

@@ -14,7 +14,16 @@ pub struct TaskErrorRow {
     pub column: Option<String>,
     pub kind: String,
     pub reason: String,
-    pub raw: Option<String>,
+    /// The row's bytes as read (shown as text, invalid UTF-8 replaced, in JSON).
+    #[serde(serialize_with = "as_text")]
+    pub raw: Option<Vec<u8>>,
+}
+
+fn as_text<S: serde::Serializer>(raw: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match raw {
+        Some(bytes) => s.serialize_str(&String::from_utf8_lossy(bytes)),
+        None => s.serialize_none(),
+    }
 }
 
 const SELECT: &str = "SELECT line, \"column\", kind, reason, raw, element_line FROM task_errors";
@@ -25,7 +34,11 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskErrorRow> {
         column: row.get(1)?,
         kind: row.get(2)?,
         reason: row.get(3)?,
-        raw: row.get(4)?,
+        // Stored as a BLOB; rows written before that are TEXT.
+        raw: match row.get_ref(4)? {
+            rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => Some(b.to_vec()),
+            _ => None,
+        },
         element_line: row.get(5)?,
     })
 }

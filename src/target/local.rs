@@ -74,7 +74,7 @@ impl LocalTarget {
                     kind: ErrorKind::Duplicate,
                     reason: format!("event_id {} is already stored; skipped", event.event_id),
                     element_line: event.element_line,
-                    raw: Some(events::to_json(event)),
+                    raw: Some(event.raw.clone()),
                 }),
             }
         }
@@ -108,7 +108,7 @@ impl LocalTarget {
                     kind: ErrorKind::Duplicate,
                     reason: format!("the same {} row is already stored; skipped", spec.table()),
                     element_line: row.element_line,
-                    raw: Some(row.to_json().to_string()),
+                    raw: Some(row.raw.clone()),
                 }),
             }
         }

@@ -16,6 +16,13 @@ pub struct TaskMetadata {
     /// csv, json or jsonl: the exact input format (FlexPrice's file_type has only CSV and JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_format: Option<String>,
+    /// CSV: the field delimiter when it is not `,` (`;`, a tab, `|`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<char>,
+    /// The input's text encoding when it is not UTF-8: as `--encoding` named it, or as its
+    /// byte-order mark told (`UTF-16LE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// Where records go: "local" (this store) or "flexprice" (a server).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -58,6 +65,17 @@ pub struct TaskMetadata {
     /// How the last resume got back to the checkpoint: seek, range or reread.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_by: Option<String>,
+    /// Rows skipped as blank: empty lines, and rows whose every cell is empty or white space.
+    /// Not records: not in `processed_records`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub blank_rows: u64,
+    /// CSV rows that repeat the header (files joined with `cat`), skipped; not in
+    /// `processed_records`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repeated_headers: u64,
+    /// The line of the first repeated header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_repeated_header: Option<u64>,
     /// Rejected rows by kind; duplicates are skipped, not failed.
     pub validation_errors: u64,
     pub duplicate_records: u64,

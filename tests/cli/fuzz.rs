@@ -31,7 +31,7 @@ fn import_as(
     limit: usize,
 ) -> (Vec<(String, bool)>, reader::ResumePoint, bool) {
     let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes.to_vec()));
-    let mut reader = match reader::open(format, input, Arc::default(), resume) {
+    let mut reader = match reader::open(format, Default::default(), input, Arc::default(), resume) {
         Ok(r) => r,
         Err(e) => {
             assert!(!e.to_string().is_empty());
@@ -56,7 +56,10 @@ fn import_as(
                     Ok(ValidRecord::Row(row)) => assert!(!row.values.values.is_empty()),
                     Err(err) => assert!(!err.reason.is_empty()),
                 }
-                seen.push((format!("{}:{}", record.position, record.raw()), outcome.is_ok()));
+                seen.push((
+                    format!("{}:{}", record.position, String::from_utf8_lossy(record.raw)),
+                    outcome.is_ok(),
+                ));
             }
             Ok(None) => return (seen, reader.resume_point(), false),
             Err(e) => {
@@ -131,7 +134,7 @@ proptest! {
             let (first, point, _) = import_all(format, &bytes, None, cut);
             let header = (format == Format::Csv).then(|| {
                 let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes.clone()));
-                let r = reader::open(format, input, Arc::default(), None).unwrap();
+                let r = reader::open(format, Default::default(), input, Arc::default(), None).unwrap();
                 r.header().unwrap().to_vec()
             });
             let rest_bytes = &bytes[point.byte as usize..];

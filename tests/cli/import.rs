@@ -120,12 +120,12 @@ fn every_kind_of_bad_row_is_rejected_with_its_line_and_the_rest_imported() {
     assert_eq!(errors[7].2, "properties must be a JSON object, found an array");
     assert_eq!(errors[8].2, "event_id evt_r01 is already stored; skipped");
 
-    let raw: String = env
+    let raw: Vec<u8> = env
         .conn()
         .query_row("SELECT raw FROM task_errors WHERE line = 6", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        raw, "evt_r05,api_request,cust_1,2026-11-01 09:00:00,api,5,",
+        raw, b"evt_r05,api_request,cust_1,2026-11-01 09:00:00,api,5,",
         "the rejected row is kept as read"
     );
 
@@ -301,7 +301,7 @@ fn a_truncated_json_array_fails_and_keeps_what_came_before() {
     assert!(task["error_summary"]
         .as_str()
         .unwrap()
-        .contains("line 3: the file ends inside a JSON value"));
+        .contains("line 3 column 3: the file ends inside the JSON value that starts here"));
     assert_eq!(env.count("SELECT count(*) FROM events WHERE event_id = 'evt_t00'"), 1);
 }
 
@@ -481,8 +481,9 @@ fn an_unclosed_quote_is_named_and_the_rows_before_it_kept() {
     assert_eq!(errors[0].0, 3);
     assert_eq!(
         errors[0].2,
-        "the row has 2 fields, the header has 3 (its quoted fields run over lines 3-6: an unclosed quote?)"
+        "the file ends inside the quoted field opened at line 3 column 4: an unclosed quote took in every line after it"
     );
+    assert_eq!(errors[0].1, "validation");
 }
 
 #[test]

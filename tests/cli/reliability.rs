@@ -386,7 +386,7 @@ fn a_fixed_reject_file_imports_as_it_is_and_completes_the_data() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("event_id,event_name,external_customer_id,timestamp,properties.tokens,line,reason")
+        Some("line,reason,event_id,event_name,external_customer_id,timestamp,properties.tokens")
     );
     assert_eq!(
         lines.count() as u64,
@@ -399,10 +399,21 @@ fn a_fixed_reject_file_imports_as_it_is_and_completes_the_data() {
     let again = stdout_of(&env.cmd().args(["errors", &id]).assert().success().get_output().clone());
     assert_eq!(again, text);
 
+    // Imported unedited, the reject file fails the same rows again: a short row stays short.
+    let unedited = env.run_json(&[rejects.to_str().unwrap()], 3);
+    assert_eq!(unedited["failed_records"].as_u64(), Some(g.bad));
+    assert_eq!(unedited["successful_records"].as_u64(), Some(0));
+
     // Fix the rows where they are, and import the reject file as it is.
-    let fixed = text
+    let fixed: String = text
         .replace(",,cust_1,", ",api_call,cust_1,")
-        .replace("2026-13-01", "2026-12-01");
+        .replace("2026-13-01", "2026-12-01")
+        .lines()
+        .map(|l| match l.ends_with(",api_call,cust_1") {
+            true => format!("{l},2026-11-01T00:00:00Z,1\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
     let fixed_file = env.write("fixed.csv", &fixed);
     let out = env
         .cmd()

@@ -147,6 +147,7 @@ mod tests {
             properties: r#"{"n":"2"}"#.into(),
             line: 2,
             element_line: None,
+            raw: Vec::new(),
         };
         let v: Value = serde_json::from_str(&event(&e)).unwrap();
         assert_eq!(
@@ -171,6 +172,7 @@ mod tests {
             values,
             line: 2,
             element_line: None,
+            raw: Vec::new(),
         };
         assert_eq!(
             row(&feature),
@@ -185,6 +187,7 @@ mod tests {
             values,
             line: 2,
             element_line: None,
+            raw: Vec::new(),
         };
         assert_eq!(
             row(&price),

@@ -68,7 +68,7 @@ enum FlightState {
 enum Settled {
     Created,
     Updated,
-    Failed { reason: String, raw: String },
+    Failed { reason: String, raw: Vec<u8> },
 }
 
 /// What is kept of a sent record to account for it.
@@ -343,12 +343,9 @@ fn item(record: &ValidRecord) -> Item {
     }
 }
 
-/// A record's text for its error row and the reject file: FlexPrice's field names.
-fn raw_text(record: &ValidRecord) -> String {
-    match record {
-        ValidRecord::Event(e) => body::event(e),
-        ValidRecord::Row(r) => r.to_json().to_string(),
-    }
+/// A record's bytes for its error row and the reject file: the input's own.
+fn raw_text(record: &ValidRecord) -> Vec<u8> {
+    record.raw().to_vec()
 }
 
 /// A row's ledger id, from its content and line: the same file sent twice is skipped the

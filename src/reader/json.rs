@@ -246,6 +246,15 @@ impl JsonReader {
     /// After the wrapped array: steps over the wrapping object's other members (a list
     /// response's `pagination`) to its closing brace.
     fn finish_wrapper(&mut self) -> Result<(), ReadError> {
+        // The last element's text is still to be handed out: the members read here go to a
+        // buffer of their own.
+        let element = std::mem::take(&mut self.element);
+        let result = self.skip_wrapper_members();
+        self.element = element;
+        result
+    }
+
+    fn skip_wrapper_members(&mut self) -> Result<(), ReadError> {
         loop {
             match self.peek_non_space()? {
                 Some(b'}') => {

@@ -11,6 +11,7 @@ mod exports;
 mod flexprice;
 mod fuzz;
 mod import;
+mod real_files;
 mod reliability;
 mod sources;
 mod tasks;

@@ -504,3 +504,60 @@ fn reject_files_give_back_each_rows_bytes_and_fail_the_same_rows_again() {
         "{\"line\":2,\"reason\":\"event_id j1 is already stored; skipped\",\"event_id\":\"j1\",\"event_name\":\"a\",\"external_customer_id\":\"c\",\"properties\":{\"x\":1.50}}\n"
     );
 }
+
+#[test]
+fn a_utf16_semicolon_file_with_mac_line_endings_survives_kill_9_exactly() {
+    let env = Env::new();
+    let g = crate::reliability::generate(60_000, 0xfeed);
+    // An Excel export from a Mac in Europe, two files joined: UTF-16LE, `;`, `\r`, rows of
+    // empty cells, and the header again in the middle.
+    let mut lines: Vec<String> = g.text.lines().map(|l| l.replace(',', ";")).collect();
+    let header = lines[0].clone();
+    let mut blank = 0;
+    for i in (1000..lines.len()).step_by(1000).rev() {
+        lines.insert(i, ";;;;".into());
+        blank += 1;
+    }
+    lines.insert(lines.len() / 2, header);
+    let text = lines.join("\r") + "\r";
+    let file = write_bytes(&env, "export.csv", &utf16(&text, false));
+    let out = env
+        .cmd()
+        .args(["create", &file, "--delimiter", ";"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut kills = 0;
+    for pause in [150u64, 300, 450, 600] {
+        let mut child = crate::reliability::spawn(&env, &["run", &id, "--batch-size", "2000"]);
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let task = env.inspect(&id);
+        if task["task_status"] == "COMPLETED" {
+            break;
+        }
+        let stored = env.count(&format!("SELECT count(*) FROM events WHERE task_id = '{id}'")) as u64;
+        assert_eq!(task["successful_records"].as_u64(), Some(stored), "after kill {kills}");
+    }
+    assert!(kills > 0, "the test never interrupted a run");
+    if env.inspect(&id)["task_status"] != "COMPLETED" {
+        env.cmd().args(["run", &id]).assert().code(3);
+    }
+    let task = env.inspect(&id);
+    assert_eq!(task["metadata"]["encoding"], "UTF-16LE");
+    assert_eq!(task["metadata"]["resumed_by"].as_str().unwrap_or("reread"), "reread");
+    assert_eq!(
+        accounted(&env, &task, g.rows + blank + 1),
+        (g.valid_unique, g.duplicates, blank, 1, g.bad)
+    );
+    assert_eq!(
+        env.count("SELECT count(DISTINCT event_id) FROM events") as u64,
+        g.valid_unique
+    );
+}

@@ -10,17 +10,17 @@ use serde_json::Value;
 use crate::support::{stderr_of, stdout_of, Env};
 
 /// A generated CSV and what a correct import of it stores.
-struct Generated {
-    text: String,
-    rows: u64,
-    valid_unique: u64,
-    duplicates: u64,
-    bad: u64,
+pub struct Generated {
+    pub text: String,
+    pub rows: u64,
+    pub valid_unique: u64,
+    pub duplicates: u64,
+    pub bad: u64,
 }
 
 /// Deterministic rows: some bad (missing name, bad timestamp, ragged), some reusing an
 /// earlier valid row's event_id.
-fn generate(rows: u64, seed: u64) -> Generated {
+pub fn generate(rows: u64, seed: u64) -> Generated {
     let mut state = seed | 1;
     let mut next = move || {
         state ^= state << 13;
@@ -91,7 +91,7 @@ fn create(env: &Env, file: &std::path::Path) -> String {
     stdout_of(&out).trim().to_owned()
 }
 
-fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+pub fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
     StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .arg("--db")
         .arg(&env.db)

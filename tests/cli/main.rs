@@ -12,6 +12,7 @@ mod flexprice;
 mod fuzz;
 mod import;
 mod reliability;
+mod signals;
 mod sources;
 mod tasks;
 mod workers;

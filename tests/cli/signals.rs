@@ -381,3 +381,70 @@ fn worker_and_serve_stopped_mid_task_leave_it_resumable_and_a_worker_finishes_it
         assert_eq!(task["metadata"]["resumed_by"], "range", "{command}");
     }
 }
+
+/// Continuing without Range support downloads the file again and skips to the checkpoint; a
+/// signal then stops at once and leaves the task as it was, and the next run is still exact.
+#[test]
+fn a_signal_while_a_download_is_read_again_up_to_the_checkpoint_leaves_the_task_unchanged() {
+    let n = 20_000;
+    let server = FileServer::start(Behaviour {
+        ranges: false,
+        trickle: Some((8 * 1024, Duration::from_millis(6))),
+        ..Behaviour::default()
+    });
+    let url = server.put("usage.csv", events(n).into_bytes());
+    let env = Env::new();
+    let child = spawn(&env, &["run", &url, "--batch-size", "1000"], Stdio::null());
+    // Half way, so that reading again up to the checkpoint takes a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env
+        .conn()
+        .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_or(0)
+        < 8_000
+    {
+        assert!(Instant::now() < deadline, "no checkpoint was written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "INT");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let id = only_task_id(&env);
+    let before = assert_interrupted(&env, &id, n, "SIGINT");
+
+    // The continuation: two probes of the first bytes, then the download read again.
+    let asked = server.shared.requests.lock().unwrap().len();
+    let child = spawn(&env, &["run", &id], Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.shared.requests.lock().unwrap().len() < asked + 3 {
+        assert!(Instant::now() < deadline, "the download was not read again");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "task {id}: stopped by SIGINT while reading the input again up to the checkpoint; it is unchanged"
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    let after = env.inspect(&id);
+    for field in [
+        "task_status",
+        "interrupted",
+        "processed_records",
+        "successful_records",
+        "checkpoint",
+    ] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    assert_eq!(after["metadata"]["resumed"], before["metadata"]["resumed"]);
+
+    let task = env.run_json(&[&id], 0);
+    assert_completed_exactly(&env, &task, n);
+    assert_eq!(task["metadata"]["resumed_by"], "reread");
+}

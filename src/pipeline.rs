@@ -139,6 +139,10 @@ enum Message {
     Chunk(Chunk),
     /// Reading stopped early: the task fails with this reason.
     Stop(String),
+    /// The reader returned the last record of the input: the input was read to its end (a
+    /// known length included, see `source`). Sent after the last chunk. A run completes only
+    /// after this; a channel closed without it (a signal, a reader that died) never does.
+    End,
 }
 
 #[derive(Default)]
@@ -167,6 +171,11 @@ pub fn import(
     let reading_options = options.clone();
     let start = job.resume.as_ref().map(|r| r.point.clone()).unwrap_or_default();
     let fingerprint = job.fingerprint;
+    // A signal before reading begins (while the source was being opened): nothing is read,
+    // and the task stays where its last checkpoint left it.
+    if let Some(signal) = crate::interrupt::received() {
+        return Ok(Outcome::Interrupted(signal));
+    }
     // Not a scoped thread: on a signal the writer stops without waiting for a reader that
     // may be blocked reading a pipe. `rx` is dropped when writing ends, which stops the reader.
     std::thread::Builder::new()
@@ -240,6 +249,8 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let mut rejected: u64 = 0;
     let mut last_send = Instant::now();
     loop {
+        // A signal: stop reading without `End`, so the writer cannot take this for the end
+        // of the input. Rows read but not yet handed over are read again on continuing.
         if crate::interrupt::received().is_some() {
             return;
         }
@@ -295,7 +306,9 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     }
     chunk.next = reader.resume_point();
     chunk.skipped = take_skipped(reader.skipped());
-    let _ = tx.send(Message::Chunk(chunk));
+    if tx.send(Message::Chunk(chunk)).is_ok() {
+        let _ = tx.send(Message::End);
+    }
 }
 
 struct Writer<'a> {
@@ -344,7 +357,8 @@ impl Writer<'_> {
     }
 
     fn write_loop(&mut self, store: &Store, rx: Receiver<Message>, committed: &mut Task) -> Result<Outcome> {
-        let mut outcome = Outcome::Completed;
+        // Completed only once the reader says it read the input to its end (`Message::End`).
+        let mut outcome;
         let mut open: Option<Transaction<'_>> = None;
         let mut batch_started = Instant::now();
         let mut last_commit = Duration::ZERO;
@@ -376,7 +390,23 @@ impl Writer<'_> {
                     self.settle(open.as_ref().expect("opened above"), false)
                 }
                 Err(RecvTimeoutError::Timeout) => Ok(()),
-                Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Message::End) => {
+                    outcome = Outcome::Completed;
+                    break;
+                }
+                // The reader stopped without reaching the end: a signal it saw before this
+                // thread did, or a reader that died. Never the end of the input.
+                Err(RecvTimeoutError::Disconnected) => {
+                    outcome = match crate::interrupt::received() {
+                        Some(signal) => Outcome::Interrupted(signal),
+                        None => Outcome::Failed(
+                            "reading stopped before the end of the input (the reading thread ended \
+                             unexpectedly); what was read is committed"
+                                .into(),
+                        ),
+                    };
+                    break;
+                }
             };
             if let Err(reason) = target_failure(step)? {
                 self.target_failed = true;
@@ -622,6 +652,49 @@ mod tests {
             (4, 5, ROWS.len() as u64)
         );
         assert_eq!(store.task_errors().count("task_t").unwrap(), 2);
+    }
+
+    /// Yields its bytes, then panics where the next read would be: a reading thread that dies
+    /// mid-input.
+    struct DiesAfter(std::io::Cursor<Vec<u8>>);
+
+    impl std::io::Read for DiesAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => panic!("the reading thread dies here (expected by this test)"),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_stops_without_reaching_the_end_never_completes_the_task() {
+        let store = open_in_memory();
+        let mut t = task();
+        store.tasks().create(&t).unwrap();
+        let mut target = LocalTarget::new("t", "task_t", false);
+        let mut job = job("");
+        job.source.reader = Box::new(std::io::BufReader::new(DiesAfter(std::io::Cursor::new(
+            ROWS.as_bytes().to_vec(),
+        ))));
+        let options = RunOptions {
+            chunk_rows: 1,
+            ..options(1, None)
+        };
+        let outcome = import(&store, &mut t, job, &mut target, &options, &mut ()).unwrap();
+        assert!(
+            matches!(outcome, Outcome::Failed(ref r) if r.contains("reading stopped before the end of the input")),
+            "{outcome:?}"
+        );
+        // What was read before is committed with its counters.
+        assert_eq!((t.processed_records, t.successful_records), (4, 2));
+        let stored = store.tasks().get("t", "task_t").unwrap().unwrap();
+        assert_eq!(stored.successful_records, 2);
+        let events: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 2);
     }
 
     #[test]

@@ -238,6 +238,17 @@ fn run_locked(
     let (source, resume, cannot) = match opened {
         Ok(opened) => opened,
         Err(e) => {
+            if let Some(&source::Stopped(signal)) = e.downcast_ref() {
+                // Nothing was read or changed: the task continues from the same checkpoint.
+                if json {
+                    print_json(task)?;
+                }
+                eprintln!(
+                    "flexprice-import: task {}: {e}; it is unchanged: `flexprice-import run {}` continues it",
+                    task.id, task.id
+                );
+                return Ok(ExitStatus::Signal(signal));
+            }
             fail_unstarted(store, task, settings, &format!("{e:#}"))?;
             return Err(e);
         }
@@ -469,12 +480,21 @@ fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings)
         Outcome::Interrupted(signal) => {
             task.move_to(TaskStatus::Failed, now)?;
             task.metadata.interrupted = true;
-            task.error_summary = Some(format!(
-                "interrupted by {} after {} records; `flexprice-import run {}` continues from there",
-                crate::interrupt::name(signal),
-                task.processed_records,
-                task.id
-            ));
+            let signal = crate::interrupt::name(signal);
+            let done = task.processed_records;
+            task.error_summary = Some(if task.file_url == "-" {
+                format!(
+                    "interrupted by {signal} after {done} records; standard input cannot be continued: \
+                     `flexprice-import run {} < FILE` reads the whole input again from its start \
+                     (rows already stored are not stored twice)",
+                    task.id
+                )
+            } else {
+                format!(
+                    "interrupted by {signal} after {done} records; `flexprice-import run {}` continues from there",
+                    task.id
+                )
+            });
         }
     }
     update_announcing(store, task, event)

@@ -39,6 +39,9 @@ pub struct Download {
     validator: Option<String>,
     /// Where in the resource the next byte read is.
     pos: u64,
+    /// Where the current response's body ends in the resource (its start plus its
+    /// Content-Length), when the server says: a body that ends before it broke off.
+    end: Option<u64>,
     reconnects: u32,
     /// For a guarded download: the most bytes, and when it must be done.
     limits: Option<(u64, std::time::Instant)>,
@@ -170,6 +173,12 @@ fn range_start(response: &Response) -> Option<u64> {
     text.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
 }
 
+/// Where a response's body ends in the resource: `from` plus its Content-Length.
+fn body_end(response: &Response, from: u64) -> Option<u64> {
+    let length: u64 = response.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()?;
+    Some(from + length)
+}
+
 /// The whole length from `Content-Range: bytes 0-0/200`.
 fn range_total(response: &Response) -> Option<u64> {
     let text = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
@@ -178,6 +187,7 @@ fn range_total(response: &Response) -> Option<u64> {
 
 impl Download {
     fn new(client: Client, url: &str, response: Response, from: u64) -> Download {
+        let end = body_end(&response, from);
         let headers = response.headers();
         let size = if response.status() == StatusCode::PARTIAL_CONTENT {
             range_total(&response)
@@ -211,6 +221,7 @@ impl Download {
             fingerprint,
             ranges,
             validator,
+            end,
             pos: from,
             reconnects: 0,
             limits: None,
@@ -249,6 +260,7 @@ impl Download {
                 self.shown
             )));
         }
+        self.end = body_end(&response, self.pos);
         self.response = response;
         Ok(())
     }
@@ -271,7 +283,19 @@ impl Read for Download {
             }
         }
         loop {
-            match self.response.read(buf) {
+            let read = match self.response.read(buf) {
+                // A body that ends before its Content-Length broke off, even if the connection
+                // closed cleanly: it is picked up, or an error, never the end of the input.
+                Ok(0) if !buf.is_empty() && self.end.is_some_and(|end| self.pos < end) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the connection closed before the {} bytes the server announced",
+                        self.end.unwrap_or_default()
+                    ),
+                )),
+                read => read,
+            };
+            match read {
                 Ok(n) => {
                     self.pos += n as u64;
                     return Ok(n);

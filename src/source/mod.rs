@@ -303,6 +303,7 @@ pub fn open_at(
             inner: Box::new(Counted {
                 inner: raw.read,
                 counters: Arc::clone(&counters),
+                size,
             }),
             counters: Arc::clone(&counters),
         };
@@ -320,8 +321,24 @@ pub fn open_at(
     // From the start, skipping what the checkpoint covers.
     let mut source = open(spec, declared)?;
     source.counters.record_start.store(offset, Ordering::Relaxed);
-    let skipped = io::copy(&mut (&mut source.reader).take(offset), &mut io::sink())
-        .with_context(|| format!("reading {} again up to the checkpoint", spec.display_name()))?;
+    let mut skipped = 0;
+    while skipped < offset {
+        // Reading a large download or compressed file again can take a while: a signal stops
+        // it before anything is read into the task.
+        if let Some(signal) = crate::interrupt::received() {
+            return Err(Stopped(signal).into());
+        }
+        let buf = source
+            .reader
+            .fill_buf()
+            .with_context(|| format!("reading {} again up to the checkpoint", spec.display_name()))?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min((offset - skipped) as usize);
+        source.reader.consume(n);
+        skipped += n as u64;
+    }
     if skipped < offset {
         return Ok(Reopened::Cannot(format!(
             "{} is shorter than the checkpoint's byte {offset}",
@@ -332,6 +349,12 @@ pub fn open_at(
     Ok(Reopened::At(source))
 }
 
+/// A signal came while a source was being read again up to its checkpoint: nothing was read
+/// into the task, which stays as it was.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {} while reading the input again up to the checkpoint", crate::interrupt::name(*.0))]
+pub struct Stopped(pub i32);
+
 /// Decompresses what needs it (told by its first bytes), counting the input's own bytes.
 fn decode(raw: Raw, spec: &SourceSpec) -> Result<(Box<dyn BufRead + Send>, bool, Arc<ReadCounters>)> {
     let counters = Arc::new(ReadCounters::default());
@@ -339,6 +362,7 @@ fn decode(raw: Raw, spec: &SourceSpec) -> Result<(Box<dyn BufRead + Send>, bool,
     let counted = Counted {
         inner: raw.read,
         counters: Arc::clone(&counters),
+        size: raw.size,
     };
     let mut buffered = BufReader::with_capacity(BUFFER_BYTES, counted);
     let head = buffered
@@ -384,18 +408,34 @@ fn open_file(path: &Path) -> Result<File> {
     File::open(path).with_context(|| format!("opening {}", path.display()))
 }
 
-/// Counts the input's own bytes, before decompression.
+/// Counts the input's own bytes, before decompression, and refuses to end before a known
+/// length: an input whose size was known when it was opened (a file's size, a download's
+/// length) that ends short was cut off, which is an error, never the end of the input.
 struct Counted {
     inner: Box<dyn Read + Send>,
     counters: Arc<ReadCounters>,
+    /// The input's whole length in bytes, when known; `input_bytes` counts from the start of
+    /// the input, so that a source opened mid-way compares against it too.
+    size: Option<u64>,
 }
 
 impl Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.counters.input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let at = self.counters.input_bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if let Some(size) = self.size.filter(|&size| n == 0 && !buf.is_empty() && at < size) {
+            return Err(io::Error::other(CutShort { at, size }));
+        }
         Ok(n)
     }
+}
+
+/// An input that ended before its known length.
+#[derive(Debug, thiserror::Error)]
+#[error("the input ended at byte {at} of its {size} (it was cut short: truncated, or a download that broke off)")]
+pub struct CutShort {
+    pub at: u64,
+    pub size: u64,
 }
 
 /// Says which input a decompression error comes from.
@@ -445,6 +485,39 @@ pub struct RecordTooLong {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    /// A source whose size was known when it was opened and that ends short is cut off: an
+    /// error, never the end of the input. Longer than its size (a file still growing) is not.
+    #[test]
+    fn an_input_that_ends_before_its_known_length_is_an_error() {
+        let read = |bytes: &[u8], size: u64| {
+            let raw = Raw {
+                read: Box::new(io::Cursor::new(bytes.to_vec())),
+                size: Some(size),
+                fingerprint: None,
+                ranges: None,
+                at: 0,
+            };
+            let (mut decoded, _, _) = decode(raw, &SourceSpec::File("usage.csv".into())).unwrap();
+            let mut out = Vec::new();
+            decoded.read_to_end(&mut out).map(|_| out)
+        };
+        assert_eq!(read(b"a,b\n1,2\n", 8).unwrap(), b"a,b\n1,2\n");
+        assert_eq!(read(b"a,b\n1,2\n", 4).unwrap(), b"a,b\n1,2\n");
+        let err = read(b"a,b\n1,2\n", 100).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the input ended at byte 8 of its 100 (it was cut short: truncated, or a download that broke off)"
+        );
+        // Compressed: the compressed bytes are what the length counts.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        io::Write::write_all(&mut gz, b"a,b\n1,2\n").unwrap();
+        let gz = gz.finish().unwrap();
+        let whole = gz.len() as u64;
+        assert_eq!(read(&gz, whole).unwrap(), b"a,b\n1,2\n");
+        assert!(read(&gz, whole + 10).unwrap_err().to_string().contains("cut short"));
+    }
 
     #[test]
     fn a_record_may_not_grow_without_end() {

@@ -13,6 +13,7 @@ mod fuzz;
 mod import;
 mod real_files;
 mod reliability;
+mod signals;
 mod sources;
 mod tasks;
 mod workers;

@@ -341,45 +341,6 @@ fn a_worker_killed_mid_task_is_replaced_without_loss_or_duplicates() {
     assert_eq!(env.count("SELECT count(*) FROM events"), n as i64);
 }
 
-#[cfg(unix)]
-#[test]
-fn sigterm_checkpoints_the_tasks_in_hand_and_another_worker_finishes_them() {
-    let env = Env::new();
-    let n = 300_000;
-    let file = events_csv(&env, "term", n);
-    let id = create(&env, &file, &[]);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
-        .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
-        .args(["worker", "--progress", "never"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.count("SELECT count(*) FROM task_checkpoints") == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{}", stderr_of(&out));
-    let task = env.inspect(&id);
-    if task["task_status"] == "COMPLETED" {
-        return; // It finished before the signal landed: nothing to hand over.
-    }
-    assert_eq!(task["task_status"], "FAILED");
-    assert_eq!(task["interrupted"], true);
-    // Handed back at once: the next worker takes it without waiting for the lease.
-    env.cmd().args(["worker", "--once"]).assert().success();
-    let task = env.inspect(&id);
-    assert_eq!(task["task_status"], "COMPLETED");
-    assert_eq!(task["successful_records"], n as u64);
-    assert_eq!(task["metadata"]["resumed"], 1);
-    assert_eq!(env.count("SELECT count(*) FROM events"), n as i64);
-}
-
 #[test]
 fn progress_webhooks_come_at_most_as_often_as_asked() {
     use std::io::Write as _;

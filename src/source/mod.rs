@@ -486,7 +486,6 @@ pub struct RecordTooLong {
 mod tests {
     use super::*;
 
-    #[test]
     /// A source whose size was known when it was opened and that ends short is cut off: an
     /// error, never the end of the input. Longer than its size (a file still growing) is not.
     #[test]

@@ -64,6 +64,15 @@ fn accounted(env: &Env, task: &Value, rows: u64) -> (u64, u64, u64, u64, u64) {
     fates
 }
 
+/// Runs the binary and checks that it exits with `code`, saying `message` on stderr.
+fn refused(env: &Env, args: &[&str], code: i32, message: &str) {
+    env.cmd()
+        .args(args)
+        .assert()
+        .code(code)
+        .stderr(predicate::str::contains(message));
+}
+
 fn write_bytes(env: &Env, name: &str, bytes: &[u8]) -> String {
     let path = env.dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -354,11 +363,12 @@ fn windows_1252_is_read_with_encoding_and_its_reject_file_keeps_its_bytes() {
     assert_eq!(accounted(&env, &task, 1), (0, 0, 0, 0, 1));
     assert_eq!(env.errors(task["id"].as_str().unwrap())[0].2, "event_name is required");
 
-    env.cmd()
-        .args(["run", &file, "--encoding", "klingon"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("\"klingon\" is not an encoding label"));
+    refused(
+        &env,
+        &["run", &file, "--encoding", "klingon"],
+        2,
+        "\"klingon\" is not an encoding label",
+    );
 }
 
 #[test]
@@ -366,9 +376,7 @@ fn other_delimiters_are_read_and_a_wrong_one_is_named() {
     let env = Env::new();
     let text = "event_id;event_name;external_customer_id;properties.amount\ne1;api;c1;\"1,5\"\ne2;api;c2;3\n";
     let file = write_bytes(&env, "european.csv", text.as_bytes());
-    env.cmd().args(["run", &file]).assert().code(1).stderr(predicate::str::contains(
-        "the header lacks the required columns event_name, external_customer_id (the header reads as ;-separated: pass --delimiter ';')",
-    ));
+    refused(&env, &["run", &file], 1, "the header lacks the required columns event_name, external_customer_id (the header reads as ;-separated: pass --delimiter ';')");
     let task = env.run_json(&[&file, "--delimiter", ";"], 0);
     assert_eq!(accounted(&env, &task, 2), (2, 0, 0, 0, 0));
     let rows = stored(&env, &task);
@@ -382,17 +390,19 @@ fn other_delimiters_are_read_and_a_wrong_one_is_named() {
     );
     let task = env.run_json(&[&file, "--delimiter", "|"], 0);
     assert_eq!(stored(&env, &task)[0].0, "p1");
-    env.cmd()
-        .args(["run", &file, "--delimiter", "#"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("\"#\" is not one of , ; tab |"));
+    refused(
+        &env,
+        &["run", &file, "--delimiter", "#"],
+        2,
+        "\"#\" is not one of , ; tab |",
+    );
     let json = write_bytes(&env, "x.jsonl", b"{}\n");
-    env.cmd()
-        .args(["run", &json, "--delimiter", ";"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--delimiter applies to CSV files, not jsonl"));
+    refused(
+        &env,
+        &["run", &json, "--delimiter", ";"],
+        2,
+        "--delimiter applies to CSV files, not jsonl",
+    );
 }
 
 #[test]
@@ -431,9 +441,7 @@ fn json_shapes_that_would_lose_data_are_refused() {
         "pretty.jsonl",
         b"[\n  {\"event_name\": \"a\", \"external_customer_id\": \"c\"}\n]\n",
     );
-    env.cmd().args(["run", &file]).assert().code(1).stderr(predicate::str::contains(
-        "line 1: this is not JSON Lines (one object per line) but one JSON document written over several lines: read it with --format json",
-    ));
+    refused(&env, &["run", &file], 1, "line 1: this is not JSON Lines (one object per line) but one JSON document written over several lines: read it with --format json");
     let task = env.run_json(&[&file, "--format", "json"], 0);
     assert_eq!(accounted(&env, &task, 1), (1, 0, 0, 0, 0));
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
+use super::decimal::Exact;
 use super::{json_kind, quoted, Entity, EntityOptions, Fields, HeaderError, PropertyType, ValidRecord, Validator};
 use crate::reader::Record;
 use crate::row_error::RowError;
@@ -315,8 +316,9 @@ pub fn parse_timestamp(text: Option<&str>, now: Option<DateTime<Utc>>) -> Result
     }
 }
 
-/// A property read as its `--property-type`: numbers become JSON numbers, booleans JSON
-/// booleans; a value that is not of the type rejects the row.
+/// A property read as its `--property-type`: numbers become JSON numbers with exactly the
+/// digits given (see `decimal::Exact`), booleans JSON booleans; a value that is not of the
+/// type rejects the row.
 fn typed_property(key: &str, kind: PropertyType, value: &Value) -> Result<Value, RowError> {
     let column = format!("properties.{key}");
     let wrong = |what: &str| {
@@ -329,21 +331,18 @@ fn typed_property(key: &str, kind: PropertyType, value: &Value) -> Result<Value,
     match (kind, value) {
         (PropertyType::String, Value::String(_)) => Ok(value.clone()),
         (PropertyType::String, Value::Number(_) | Value::Bool(_)) => Ok(Value::String(value.to_string())),
-        (PropertyType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(value.clone()),
-        (PropertyType::Integer, Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| wrong("an integer")),
-        (PropertyType::Decimal, Value::Number(_)) => Ok(value.clone()),
-        (PropertyType::Decimal, Value::String(s)) => {
-            let text = s.trim();
-            rust_decimal::Decimal::from_str_exact(text)
-                .ok()
-                .and_then(|_| serde_json::from_str::<serde_json::Number>(text).ok())
-                .map(Value::Number)
-                .ok_or_else(|| wrong("a decimal number"))
+        // JSON numbers arrive with their digits (serde_json's arbitrary_precision); text is
+        // read exactly, of any length, never through a float.
+        (PropertyType::Integer, Value::Number(n)) if Exact::parse_integer(&n.to_string()).is_some() => {
+            Ok(value.clone())
         }
+        (PropertyType::Integer, Value::String(s)) => Exact::parse_integer(s.trim())
+            .map(|n| Value::Number(n.to_number()))
+            .ok_or_else(|| wrong("an integer")),
+        (PropertyType::Decimal, Value::Number(_)) => Ok(value.clone()),
+        (PropertyType::Decimal, Value::String(s)) => Exact::parse(s.trim())
+            .map(|n| Value::Number(n.to_number()))
+            .ok_or_else(|| wrong("a decimal number")),
         (PropertyType::Boolean, Value::Bool(_)) => Ok(value.clone()),
         (PropertyType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" => Ok(Value::Bool(true)),

@@ -42,7 +42,7 @@ const COLUMNS: &[Column] = &[
     Column::text("event_name", None, "api_request"),
     Column::of("aggregation_type", Kind::Enum(AGGREGATIONS), "COUNT"),
     Column::text("aggregation_field", None, ""),
-    Column::of("aggregation_multiplier", Kind::Decimal { min: None }, ""),
+    Column::of("aggregation_multiplier", Kind::Decimal { non_negative: false }, ""),
     Column::text("aggregation_bucket_size", None, ""),
     Column::of("reset_usage", Kind::Enum(RESETS), "BILLING_PERIOD"),
 ];

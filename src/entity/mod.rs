@@ -3,6 +3,7 @@
 
 mod countries;
 pub mod customers;
+pub mod decimal;
 pub mod events;
 pub mod features;
 pub mod mapping;

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use super::decimal::Exact;
 use super::{json_kind, quoted, Fields};
 use crate::row_error::RowError;
 
@@ -18,8 +18,9 @@ pub enum Kind {
     Text { max: Option<usize> },
     /// One of these values, any case in, FlexPrice's spelling out.
     Enum(&'static [&'static str]),
-    /// An exact decimal (never a float), at least `min`.
-    Decimal { min: Option<i64> },
+    /// An exact decimal of any length (never a float; see `decimal::Exact`), stored as text
+    /// with the digits given; with `non_negative`, 0 or more.
+    Decimal { non_negative: bool },
     /// A whole number, at least `min`.
     Integer { min: i64 },
     /// An RFC 3339 time, stored in UTC.
@@ -73,7 +74,7 @@ impl Column {
             Kind::Text { max: Some(max) } => format!("text of at most {max} characters"),
             Kind::Text { max: None } => "text".into(),
             Kind::Enum(values) => format!("one of {}", values.join(", ")),
-            Kind::Decimal { min: Some(0) } => "a decimal number of 0 or more, like \"12.50\"".into(),
+            Kind::Decimal { non_negative: true } => "a decimal number of 0 or more, like \"12.50\"".into(),
             Kind::Decimal { .. } => "a decimal number, like \"12.50\"".into(),
             Kind::Integer { min } => format!("a whole number of {min} or more"),
             Kind::Timestamp => "an RFC 3339 time like 2024-03-20T15:04:05Z".into(),
@@ -267,27 +268,19 @@ pub fn check(column: &Column, raw: Raw<'_>) -> Result<Value, RowError> {
                 .map(|v| Value::String((*v).to_owned()))
                 .ok_or_else(wrong)
         }
-        Kind::Decimal { min } => {
-            let text = match raw {
-                Raw::Text(t) => t.to_owned(),
-                // A JSON integer is exact; a JSON fraction may already have lost precision.
-                Raw::Json(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-                Raw::Json(Value::Number(_)) => {
-                    return Err(invalid(
-                        name,
-                        format!(
-                            "{name} {} must be written as a string, like \"0.01\", to stay exact",
-                            shown(raw)
-                        ),
-                    ))
-                }
-                Raw::Json(_) => return Err(wrong()),
-            };
-            let value = Decimal::from_str_exact(&text).map_err(|_| wrong())?;
-            if let Some(min) = min.filter(|&m| value < Decimal::from(m)) {
-                return Err(invalid(name, format!("{name} {} is less than {min}", shown(raw))));
+        Kind::Decimal { non_negative } => {
+            let exact = match raw {
+                Raw::Text(t) => Exact::parse(t),
+                // A JSON number keeps the digits it was written with (serde_json's
+                // arbitrary_precision), fraction or not.
+                Raw::Json(Value::Number(n)) => Exact::parse(&n.to_string()),
+                Raw::Json(_) => None,
             }
-            Ok(Value::String(value.to_string()))
+            .ok_or_else(wrong)?;
+            if non_negative && exact.is_negative() {
+                return Err(invalid(name, format!("{name} {} is less than 0", shown(raw))));
+            }
+            Ok(Value::String(exact.as_str().to_owned()))
         }
         Kind::Integer { min } => {
             let number = match raw {

@@ -14,4 +14,5 @@ mod import;
 mod reliability;
 mod sources;
 mod tasks;
+mod values;
 mod workers;

@@ -292,10 +292,7 @@ impl EventValidator {
 }
 
 fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, RowError> {
-    match value {
-        Some(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(RowError::validation(Some(name), format!("{name} is required"))),
-    }
+    value.ok_or_else(|| RowError::validation(Some(name), format!("{name} is required")))
 }
 
 /// Parses an RFC 3339 timestamp (offsets allowed) into UTC; empty means `now` (the task's
@@ -372,31 +369,37 @@ fn build(
     line: u64,
     element_line: Option<u64>,
 ) -> Result<Event, RowError> {
-    let event_name = required(given.event_name, EVENT_NAME)?.trim().to_owned();
-    let external_customer_id = required(given.external_customer_id, EXTERNAL_CUSTOMER_ID)?.to_owned();
-    let timestamp = parse_timestamp(given.timestamp, now)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    // Identifier fields are trimmed and checked alike from CSV and JSON (see
+    // `entity::identifier`); properties are free text, kept as given.
+    let event_id = super::identifier(EVENT_ID, given.event_id)?;
+    let event_name = super::identifier(EVENT_NAME, given.event_name)?;
+    let external_customer_id = super::identifier(EXTERNAL_CUSTOMER_ID, given.external_customer_id)?;
+    let customer_id = super::identifier(CUSTOMER_ID, given.customer_id)?;
+    let given_timestamp = super::identifier(TIMESTAMP, given.timestamp)?;
+    let source = super::identifier(SOURCE, given.source)?;
+    let event_name = required(event_name, EVENT_NAME)?;
+    let external_customer_id = required(external_customer_id, EXTERNAL_CUSTOMER_ID)?;
+    let timestamp = parse_timestamp(given_timestamp, now)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let properties = Value::Object(given.properties).to_string();
-    let customer_id = given.customer_id.map(str::to_owned);
-    let source = given.source.map(str::to_owned);
-    let event_id = match given.event_id.map(str::trim).filter(|id| !id.is_empty()) {
+    let event_id = match event_id {
         Some(id) => id.to_owned(),
         None => derived_event_id(
             line,
-            &event_name,
-            &external_customer_id,
-            given.customer_id,
-            given.timestamp,
-            given.source,
+            event_name,
+            external_customer_id,
+            customer_id,
+            given_timestamp,
+            source,
             &properties,
         ),
     };
     Ok(Event {
         event_id,
-        event_name,
-        external_customer_id,
-        customer_id,
+        event_name: event_name.to_owned(),
+        external_customer_id: external_customer_id.to_owned(),
+        customer_id: customer_id.map(str::to_owned),
         timestamp,
-        source,
+        source: source.map(str::to_owned),
         properties,
         line,
         element_line,
@@ -405,7 +408,8 @@ fn build(
 
 /// An id for an event that has none, from its content and position: the same file run twice
 /// gives the same ids (stored once), while two identical rows on different lines differ.
-/// The timestamp enters as given, so an empty one ("now") still gives a stable id.
+/// The identifier fields enter trimmed, as they are stored; the timestamp as given (trimmed,
+/// not yet converted to UTC), so an empty one ("now") still gives a stable id.
 fn derived_event_id(
     line: u64,
     event_name: &str,
@@ -421,7 +425,7 @@ fn derived_event_id(
         Some(event_name),
         Some(external_customer_id),
         customer_id,
-        timestamp.map(str::trim),
+        timestamp,
         source,
         Some(properties),
     ] {
@@ -549,5 +553,81 @@ mod tests {
         assert_eq!(a.event_id, json_event(row, 3).unwrap().event_id);
         assert_ne!(a.event_id, json_event(row, 4).unwrap().event_id);
         assert!(a.event_id.starts_with("evt_") && a.event_id.len() == 36);
+    }
+
+    #[test]
+    fn identifiers_are_trimmed_alike_in_csv_and_json_and_properties_kept() {
+        let h = "event_name,external_customer_id,customer_id,source,timestamp,properties.note";
+        let from_csv = csv_event(h, " api \t,\u{a0}cust_a ,  c9 , web ,\t2026-11-01T10:00:00Z , spaced ").unwrap();
+        let from_json = json_event(
+            r#"{"event_name":" api \t","external_customer_id":"\u00a0cust_a ","customer_id":"  c9 ",
+                "source":" web ","timestamp":"\t2026-11-01T10:00:00Z ","properties":{"note":" spaced "}}"#,
+            2,
+        )
+        .unwrap();
+        assert_eq!(from_csv, from_json, "the same event, the same derived id");
+        assert_eq!(
+            (
+                from_csv.event_name.as_str(),
+                from_csv.external_customer_id.as_str(),
+                from_csv.customer_id.as_deref(),
+                from_csv.source.as_deref(),
+                from_csv.properties.as_str()
+            ),
+            ("api", "cust_a", Some("c9"), Some("web"), r#"{"note":" spaced "}"#)
+        );
+        let plain = csv_event(h, "api,cust_a,c9,web,2026-11-01T10:00:00Z, spaced ").unwrap();
+        assert_eq!(plain.event_id, from_csv.event_id, "derived from the trimmed values");
+        // White space alone is "not given".
+        assert_eq!(
+            csv_event(h, "api,  ,,,,").unwrap_err().reason,
+            "external_customer_id is required"
+        );
+    }
+
+    #[test]
+    fn control_characters_reject_identifiers_and_stay_in_properties() {
+        let h = "event_id,event_name,external_customer_id,properties.note";
+        let err = csv_event(h, "e1,api,cust\0_a,x").unwrap_err();
+        assert_eq!(err.column.as_deref(), Some("external_customer_id"));
+        assert_eq!(
+            err.reason,
+            "external_customer_id contains a control character (U+0000) at character 5"
+        );
+        for (row, column, reason) in [
+            (
+                "e\u{7f}1,api,c,x",
+                "event_id",
+                "event_id contains a control character (U+007F) at character 2",
+            ),
+            (
+                " e1,a\u{85}pi,c,x",
+                "event_name",
+                "event_name contains a control character (U+0085) at character 2",
+            ),
+            (
+                "e1,api,  c\tc,x",
+                "external_customer_id",
+                "external_customer_id contains a control character (U+0009) at character 4",
+            ),
+        ] {
+            let err = csv_event(h, row).unwrap_err();
+            assert_eq!(
+                (err.column.as_deref(), err.reason.as_str()),
+                (Some(column), reason),
+                "{row:?}"
+            );
+        }
+        let err = json_event(
+            r#"{"event_name":"api","external_customer_id":"c","source":"web\u001b[31m"}"#,
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.reason,
+            "source contains a control character (U+001B) at character 4"
+        );
+        let kept = csv_event(h, "e1,api,c,\"line\none\ttab\0nul\"").unwrap();
+        assert_eq!(kept.properties, r#"{"note":"line\none\ttab\u0000nul"}"#);
     }
 }

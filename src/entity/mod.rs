@@ -246,6 +246,34 @@ pub fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// An identifier field as read: trimmed of Unicode white space (`str::trim`, the same for CSV
+/// and JSON input, so ` cust_a ` and `cust_a` are one customer), `None` when nothing is left,
+/// and refused when a control character (Unicode Cc: C0, DEL, C1, NUL included) remains
+/// inside, since an id holding one matches nothing a person can type and breaks the tools
+/// that show it. The error names the column and the character's position (counted from 1 in
+/// the value as given): `external_customer_id contains a control character (U+0000) at
+/// character 5`. Free text (names, descriptions, properties, metadata) is not read this way.
+pub fn identifier<'a>(column: &str, value: Option<&'a str>) -> Result<Option<&'a str>, RowError> {
+    let Some(given) = value else { return Ok(None) };
+    let trimmed = given.trim();
+    // Every control character's UTF-8 starts with a byte below 0x20, 0x7F (DEL) or 0xC2 (C1);
+    // most ids have none of these, and skip the character-by-character search.
+    if trimmed.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        if let Some((at, c)) = trimmed.chars().enumerate().find(|(_, c)| c.is_control()) {
+            let leading = given[..given.len() - given.trim_start().len()].chars().count();
+            return Err(RowError::validation(
+                Some(column),
+                format!(
+                    "{column} contains a control character (U+{:04X}) at character {}",
+                    c as u32,
+                    leading + at + 1
+                ),
+            ));
+        }
+    }
+    Ok((!trimmed.is_empty()).then_some(trimmed))
+}
+
 /// A value quoted for an error message, cut short if long.
 pub fn quoted(value: &str) -> String {
     const MAX: usize = 80;

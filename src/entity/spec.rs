@@ -14,8 +14,12 @@ use crate::row_error::RowError;
 /// What a column holds and how a value is checked.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    /// Text, trimmed, with an optional maximum length in characters.
+    /// Free text (names, descriptions, addresses), trimmed, with an optional maximum length
+    /// in characters; control characters are kept.
     Text { max: Option<usize> },
+    /// An identifier (external_id, lookup_key, entity_id, meter_id, …): trimmed, and refused
+    /// when it holds a control character (see `entity::identifier`).
+    Key,
     /// One of these values, any case in, FlexPrice's spelling out.
     Enum(&'static [&'static str]),
     /// An exact decimal of any length (never a float; see `decimal::Exact`), stored as text
@@ -54,6 +58,15 @@ impl Column {
         }
     }
 
+    pub const fn key(name: &'static str, example: &'static str) -> Column {
+        Column {
+            name,
+            required: false,
+            kind: Kind::Key,
+            example,
+        }
+    }
+
     pub const fn of(name: &'static str, kind: Kind, example: &'static str) -> Column {
         Column {
             name,
@@ -72,7 +85,7 @@ impl Column {
     pub fn expected(&self) -> String {
         match self.kind {
             Kind::Text { max: Some(max) } => format!("text of at most {max} characters"),
-            Kind::Text { max: None } => "text".into(),
+            Kind::Text { max: None } | Kind::Key => "text".into(),
             Kind::Enum(values) => format!("one of {}", values.join(", ")),
             Kind::Decimal { non_negative: true } => "a decimal number of 0 or more, like \"12.50\"".into(),
             Kind::Decimal { .. } => "a decimal number, like \"12.50\"".into(),
@@ -175,13 +188,12 @@ impl ColumnReader {
                 };
                 let text = std::str::from_utf8(row.get(idx).unwrap_or_default())
                     .map_err(|_| invalid(name, format!("{name} is not valid UTF-8 text")))?;
-                let text = text.trim();
-                Ok((!text.is_empty()).then_some(Raw::Text(text)))
+                Ok((!text.trim().is_empty()).then_some(Raw::Text(text)))
             }
             Fields::Json(map) => Ok(match map.get(name) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) if s.trim().is_empty() => None,
-                Some(Value::String(s)) => Some(Raw::Text(s.trim())),
+                Some(Value::String(s)) => Some(Raw::Text(s)),
                 Some(other) => Some(Raw::Json(other)),
             }),
         }
@@ -245,11 +257,21 @@ fn shown(raw: Raw<'_>) -> String {
     }
 }
 
-/// Checks one value against its column's rule.
+/// Checks one value against its column's rule. Text is trimmed first, from CSV and JSON alike
+/// (an identifier's control characters are looked for in the value as given, to say where).
 pub fn check(column: &Column, raw: Raw<'_>) -> Result<Value, RowError> {
     let name = column.name;
+    let raw = match (column.kind, raw) {
+        (Kind::Key, Raw::Text(text)) => {
+            let key = super::identifier(name, Some(text))?.unwrap_or_default();
+            return Ok(Value::String(key.to_owned()));
+        }
+        (_, Raw::Text(text)) => Raw::Text(text.trim()),
+        (_, json) => json,
+    };
     let wrong = || invalid(name, format!("{name} {} is not {}", shown(raw), column.expected()));
     match column.kind {
+        Kind::Key => Err(wrong()),
         Kind::Text { max } => {
             let Raw::Text(text) = raw else { return Err(wrong()) };
             if let Some(max) = max.filter(|&m| text.chars().count() > m) {

@@ -1,5 +1,6 @@
 //! Values kept exactly: numbers with every digit from any input to the store, exports and
-//! request bodies.
+//! request bodies; identifiers trimmed alike for every entity and format, and refused with
+//! control characters inside, while free text keeps them.
 
 use serde_json::Value;
 
@@ -257,4 +258,293 @@ fn request_bodies_keep_every_digit() {
             r#"{"event_id":"e1","event_name":"api","external_customer_id":"c1","properties":{"big":123456789012345678901234,"cost":1234567890.123456789},"timestamp":"2026-11-01T00:00:00Z"}"#
         ]
     );
+}
+
+/// Rejected rows of a task: (line, column, kind, reason).
+fn rejected(env: &Env, task: &Value) -> Vec<(i64, Option<String>, String, String)> {
+    let conn = env.conn();
+    let mut stmt = conn
+        .prepare("SELECT line, \"column\", kind, reason FROM task_errors WHERE task_id = ?1 ORDER BY line, id")
+        .unwrap();
+    stmt.query_map([task["id"].as_str().unwrap()], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// Every stored event, every column a user sets, by event_id.
+fn full_events(env: &Env) -> Vec<[Option<String>; 7]> {
+    let conn = env.conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT event_id, event_name, external_customer_id, customer_id, timestamp, source, properties \
+             FROM events ORDER BY event_id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok([
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ])
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn event_row(id: &str, customer_id: Option<&str>, source: Option<&str>, properties: &str) -> [Option<String>; 7] {
+    [
+        Some(id.to_owned()),
+        Some("api".to_owned()),
+        Some("cust_a".to_owned()),
+        customer_id.map(str::to_owned),
+        Some("2026-11-01T00:00:00Z".to_owned()),
+        source.map(str::to_owned),
+        Some(properties.to_owned()),
+    ]
+}
+
+/// ` cust_a ` is the customer `cust_a` wherever it is written: the events of every format
+/// match the customer, and later rows with spaces update what was stored without them.
+#[test]
+fn identifiers_are_trimmed_alike_for_every_entity_in_csv_json_and_jsonl() {
+    let env = Env::new();
+    let customers = env.write("customers.csv", "external_id,name\n cust_a ,Acme\n");
+    assert_eq!(counters(&env.run_json(&[customers.to_str().unwrap()], 0)), (1, 1, 0, 0));
+    let again = env.write(
+        "customers.jsonl",
+        "{\"external_id\":\"\\tcust_a\\u00a0\",\"name\":\" Acme Inc. \"}\n",
+    );
+    let updated = env.run_json(&[again.to_str().unwrap()], 0);
+    assert_eq!(updated["metadata"]["updated_records"], 1, "the same customer");
+    let conn = env.conn();
+    let customers: Vec<(String, String)> = conn
+        .prepare("SELECT external_id, name FROM customers")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(customers, [("cust_a".to_owned(), "Acme Inc.".to_owned())]);
+
+    let csv = env.write(
+        "events.csv",
+        "event_id,event_name,external_customer_id,customer_id,timestamp,source,properties.note\n\
+          c1 , api , cust_a ,  c9 , 2026-11-01T00:00:00Z , web , kept \n\
+         c2,api,\tcust_a,,2026-11-01T00:00:00Z,  ,\n",
+    );
+    let jsonl = env.write(
+        "events.jsonl",
+        "{\"event_id\":\" l1\",\"event_name\":\"api \",\"external_customer_id\":\" cust_a \",\"customer_id\":\" c9 \",\
+         \"timestamp\":\" 2026-11-01T00:00:00Z\",\"source\":\"web \",\"properties\":{\"note\":\" kept \"}}\n",
+    );
+    let json = env.write(
+        "events.json",
+        "[{\"event_id\":\"a1 \",\"event_name\":\" api\",\"external_customer_id\":\"\\u2003cust_a\",\
+         \"timestamp\":\"2026-11-01T00:00:00Z\",\"source\":\" \",\"properties\":{\"note\":\" kept \"}}]",
+    );
+    for file in [&csv, &jsonl, &json] {
+        assert_eq!(
+            counters(&env.run_json(&[file.to_str().unwrap()], 0)),
+            if file == &csv { (2, 2, 0, 0) } else { (1, 1, 0, 0) },
+            "{}",
+            file.display()
+        );
+    }
+    let note = r#"{"note":" kept "}"#;
+    assert_eq!(
+        full_events(&env),
+        [
+            event_row("a1", None, None, note),
+            event_row("c1", Some("c9"), Some("web"), note),
+            event_row("c2", None, None, "{}"),
+            event_row("l1", Some("c9"), Some("web"), note),
+        ]
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM events e JOIN customers c ON c.external_id = e.external_customer_id"),
+        4,
+        "every event's usage matches the customer"
+    );
+
+    // Features and prices: the keys too.
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key,event_name,aggregation_type,aggregation_field\n\
+         Tokens,metered, tokens , llm_usage ,SUM, tokens \n",
+    );
+    env.run_json(&[features.to_str().unwrap()], 0);
+    let again = env.write(
+        "features.json",
+        r#"[{"name":"Tokens","type":"metered","lookup_key":"tokens\t","event_name":"llm_usage","aggregation_type":"SUM","aggregation_field":"tokens"}]"#,
+    );
+    assert_eq!(
+        env.run_json(&[again.to_str().unwrap()], 0)["metadata"]["updated_records"],
+        1
+    );
+    let feature: (String, String, String) = env
+        .conn()
+        .query_row(
+            "SELECT lookup_key, event_name, aggregation_field FROM features",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(feature, ("tokens".into(), "llm_usage".into(), "tokens".into()));
+}
+
+/// NUL and other control characters inside an identifier reject the row with its column; in
+/// free text (properties, names, descriptions, metadata) they are kept.
+#[test]
+fn control_characters_reject_identifiers_with_their_column_and_stay_in_free_text() {
+    let env = Env::new();
+    let csv = env.write(
+        "events.csv",
+        "event_id,event_name,external_customer_id,timestamp,properties.note\n\
+         e1,api,cust\0_a,2026-11-01T00:00:00Z,x\n\
+         e\u{1b}2,api,cust_a,2026-11-01T00:00:00Z,x\n\
+         e3,api,cust_a,2026-11-01T00:00:00Z,\"tab\there\0nul\u{85}nel\"\n",
+    );
+    let task = env.run_json(&[csv.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (3, 1, 2, 0));
+    let col = |c: &str| Some(c.to_owned());
+    assert_eq!(
+        rejected(&env, &task),
+        [
+            (
+                2,
+                col("external_customer_id"),
+                "validation".into(),
+                "external_customer_id contains a control character (U+0000) at character 5".into()
+            ),
+            (
+                3,
+                col("event_id"),
+                "validation".into(),
+                "event_id contains a control character (U+001B) at character 2".into()
+            ),
+        ]
+    );
+    let jsonl = env.write(
+        "events.jsonl",
+        "{\"event_id\":\"j1\",\"event_name\":\"api\",\"external_customer_id\":\"cust_a\",\"customer_id\":\"c\\u00009\",\"timestamp\":\"2026-11-01T00:00:00Z\"}\n\
+         {\"event_id\":\"j2\",\"event_name\":\"api\",\"external_customer_id\":\"cust_a\",\"timestamp\":\"2026-11-01T00:00:00Z\",\"properties\":{\"bell\":\"\\u0007\"}}\n",
+    );
+    let task = env.run_json(&[jsonl.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (2, 1, 1, 0));
+    assert_eq!(
+        rejected(&env, &task),
+        [(
+            1,
+            col("customer_id"),
+            "validation".into(),
+            "customer_id contains a control character (U+0000) at character 2".into()
+        )]
+    );
+    let json = env.write(
+        "events.json",
+        "[{\"event_id\":\"a1\",\"event_name\":\"api\",\"external_customer_id\":\"cust_a\",\"source\":\"w\\u0085b\",\"timestamp\":\"2026-11-01T00:00:00Z\"},\n\
+          {\"event_id\":\"a2\",\"event_name\":\"a\\u007fpi\",\"external_customer_id\":\"cust_a\",\"timestamp\":\"2026-11-01T00:00:00Z\"}]",
+    );
+    let task = env.run_json(&[json.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (2, 0, 2, 0));
+    assert_eq!(
+        rejected(&env, &task),
+        [
+            (
+                0,
+                col("source"),
+                "validation".into(),
+                "source contains a control character (U+0085) at character 2".into()
+            ),
+            (
+                1,
+                col("event_name"),
+                "validation".into(),
+                "event_name contains a control character (U+007F) at character 2".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        full_events(&env),
+        [
+            // JSON escapes C0 controls; a C1 control is kept as the character.
+            event_row("e3", None, None, "{\"note\":\"tab\\there\\u0000nul\u{85}nel\"}"),
+            event_row("j2", None, None, r#"{"bell":"\u0007"}"#),
+        ]
+    );
+
+    // Customers, prices and features: key columns refuse them, text columns keep them.
+    let customers = env.write(
+        "customers.csv",
+        "external_id,name,metadata.note\nc\u{1}1,Acme,x\nc2,\"Acme\tInc.\",\"a\0b\"\n",
+    );
+    let task = env.run_json(&[customers.to_str().unwrap()], 3);
+    assert_eq!(
+        rejected(&env, &task),
+        [(
+            2,
+            col("external_id"),
+            "validation".into(),
+            "external_id contains a control character (U+0001) at character 2".into()
+        )]
+    );
+    let customer: (String, String, String) = env
+        .conn()
+        .query_row("SELECT external_id, name, metadata FROM customers", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(
+        customer,
+        ("c2".into(), "Acme\tInc.".into(), r#"{"note":"a\u0000b"}"#.into())
+    );
+    let price = |key: &str, description: &str| {
+        format!(
+            r#"{{"amount":"1","currency":"USD","entity_type":"PLAN","entity_id":"plan_1","type":"FIXED","billing_period":"MONTHLY","billing_model":"FLAT_FEE","invoice_cadence":"ADVANCE","lookup_key":"{key}","description":"{description}"}}"#
+        )
+    };
+    let prices = env.write(
+        "prices.jsonl",
+        &format!("{}\n{}\n", price("pro\\u0000", "x"), price("pro", "two\\nlines")),
+    );
+    let task = env.run_json(&[prices.to_str().unwrap()], 3);
+    assert_eq!(
+        rejected(&env, &task),
+        [(
+            1,
+            col("lookup_key"),
+            "validation".into(),
+            "lookup_key contains a control character (U+0000) at character 4".into()
+        )]
+    );
+    let stored: (String, String) = env
+        .conn()
+        .query_row("SELECT lookup_key, description FROM prices", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(stored, ("pro".into(), "two\nlines".into()));
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key,event_name,aggregation_type\ncalls,metered,calls,api\u{9b}call,COUNT\n",
+    );
+    let task = env.run_json(&[features.to_str().unwrap(), "--entity", "features"], 3);
+    assert_eq!(
+        rejected(&env, &task),
+        [(
+            2,
+            col("event_name"),
+            "validation".into(),
+            "event_name contains a control character (U+009B) at character 4".into()
+        )]
+    );
+    assert_eq!(env.count("SELECT count(*) FROM features"), 0);
 }

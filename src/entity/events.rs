@@ -44,6 +44,10 @@ pub struct Event {
     pub customer_id: Option<String>,
     /// RFC 3339 in UTC.
     pub timestamp: String,
+    /// The row gave its timestamp; else `timestamp` is the task's first start. A row without
+    /// one that repeats a stored id is compared with it apart from the timestamp, so a file
+    /// without timestamps run again is a resend, not a conflict.
+    pub timestamp_given: bool,
     pub source: Option<String>,
     /// A JSON object as text.
     pub properties: String,
@@ -51,6 +55,92 @@ pub struct Event {
     pub line: u64,
     /// For an element of a JSON array, the file line it starts on.
     pub element_line: Option<u64>,
+}
+
+/// The fields that make an event's content, in the order a difference is reported: two rows
+/// with one `event_id` and the same content are a resend; with other content, a conflict.
+pub const CONTENT_FIELDS: [&str; 6] = [
+    EVENT_NAME,
+    EXTERNAL_CUSTOMER_ID,
+    CUSTOMER_ID,
+    TIMESTAMP,
+    SOURCE,
+    PROPERTIES,
+];
+
+/// An event's content: the values of `CONTENT_FIELDS`, `None` where not given.
+pub type Content<'a> = [Option<&'a str>; 6];
+
+impl Event {
+    /// The event's content (see `CONTENT_FIELDS`), as stored: trimmed identifiers, the
+    /// timestamp in UTC, properties as JSON text with sorted keys.
+    pub fn content(&self) -> Content<'_> {
+        [
+            Some(&self.event_name),
+            Some(&self.external_customer_id),
+            self.customer_id.as_deref(),
+            Some(&self.timestamp),
+            self.source.as_deref(),
+            Some(&self.properties),
+        ]
+    }
+}
+
+/// Where `timestamp` is in `CONTENT_FIELDS`.
+pub const TIMESTAMP_FIELD: usize = 3;
+
+/// How an event whose id is already stored differs from the stored one: the first field of
+/// `CONTENT_FIELDS` whose value differs, with the stored value and this row's; `None` when
+/// the content is the same (a resend). The timestamp counts only when `here` gave one.
+pub fn first_difference<'a>(stored: Content<'a>, here: &'a Event) -> Option<Difference<'a>> {
+    CONTENT_FIELDS
+        .iter()
+        .zip(stored.into_iter().zip(here.content()))
+        .enumerate()
+        .find(|(i, (_, (s, h)))| s != h && (*i != TIMESTAMP_FIELD || here.timestamp_given))
+        .map(|(_, (field, (stored, here)))| Difference { field, stored, here })
+}
+
+/// A field where a row differs from the event stored under its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Difference<'a> {
+    pub field: &'static str,
+    pub stored: Option<&'a str>,
+    pub here: Option<&'a str>,
+}
+
+impl Difference<'_> {
+    /// `external_customer_id "a", here "b"`: the stored value, then this row's.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}, here {}",
+            self.field,
+            shown(self.field, self.stored),
+            shown(self.field, self.here)
+        )
+    }
+
+    /// `external_customer_id differs (here "b")`: for when only a hash of the stored value is
+    /// known (the flexprice target's ledger).
+    pub fn describe_here(field: &str, here: Option<&str>) -> String {
+        format!("{field} differs (here {})", shown(field, here))
+    }
+}
+
+/// A value in a conflict's reason: quoted, properties as their JSON text, cut short if long.
+fn shown(field: &str, value: Option<&str>) -> String {
+    match value {
+        None => "not given".into(),
+        Some(json) if field == PROPERTIES => {
+            let cut: String = json.chars().take(80).collect();
+            if cut.len() < json.len() {
+                format!("{cut}…")
+            } else {
+                cut
+            }
+        }
+        Some(text) => quoted(text),
+    }
 }
 
 impl Entity for Events {
@@ -395,6 +485,7 @@ fn build(
     };
     Ok(Event {
         event_id,
+        timestamp_given: given_timestamp.is_some(),
         event_name: event_name.to_owned(),
         external_customer_id: external_customer_id.to_owned(),
         customer_id: customer_id.map(str::to_owned),

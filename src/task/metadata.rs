@@ -63,7 +63,11 @@ pub struct TaskMetadata {
     pub resumed_by: Option<String>,
     /// Rejected rows by kind; duplicates are skipped, not failed.
     pub validation_errors: u64,
+    /// Rows skipped because their id was already stored with the same content (resends).
     pub duplicate_records: u64,
+    /// Rows skipped because their id was already stored with other content (conflicts, for a
+    /// person to look at); not counted in `duplicate_records`.
+    pub conflicting_duplicates: u64,
     /// Of the imported rows, those that updated an existing customer or feature.
     #[serde(skip_serializing_if = "is_zero")]
     pub updated_records: u64,

@@ -10,8 +10,8 @@ use crate::entity::Event;
 pub enum Stored {
     Inserted,
     /// Another row already holds this (tenant, event_id); its content, to tell a resend from
-    /// a conflict.
-    Duplicate(StoredContent),
+    /// a conflict. Boxed: a batch keeps one outcome per event, and most are `Inserted`.
+    Duplicate(Box<StoredContent>),
 }
 
 /// The content of a stored event, field by field as `entity::events::CONTENT_FIELDS` lists
@@ -109,7 +109,7 @@ pub fn insert(
         } else {
             let sql = format!("SELECT {CONTENT_COLUMNS} FROM events WHERE tenant_key = ?1 AND event_id = ?2");
             let stored = content_of(conn, &sql, &[&tenant.key, &e.event_id])?;
-            Stored::Duplicate(stored.context("an event that conflicts is stored")?)
+            Stored::Duplicate(Box::new(stored.context("reading the event that holds this id")?))
         });
     }
     Ok(())
@@ -129,7 +129,7 @@ pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &m
     ))?;
     for e in events {
         if let Some(stored) = content_of(conn, &in_store, &[&tenant.key, &e.event_id])? {
-            outcomes.push(Stored::Duplicate(stored));
+            outcomes.push(Stored::Duplicate(Box::new(stored)));
             continue;
         }
         let [name, customer, customer_id, timestamp, source, properties] = e.content();
@@ -146,7 +146,7 @@ pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &m
             Stored::Inserted
         } else {
             let earlier = content_of(conn, &in_run, &[&e.event_id])?;
-            Stored::Duplicate(earlier.context("an event seen in this dry run is kept")?)
+            Stored::Duplicate(Box::new(earlier.context("reading an event seen in this dry run")?))
         });
     }
     Ok(())

@@ -35,7 +35,7 @@ fn counters(task: &Value) -> (u64, u64, u64, u64) {
 }
 
 #[test]
-fn typed_csv_properties_keep_every_digit() {
+fn typed_properties_keep_every_digit_from_csv_and_json() {
     let env = Env::new();
     let file = env.write(
         "typed.csv",
@@ -88,6 +88,47 @@ fn typed_csv_properties_keep_every_digit() {
                 r#"properties.n "1.5" is not an integer"#.to_owned()
             ),
         ]
+    );
+
+    // JSON input: typed strings become numbers, numbers stay as written.
+    let jsonl = env.write(
+        "typed.jsonl",
+        "{\"event_id\":\"j1\",\"event_name\":\"api\",\"external_customer_id\":\"c1\",\"timestamp\":\"2026-11-01T00:00:00Z\",\
+           \"properties\":{\"cost\":\" 1234567890.123456789 \",\"n\":\"123456789012345678901234\"}}\n\
+         {\"event_id\":\"j2\",\"event_name\":\"api\",\"external_customer_id\":\"c1\",\"timestamp\":\"2026-11-01T00:00:00Z\",\
+           \"properties\":{\"cost\":0.10,\"n\":-123456789012345678901234}}\n\
+         {\"event_id\":\"j3\",\"event_name\":\"api\",\"external_customer_id\":\"c1\",\"timestamp\":\"2026-11-01T00:00:00Z\",\
+           \"properties\":{\"n\":1.5}}\n",
+    );
+    let task = env.run_json(
+        &[
+            jsonl.to_str().unwrap(),
+            "--property-type",
+            "cost=decimal",
+            "--property-type",
+            "n=integer",
+        ],
+        3,
+    );
+    assert_eq!(counters(&task), (3, 2, 1, 0));
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        [(
+            3,
+            "validation".to_owned(),
+            "properties.n 1.5 is not an integer".to_owned()
+        )]
+    );
+    assert_eq!(
+        stored_events(&env)[5..],
+        owned(&[
+            (
+                "j1",
+                "c1",
+                r#"{"cost":1234567890.123456789,"n":123456789012345678901234}"#
+            ),
+            ("j2", "c1", r#"{"cost":0.10,"n":-123456789012345678901234}"#),
+        ])
     );
 }
 
@@ -199,6 +240,37 @@ fn price_amounts_keep_every_digit_as_numbers_or_text() {
     assert!(out.contains(r#""amount":"12.345678901234567890123""#), "{out}");
     assert!(out.contains(r#""amount":"0.0000000000000000000000000000001""#), "{out}");
     assert!(out.contains(r#""unit_amount":0.0000000000000000000000000001"#), "{out}");
+
+    // The same prices from CSV are stored with the same values.
+    let csv = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,lookup_key,tiers\n\
+         12.345678901234567890123,USD,PLAN,plan_1,FIXED,MONTHLY,FLAT_FEE,ADVANCE,number,\n\
+         0.0000000000000000000000000000001,USD,PLAN,plan_1,FIXED,MONTHLY,FLAT_FEE,ADVANCE,text,\n\
+         .5,USD,PLAN,plan_1,FIXED,MONTHLY,FLAT_FEE,ADVANCE,lone_point,\n\
+         -0.01,USD,PLAN,plan_1,FIXED,MONTHLY,FLAT_FEE,ADVANCE,negative,\n\
+         ,USD,PLAN,plan_1,FIXED,MONTHLY,TIERED,ADVANCE,tiered,\"[{\"\"up_to\"\":1000,\"\"unit_amount\"\":0.0000000000000000000000000001,\"\"flat_amount\"\":\"\"0\"\"},{\"\"up_to\"\":null,\"\"unit_amount\"\":0.10}]\"\n",
+    );
+    let from_csv = Env::new();
+    let task = from_csv.run_json(&[csv.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (5, 4, 1, 0));
+    assert_eq!(
+        from_csv.errors(task["id"].as_str().unwrap()),
+        [(
+            5,
+            "validation".to_owned(),
+            r#"amount "-0.01" is less than 0"#.to_owned()
+        )]
+    );
+    let from_csv_rows: Vec<(String, Option<String>, Option<String>)> = from_csv
+        .conn()
+        .prepare("SELECT lookup_key, amount, tiers FROM prices ORDER BY lookup_key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(from_csv_rows, rows);
 
     // The flexprice target sends the same digits.
     let server = StandIn::start(Config::default());

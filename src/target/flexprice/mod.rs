@@ -24,7 +24,7 @@ use super::{Delivery, RequestStats, Target, TargetFailed};
 use crate::entity::events::{self, CONTENT_FIELDS};
 use crate::entity::ValidRecord;
 use crate::row_error::{ErrorKind, RowError};
-use crate::store::ledger::{self, ContentKey, Ledger, RemoteTarget};
+use crate::store::ledger::{self, ContentKey, DeliveredBy, Ledger, RemoteTarget};
 use crate::task::EntityType;
 
 /// Prices per bulk request: FlexPrice's limit.
@@ -181,53 +181,8 @@ impl FlexPriceTarget {
                     known.delivered += 1;
                     continue;
                 }
-                Some(by) => {
-                    let whence = format!(
-                        "{} already has it (delivered by {}, line {})",
-                        self.remote.url, by.task_id, by.source_line
-                    );
-                    // The ledger keeps a hash of the content, not the content: the field
-                    // that differs is named with this row's value only.
-                    match (by.content, content, &record) {
-                        (Some(stored), Some(here), ValidRecord::Event(e)) => {
-                            let skip = (!e.timestamp_given).then_some(events::TIMESTAMP_FIELD);
-                            match ledger::first_difference(&stored, &here, skip) {
-                                None => Some(Seen::Resend(whence)),
-                                Some(i) => Some(Seen::Conflict {
-                                    difference: events::Difference::describe_here(CONTENT_FIELDS[i], e.content()[i]),
-                                    whence,
-                                }),
-                            }
-                        }
-                        _ => Some(Seen::Resend(whence)),
-                    }
-                }
-                None => match self.in_flight.get(&id) {
-                    Some(&(number, index)) => {
-                        let earlier = if number == chunk {
-                            send.get(index)
-                        } else {
-                            self.flights
-                                .iter()
-                                .find(|f| f.number == number)
-                                .and_then(|f| f.records.get(index))
-                        };
-                        let whence = format!("an earlier row of this run is being sent to {}", self.remote.url);
-                        match (earlier, &record) {
-                            (Some(ValidRecord::Event(first)), ValidRecord::Event(e)) => {
-                                match events::first_difference(first.content(), e) {
-                                    None => Some(Seen::Resend(whence)),
-                                    Some(d) => Some(Seen::Conflict {
-                                        difference: d.describe(),
-                                        whence,
-                                    }),
-                                }
-                            }
-                            _ => Some(Seen::Resend(whence)),
-                        }
-                    }
-                    None => None,
-                },
+                Some(by) => Some(self.seen_by_server(&by, &record, content.as_ref())),
+                None => self.seen_in_flight(&id, &record, chunk, &send),
             };
             if let Some(seen) = seen {
                 let (kind, reason) = match (seen, self.entity) {
@@ -264,6 +219,51 @@ impl FlexPriceTarget {
             send.push(record);
         }
         Ok((known, send, metas))
+    }
+
+    /// A record the ledger says the server has: a resend, or a conflict named by the field
+    /// whose hash differs (the ledger keeps hashes, not values: only this row's is shown).
+    fn seen_by_server(&self, by: &DeliveredBy, record: &ValidRecord, content: Option<&ContentKey>) -> Seen {
+        let whence = format!(
+            "{} already has it (delivered by {}, line {})",
+            self.remote.url, by.task_id, by.source_line
+        );
+        let (Some(stored), Some(here), ValidRecord::Event(e)) = (&by.content, content, record) else {
+            return Seen::Resend(whence);
+        };
+        let skip = (!e.timestamp_given).then_some(events::TIMESTAMP_FIELD);
+        match ledger::first_difference(stored, here, skip) {
+            None => Seen::Resend(whence),
+            Some(i) => Seen::Conflict {
+                difference: events::Difference::describe_here(CONTENT_FIELDS[i], e.content()[i]),
+                whence,
+            },
+        }
+    }
+
+    /// A record whose id an earlier record of this run has, still in flight (in chunk
+    /// `chunk`, being sorted, when `send` holds it): a resend, or a conflict with both values.
+    fn seen_in_flight(&self, id: &str, record: &ValidRecord, chunk: u64, send: &[ValidRecord]) -> Option<Seen> {
+        let &(number, index) = self.in_flight.get(id)?;
+        let earlier = if number == chunk {
+            send.get(index)
+        } else {
+            self.flights
+                .iter()
+                .find(|f| f.number == number)
+                .and_then(|f| f.records.get(index))
+        };
+        let whence = format!("an earlier row of this run is being sent to {}", self.remote.url);
+        let (Some(ValidRecord::Event(first)), ValidRecord::Event(e)) = (earlier, record) else {
+            return Some(Seen::Resend(whence));
+        };
+        Some(match events::first_difference(first.content(), e) {
+            None => Seen::Resend(whence),
+            Some(difference) => Seen::Conflict {
+                difference: difference.describe(),
+                whence,
+            },
+        })
     }
 
     fn spawn(&self, records: Arc<Vec<ValidRecord>>) -> JoinHandle<Result<Sent, TargetFailed>> {

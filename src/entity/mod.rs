@@ -255,10 +255,22 @@ pub fn json_kind(value: &Value) -> &'static str {
 /// character 5`. Free text (names, descriptions, properties, metadata) is not read this way.
 pub fn identifier<'a>(column: &str, value: Option<&'a str>) -> Result<Option<&'a str>, RowError> {
     let Some(given) = value else { return Ok(None) };
-    let trimmed = given.trim();
+    // Most values start and end with a printable ASCII character, which is never white space:
+    // they skip `trim`'s character decoding.
+    let graphic = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+    let trimmed = if graphic(given.as_bytes().first()) && graphic(given.as_bytes().last()) {
+        given
+    } else {
+        given.trim()
+    };
     // Every control character's UTF-8 starts with a byte below 0x20, 0x7F (DEL) or 0xC2 (C1);
-    // most ids have none of these, and skip the character-by-character search.
-    if trimmed.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    // most ids have none of these, and skip the character-by-character search. A fold rather
+    // than `any`, so that the compiler checks many bytes at once (this runs for six fields of
+    // every event).
+    let suspect = trimmed
+        .bytes()
+        .fold(false, |seen, b| seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2));
+    if suspect {
         if let Some((at, c)) = trimmed.chars().enumerate().find(|(_, c)| c.is_control()) {
             let leading = given[..given.len() - given.trim_start().len()].chars().count();
             return Err(RowError::validation(

@@ -143,6 +143,7 @@ impl Query {
                 external_customer_id: row.get(2)?,
                 customer_id: row.get(3)?,
                 timestamp: row.get(4)?,
+                timestamp_given: true,
                 source: row.get(5)?,
                 properties: row.get(6)?,
                 line: 0,

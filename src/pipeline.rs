@@ -523,9 +523,10 @@ impl Writer<'_> {
             match reject.kind {
                 ErrorKind::Validation => meta.validation_errors += 1,
                 ErrorKind::Duplicate => meta.duplicate_records += 1,
+                ErrorKind::Conflict => meta.conflicting_duplicates += 1,
                 ErrorKind::Processing => meta.processing_errors += 1,
             }
-            if reject.kind != ErrorKind::Duplicate {
+            if !matches!(reject.kind, ErrorKind::Duplicate | ErrorKind::Conflict) {
                 task.failed_records += 1;
                 meta.push_sample(ErrorSample {
                     line: reject.line,
@@ -639,9 +640,11 @@ mod tests {
                 t.processed_records,
                 t.successful_records,
                 t.failed_records,
-                t.metadata.duplicate_records
+                t.metadata.duplicate_records,
+                t.metadata.conflicting_duplicates
             ),
-            (4, 2, 1, 1)
+            (4, 2, 1, 0, 1),
+            "the second \"a\" has another customer: a conflicting duplicate"
         );
         assert_eq!(t.total_records, Some(4));
         let stored = store.tasks().get("t", "task_t").unwrap().unwrap();

@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorKind {
     /// The row broke a rule of its entity (a missing field, a bad timestamp, a ragged row).
     Validation,
-    /// Its id was already stored: skipped, not failed.
+    /// Its id was already stored with the same content (a resend): skipped, not failed.
     Duplicate,
+    /// Its id was already stored with other content: skipped, not failed, but a person should
+    /// look (`errors --duplicates` lists it; the reason names the first field that differs).
+    Conflict,
     /// The target could not take a valid row.
     Processing,
 }
@@ -22,6 +25,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Validation => "validation",
             ErrorKind::Duplicate => "duplicate",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Processing => "processing",
         }
     }

@@ -389,6 +389,7 @@ fn start(
         let m = &mut task.metadata;
         m.validation_errors = 0;
         m.duplicate_records = 0;
+        m.conflicting_duplicates = 0;
         m.updated_records = 0;
         m.processing_errors = 0;
         m.first_errors.clear();
@@ -571,6 +572,15 @@ fn report(
         eprintln!(
             "… {} more rejected rows: flexprice-import inspect {}",
             task.failed_records - shown as u64,
+            task.id
+        );
+    }
+    let conflicts = m.conflicting_duplicates;
+    if conflicts > 0 {
+        eprintln!(
+            "{conflicts} skipped row{} had an id already stored with other content: \
+             flexprice-import errors {} --duplicates",
+            if conflicts == 1 { "" } else { "s" },
             task.id
         );
     }

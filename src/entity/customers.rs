@@ -10,7 +10,7 @@ pub struct Customers;
 pub static CUSTOMERS: Customers = Customers;
 
 const COLUMNS: &[Column] = &[
-    Column::text("external_id", None, "cust_acme").required(),
+    Column::key("external_id", "cust_acme").required(),
     Column::text("name", Some(255), "Acme Inc.").required(),
     Column::of("email", Kind::Email, "billing@acme.example"),
     Column::text("address_line1", Some(255), "1 Main Street"),

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
+use super::decimal::Exact;
 use super::{json_kind, quoted, Entity, EntityOptions, Fields, HeaderError, PropertyType, ValidRecord, Validator};
 use crate::reader::Record;
 use crate::row_error::RowError;
@@ -43,6 +44,10 @@ pub struct Event {
     pub customer_id: Option<String>,
     /// RFC 3339 in UTC.
     pub timestamp: String,
+    /// The row gave its timestamp; else `timestamp` is the task's first start. A row without
+    /// one that repeats a stored id is compared with it apart from the timestamp, so a file
+    /// without timestamps run again is a resend, not a conflict.
+    pub timestamp_given: bool,
     pub source: Option<String>,
     /// A JSON object as text.
     pub properties: String,
@@ -52,6 +57,92 @@ pub struct Event {
     pub element_line: Option<u64>,
     /// The record's bytes as read, for the reject file.
     pub raw: Vec<u8>,
+}
+
+/// The fields that make an event's content, in the order a difference is reported: two rows
+/// with one `event_id` and the same content are a resend; with other content, a conflict.
+pub const CONTENT_FIELDS: [&str; 6] = [
+    EVENT_NAME,
+    EXTERNAL_CUSTOMER_ID,
+    CUSTOMER_ID,
+    TIMESTAMP,
+    SOURCE,
+    PROPERTIES,
+];
+
+/// An event's content: the values of `CONTENT_FIELDS`, `None` where not given.
+pub type Content<'a> = [Option<&'a str>; 6];
+
+impl Event {
+    /// The event's content (see `CONTENT_FIELDS`), as stored: trimmed identifiers, the
+    /// timestamp in UTC, properties as JSON text with sorted keys.
+    pub fn content(&self) -> Content<'_> {
+        [
+            Some(&self.event_name),
+            Some(&self.external_customer_id),
+            self.customer_id.as_deref(),
+            Some(&self.timestamp),
+            self.source.as_deref(),
+            Some(&self.properties),
+        ]
+    }
+}
+
+/// Where `timestamp` is in `CONTENT_FIELDS`.
+pub const TIMESTAMP_FIELD: usize = 3;
+
+/// How an event whose id is already stored differs from the stored one: the first field of
+/// `CONTENT_FIELDS` whose value differs, with the stored value and this row's; `None` when
+/// the content is the same (a resend). The timestamp counts only when `here` gave one.
+pub fn first_difference<'a>(stored: Content<'a>, here: &'a Event) -> Option<Difference<'a>> {
+    CONTENT_FIELDS
+        .iter()
+        .zip(stored.into_iter().zip(here.content()))
+        .enumerate()
+        .find(|(i, (_, (s, h)))| s != h && (*i != TIMESTAMP_FIELD || here.timestamp_given))
+        .map(|(_, (field, (stored, here)))| Difference { field, stored, here })
+}
+
+/// A field where a row differs from the event stored under its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Difference<'a> {
+    pub field: &'static str,
+    pub stored: Option<&'a str>,
+    pub here: Option<&'a str>,
+}
+
+impl Difference<'_> {
+    /// `external_customer_id "a", here "b"`: the stored value, then this row's.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}, here {}",
+            self.field,
+            shown(self.field, self.stored),
+            shown(self.field, self.here)
+        )
+    }
+
+    /// `external_customer_id differs (here "b")`: for when only a hash of the stored value is
+    /// known (the flexprice target's ledger).
+    pub fn describe_here(field: &str, here: Option<&str>) -> String {
+        format!("{field} differs (here {})", shown(field, here))
+    }
+}
+
+/// A value in a conflict's reason: quoted, properties as their JSON text, cut short if long.
+fn shown(field: &str, value: Option<&str>) -> String {
+    match value {
+        None => "not given".into(),
+        Some(json) if field == PROPERTIES => {
+            let cut: String = json.chars().take(80).collect();
+            if cut.len() < json.len() {
+                format!("{cut}…")
+            } else {
+                cut
+            }
+        }
+        Some(text) => quoted(text),
+    }
 }
 
 impl Entity for Events {
@@ -303,10 +394,7 @@ impl EventValidator {
 }
 
 fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, RowError> {
-    match value {
-        Some(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(RowError::validation(Some(name), format!("{name} is required"))),
-    }
+    value.ok_or_else(|| RowError::validation(Some(name), format!("{name} is required")))
 }
 
 /// Parses an RFC 3339 timestamp (offsets allowed) into UTC; empty means `now` (the task's
@@ -327,8 +415,9 @@ pub fn parse_timestamp(text: Option<&str>, now: Option<DateTime<Utc>>) -> Result
     }
 }
 
-/// A property read as its `--property-type`: numbers become JSON numbers, booleans JSON
-/// booleans; a value that is not of the type rejects the row.
+/// A property read as its `--property-type`: numbers become JSON numbers with exactly the
+/// digits given (see `decimal::Exact`), booleans JSON booleans; a value that is not of the
+/// type rejects the row.
 fn typed_property(key: &str, kind: PropertyType, value: &Value) -> Result<Value, RowError> {
     let column = format!("properties.{key}");
     let wrong = |what: &str| {
@@ -341,21 +430,18 @@ fn typed_property(key: &str, kind: PropertyType, value: &Value) -> Result<Value,
     match (kind, value) {
         (PropertyType::String, Value::String(_)) => Ok(value.clone()),
         (PropertyType::String, Value::Number(_) | Value::Bool(_)) => Ok(Value::String(value.to_string())),
-        (PropertyType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(value.clone()),
-        (PropertyType::Integer, Value::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| wrong("an integer")),
-        (PropertyType::Decimal, Value::Number(_)) => Ok(value.clone()),
-        (PropertyType::Decimal, Value::String(s)) => {
-            let text = s.trim();
-            rust_decimal::Decimal::from_str_exact(text)
-                .ok()
-                .and_then(|_| serde_json::from_str::<serde_json::Number>(text).ok())
-                .map(Value::Number)
-                .ok_or_else(|| wrong("a decimal number"))
+        // JSON numbers arrive with their digits (serde_json's arbitrary_precision); text is
+        // read exactly, of any length, never through a float.
+        (PropertyType::Integer, Value::Number(n)) if Exact::parse_integer(&n.to_string()).is_some() => {
+            Ok(value.clone())
         }
+        (PropertyType::Integer, Value::String(s)) => Exact::parse_integer(s.trim())
+            .map(|n| Value::Number(n.to_number()))
+            .ok_or_else(|| wrong("an integer")),
+        (PropertyType::Decimal, Value::Number(_)) => Ok(value.clone()),
+        (PropertyType::Decimal, Value::String(s)) => Exact::parse(s.trim())
+            .map(|n| Value::Number(n.to_number()))
+            .ok_or_else(|| wrong("a decimal number")),
         (PropertyType::Boolean, Value::Bool(_)) => Ok(value.clone()),
         (PropertyType::Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" => Ok(Value::Bool(true)),
@@ -385,31 +471,38 @@ fn build(
     line: u64,
     element_line: Option<u64>,
 ) -> Result<Event, RowError> {
-    let event_name = required(given.event_name, EVENT_NAME)?.trim().to_owned();
-    let external_customer_id = required(given.external_customer_id, EXTERNAL_CUSTOMER_ID)?.to_owned();
-    let timestamp = parse_timestamp(given.timestamp, now)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    // Identifier fields are trimmed and checked alike from CSV and JSON (see
+    // `entity::identifier`); properties are free text, kept as given.
+    let event_id = super::identifier(EVENT_ID, given.event_id)?;
+    let event_name = super::identifier(EVENT_NAME, given.event_name)?;
+    let external_customer_id = super::identifier(EXTERNAL_CUSTOMER_ID, given.external_customer_id)?;
+    let customer_id = super::identifier(CUSTOMER_ID, given.customer_id)?;
+    let given_timestamp = super::identifier(TIMESTAMP, given.timestamp)?;
+    let source = super::identifier(SOURCE, given.source)?;
+    let event_name = required(event_name, EVENT_NAME)?;
+    let external_customer_id = required(external_customer_id, EXTERNAL_CUSTOMER_ID)?;
+    let timestamp = parse_timestamp(given_timestamp, now)?.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let properties = Value::Object(given.properties).to_string();
-    let customer_id = given.customer_id.map(str::to_owned);
-    let source = given.source.map(str::to_owned);
-    let event_id = match given.event_id.map(str::trim).filter(|id| !id.is_empty()) {
+    let event_id = match event_id {
         Some(id) => id.to_owned(),
         None => derived_event_id(
             line,
-            &event_name,
-            &external_customer_id,
-            given.customer_id,
-            given.timestamp,
-            given.source,
+            event_name,
+            external_customer_id,
+            customer_id,
+            given_timestamp,
+            source,
             &properties,
         ),
     };
     Ok(Event {
         event_id,
-        event_name,
-        external_customer_id,
-        customer_id,
+        timestamp_given: given_timestamp.is_some(),
+        event_name: event_name.to_owned(),
+        external_customer_id: external_customer_id.to_owned(),
+        customer_id: customer_id.map(str::to_owned),
         timestamp,
-        source,
+        source: source.map(str::to_owned),
         properties,
         line,
         element_line,
@@ -419,7 +512,8 @@ fn build(
 
 /// An id for an event that has none, from its content and position: the same file run twice
 /// gives the same ids (stored once), while two identical rows on different lines differ.
-/// The timestamp enters as given, so an empty one ("now") still gives a stable id.
+/// The identifier fields enter trimmed, as they are stored; the timestamp as given (trimmed,
+/// not yet converted to UTC), so an empty one ("now") still gives a stable id.
 fn derived_event_id(
     line: u64,
     event_name: &str,
@@ -435,7 +529,7 @@ fn derived_event_id(
         Some(event_name),
         Some(external_customer_id),
         customer_id,
-        timestamp.map(str::trim),
+        timestamp,
         source,
         Some(properties),
     ] {
@@ -567,5 +661,91 @@ mod tests {
         assert_eq!(a.event_id, json_event(row, 3).unwrap().event_id);
         assert_ne!(a.event_id, json_event(row, 4).unwrap().event_id);
         assert!(a.event_id.starts_with("evt_") && a.event_id.len() == 36);
+    }
+
+    #[test]
+    fn identifiers_are_trimmed_alike_in_csv_and_json_and_properties_kept() {
+        let h = "event_name,external_customer_id,customer_id,source,timestamp,properties.note";
+        let from_csv = csv_event(h, " api \t,\u{a0}cust_a ,  c9 , web ,\t2026-11-01T10:00:00Z , spaced ").unwrap();
+        let from_json = json_event(
+            r#"{"event_name":" api \t","external_customer_id":"\u00a0cust_a ","customer_id":"  c9 ",
+                "source":" web ","timestamp":"\t2026-11-01T10:00:00Z ","properties":{"note":" spaced "}}"#,
+            2,
+        )
+        .unwrap();
+        // The same event, the same derived id; only the bytes as read differ.
+        assert_eq!(
+            Event {
+                raw: Vec::new(),
+                ..from_csv.clone()
+            },
+            Event {
+                raw: Vec::new(),
+                ..from_json
+            }
+        );
+        assert_eq!(
+            (
+                from_csv.event_name.as_str(),
+                from_csv.external_customer_id.as_str(),
+                from_csv.customer_id.as_deref(),
+                from_csv.source.as_deref(),
+                from_csv.properties.as_str()
+            ),
+            ("api", "cust_a", Some("c9"), Some("web"), r#"{"note":" spaced "}"#)
+        );
+        let plain = csv_event(h, "api,cust_a,c9,web,2026-11-01T10:00:00Z, spaced ").unwrap();
+        assert_eq!(plain.event_id, from_csv.event_id, "derived from the trimmed values");
+        // White space alone is "not given".
+        assert_eq!(
+            csv_event(h, "api,  ,,,,").unwrap_err().reason,
+            "external_customer_id is required"
+        );
+    }
+
+    #[test]
+    fn control_characters_reject_identifiers_and_stay_in_properties() {
+        let h = "event_id,event_name,external_customer_id,properties.note";
+        let err = csv_event(h, "e1,api,cust\0_a,x").unwrap_err();
+        assert_eq!(err.column.as_deref(), Some("external_customer_id"));
+        assert_eq!(
+            err.reason,
+            "external_customer_id contains a control character (U+0000) at character 5"
+        );
+        for (row, column, reason) in [
+            (
+                "e\u{7f}1,api,c,x",
+                "event_id",
+                "event_id contains a control character (U+007F) at character 2",
+            ),
+            (
+                " e1,a\u{85}pi,c,x",
+                "event_name",
+                "event_name contains a control character (U+0085) at character 2",
+            ),
+            (
+                "e1,api,  c\tc,x",
+                "external_customer_id",
+                "external_customer_id contains a control character (U+0009) at character 4",
+            ),
+        ] {
+            let err = csv_event(h, row).unwrap_err();
+            assert_eq!(
+                (err.column.as_deref(), err.reason.as_str()),
+                (Some(column), reason),
+                "{row:?}"
+            );
+        }
+        let err = json_event(
+            r#"{"event_name":"api","external_customer_id":"c","source":"web\u001b[31m"}"#,
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.reason,
+            "source contains a control character (U+001B) at character 4"
+        );
+        let kept = csv_event(h, "e1,api,c,\"line\none\ttab\0nul\"").unwrap();
+        assert_eq!(kept.properties, r#"{"note":"line\none\ttab\u0000nul"}"#);
     }
 }

@@ -34,16 +34,16 @@ const METER_COLUMNS: &[&str] = &[
 const COLUMNS: &[Column] = &[
     Column::text("name", None, "API calls").required(),
     Column::of("type", Kind::Enum(TYPES), "metered").required(),
-    Column::text("lookup_key", None, "api_calls"),
+    Column::key("lookup_key", "api_calls"),
     Column::text("description", None, "Calls to the public API"),
     Column::text("unit_singular", None, "call"),
     Column::text("unit_plural", None, "calls"),
     Column::text("meter_name", None, "API calls"),
-    Column::text("event_name", None, "api_request"),
+    Column::key("event_name", "api_request"),
     Column::of("aggregation_type", Kind::Enum(AGGREGATIONS), "COUNT"),
-    Column::text("aggregation_field", None, ""),
-    Column::of("aggregation_multiplier", Kind::Decimal { min: None }, ""),
-    Column::text("aggregation_bucket_size", None, ""),
+    Column::key("aggregation_field", ""),
+    Column::of("aggregation_multiplier", Kind::Decimal { non_negative: false }, ""),
+    Column::key("aggregation_bucket_size", ""),
     Column::of("reset_usage", Kind::Enum(RESETS), "BILLING_PERIOD"),
 ];
 

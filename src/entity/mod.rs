@@ -3,6 +3,7 @@
 
 mod countries;
 pub mod customers;
+pub mod decimal;
 pub mod events;
 pub mod features;
 pub mod mapping;
@@ -283,6 +284,46 @@ pub fn json_kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// An identifier field as read: trimmed of Unicode white space (`str::trim`, the same for CSV
+/// and JSON input, so ` cust_a ` and `cust_a` are one customer), `None` when nothing is left,
+/// and refused when a control character (Unicode Cc: C0, DEL, C1, NUL included) remains
+/// inside, since an id holding one matches nothing a person can type and breaks the tools
+/// that show it. The error names the column and the character's position (counted from 1 in
+/// the value as given): `external_customer_id contains a control character (U+0000) at
+/// character 5`. Free text (names, descriptions, properties, metadata) is not read this way.
+pub fn identifier<'a>(column: &str, value: Option<&'a str>) -> Result<Option<&'a str>, RowError> {
+    let Some(given) = value else { return Ok(None) };
+    // Most values start and end with a printable ASCII character, which is never white space:
+    // they skip `trim`'s character decoding.
+    let graphic = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+    let trimmed = if graphic(given.as_bytes().first()) && graphic(given.as_bytes().last()) {
+        given
+    } else {
+        given.trim()
+    };
+    // Every control character's UTF-8 starts with a byte below 0x20, 0x7F (DEL) or 0xC2 (C1);
+    // most ids have none of these, and skip the character-by-character search. A fold rather
+    // than `any`, so that the compiler checks many bytes at once (this runs for six fields of
+    // every event).
+    let suspect = trimmed
+        .bytes()
+        .fold(false, |seen, b| seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2));
+    if suspect {
+        if let Some((at, c)) = trimmed.chars().enumerate().find(|(_, c)| c.is_control()) {
+            let leading = given[..given.len() - given.trim_start().len()].chars().count();
+            return Err(RowError::validation(
+                Some(column),
+                format!(
+                    "{column} contains a control character (U+{:04X}) at character {}",
+                    c as u32,
+                    leading + at + 1
+                ),
+            ));
+        }
+    }
+    Ok((!trimmed.is_empty()).then_some(trimmed))
 }
 
 /// A value quoted for an error message, cut short if long.

@@ -1,8 +1,8 @@
 //! Prices, with FlexPrice's columns and rules.
 
-use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::decimal::Exact;
 use super::spec::{invalid, Column, Kind, Values};
 use super::table::{Identity, TableSpec};
 use crate::row_error::RowError;
@@ -29,18 +29,18 @@ const TIER_MODES: &[&str] = &["VOLUME", "SLAB"];
 const ROUNDS: &[&str] = &["up", "down"];
 
 const COLUMNS: &[Column] = &[
-    Column::of("amount", Kind::Decimal { min: Some(0) }, "10.00"),
-    Column::text("currency", None, "USD").required(),
+    Column::of("amount", Kind::Decimal { non_negative: true }, "10.00"),
+    Column::key("currency", "USD").required(),
     Column::of("entity_type", Kind::Enum(ENTITY_TYPES), "PLAN").required(),
-    Column::text("entity_id", None, "plan_01HXYZ").required(),
+    Column::key("entity_id", "plan_01HXYZ").required(),
     Column::of("type", Kind::Enum(TYPES), "FIXED").required(),
     Column::of("price_unit_type", Kind::Enum(UNIT_TYPES), "FIAT"),
     Column::of("billing_period", Kind::Enum(PERIODS), "MONTHLY").required(),
     Column::of("billing_period_count", Kind::Integer { min: 1 }, "1"),
     Column::of("billing_model", Kind::Enum(MODELS), "FLAT_FEE").required(),
     Column::of("invoice_cadence", Kind::Enum(CADENCES), "ADVANCE").required(),
-    Column::text("meter_id", None, ""),
-    Column::text("lookup_key", None, "pro_monthly"),
+    Column::key("meter_id", ""),
+    Column::key("lookup_key", "pro_monthly"),
     Column::of("trial_period_days", Kind::Integer { min: 0 }, "14"),
     Column::text("description", None, "Pro plan, billed monthly"),
     Column::text("display_name", None, "Pro"),
@@ -48,13 +48,13 @@ const COLUMNS: &[Column] = &[
     Column::of("tiers", Kind::JsonArray, ""),
     Column::of("transform_quantity_divide_by", Kind::Integer { min: 1 }, ""),
     Column::of("transform_quantity_round", Kind::Enum(ROUNDS), ""),
-    Column::text("price_unit_config_price_unit", None, ""),
-    Column::of("price_unit_config_amount", Kind::Decimal { min: Some(0) }, ""),
+    Column::key("price_unit_config_price_unit", ""),
+    Column::of("price_unit_config_amount", Kind::Decimal { non_negative: true }, ""),
     Column::of("price_unit_config_tiers", Kind::JsonArray, ""),
     Column::of("start_date", Kind::Timestamp, "2026-01-01T00:00:00Z"),
     Column::of("end_date", Kind::Timestamp, ""),
-    Column::of("min_quantity", Kind::Decimal { min: Some(0) }, ""),
-    Column::text("group_id", None, ""),
+    Column::of("min_quantity", Kind::Decimal { non_negative: true }, ""),
+    Column::key("group_id", ""),
 ];
 
 impl TableSpec for Prices {
@@ -229,12 +229,13 @@ fn check_tiers(column: &str, tiers: &[Value]) -> Result<(), RowError> {
         for field in ["unit_amount", "flat_amount"] {
             let amount = match t.get(field) {
                 None | Some(Value::Null) => continue,
-                Some(Value::String(s)) => Decimal::from_str_exact(s.trim()).ok(),
-                Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Decimal::from_str_exact(&n.to_string()).ok(),
+                Some(Value::String(s)) => Exact::parse(s.trim()),
+                // JSON numbers keep their digits (serde_json's arbitrary_precision).
+                Some(Value::Number(n)) => Exact::parse(&n.to_string()),
                 Some(_) => None,
             };
             match amount {
-                Some(a) if a >= Decimal::ZERO => {}
+                Some(a) if !a.is_negative() => {}
                 Some(_) => {
                     return Err(invalid(
                         column,
@@ -245,7 +246,7 @@ fn check_tiers(column: &str, tiers: &[Value]) -> Result<(), RowError> {
                     return Err(invalid(
                         column,
                         format!(
-                            "{column}[{i}].{field} {} is not a decimal string like \"0.01\"",
+                            "{column}[{i}].{field} {} is not a decimal number like \"0.01\"",
                             t[field]
                         ),
                     ))

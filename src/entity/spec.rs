@@ -5,21 +5,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use super::decimal::Exact;
 use super::{json_kind, quoted, Fields};
 use crate::row_error::RowError;
 
 /// What a column holds and how a value is checked.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    /// Text, trimmed, with an optional maximum length in characters.
+    /// Free text (names, descriptions, addresses), trimmed, with an optional maximum length
+    /// in characters; control characters are kept.
     Text { max: Option<usize> },
+    /// An identifier (external_id, lookup_key, entity_id, meter_id, …): trimmed, and refused
+    /// when it holds a control character (see `entity::identifier`).
+    Key,
     /// One of these values, any case in, FlexPrice's spelling out.
     Enum(&'static [&'static str]),
-    /// An exact decimal (never a float), at least `min`.
-    Decimal { min: Option<i64> },
+    /// An exact decimal of any length (never a float; see `decimal::Exact`), stored as text
+    /// with the digits given; with `non_negative`, 0 or more.
+    Decimal { non_negative: bool },
     /// A whole number, at least `min`.
     Integer { min: i64 },
     /// An RFC 3339 time, stored in UTC.
@@ -53,6 +58,15 @@ impl Column {
         }
     }
 
+    pub const fn key(name: &'static str, example: &'static str) -> Column {
+        Column {
+            name,
+            required: false,
+            kind: Kind::Key,
+            example,
+        }
+    }
+
     pub const fn of(name: &'static str, kind: Kind, example: &'static str) -> Column {
         Column {
             name,
@@ -71,9 +85,9 @@ impl Column {
     pub fn expected(&self) -> String {
         match self.kind {
             Kind::Text { max: Some(max) } => format!("text of at most {max} characters"),
-            Kind::Text { max: None } => "text".into(),
+            Kind::Text { max: None } | Kind::Key => "text".into(),
             Kind::Enum(values) => format!("one of {}", values.join(", ")),
-            Kind::Decimal { min: Some(0) } => "a decimal number of 0 or more, like \"12.50\"".into(),
+            Kind::Decimal { non_negative: true } => "a decimal number of 0 or more, like \"12.50\"".into(),
             Kind::Decimal { .. } => "a decimal number, like \"12.50\"".into(),
             Kind::Integer { min } => format!("a whole number of {min} or more"),
             Kind::Timestamp => "an RFC 3339 time like 2024-03-20T15:04:05Z".into(),
@@ -181,13 +195,12 @@ impl ColumnReader {
                         format!("{name} is not valid UTF-8 text{}", crate::reader::ENCODING_HINT),
                     )
                 })?;
-                let text = text.trim();
-                Ok((!text.is_empty()).then_some(Raw::Text(text)))
+                Ok((!text.trim().is_empty()).then_some(Raw::Text(text)))
             }
             Fields::Json(map) => Ok(match map.get(name) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) if s.trim().is_empty() => None,
-                Some(Value::String(s)) => Some(Raw::Text(s.trim())),
+                Some(Value::String(s)) => Some(Raw::Text(s)),
                 Some(other) => Some(Raw::Json(other)),
             }),
         }
@@ -255,11 +268,21 @@ fn shown(raw: Raw<'_>) -> String {
     }
 }
 
-/// Checks one value against its column's rule.
+/// Checks one value against its column's rule. Text is trimmed first, from CSV and JSON alike
+/// (an identifier's control characters are looked for in the value as given, to say where).
 pub fn check(column: &Column, raw: Raw<'_>) -> Result<Value, RowError> {
     let name = column.name;
+    let raw = match (column.kind, raw) {
+        (Kind::Key, Raw::Text(text)) => {
+            let key = super::identifier(name, Some(text))?.unwrap_or_default();
+            return Ok(Value::String(key.to_owned()));
+        }
+        (_, Raw::Text(text)) => Raw::Text(text.trim()),
+        (_, json) => json,
+    };
     let wrong = || invalid(name, format!("{name} {} is not {}", shown(raw), column.expected()));
     match column.kind {
+        Kind::Key => Err(wrong()),
         Kind::Text { max } => {
             let Raw::Text(text) = raw else { return Err(wrong()) };
             if let Some(max) = max.filter(|&m| text.chars().count() > m) {
@@ -278,27 +301,19 @@ pub fn check(column: &Column, raw: Raw<'_>) -> Result<Value, RowError> {
                 .map(|v| Value::String((*v).to_owned()))
                 .ok_or_else(wrong)
         }
-        Kind::Decimal { min } => {
-            let text = match raw {
-                Raw::Text(t) => t.to_owned(),
-                // A JSON integer is exact; a JSON fraction may already have lost precision.
-                Raw::Json(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-                Raw::Json(Value::Number(_)) => {
-                    return Err(invalid(
-                        name,
-                        format!(
-                            "{name} {} must be written as a string, like \"0.01\", to stay exact",
-                            shown(raw)
-                        ),
-                    ))
-                }
-                Raw::Json(_) => return Err(wrong()),
-            };
-            let value = Decimal::from_str_exact(&text).map_err(|_| wrong())?;
-            if let Some(min) = min.filter(|&m| value < Decimal::from(m)) {
-                return Err(invalid(name, format!("{name} {} is less than {min}", shown(raw))));
+        Kind::Decimal { non_negative } => {
+            let exact = match raw {
+                Raw::Text(t) => Exact::parse(t),
+                // A JSON number keeps the digits it was written with (serde_json's
+                // arbitrary_precision), fraction or not.
+                Raw::Json(Value::Number(n)) => Exact::parse(&n.to_string()),
+                Raw::Json(_) => None,
             }
-            Ok(Value::String(value.to_string()))
+            .ok_or_else(wrong)?;
+            if non_negative && exact.is_negative() {
+                return Err(invalid(name, format!("{name} {} is less than 0", shown(raw))));
+            }
+            Ok(Value::String(exact.as_str().to_owned()))
         }
         Kind::Integer { min } => {
             let number = match raw {

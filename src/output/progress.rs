@@ -81,7 +81,10 @@ impl Progress {
 fn rows_message(task: &Task) -> String {
     format!(
         "{} rows, {} imported, {} rejected, {} duplicates",
-        task.processed_records, task.successful_records, task.failed_records, task.metadata.duplicate_records
+        task.processed_records,
+        task.successful_records,
+        task.failed_records,
+        task.metadata.duplicate_records + task.metadata.conflicting_duplicates
     )
 }
 

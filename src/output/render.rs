@@ -77,7 +77,7 @@ pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) ->
             Cell::new(t.processed_records),
             Cell::new(t.successful_records),
             Cell::new(t.failed_records),
-            Cell::new(t.metadata.duplicate_records),
+            Cell::new(t.metadata.duplicate_records + t.metadata.conflicting_duplicates),
             Cell::new(short_time(t.created_at)),
             Cell::new(&t.created_by),
         ]);
@@ -110,15 +110,27 @@ pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
         skipped.push_str(&format!(", {} repeated headers skipped", m.repeated_headers));
     }
     format!(
-        "{} {}{dry}: {}{updated} imported, {} duplicates skipped{skipped}, {} rejected of {} rows in {}",
+        "{} {}{dry}: {}{updated} imported, {}{skipped}, {} rejected of {} rows in {}",
         task.id,
         task.task_status,
         task.successful_records,
-        m.duplicate_records,
+        duplicates(m),
         task.failed_records,
         task.processed_records,
         rate(task, now),
     )
+}
+
+/// `3 duplicates skipped (1 of them with other content)`: resends and conflicts together,
+/// conflicts also apart, since they need a person.
+pub fn duplicates(m: &crate::task::TaskMetadata) -> String {
+    let all = m.duplicate_records + m.conflicting_duplicates;
+    let skipped = format!("{all} duplicate{} skipped", if all == 1 { "" } else { "s" });
+    match (all, m.conflicting_duplicates) {
+        (_, 0) => skipped,
+        (1, _) => format!("{skipped} (with other content)"),
+        (_, conflicts) => format!("{skipped} ({conflicts} of them with other content)"),
+    }
 }
 
 /// A rejected row as the user reads it: `file:line: column: reason`.
@@ -255,7 +267,19 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
             task.failed_records, m.validation_errors, m.processing_errors
         ),
     );
-    row("  duplicates", format!("{} (skipped, not failed)", m.duplicate_records));
+    row(
+        "  duplicates",
+        match m.conflicting_duplicates {
+            0 => format!("{} (skipped, not failed)", m.duplicate_records),
+            conflicts => format!(
+                "{} (skipped, not failed): {} resent, {conflicts} with other content \
+                 (`flexprice-import errors {} --duplicates` lists them)",
+                m.duplicate_records + conflicts,
+                m.duplicate_records,
+                task.id
+            ),
+        },
+    );
     if m.blank_rows > 0 {
         row(
             "  blank rows",

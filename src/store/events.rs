@@ -6,11 +6,38 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::entity::Event;
 
 /// What became of one event offered to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     Inserted,
-    /// Another row already holds this (tenant, event_id).
-    Duplicate,
+    /// Another row already holds this (tenant, event_id); its content, to tell a resend from
+    /// a conflict. Boxed: a batch keeps one outcome per event, and most are `Inserted`.
+    Duplicate(Box<StoredContent>),
+}
+
+/// The content of a stored event, field by field as `entity::events::CONTENT_FIELDS` lists
+/// them (see `Event::content`).
+pub type StoredContent = [Option<String>; 6];
+
+/// The content columns of the events table, in `CONTENT_FIELDS` order.
+const CONTENT_COLUMNS: &str = "event_name, external_customer_id, customer_id, timestamp, source, properties";
+
+fn read_content(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredContent> {
+    Ok([
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ])
+}
+
+/// The content of the event `table` holds under `event_id` (for a tenant when `tenant_key`).
+fn content_of(conn: &Connection, sql: &str, values: &[&dyn rusqlite::ToSql]) -> Result<Option<StoredContent>> {
+    conn.prepare_cached(sql)?
+        .query_row(values, read_content)
+        .optional()
+        .context("reading a stored event")
 }
 
 /// The small number standing for a tenant in the events index, created on first use.
@@ -45,7 +72,9 @@ pub struct Tenant {
 }
 
 /// Stores events of one task. A row already brought in by the same task from the same line
-/// (a retried run) counts as inserted again, so a retry's counters match a clean run.
+/// (a retried run) counts as inserted again, so a retry's counters match a clean run. For an
+/// id stored before, the stored content is read (only then: duplicates are rare) so that the
+/// caller can tell a resend from a conflict.
 pub fn insert(
     conn: &Connection,
     tenant: &Tenant,
@@ -78,26 +107,46 @@ pub fn insert(
         outcomes.push(if changed == 1 {
             Stored::Inserted
         } else {
-            Stored::Duplicate
+            let sql = format!("SELECT {CONTENT_COLUMNS} FROM events WHERE tenant_key = ?1 AND event_id = ?2");
+            let stored = content_of(conn, &sql, &[&tenant.key, &e.event_id])?;
+            Stored::Duplicate(Box::new(stored.context("reading the event that holds this id")?))
         });
     }
     Ok(())
 }
 
-/// For a dry run: would these events be stored? Checks the store and the ids seen so far in
-/// this run (kept in a temporary table, so memory stays flat) without writing the store.
+/// For a dry run: would these events be stored? Checks the store and the events seen so far
+/// in this run (kept in a temporary table, so memory stays flat) without writing the store.
 pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &mut Vec<Stored>) -> Result<()> {
-    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID")?;
-    let mut exists = conn.prepare_cached("SELECT 1 FROM events WHERE tenant_key = ?1 AND event_id = ?2")?;
-    let mut seen =
-        conn.prepare_cached("INSERT INTO temp.dry_run_seen (event_id) VALUES (?1) ON CONFLICT DO NOTHING")?;
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY, {CONTENT_COLUMNS}) WITHOUT ROWID"
+    ))?;
+    let in_store = format!("SELECT {CONTENT_COLUMNS} FROM events WHERE tenant_key = ?1 AND event_id = ?2");
+    let in_run = format!("SELECT {CONTENT_COLUMNS} FROM temp.dry_run_seen WHERE event_id = ?1");
+    let mut seen = conn.prepare_cached(&format!(
+        "INSERT INTO temp.dry_run_seen (event_id, {CONTENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT DO NOTHING"
+    ))?;
     for e in events {
-        let stored = exists.exists(params![tenant.key, e.event_id])?;
-        let first_here = seen.execute(params![e.event_id])? == 1;
-        outcomes.push(if stored || !first_here {
-            Stored::Duplicate
-        } else {
+        if let Some(stored) = content_of(conn, &in_store, &[&tenant.key, &e.event_id])? {
+            outcomes.push(Stored::Duplicate(Box::new(stored)));
+            continue;
+        }
+        let [name, customer, customer_id, timestamp, source, properties] = e.content();
+        let first_here = seen.execute(params![
+            e.event_id,
+            name,
+            customer,
+            customer_id,
+            timestamp,
+            source,
+            properties
+        ])? == 1;
+        outcomes.push(if first_here {
             Stored::Inserted
+        } else {
+            let earlier = content_of(conn, &in_run, &[&e.event_id])?;
+            Stored::Duplicate(Box::new(earlier.context("reading an event seen in this dry run")?))
         });
     }
     Ok(())

@@ -9,6 +9,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
+use crate::entity::events::{Content, CONTENT_FIELDS};
 use crate::task::EntityType;
 
 /// A FlexPrice server's records of one entity, as the ledger knows them. The URL carries no
@@ -35,6 +36,42 @@ pub struct DeliveredBy {
     pub source_line: u64,
     /// The task asking delivered it.
     pub this_task: bool,
+    /// The record's content key (see `content_key`): events only, and not for those a
+    /// version before content keys delivered.
+    pub content: Option<ContentKey>,
+}
+
+/// What the ledger keeps of an event's content, to tell a resend of an id from a conflict
+/// without keeping the event: a 32-bit xxh3 hash of each field (`CONTENT_FIELDS` of
+/// `entity::events`), so that a conflict names the field that differs (not its stored value,
+/// which the ledger does not have) and a row without a timestamp can be compared apart from
+/// it. A changed field goes unnoticed once in four billion times.
+pub type ContentKey = [u8; 4 * CONTENT_FIELDS.len()];
+
+/// The content key of an event's fields (see `Event::content`); `None` (not given) differs
+/// from every text, the empty one included.
+pub fn content_key(fields: &Content<'_>) -> ContentKey {
+    let mut key = [0u8; 4 * CONTENT_FIELDS.len()];
+    for (field, slot) in fields.iter().zip(key.chunks_exact_mut(4)) {
+        let hash = match field {
+            None => 0,
+            // Never 0, so that no text hashes as "not given".
+            Some(text) => (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) as u32).max(1),
+        };
+        slot.copy_from_slice(&hash.to_be_bytes());
+    }
+    key
+}
+
+/// The first field (an index into `CONTENT_FIELDS`) whose hash differs between the content
+/// key the ledger holds and a record's, leaving out `skip`; `None` for the same content.
+pub fn first_difference(stored: &ContentKey, here: &ContentKey, skip: Option<usize>) -> Option<usize> {
+    stored
+        .chunks_exact(4)
+        .zip(here.chunks_exact(4))
+        .enumerate()
+        .find(|&(i, (s, h))| s != h && Some(i) != skip)
+        .map(|(i, _)| i)
 }
 
 /// What the ledger keeps of a record id: its 128-bit hash. Sixteen bytes instead of an id of
@@ -96,7 +133,7 @@ impl Ledger {
     /// Who delivered the record with this key (see `key`), if anyone did.
     pub fn lookup(&self, conn: &Connection, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
         conn.prepare_cached(
-            "SELECT t.task_id, d.source_line, d.task_key FROM delivered_records d \
+            "SELECT t.task_id, d.source_line, d.task_key, d.content FROM delivered_records d \
              JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2",
         )?
         .query_row(params![self.target_key, &record_key[..]], |r| {
@@ -104,23 +141,33 @@ impl Ledger {
                 task_id: r.get(0)?,
                 source_line: r.get(1)?,
                 this_task: r.get::<_, i64>(2)? == self.task_key,
+                content: r.get::<_, Option<Vec<u8>>>(3)?.and_then(|c| c.try_into().ok()),
             })
         })
         .optional()
         .context("reading the delivery ledger")
     }
 
-    /// Records what the server accepted. A record already there keeps its first delivery.
-    pub fn record<'a>(&self, conn: &Connection, records: impl IntoIterator<Item = (&'a str, u64)>) -> Result<()> {
+    /// Records what the server accepted: (id, source line, content key). A record already
+    /// there keeps its first delivery.
+    pub fn record<'a>(
+        &self,
+        conn: &Connection,
+        records: impl IntoIterator<Item = (&'a str, u64, Option<ContentKey>)>,
+    ) -> Result<()> {
         let mut stmt = conn.prepare_cached(
-            "INSERT INTO delivered_records (target_key, record_id, task_key, source_line) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            "INSERT INTO delivered_records (target_key, record_id, task_key, source_line, content) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )?;
-        let mut keyed: Vec<([u8; 16], u64)> = records.into_iter().map(|(id, line)| (key(id), line)).collect();
+        let mut keyed: Vec<([u8; 16], u64, Option<ContentKey>)> = records
+            .into_iter()
+            .map(|(id, line, content)| (key(id), line, content))
+            .collect();
         // In key order, each index page is written once per batch.
         keyed.sort_unstable();
-        for (record_key, line) in keyed {
-            stmt.execute(params![self.target_key, &record_key[..], self.task_key, line])
+        for (record_key, line, content) in keyed {
+            let content = content.as_ref().map(|c| &c[..]);
+            stmt.execute(params![self.target_key, &record_key[..], self.task_key, line, content])
                 .context("writing the delivery ledger")?;
         }
         Ok(())
@@ -154,15 +201,24 @@ mod tests {
             entity: EntityType::Prices,
             ..target
         };
-        a.record(conn, [("e1", 2), ("e2", 3)]).unwrap();
-        b.record(conn, [("e1", 9)]).unwrap();
+        let content = content_key(&[
+            Some("api"),
+            Some("c"),
+            None,
+            Some("2026-11-01T00:00:00Z"),
+            None,
+            Some("{}"),
+        ]);
+        a.record(conn, [("e1", 2, Some(content)), ("e2", 3, None)]).unwrap();
+        b.record(conn, [("e1", 9, None)]).unwrap();
         let first = b.lookup(conn, &key("e1")).unwrap().unwrap();
         assert_eq!(
             first,
             DeliveredBy {
                 task_id: "task_a".into(),
                 source_line: 2,
-                this_task: false
+                this_task: false,
+                content: Some(content),
             }
         );
         assert!(a.lookup(conn, &key("e2")).unwrap().unwrap().this_task);
@@ -180,5 +236,37 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn content_keys_tell_a_resend_from_a_conflict_and_name_the_field() {
+        let content = |customer: &str, customer_id: Option<&str>, timestamp: &str| {
+            content_key(&[
+                Some("api"),
+                Some(customer),
+                customer_id,
+                Some(timestamp),
+                None,
+                Some("{}"),
+            ])
+        };
+        let stored = content("cust_a", None, "2026-11-01T00:00:00Z");
+        assert_eq!(
+            first_difference(&stored, &content("cust_a", None, "2026-11-01T00:00:00Z"), None),
+            None
+        );
+        assert_eq!(
+            first_difference(&stored, &content("cust_b", None, "2026-11-01T00:00:00Z"), None),
+            Some(1)
+        );
+        // Not given is not the empty text.
+        assert_eq!(
+            first_difference(&stored, &content("cust_a", Some(""), "2026-11-01T00:00:00Z"), None),
+            Some(2)
+        );
+        // Another timestamp is a conflict, unless the row gave none.
+        let later = content("cust_a", None, "2026-11-02T00:00:00Z");
+        assert_eq!(first_difference(&stored, &later, None), Some(3));
+        assert_eq!(first_difference(&stored, &later, Some(3)), None);
     }
 }

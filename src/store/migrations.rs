@@ -235,6 +235,10 @@ CREATE TABLE task_leases (
 );
 "#,
     ),
+    // 6: the content key of each delivered event (see store::ledger::content_key), so that an
+    // id sent again with other content is told from a resend. Rows delivered before keep NULL:
+    // their resends count as duplicates, as they did.
+    M::up("ALTER TABLE delivered_records ADD COLUMN content BLOB;"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

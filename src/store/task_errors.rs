@@ -96,7 +96,8 @@ impl<'c> TaskErrors<'c> {
     }
 
     /// Calls `f` with every rejected row of a task in file order: validation and processing
-    /// errors, and skipped duplicates too when `duplicates` is set. Rows are streamed.
+    /// errors, and skipped duplicates (resends and conflicts) too when `duplicates` is set.
+    /// Rows are streamed.
     pub fn for_each(
         &self,
         task_id: &str,
@@ -104,7 +105,7 @@ impl<'c> TaskErrors<'c> {
         mut f: impl FnMut(&TaskErrorRow) -> Result<()>,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare(&format!(
-            "{SELECT} WHERE task_id = ?1 AND (?2 OR kind != 'duplicate') ORDER BY line, id"
+            "{SELECT} WHERE task_id = ?1 AND (?2 OR kind NOT IN ('duplicate', 'conflict')) ORDER BY line, id"
         ))?;
         let mut rows = stmt.query(params![task_id, duplicates])?;
         while let Some(row) = rows.next()? {

@@ -335,6 +335,42 @@ mod tests {
         assert!(repo.get("t1", "task_a").unwrap().is_none());
     }
 
+    /// serde_json's `arbitrary_precision` once broke reading metadata back (its flattened
+    /// `other`): every number kind and a later version's keys must survive the store.
+    #[test]
+    fn a_stored_tasks_metadata_reads_back_whole() {
+        let store = open_in_memory();
+        let repo = store.tasks();
+        let mut t = task("task_m", at(1), TaskStatus::Processing, "ana");
+        let m = &mut t.metadata;
+        m.bytes_read = 98_765_432_109;
+        m.file_size = Some(u64::MAX);
+        m.max_error_rate = Some(0.125);
+        m.max_errors = Some(0);
+        m.validation_errors = 2;
+        m.requests.retries = 3;
+        m.property_types = vec![("cost".into(), crate::entity::PropertyType::Decimal)];
+        m.other.insert(
+            "from_a_later_version".into(),
+            serde_json::from_str(r#"{"n":123456789012345678901234,"x":1.50}"#).unwrap(),
+        );
+        repo.create(&t).unwrap();
+        let got = repo.get("t1", "task_m").unwrap().unwrap();
+        assert_eq!(got, t);
+        assert_eq!(
+            got.metadata.other["from_a_later_version"].to_string(),
+            r#"{"n":123456789012345678901234,"x":1.50}"#
+        );
+        let listed = repo
+            .list(&TaskFilter {
+                tenant_id: "t1".into(),
+                limit: 50,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(listed.items, vec![t]);
+    }
+
     #[test]
     fn list_filters_pages_and_counts_newest_first() {
         let store = open_in_memory();

@@ -66,17 +66,33 @@ impl LocalTarget {
             events::insert(tx, tenant, &self.task_id, &batch_events, &mut self.outcomes)?;
         }
         for (event, outcome) in batch_events.iter().zip(&self.outcomes) {
-            match outcome {
-                Stored::Inserted => delivery.delivered += 1,
-                Stored::Duplicate => delivery.rejected.push(RowError {
-                    line: event.line,
-                    column: Some("event_id".into()),
-                    kind: ErrorKind::Duplicate,
-                    reason: format!("event_id {} is already stored; skipped", event.event_id),
-                    element_line: event.element_line,
-                    raw: Some(event.raw.clone()),
-                }),
-            }
+            let Stored::Duplicate(stored) = outcome else {
+                delivery.delivered += 1;
+                continue;
+            };
+            let stored = stored.each_ref().map(Option::as_deref);
+            let (kind, reason) = match entity::events::first_difference(stored, event) {
+                None => (
+                    ErrorKind::Duplicate,
+                    format!("event_id {} is already stored; skipped", event.event_id),
+                ),
+                Some(difference) => (
+                    ErrorKind::Conflict,
+                    format!(
+                        "event_id {} is already stored with other content: {}; skipped",
+                        event.event_id,
+                        difference.describe()
+                    ),
+                ),
+            };
+            delivery.rejected.push(RowError {
+                line: event.line,
+                column: Some("event_id".into()),
+                kind,
+                reason,
+                element_line: event.element_line,
+                raw: Some(event.raw.clone()),
+            });
         }
         Ok(())
     }

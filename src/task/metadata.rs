@@ -1,6 +1,7 @@
 //! What a task remembers beyond the design's fixed columns, stored as JSON text.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 use crate::entity::mapping::FieldMap;
 use crate::entity::PropertyType;
@@ -10,8 +11,10 @@ use crate::target::RequestStats;
 /// `task_errors`).
 pub const ERROR_SAMPLE_SIZE: usize = 10;
 
+/// Serialized as a JSON object (the `metadata` column); see the `Deserialize` impl below for
+/// how keys of a later version are kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, remote = "Self")]
 pub struct TaskMetadata {
     /// csv, json or jsonl: the exact input format (FlexPrice's file_type has only CSV and JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,7 +81,11 @@ pub struct TaskMetadata {
     pub first_repeated_header: Option<u64>,
     /// Rejected rows by kind; duplicates are skipped, not failed.
     pub validation_errors: u64,
+    /// Rows skipped because their id was already stored with the same content (resends).
     pub duplicate_records: u64,
+    /// Rows skipped because their id was already stored with other content (conflicts, for a
+    /// person to look at); not counted in `duplicate_records`.
+    pub conflicting_duplicates: u64,
     /// Of the imported rows, those that updated an existing customer or feature.
     #[serde(skip_serializing_if = "is_zero")]
     pub updated_records: u64,
@@ -107,9 +114,90 @@ pub struct TaskMetadata {
     /// Columns of the input that the entity does not know; reported once.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
-    /// Keys a later version wrote that this one does not know: kept, not dropped.
-    #[serde(flatten)]
-    pub other: serde_json::Map<String, serde_json::Value>,
+    /// Keys a later version wrote that this one does not know: kept, not dropped (see the
+    /// `Deserialize` impl).
+    #[serde(skip)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// The metadata object: the known fields, then the keys of `other` that no known field has.
+impl Serialize for TaskMetadata {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.other.is_empty() {
+            return TaskMetadata::serialize(self, serializer);
+        }
+        let Value::Object(mut map) =
+            TaskMetadata::serialize(self, serde_json::value::Serializer).map_err(serde::ser::Error::custom)?
+        else {
+            unreachable!("a struct serializes to an object")
+        };
+        for (key, value) in &self.other {
+            map.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        map.serialize(serializer)
+    }
+}
+
+/// Keys of a later version are kept in `other`. Not with `#[serde(flatten)]`: serde_json's
+/// `arbitrary_precision` (on so that numbers keep their digits) makes a flattened struct
+/// fail on numbers ("invalid type: map, expected u64" straight from text; "integer as u128"
+/// for a long integer even from a `Value`). So the object is read whole, the keys no field
+/// has are moved to `other`, and the rest is read field by field.
+impl<'de> Deserialize<'de> for TaskMetadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut known = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        let fields = field_names();
+        let unknown: Vec<String> = known
+            .keys()
+            .filter(|k| !fields.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let other = unknown
+            .into_iter()
+            .filter_map(|k| known.remove(&k).map(|v| (k, v)))
+            .collect();
+        let mut metadata = TaskMetadata::deserialize(Value::Object(known)).map_err(serde::de::Error::custom)?;
+        metadata.other = other;
+        Ok(metadata)
+    }
+}
+
+/// The names of `TaskMetadata`'s serialized fields, as its derived `Deserialize` asks for them.
+fn field_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: &'static [&'static str] = &[];
+        // The introspecting deserializer always stops the derive with an error, after it
+        // learnt the names.
+        let _ = TaskMetadata::deserialize(FieldNames(&mut names));
+        names
+    })
+}
+
+/// A deserializer that only records the field names a derived struct asks for.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("only struct field names are read"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("only struct field names are read"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
 }
 
 /// One rejected row as shown in `inspect`.
@@ -133,5 +221,47 @@ impl TaskMetadata {
         if self.first_errors.len() < ERROR_SAMPLE_SIZE {
             self.first_errors.push(sample);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every number kind, a nested struct and keys of a later version read back from the
+    /// stored text exactly.
+    #[test]
+    fn stored_metadata_reads_back_with_unknown_keys_and_their_digits() {
+        let mut m = TaskMetadata {
+            bytes_read: 123_456_789_012,
+            file_size: Some(u64::MAX),
+            max_error_rate: Some(0.25),
+            duplicate_records: 3,
+            requests: RequestStats {
+                requests: 7,
+                retries: 2,
+                splits: 1,
+            },
+            ..TaskMetadata::default()
+        };
+        m.push_sample(ErrorSample {
+            line: 4,
+            element_line: Some(9),
+            column: Some("timestamp".into()),
+            kind: "validation".into(),
+            reason: "bad".into(),
+        });
+        let mut text = serde_json::to_string(&m).unwrap();
+        text.pop();
+        text.push_str(r#","later_counter":12345678901234567890123,"later_rate":0.10000000000000000001}"#);
+        let back: TaskMetadata = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.other["later_counter"].to_string(), "12345678901234567890123");
+        assert_eq!(back.other["later_rate"].to_string(), "0.10000000000000000001");
+        let mut expected = m.clone();
+        expected.other = back.other.clone();
+        assert_eq!(back, expected);
+        // And it writes the unknown keys back as they were.
+        let again = serde_json::to_string(&back).unwrap();
+        assert!(again.contains(r#""later_counter":12345678901234567890123"#), "{again}");
     }
 }

@@ -326,7 +326,9 @@ fn an_event_id_the_server_already_has_is_a_duplicate_not_sent() {
         "event_id,event_name,external_customer_id\na,x,c\nb,x,c\na,x,d\n",
     );
     let task = run_remote(&env, &server, &[first.to_str().unwrap()], 0);
-    assert_eq!(counters(&task), (3, 2, 0, 1));
+    // The second "a" has another customer: a conflicting duplicate, not sent either.
+    assert_eq!(counters(&task), (3, 2, 0, 0));
+    assert_eq!(task["metadata"]["conflicting_duplicates"], 1);
     let second = env.write("second.csv", "event_id,event_name,external_customer_id\nb,x,c\nc,x,c\n");
     let task = run_remote(&env, &server, &[second.to_str().unwrap()], 0);
     assert_eq!(counters(&task), (2, 1, 0, 1));

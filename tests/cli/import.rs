@@ -105,7 +105,7 @@ fn every_kind_of_bad_row_is_rejected_with_its_line_and_the_rest_imported() {
             (8, "validation"),
             (9, "validation"),
             (10, "validation"),
-            (11, "duplicate")
+            (11, "conflict")
         ]
     );
     assert_eq!(errors[4].2, "the row has 5 fields, the header has 7");
@@ -118,7 +118,10 @@ fn every_kind_of_bad_row_is_rejected_with_its_line_and_the_rest_imported() {
         errors[6].2
     );
     assert_eq!(errors[7].2, "properties must be a JSON object, found an array");
-    assert_eq!(errors[8].2, "event_id evt_r01 is already stored; skipped");
+    assert_eq!(
+        errors[8].2,
+        r#"event_id evt_r01 is already stored with other content: external_customer_id "cust_1", here "cust_2"; skipped"#
+    );
 
     let raw: Vec<u8> = env
         .conn()
@@ -130,7 +133,8 @@ fn every_kind_of_bad_row_is_rejected_with_its_line_and_the_rest_imported() {
     );
 
     let task = env.inspect(&task_id);
-    assert_eq!(counters(&task), (11, 2, 8, 1));
+    assert_eq!(counters(&task), (11, 2, 8, 0));
+    assert_eq!(task["metadata"]["conflicting_duplicates"], 1);
     assert_eq!(task["metadata"]["validation_errors"], 8);
     assert_eq!(task["error_summary"], "8 rows rejected (8 validation, 0 processing)");
     assert_eq!(task["metadata"]["first_errors"].as_array().unwrap().len(), 8);
@@ -324,7 +328,9 @@ fn running_a_file_twice_stores_its_events_once() {
 fn a_dry_run_validates_everything_and_stores_no_event() {
     let env = Env::new();
     let task = env.run_json(&[fixture("bad/bad_rows.csv").to_str().unwrap(), "--dry-run"], 3);
-    assert_eq!(counters(&task), (11, 2, 8, 1));
+    // Line 11 reuses line 2's event_id with another customer: a conflicting duplicate.
+    assert_eq!(counters(&task), (11, 2, 8, 0));
+    assert_eq!(task["metadata"]["conflicting_duplicates"], 1);
     assert_eq!(task["metadata"]["dry_run"], true);
     assert_eq!(env.count("SELECT count(*) FROM events"), 0);
     env.cmd()

@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod completions;
+mod duplicates;
 mod entities;
 mod exports;
 mod flexprice;
@@ -16,4 +17,5 @@ mod reliability;
 mod signals;
 mod sources;
 mod tasks;
+mod values;
 mod workers;

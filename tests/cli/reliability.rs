@@ -14,12 +14,15 @@ pub struct Generated {
     pub text: String,
     pub rows: u64,
     pub valid_unique: u64,
+    /// Rows resending an earlier valid row exactly.
     pub duplicates: u64,
+    /// Rows reusing an earlier valid row's event_id with other content.
+    pub conflicts: u64,
     pub bad: u64,
 }
 
-/// Deterministic rows: some bad (missing name, bad timestamp, ragged), some reusing an
-/// earlier valid row's event_id.
+/// Deterministic rows: some bad (missing name, bad timestamp, ragged), some resending an
+/// earlier valid row, some reusing an earlier valid row's event_id with other content.
 pub fn generate(rows: u64, seed: u64) -> Generated {
     let mut state = seed | 1;
     let mut next = move || {
@@ -29,11 +32,15 @@ pub fn generate(rows: u64, seed: u64) -> Generated {
         state
     };
     let mut text = String::from("event_id,event_name,external_customer_id,timestamp,properties.tokens\n");
-    let (mut valid_unique, mut duplicates, mut bad) = (0, 0, 0);
+    let (mut valid_unique, mut duplicates, mut conflicts, mut bad) = (0, 0, 0, 0);
+    let mut valid_lines: Vec<String> = Vec::new();
     for i in 0..rows {
         let roll = next() % 100;
-        let line = if roll < 4 && valid_unique > 0 {
+        let line = if roll < 2 && valid_unique > 0 {
             duplicates += 1;
+            valid_lines[(next() % valid_unique) as usize].clone()
+        } else if roll < 4 && valid_unique > 0 {
+            conflicts += 1;
             let reused = next() % valid_unique;
             format!(
                 "evt_{reused},api_call,cust_{},2026-11-02T00:00:00Z,{}\n",
@@ -49,14 +56,16 @@ pub fn generate(rows: u64, seed: u64) -> Generated {
             }
         } else {
             valid_unique += 1;
-            format!(
+            let line = format!(
                 "evt_{},api_call,cust_{},2026-11-01T{:02}:{:02}:00Z,{}\n",
                 valid_unique - 1,
                 i % 97,
                 (i / 60) % 24,
                 i % 60,
                 i % 1000
-            )
+            );
+            valid_lines.push(line.clone());
+            line
         };
         text.push_str(&line);
     }
@@ -65,11 +74,13 @@ pub fn generate(rows: u64, seed: u64) -> Generated {
         rows,
         valid_unique,
         duplicates,
+        conflicts,
         bad,
     }
 }
 
-fn task_counts(env: &Env, id: &str) -> (String, u64, u64, u64, u64) {
+/// (status, processed, imported, rejected, duplicates, conflicting duplicates)
+fn task_counts(env: &Env, id: &str) -> (String, u64, u64, u64, u64, u64) {
     let t = env.inspect(id);
     (
         t["task_status"].as_str().unwrap().to_owned(),
@@ -77,6 +88,7 @@ fn task_counts(env: &Env, id: &str) -> (String, u64, u64, u64, u64) {
         t["successful_records"].as_u64().unwrap(),
         t["failed_records"].as_u64().unwrap(),
         t["metadata"]["duplicate_records"].as_u64().unwrap(),
+        t["metadata"]["conflicting_duplicates"].as_u64().unwrap(),
     )
 }
 
@@ -138,7 +150,14 @@ fn killed_at_random_moments_then_resumed_stores_every_valid_row_exactly_once() {
     }
     assert_eq!(
         task_counts(&env, &id),
-        ("COMPLETED".to_string(), g.rows, g.valid_unique, g.bad, g.duplicates)
+        (
+            "COMPLETED".to_string(),
+            g.rows,
+            g.valid_unique,
+            g.bad,
+            g.duplicates,
+            g.conflicts
+        )
     );
     assert_eq!(env.count("SELECT count(*) FROM events") as u64, g.valid_unique);
     assert_eq!(
@@ -152,7 +171,7 @@ fn killed_at_random_moments_then_resumed_stores_every_valid_row_exactly_once() {
     );
     assert_eq!(
         env.count("SELECT count(DISTINCT line) FROM task_errors") as u64,
-        g.bad + g.duplicates
+        g.bad + g.duplicates + g.conflicts
     );
 }
 
@@ -250,7 +269,7 @@ fn sigterm_exits_143_and_the_rerun_of_a_stdin_task_starts_over_exactly() {
         .assert()
         .code(0)
         .stderr(predicate::str::contains("starting over"));
-    assert_eq!(task_counts(&env, &id), ("COMPLETED".to_string(), 25, 25, 0, 0));
+    assert_eq!(task_counts(&env, &id), ("COMPLETED".to_string(), 25, 25, 0, 0, 0));
     assert_eq!(env.count("SELECT count(*) FROM events"), 25);
 }
 
@@ -334,7 +353,14 @@ fn four_processes_import_four_files_into_one_store_at_once() {
             .unwrap();
         assert_eq!(
             task_counts(&env, &id),
-            ("COMPLETED".to_string(), g.rows, g.valid_unique, g.bad, g.duplicates)
+            (
+                "COMPLETED".to_string(),
+                g.rows,
+                g.valid_unique,
+                g.bad,
+                g.duplicates,
+                g.conflicts
+            )
         );
     }
 }

@@ -143,6 +143,7 @@ mod tests {
             external_customer_id: "c1".into(),
             customer_id: None,
             timestamp: "2026-01-01T00:00:00Z".into(),
+            timestamp_given: true,
             source: Some("web".into()),
             properties: r#"{"n":"2"}"#.into(),
             line: 2,

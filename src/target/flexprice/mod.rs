@@ -11,7 +11,7 @@ pub mod body;
 pub mod client;
 pub mod send;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -21,9 +21,10 @@ use tokio::task::JoinHandle;
 use self::client::{Api, ApiConfig};
 use self::send::{Fate, Item};
 use super::{Delivery, RequestStats, Target, TargetFailed};
+use crate::entity::events::{self, CONTENT_FIELDS};
 use crate::entity::ValidRecord;
 use crate::row_error::{ErrorKind, RowError};
-use crate::store::ledger::{self, Ledger, RemoteTarget};
+use crate::store::ledger::{self, ContentKey, DeliveredBy, Ledger, RemoteTarget};
 use crate::task::EntityType;
 
 /// Prices per bulk request: FlexPrice's limit.
@@ -42,16 +43,23 @@ pub struct FlexPriceTarget {
     flights: VecDeque<Flight>,
     /// Chunks sending at once.
     window: usize,
-    /// Ids of the records in flight, so that a repeat is caught before the ledger has it.
-    in_flight: HashSet<String>,
+    /// Ids of the records in flight, so that a repeat is caught before the ledger has it:
+    /// where each is (its chunk's number and index), to compare a repeat's content with it.
+    in_flight: HashMap<String, (u64, usize)>,
+    /// The number of the next chunk submitted.
+    next_chunk: u64,
     /// A failure found while settling, reported at the next call once the chunks settled
     /// before it are accounted for.
     failure: Option<anyhow::Error>,
 }
 
 struct Flight {
+    /// The chunk's number, counted from 0 per run.
+    number: u64,
     /// What was settled without sending: duplicates, records an earlier run delivered.
     known: Delivery,
+    /// The records sent, shared with the task sending them, for comparing repeats.
+    records: Arc<Vec<ValidRecord>>,
     items: Vec<Meta>,
     state: FlightState,
 }
@@ -76,6 +84,14 @@ struct Meta {
     id: String,
     line: u64,
     element_line: Option<u64>,
+    /// For an event, its content key for the ledger.
+    content: Option<ContentKey>,
+}
+
+/// Why a record is not sent: its id was sent before, with the same content or not.
+enum Seen {
+    Resend(String),
+    Conflict { difference: String, whence: String },
 }
 
 impl FlexPriceTarget {
@@ -108,7 +124,8 @@ impl FlexPriceTarget {
             task_id: task_id.to_owned(),
             flights: VecDeque::new(),
             window,
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            next_chunk: 0,
             failure: None,
         })
     }
@@ -129,6 +146,7 @@ impl FlexPriceTarget {
         records: Vec<ValidRecord>,
     ) -> Result<(Delivery, Vec<ValidRecord>, Vec<Meta>)> {
         let ledger = self.ledger(tx)?;
+        let chunk = self.next_chunk;
         let mut known = Delivery::default();
         let keyed: Vec<(String, ValidRecord)> = records
             .into_iter()
@@ -149,48 +167,106 @@ impl FlexPriceTarget {
         for i in order {
             delivered_before[i] = ledger.lookup(tx, &keys[i])?;
         }
-        let mut send = Vec::with_capacity(keyed.len());
+        let mut send: Vec<ValidRecord> = Vec::with_capacity(keyed.len());
         let mut metas = Vec::with_capacity(keyed.len());
         for ((id, record), before) in keyed.into_iter().zip(delivered_before) {
             let (line, element_line) = record.position();
+            let content = match &record {
+                ValidRecord::Event(e) => Some(ledger::content_key(&e.content())),
+                ValidRecord::Row(_) => None,
+            };
             let seen = match before {
                 // This task delivered it in an earlier run: it counts, and is not sent again.
                 Some(by) if by.this_task && by.source_line == line => {
                     known.delivered += 1;
                     continue;
                 }
-                Some(by) => Some(format!(
-                    "{} already has it (delivered by {}, line {})",
-                    self.remote.url, by.task_id, by.source_line
-                )),
-                None if self.in_flight.contains(&id) => Some(format!(
-                    "an earlier row of this run is being sent to {}",
-                    self.remote.url
-                )),
-                None => None,
+                Some(by) => Some(self.seen_by_server(&by, &record, content.as_ref())),
+                None => self.seen_in_flight(&id, &record, chunk, &send),
             };
-            if let Some(why) = seen {
+            if let Some(seen) = seen {
+                let (kind, reason) = match (seen, self.entity) {
+                    (Seen::Resend(why), EntityType::Events) => (
+                        ErrorKind::Duplicate,
+                        format!("event_id {id} was sent before: {why}; skipped"),
+                    ),
+                    (Seen::Resend(why), _) => (
+                        ErrorKind::Duplicate,
+                        format!("the same row was sent before: {why}; skipped"),
+                    ),
+                    (Seen::Conflict { difference, whence }, _) => (
+                        ErrorKind::Conflict,
+                        format!("event_id {id} was sent before with other content: {difference}; {whence}; skipped"),
+                    ),
+                };
                 known.rejected.push(RowError {
                     line,
                     column: (self.entity == EntityType::Events).then(|| "event_id".into()),
-                    kind: ErrorKind::Duplicate,
-                    reason: match self.entity {
-                        EntityType::Events => format!("event_id {id} was sent before: {why}; skipped"),
-                        _ => format!("the same row was sent before: {why}; skipped"),
-                    },
+                    kind,
+                    reason,
                     element_line,
                     raw: Some(raw_text(&record)),
                 });
                 continue;
             }
-            self.in_flight.insert(id.clone());
-            metas.push(Meta { id, line, element_line });
+            self.in_flight.insert(id.clone(), (chunk, send.len()));
+            metas.push(Meta {
+                id,
+                line,
+                element_line,
+                content,
+            });
             send.push(record);
         }
         Ok((known, send, metas))
     }
 
-    fn spawn(&self, records: Vec<ValidRecord>) -> JoinHandle<Result<Sent, TargetFailed>> {
+    /// A record the ledger says the server has: a resend, or a conflict named by the field
+    /// whose hash differs (the ledger keeps hashes, not values: only this row's is shown).
+    fn seen_by_server(&self, by: &DeliveredBy, record: &ValidRecord, content: Option<&ContentKey>) -> Seen {
+        let whence = format!(
+            "{} already has it (delivered by {}, line {})",
+            self.remote.url, by.task_id, by.source_line
+        );
+        let (Some(stored), Some(here), ValidRecord::Event(e)) = (&by.content, content, record) else {
+            return Seen::Resend(whence);
+        };
+        let skip = (!e.timestamp_given).then_some(events::TIMESTAMP_FIELD);
+        match ledger::first_difference(stored, here, skip) {
+            None => Seen::Resend(whence),
+            Some(i) => Seen::Conflict {
+                difference: events::Difference::describe_here(CONTENT_FIELDS[i], e.content()[i]),
+                whence,
+            },
+        }
+    }
+
+    /// A record whose id an earlier record of this run has, still in flight (in chunk
+    /// `chunk`, being sorted, when `send` holds it): a resend, or a conflict with both values.
+    fn seen_in_flight(&self, id: &str, record: &ValidRecord, chunk: u64, send: &[ValidRecord]) -> Option<Seen> {
+        let &(number, index) = self.in_flight.get(id)?;
+        let earlier = if number == chunk {
+            send.get(index)
+        } else {
+            self.flights
+                .iter()
+                .find(|f| f.number == number)
+                .and_then(|f| f.records.get(index))
+        };
+        let whence = format!("an earlier row of this run is being sent to {}", self.remote.url);
+        let (Some(ValidRecord::Event(first)), ValidRecord::Event(e)) = (earlier, record) else {
+            return Some(Seen::Resend(whence));
+        };
+        Some(match events::first_difference(first.content(), e) {
+            None => Seen::Resend(whence),
+            Some(difference) => Seen::Conflict {
+                difference: difference.describe(),
+                whence,
+            },
+        })
+    }
+
+    fn spawn(&self, records: Arc<Vec<ValidRecord>>) -> JoinHandle<Result<Sent, TargetFailed>> {
         let api = Arc::clone(&self.api);
         let entity = self.entity;
         self.runtime.spawn(async move {
@@ -211,7 +287,7 @@ impl FlexPriceTarget {
             // The text of a refused record, for its error row and the reject file.
             let fates = fates
                 .into_iter()
-                .zip(&records)
+                .zip(records.iter())
                 .map(|(fate, record)| match fate {
                     Fate::Failed(reason) => Settled::Failed {
                         reason,
@@ -255,7 +331,7 @@ impl FlexPriceTarget {
             .iter()
             .zip(&fates)
             .filter(|(_, fate)| !matches!(fate, Settled::Failed { .. }))
-            .map(|(meta, _)| (meta.id.as_str(), meta.line));
+            .map(|(meta, _)| (meta.id.as_str(), meta.line, meta.content));
         ledger.record(tx, delivered)?;
         for (meta, fate) in flight.items.into_iter().zip(fates) {
             match fate {
@@ -367,6 +443,9 @@ impl Target for FlexPriceTarget {
             return Err(e);
         }
         let (known, records, metas) = self.triage(tx, records)?;
+        let records = Arc::new(records);
+        let number = self.next_chunk;
+        self.next_chunk += 1;
         let state = if records.is_empty() {
             FlightState::Done(Ok((Vec::new(), RequestStats::default())))
         } else {
@@ -379,10 +458,12 @@ impl Target for FlexPriceTarget {
             {
                 self.wait_oldest();
             }
-            FlightState::Sending(self.spawn(records))
+            FlightState::Sending(self.spawn(Arc::clone(&records)))
         };
         self.flights.push_back(Flight {
+            number,
             known,
+            records,
             items: metas,
             state,
         });

@@ -136,7 +136,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__archive)
+        flexprice__import__subcmd__archive)
             opts="-q -h --undo --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -166,7 +166,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__completions)
+        flexprice__import__subcmd__completions)
             opts="-q -h --db --tenant --actor --quiet --progress --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -196,7 +196,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__create)
+        flexprice__import__subcmd__create)
             opts="-q -h --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -270,7 +270,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__errors)
+        flexprice__import__subcmd__errors)
             opts="-o -q -h --output --duplicates --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -308,7 +308,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__export)
+        flexprice__import__subcmd__export)
             opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -366,7 +366,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help)
+        flexprice__import__subcmd__help)
             opts="create run resume list inspect errors templates worker serve export archive prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -380,7 +380,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__archive)
+        flexprice__import__subcmd__help__subcmd__archive)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -394,7 +394,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__completions)
+        flexprice__import__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -408,7 +408,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__create)
+        flexprice__import__subcmd__help__subcmd__create)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -422,7 +422,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__errors)
+        flexprice__import__subcmd__help__subcmd__errors)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -436,7 +436,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__export)
+        flexprice__import__subcmd__help__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -450,7 +450,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__help)
+        flexprice__import__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -464,7 +464,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__inspect)
+        flexprice__import__subcmd__help__subcmd__inspect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -478,7 +478,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__list)
+        flexprice__import__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -492,7 +492,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__prune)
+        flexprice__import__subcmd__help__subcmd__prune)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -506,7 +506,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__resume)
+        flexprice__import__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -520,7 +520,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__run)
+        flexprice__import__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -534,7 +534,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__serve)
+        flexprice__import__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -548,7 +548,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__templates)
+        flexprice__import__subcmd__help__subcmd__templates)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -562,7 +562,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__help__subcmd__worker)
+        flexprice__import__subcmd__help__subcmd__worker)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -576,7 +576,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__inspect)
+        flexprice__import__subcmd__inspect)
             opts="-q -h --errors --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -610,7 +610,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__list)
+        flexprice__import__subcmd__list)
             opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --all --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -672,7 +672,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__prune)
+        flexprice__import__subcmd__prune)
             opts="-q -h --older-than --status --dry-run --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -710,7 +710,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__resume)
+        flexprice__import__subcmd__resume)
             opts="-q -h --api-key --concurrency --max-retries --request-timeout --webhook-wait --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -760,7 +760,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__run)
+        flexprice__import__subcmd__run)
             opts="-q -h --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --batch-size --progress-interval --dry-run --max-errors --max-error-rate --webhook-wait --errors-file --json --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -874,7 +874,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__serve)
+        flexprice__import__subcmd__serve)
             opts="-q -h --listen --workers --api-keys --api-keys-file --allow-loopback --allow-private-networks --max-download-mb --max-download-time --lease --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -932,7 +932,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__templates)
+        flexprice__import__subcmd__templates)
             opts="-q -h --format --dir --db --tenant --actor --quiet --progress --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -970,7 +970,7 @@ _flexprice__import() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        flexprice__subcmd__import__subcmd__worker)
+        flexprice__import__subcmd__worker)
             opts="-q -h --concurrency --once --lease --poll-interval --api-key --request-concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
         Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
         Command::Completions { shell } => {
-            commands::completions::generate(*shell, &mut std::io::stdout());
+            commands::completions::generate(*shell, &mut std::io::stdout().lock())?;
             return Ok(ExitStatus::Success);
         }
     };

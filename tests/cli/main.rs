@@ -1,6 +1,7 @@
 //! End-to-end tests of the binary: files in, rows, counters and exit codes out.
 
 mod file_server;
+mod generated;
 mod stand_in;
 mod support;
 

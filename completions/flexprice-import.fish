@@ -107,7 +107,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 always\t''
 never\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l dry-run -d 'Validate every row and write nothing but the task and its rejected rows'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l json -d 'Print the final task as JSON on stdout instead of the summary'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l json -d 'Print the final task as JSON on stdout instead of its id'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l api-key -d 'The FlexPrice API key (sent as x-api-key; never stored, logged or printed)' -r
@@ -121,7 +121,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t''
 never\t''"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l json -d 'Print each finished task as JSON on stdout, one document after another'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l json -d 'Print each finished task on stdout as one line of JSON (JSON Lines)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l task-type -r -f -a "import\t''

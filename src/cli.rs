@@ -251,7 +251,7 @@ pub struct RunArgs {
     /// Write the rejected rows to PATH when the run ends (as the `errors` command does)
     #[arg(long, value_name = "PATH")]
     pub errors_file: Option<PathBuf>,
-    /// Print the final task as JSON on stdout instead of the summary
+    /// Print the final task as JSON on stdout instead of its id
     #[arg(long)]
     pub json: bool,
 }
@@ -270,7 +270,7 @@ pub struct ResumeArgs {
     /// How long to keep retrying each task's webhooks when it ends
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub webhook_wait: std::time::Duration,
-    /// Print each finished task as JSON on stdout, one document after another
+    /// Print each finished task on stdout as one line of JSON (JSON Lines)
     #[arg(long)]
     pub json: bool,
 }

@@ -168,6 +168,15 @@ pub fn task_charset(task: &Task) -> Option<Charset> {
         .and_then(|label| Charset::for_label(label).ok())
 }
 
+/// Prints `value` as one line of compact JSON (a JSON Lines record).
+pub fn print_json_line<T: serde::Serialize>(value: &T) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

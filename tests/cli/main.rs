@@ -14,6 +14,7 @@ mod fuzz;
 mod import;
 mod real_files;
 mod reliability;
+mod scripting;
 mod signals;
 mod sources;
 mod tasks;

@@ -7,6 +7,7 @@ pub mod export;
 pub mod housekeeping;
 pub mod inspect;
 pub mod list;
+pub mod man;
 pub mod resume;
 pub mod run;
 pub mod serve;

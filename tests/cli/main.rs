@@ -11,6 +11,7 @@ mod entities;
 mod exports;
 mod flexprice;
 mod fuzz;
+mod help;
 mod import;
 mod real_files;
 mod reliability;

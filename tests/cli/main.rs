@@ -13,6 +13,7 @@ mod flexprice;
 mod fuzz;
 mod help;
 mod import;
+mod readme;
 mod real_files;
 mod reliability;
 mod scripting;

@@ -32,21 +32,26 @@ fn help_cmd(env: &Env) -> assert_cmd::Command {
     cmd
 }
 
+/// `flexprice-import NAME --help` as a user at an 80-column terminal reads it.
+fn help_of(env: &Env, name: &str) -> String {
+    let out = help_cmd(env)
+        .args([name, "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    stdout_of(&out)
+}
+
 #[test]
 fn generated_help_snapshots_are_checked_in() {
     let env = Env::new();
     let top = help_cmd(&env).arg("--help").assert().success().get_output().clone();
     check_generated("tests/snapshots/help/flexprice-import.txt", &stdout_of(&top));
     for name in commands() {
-        let out = help_cmd(&env)
-            .args([name.as_str(), "--help"])
-            .assert()
-            .success()
-            .get_output()
-            .clone();
         check_generated(
             &format!("tests/snapshots/help/flexprice-import-{name}.txt"),
-            &stdout_of(&out),
+            &help_of(&env, &name),
         );
     }
 }
@@ -134,13 +139,7 @@ fn the_top_level_help_lists_every_exit_code() {
 fn global_options_are_shown_apart_in_every_help() {
     let env = Env::new();
     for name in commands() {
-        let out = help_cmd(&env)
-            .args([name.as_str(), "--help"])
-            .assert()
-            .success()
-            .get_output()
-            .clone();
-        let help = stdout_of(&out);
+        let help = help_of(&env, &name);
         let (own, global) = help
             .split_once("\nGlobal options:\n")
             .expect("a Global options section");

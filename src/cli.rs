@@ -1,9 +1,13 @@
-//! The command line, as clap definitions only. Flags are merged with the environment and
-//! checked in `settings`.
+//! The command line, as clap definitions only, with its help texts. Flags are merged with
+//! the environment and checked in `settings`.
+//!
+//! Every subcommand's help ends with an `Examples:` section (`after_help`); the man page
+//! (`commands::man`) turns those sections into its own. Tests check that every argument has a
+//! description and every example parses.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::reader::Format;
 use crate::task::{EntityType, TaskStatus, TaskType};
@@ -12,13 +16,33 @@ use crate::task::{EntityType, TaskStatus, TaskType};
 /// default tenant of a self-hosted install.
 pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000000";
 
+/// The exit codes (`exit::ExitStatus`), the examples and where the store is.
+const TOP_AFTER_HELP: &str = "\
+Exit codes:
+  0    Every row was imported (rows skipped as duplicates do not count)
+  1    The task failed, or the command could not do its work
+  2    Usage error (bad flags, an unknown task); nothing was done
+  3    The task completed but some rows were rejected (see `inspect`)
+  130  Ctrl-C (SIGINT) stopped the run; `run TASK_ID` continues it
+  143  SIGTERM stopped the run; `run TASK_ID` continues it
+
+Examples:
+  # Import a file into the local store; the task id goes to stdout
+  flexprice-import run events.csv
+  # The tasks that failed this week, then one of them in detail
+  flexprice-import list --status failed --since 7d
+  flexprice-import inspect task_01a2253bd8f9710284c4029b1b3127f3
+
+Store:
+  ~/.local/share/flexprice-import/store.db ($XDG_DATA_HOME), or --db PATH.
+  Each command's --help has its options and examples.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "flexprice-import",
     version,
     about = "Bulk imports of FlexPrice billing data from CSV and JSON, tracked as tasks in a local SQLite store",
-    after_help = "Exit codes: 0 every row imported (duplicates are skipped, not failed); 1 the task failed; \
-                  2 usage error; 3 the task completed but some rows were rejected."
+    after_help = TOP_AFTER_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -27,10 +51,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command takes, before or after its name; shown apart in every help.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The task store (a SQLite file) [default: $XDG_DATA_HOME/flexprice-import/store.db]
-    #[arg(long, global = true, env = "FLEXPRICE_IMPORT_DB", value_name = "PATH")]
+    /// The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db,
+    /// ~/.local/share/flexprice-import/store.db on Linux]
+    #[arg(long, global = true, env = "FLEXPRICE_IMPORT_DB", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub db: Option<PathBuf>,
     /// The tenant whose tasks and records these are
     #[arg(long, global = true, env = "FLEXPRICE_TENANT_ID", default_value = DEFAULT_TENANT, value_name = "ID")]
@@ -38,7 +65,7 @@ pub struct GlobalArgs {
     /// Who is acting, recorded as created_by/updated_by [default: the OS user]
     #[arg(long, global = true, env = "FLEXPRICE_ACTOR", value_name = "NAME")]
     pub actor: Option<String>,
-    /// Print nothing but data and errors
+    /// Print nothing but data (task ids, JSON, tables) and errors
     #[arg(long, short, global = true)]
     pub quiet: bool,
     /// When to draw a progress bar on stderr
@@ -50,51 +77,147 @@ pub struct GlobalArgs {
 pub enum ProgressMode {
     /// Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)
     Auto,
+    /// Also into a pipe or log: a plain progress line every 2 s
     Always,
+    /// No progress at all
     Never,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Record an import task as PENDING and print its id
+    #[command(after_help = "\
+Examples:
+  # Queue a file: the task id goes to stdout, `run` or a `worker` runs it
+  flexprice-import create usage.csv
+  flexprice-import create prices_2026.csv --target flexprice --environment-id env_prod
+  # Standard input is read when the task runs, so give the format
+  flexprice-import create - --format jsonl")]
     Create(CreateArgs),
     /// Run a PENDING or FAILED task, or create one for a file and run it at once
+    #[command(after_help = "\
+Examples:
+  # Import a file; the task id goes to stdout, the summary to stderr
+  flexprice-import run events.csv
+  id=$(flexprice-import run events.csv) || flexprice-import inspect \"$id\"
+  flexprice-import run usage.jsonl.gz --batch-size 20000 --max-errors 100
+  flexprice-import run https://files.example.com/usage/2026-11.csv.gz
+  # Validate only, and write the rejected rows to fix them
+  flexprice-import run events.csv --dry-run --errors-file rejects.csv
+  # Send to a FlexPrice server (FLEXPRICE_API_URL, FLEXPRICE_API_KEY)
+  flexprice-import run events.csv --target flexprice --concurrency 8
+  # Continue an interrupted task, or retry a failed one
+  flexprice-import run task_01a2253bd8f9710284c4029b1b3127f3")]
     Run(RunArgs),
     /// Continue every task left interrupted: PROCESSING by a process that died, or stopped
     /// by Ctrl-C/SIGTERM
+    #[command(after_help = "\
+Examples:
+  flexprice-import resume
+  # One JSON object per task and line, for scripts
+  flexprice-import resume --json")]
     Resume(ResumeArgs),
     /// List tasks, newest first
+    #[command(after_help = "\
+Examples:
+  flexprice-import list --status failed --since 7d
+  flexprice-import list --entity events --created-by cron --limit 20 --offset 20
+  flexprice-import list --all --json")]
     List(ListArgs),
     /// Show one task in detail: progress, counters, timings and its first rejected rows
+    #[command(after_help = "\
+Examples:
+  flexprice-import inspect task_01a2253bd8f9710284c4029b1b3127f3
+  flexprice-import inspect task_01a2253bd8f9710284c4029b1b3127f3 --errors 50 --json")]
     Inspect(InspectArgs),
     /// Write a task's rejected rows as a file in the input's format, with `line` and `reason`
     /// columns added, ready to fix and import again
+    #[command(after_help = "\
+Examples:
+  flexprice-import errors task_01a2253bd8f9710284c4029b1b3127f3 -o rejects.csv
+  flexprice-import errors task_01a2253bd8f9710284c4029b1b3127f3 --duplicates")]
     Errors(ErrorsArgs),
     /// Print a header-only CSV template, or an example JSON record, for an entity
+    #[command(after_help = "\
+Examples:
+  flexprice-import templates prices
+  flexprice-import templates customers --format json
+  flexprice-import templates --dir templates")]
     Templates(TemplatesArgs),
     /// Run queued tasks: claim PENDING ones (and those whose worker died) with a lease, and
     /// deliver pending webhooks; `--once` drains the queue and exits (cron)
+    #[command(after_help = "\
+Examples:
+  flexprice-import worker --concurrency 4
+  # From cron: drain the queue, deliver webhooks, exit
+  flexprice-import worker --once")]
     Worker(WorkerArgs),
     /// Serve the HTTP task API (create, get, list tasks, their rejected rows) with workers
     /// inside
+    #[command(after_help = "\
+Examples:
+  FLEXPRICE_IMPORT_API_KEYS=sk_a1=tenant-a flexprice-import serve
+  flexprice-import serve --listen 127.0.0.1:8080 --workers 2 --api-keys-file keys.txt")]
     Serve(ServeArgs),
     /// Export an entity from the local store as an EXPORT task, in the format import reads
+    #[command(after_help = "\
+Examples:
+  flexprice-import export events -o usage.csv --since 2026-11-01 --customer cust_42
+  flexprice-import export prices --format json -o prices.json
+  flexprice-import export events -o usage.jsonl.zst
+  # To standard output, as CSV
+  flexprice-import export customers")]
     Export(ExportArgs),
     /// Hide tasks from `list` (`list --all` shows them); `--undo` shows them again
+    #[command(after_help = "\
+Examples:
+  flexprice-import archive task_01a2253bd8f9710284c4029b1b3127f3
+  flexprice-import archive --undo task_01a2253bd8f9710284c4029b1b3127f3")]
     Archive(ArchiveArgs),
     /// Delete finished tasks older than an age, with their rejected rows and checkpoints (never
     /// the records they imported)
+    #[command(after_help = "\
+Examples:
+  # Which tasks would go, then delete them
+  flexprice-import prune --older-than 30d --dry-run
+  flexprice-import prune --older-than 30d --status completed")]
     Prune(PruneArgs),
-    /// Print a shell completion script
+    /// Print a shell completion script (the scripts are also in completions/)
+    #[command(after_help = "\
+Examples:
+  flexprice-import completions bash > ~/.local/share/bash-completion/completions/flexprice-import
+  flexprice-import completions zsh > ~/.zfunc/_flexprice-import
+  flexprice-import completions fish > ~/.config/fish/completions/flexprice-import.fish")]
     Completions {
+        /// The shell to print the script for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the manual page, as roff (`man -l -` reads it)
+    #[command(after_help = "\
+Examples:
+  flexprice-import man | man -l -
+  flexprice-import man run | man -l -
+  # Every page, for MANPATH
+  flexprice-import man --dir ~/.local/share/man/man1")]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print [default: the tool's own page]
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (flexprice-import.1 and one per command) into DIR instead
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath, conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
+}
+
+/// How to read the input file.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Input")]
 pub struct InputArgs {
-    /// What the file holds
+    /// What the file holds [default: from the file name (prices_2026.csv), else events]
     #[arg(long, value_enum, ignore_case = true, value_name = "ENTITY")]
     pub entity: Option<EntityType>,
     /// The file's format [default: from its extension: .csv, .tsv, .json, .jsonl/.ndjson]
@@ -107,7 +230,7 @@ pub struct InputArgs {
     /// shift_jis [default: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so]
     #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
     pub encoding: Option<String>,
-    /// Read the input column (or JSON key) SOURCE as the field FIELD (repeatable)
+    /// Read the input column (or JSON key) SOURCE as the entity's field FIELD (repeatable)
     #[arg(long = "map", value_name = "SOURCE=FIELD")]
     pub map: Vec<String>,
     /// Events: read property KEY as string, integer, decimal or boolean; a row where it is not
@@ -149,6 +272,7 @@ impl TargetKind {
 
 /// Where a task's records go; kept with the task (never the key).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Target")]
 pub struct TargetArgs {
     /// Where records go [default: local]
     #[arg(
@@ -160,7 +284,7 @@ pub struct TargetArgs {
     )]
     pub target: Option<TargetKind>,
     /// The FlexPrice server's base URL, e.g. https://api.example.com (for --target flexprice)
-    #[arg(long, env = "FLEXPRICE_API_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(long, env = "FLEXPRICE_API_URL", hide_env_values = true, value_name = "URL", value_hint = ValueHint::Url)]
     pub api_url: Option<String>,
     /// The FlexPrice environment to write to (sent as X-Environment-ID)
     #[arg(long, env = "FLEXPRICE_ENVIRONMENT_ID", value_name = "ID")]
@@ -169,10 +293,11 @@ pub struct TargetArgs {
 
 /// Who hears about the task: kept with the task.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Webhooks")]
 pub struct NotifyArgs {
     /// Send the task's webhooks (task.started, task.completed, task.failed) to URL, signed
     /// with FLEXPRICE_WEBHOOK_SECRET (Standard Webhooks)
-    #[arg(long, env = "FLEXPRICE_WEBHOOK_URL", value_name = "URL")]
+    #[arg(long, env = "FLEXPRICE_WEBHOOK_URL", value_name = "URL", value_hint = ValueHint::Url)]
     pub webhook_url: Option<String>,
     /// Also send task.progress, at most this often (e.g. 30s)
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -181,6 +306,7 @@ pub struct NotifyArgs {
 
 /// How to talk to a FlexPrice server; given to each run, never stored.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "FlexPrice server (--target flexprice)")]
 pub struct ApiArgs {
     /// The FlexPrice API key (sent as x-api-key; never stored, logged or printed)
     #[arg(long, env = "FLEXPRICE_API_KEY", hide_env_values = true, value_name = "KEY")]
@@ -199,33 +325,26 @@ pub struct ApiArgs {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The file to import, or - for standard input (read when the task runs)
-    #[arg(value_name = "FILE|-")]
+    /// The file or http(s) URL to import, or - for standard input (read when the task runs)
+    #[arg(value_name = "FILE|-", value_hint = ValueHint::FilePath)]
     pub input: String,
+    /// Print the whole task as JSON instead of its id
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub input_args: InputArgs,
     #[command(flatten)]
     pub target_args: TargetArgs,
     #[command(flatten)]
     pub notify_args: NotifyArgs,
-    /// Print the whole task as JSON instead of its id
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A file, - for standard input, or the id of a PENDING or FAILED task
-    #[arg(value_name = "FILE|-|TASK_ID")]
+    /// A file or http(s) URL to import, - for standard input, or the id of a task to run:
+    /// PENDING, interrupted (continued from its checkpoint) or FAILED (retried)
+    #[arg(value_name = "FILE|-|TASK_ID", value_hint = ValueHint::FilePath)]
     pub input: String,
-    #[command(flatten)]
-    pub input_args: InputArgs,
-    #[command(flatten)]
-    pub target_args: TargetArgs,
-    #[command(flatten)]
-    pub notify_args: NotifyArgs,
-    #[command(flatten)]
-    pub api_args: ApiArgs,
     /// Local target: records per store transaction (and per progress update) [default:
     /// 100000]. Flexprice target: records per bulk request [default and most: 1000 events, 100
     /// prices]
@@ -240,7 +359,7 @@ pub struct RunArgs {
     /// Stop, and fail the task, once more than N rows are rejected
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,
-    /// Stop, and fail the task, once more than this fraction of rows is rejected (0.0–1.0;
+    /// Stop, and fail the task, once more than this fraction of rows is rejected (0.0 to 1.0;
     /// checked once 1,000 rows are read, and at the end)
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_error_rate: Option<f64>,
@@ -249,11 +368,19 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub webhook_wait: std::time::Duration,
     /// Write the rejected rows to PATH when the run ends (as the `errors` command does)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub errors_file: Option<PathBuf>,
-    /// Print the final task as JSON on stdout instead of the summary
+    /// Print the final task as JSON on stdout instead of its id
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    #[command(flatten)]
+    pub target_args: TargetArgs,
+    #[command(flatten)]
+    pub notify_args: NotifyArgs,
+    #[command(flatten)]
+    pub api_args: ApiArgs,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -265,24 +392,29 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    #[command(flatten)]
-    pub api_args: ApiArgs,
     /// How long to keep retrying each task's webhooks when it ends
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub webhook_wait: std::time::Duration,
-    /// Print each finished task as JSON on stdout, one document after another
+    /// Print each finished task on stdout as one line of JSON (JSON Lines)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub api_args: ApiArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only import or only export tasks
     #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
     pub task_type: Option<TaskType>,
+    /// Only tasks of this entity
     #[arg(long, value_enum, ignore_case = true, value_name = "ENTITY")]
     pub entity: Option<EntityType>,
+    /// Only tasks with this status (a PROCESSING task whose process died is shown as
+    /// interrupted)
     #[arg(long, value_enum, ignore_case = true, value_name = "STATUS")]
     pub status: Option<TaskStatus>,
+    /// Only tasks created by this actor (see --actor)
     #[arg(long, value_name = "NAME")]
     pub created_by: Option<String>,
     /// Created at or after: an RFC 3339 time, a date (2026-11-01) or an age (24h, 7d)
@@ -291,9 +423,11 @@ pub struct ListArgs {
     /// Created before: an RFC 3339 time, a date or an age
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Show at most N tasks (1 to 1000)
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
-    #[arg(long, default_value_t = 0)]
+    /// Skip the first N matching tasks (for the next page)
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub offset: u64,
     /// Include archived tasks
     #[arg(long)]
@@ -324,8 +458,10 @@ pub struct WorkerArgs {
     /// Requests to a FlexPrice server in flight at once, per task
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub request_concurrency: u32,
+    /// Times a request to a FlexPrice server is sent again after a transient failure
     #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
     pub max_retries: u32,
+    /// Time limit of one request to a FlexPrice server
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
 }
@@ -358,7 +494,7 @@ pub struct ServeArgs {
     )]
     pub api_keys: Option<String>,
     /// A file of API keys: one `KEY TENANT` per line
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub api_keys_file: Option<PathBuf>,
     /// Accept file_url and webhook_url on loopback addresses, over plain http too (for tests)
     #[arg(long)]
@@ -385,7 +521,7 @@ pub struct ExportArgs {
     pub entity: EntityType,
     /// Where to write: a file (written under a temporary name, renamed when complete;
     /// compressed when it ends in .gz or .zst) or - for standard output
-    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    #[arg(short, long, value_name = "PATH", default_value = "-", value_hint = ValueHint::FilePath)]
     pub output: PathBuf,
     /// The format [default: from the output's extension; csv for standard output]
     #[arg(long, value_enum, ignore_case = true, value_name = "FORMAT")]
@@ -393,7 +529,7 @@ pub struct ExportArgs {
     /// Events at or after this time: an RFC 3339 time, a date or an age (7d)
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Events before this time
+    /// Events before this time: an RFC 3339 time, a date or an age
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// Events of this customer (its external_customer_id or customer_id)
@@ -402,13 +538,15 @@ pub struct ExportArgs {
     /// Events with this name
     #[arg(long, value_name = "NAME")]
     pub event_name: Option<String>,
-    /// Print the finished task as JSON on stdout (needs -o PATH)
+    /// Print the finished task as JSON on stdout (needs -o PATH, as the records take stdout
+    /// otherwise)
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
+    /// The tasks to archive (a running task is refused)
     #[arg(value_name = "TASK_ID", required = true)]
     pub task_ids: Vec<String>,
     /// Publish the tasks again instead
@@ -431,10 +569,12 @@ pub struct PruneArgs {
 
 #[derive(Debug, Args)]
 pub struct ErrorsArgs {
+    /// The task whose rejected rows to write
     #[arg(value_name = "TASK_ID")]
     pub task_id: String,
-    /// Where to write them; - for standard output
-    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    /// Where to write them (under a temporary name, renamed when complete); - for standard
+    /// output
+    #[arg(short, long, value_name = "PATH", default_value = "-", value_hint = ValueHint::FilePath)]
     pub output: PathBuf,
     /// Include the rows skipped as duplicates
     #[arg(long)]
@@ -443,12 +583,14 @@ pub struct ErrorsArgs {
 
 #[derive(Debug, Args)]
 pub struct TemplatesArgs {
+    /// The entity to print a template for (or --dir for all)
     #[arg(value_enum, ignore_case = true, value_name = "ENTITY")]
     pub entity: Option<EntityType>,
-    #[arg(long, value_enum, ignore_case = true, default_value_t = TemplateFormat::Csv)]
+    /// What to print
+    #[arg(long, value_enum, ignore_case = true, default_value_t = TemplateFormat::Csv, value_name = "FORMAT")]
     pub format: TemplateFormat,
     /// Write <entity>.csv and <entity>.json for every entity into DIR
-    #[arg(long, value_name = "DIR", conflicts_with = "entity")]
+    #[arg(long, value_name = "DIR", conflicts_with = "entity", value_hint = ValueHint::DirPath)]
     pub dir: Option<PathBuf>,
 }
 
@@ -464,6 +606,7 @@ pub enum TemplateFormat {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// The task to show
     #[arg(value_name = "TASK_ID")]
     pub task_id: String,
     /// How many rejected rows to show

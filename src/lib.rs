@@ -38,9 +38,10 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
         Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
         Command::Completions { shell } => {
-            commands::completions::generate(*shell, &mut std::io::stdout());
+            commands::completions::generate(*shell, &mut std::io::stdout().lock())?;
             return Ok(ExitStatus::Success);
         }
+        Command::Man(args) => return commands::man::run(args),
     };
     let settings = Settings::resolve(&cli.global, json)?;
     match &cli.command {
@@ -55,6 +56,6 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Serve(args) => commands::serve::run(args, &settings),
         Command::Archive(args) => commands::housekeeping::archive(args, &settings),
         Command::Prune(args) => commands::housekeeping::prune(args, &settings),
-        Command::Completions { .. } | Command::Templates(_) => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Templates(_) | Command::Man(_) => unreachable!("handled above"),
     }
 }

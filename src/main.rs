@@ -1,11 +1,21 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use flexprice_import::cli::Cli;
 use flexprice_import::exit::{ExitStatus, UsageError};
 
+/// `--version`: the crate's version and the commit it was built from (see build.rs). Only the
+/// binary has it, so the man page and help snapshots do not change with every commit.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FLEXPRICE_IMPORT_COMMIT"),
+    ")"
+);
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().version(VERSION).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match flexprice_import::run(cli) {
         Ok(status) => status.into(),
         Err(err) => {

@@ -7,6 +7,7 @@ pub mod export;
 pub mod housekeeping;
 pub mod inspect;
 pub mod list;
+pub mod man;
 pub mod resume;
 pub mod run;
 pub mod serve;
@@ -166,6 +167,15 @@ pub fn task_charset(task: &Task) -> Option<Charset> {
         .encoding
         .as_deref()
         .and_then(|label| Charset::for_label(label).ok())
+}
+
+/// Prints `value` as one line of compact JSON (a JSON Lines record).
+pub fn print_json_line<T: serde::Serialize>(value: &T) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::run::{is_interrupted, run_task, RunRequest};
+use super::run::{find_task, is_interrupted, run_task, RunRequest, Stdout};
 use crate::cli::ResumeArgs;
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
@@ -41,14 +41,21 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     interrupted.sort_by_key(|t| t.created_at);
+    // --json: one line per task (JSON Lines), as each ends.
+    let stdout = if args.json { Stdout::JsonLine } else { Stdout::Nothing };
     let mut worst = ExitStatus::Success;
     for task in interrupted {
-        let request = RunRequest::stored(&task, &args.api_args, args.json, args.webhook_wait);
+        let request = RunRequest::stored(&task, &args.api_args, stdout, args.webhook_wait);
         let id = task.id.clone();
         let status = match run_task(&store, task, settings, &request) {
             Ok(status) => status,
             Err(e) => {
                 eprintln!("flexprice-import: task {id}: {e:#}");
+                // A run that ends in an error prints nothing itself: its line is the task as
+                // the store holds it now.
+                if let Ok(task) = find_task(&store, settings, &id) {
+                    stdout.print_task(&task)?;
+                }
                 ExitStatus::Failure
             }
         };

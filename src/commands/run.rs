@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use chrono::Utc;
 
 use super::targets;
-use super::{entity_for, print_json, task_format, ImportInput};
+use super::{entity_for, print_json, print_json_line, task_format, ImportInput};
 use crate::cli::{ApiArgs, NotifyArgs, RunArgs, TargetArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::output::progress::Progress;
@@ -36,14 +36,39 @@ pub struct RunRequest<'a> {
     /// Where webhooks go, for a task that has no webhook recorded yet.
     pub notify: Option<&'a NotifyArgs>,
     pub api: &'a ApiArgs,
-    pub json: bool,
+    pub stdout: Stdout,
     /// How long to keep retrying the task's webhooks once it ends.
     pub webhook_wait: std::time::Duration,
 }
 
+/// What a run prints on stdout, for scripts (everything for people goes to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdout {
+    /// Nothing (workers).
+    Nothing,
+    /// The task id on a line of its own once the task starts running (`run`), so that
+    /// `id=$(flexprice-import run f.csv)` holds it even when the run fails or is stopped.
+    TaskId,
+    /// The task as pretty JSON when the run ends (`run --json`).
+    Json,
+    /// The task as one line of compact JSON when the run ends (`resume --json`: JSON Lines).
+    JsonLine,
+}
+
+impl Stdout {
+    /// Prints the task as a finished run does (JSON); nothing for the other modes.
+    pub fn print_task(self, task: &Task) -> Result<()> {
+        match self {
+            Stdout::Json => print_json(task),
+            Stdout::JsonLine => print_json_line(task),
+            Stdout::Nothing | Stdout::TaskId => Ok(()),
+        }
+    }
+}
+
 impl<'a> RunRequest<'a> {
     /// A run of a task as it was recorded (resume, workers): its own limits and batch size.
-    pub fn stored(task: &Task, api: &'a ApiArgs, json: bool, webhook_wait: std::time::Duration) -> RunRequest<'a> {
+    pub fn stored(task: &Task, api: &'a ApiArgs, stdout: Stdout, webhook_wait: std::time::Duration) -> RunRequest<'a> {
         RunRequest {
             options: RunOptions {
                 max_errors: task.metadata.max_errors,
@@ -54,7 +79,7 @@ impl<'a> RunRequest<'a> {
             target: None,
             notify: None,
             api,
-            json,
+            stdout,
             webhook_wait,
         }
     }
@@ -105,7 +130,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         target: Some(&args.target_args),
         notify: Some(&args.notify_args),
         api: &args.api_args,
-        json: args.json,
+        stdout: if args.json { Stdout::Json } else { Stdout::TaskId },
         webhook_wait: args.webhook_wait,
     };
     let status = run_task(&store, task, settings, &request)?;
@@ -212,7 +237,6 @@ fn run_locked(
     options: &RunOptions,
     request: &RunRequest<'_>,
 ) -> Result<ExitStatus> {
-    let json = request.json;
     // We hold the lock, so a PROCESSING task's process is gone.
     let interrupted = matches!(task.task_status, TaskStatus::Processing)
         || (task.task_status == TaskStatus::Failed && task.metadata.interrupted);
@@ -221,6 +245,10 @@ fn run_locked(
             "task {} is COMPLETED; import the file again as a new task",
             task.id
         )));
+    }
+    if request.stdout == Stdout::TaskId {
+        // A line on a pipe is written at once (stdout is line-buffered).
+        println!("{}", task.id);
     }
     let spec = SourceSpec::of_task(&task.file_url, task.metadata.source_guard.as_ref());
     let format = task_format(task);
@@ -240,9 +268,7 @@ fn run_locked(
         Err(e) => {
             if let Some(&source::Stopped(signal)) = e.downcast_ref() {
                 // Nothing was read or changed: the task continues from the same checkpoint.
-                if json {
-                    print_json(task)?;
-                }
+                request.stdout.print_task(task)?;
                 eprintln!(
                     "flexprice-import: task {}: {e}; it is unchanged: `flexprice-import run {}` continues it",
                     task.id, task.id
@@ -323,7 +349,7 @@ fn run_locked(
         }
     };
     finish(store, task, outcome.clone(), settings)?;
-    report(store, task, &name, json, &outcome, settings)
+    report(store, task, &name, request.stdout, &outcome, settings)
 }
 
 /// Opens the input at the checkpoint (a CSV header is read again from the input's start), or
@@ -515,7 +541,7 @@ fn report(
     store: &Store,
     task: &Task,
     name: &str,
-    json: bool,
+    stdout: Stdout,
     outcome: &Outcome,
     settings: &Settings,
 ) -> Result<ExitStatus> {
@@ -525,9 +551,7 @@ fn report(
         (_, TaskStatus::Completed, _) => ExitStatus::RowsRejected,
         _ => ExitStatus::Failure,
     };
-    if json {
-        print_json(task)?;
-    }
+    stdout.print_task(task)?;
     let failed_line = || {
         task.error_summary
             .as_ref()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::Utc;
 
-use super::run::{find_task, run_task, RunRequest};
+use super::run::{find_task, run_task, RunRequest, Stdout};
 use crate::cli::{ApiArgs, WorkerArgs};
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
@@ -143,7 +143,7 @@ impl Pool {
             scope.spawn(|| self.renew_until(task_id, &done));
             let result = (|| {
                 let task = find_task(store, &settings, task_id)?;
-                let request = RunRequest::stored(&task, &self.api, false, Duration::ZERO);
+                let request = RunRequest::stored(&task, &self.api, Stdout::Nothing, Duration::ZERO);
                 run_task(store, task, &settings, &request)
             })();
             done.store(true, Ordering::Relaxed);

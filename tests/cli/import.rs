@@ -70,7 +70,8 @@ fn the_summary_line_reports_counts() {
             "COMPLETED: 12 imported, 0 duplicates skipped, 0 rejected of 12 rows in",
         ))
         .stderr(predicate::str::contains("rows/s"))
-        .stdout("");
+        // The task id alone, for scripts; the summary is on stderr.
+        .stdout(predicate::str::is_match("^task_[0-9a-f]{32}\n$").unwrap());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! End-to-end tests of the binary: files in, rows, counters and exit codes out.
 
 mod file_server;
+mod generated;
 mod stand_in;
 mod support;
 
@@ -11,9 +12,12 @@ mod entities;
 mod exports;
 mod flexprice;
 mod fuzz;
+mod help;
 mod import;
+mod readme;
 mod real_files;
 mod reliability;
+mod scripting;
 mod signals;
 mod sources;
 mod tasks;

@@ -53,21 +53,20 @@ pub type ContentKey = [u8; 12];
 /// The content key of an event's fields (see `Event::content`); `None` (not given) differs
 /// from every text, the empty one included.
 pub fn content_key(fields: &Content<'_>) -> ContentKey {
-    let mut rest = xxhash_rust::xxh3::Xxh3::new();
+    use xxhash_rust::xxh3::xxh3_64_with_seed;
+    // Each field hashed with the hash of those before it as the seed: field boundaries count,
+    // and no streaming hasher (whose set-up and buffering cost more than the hashing) is needed.
+    const NOT_GIVEN: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rest = 0u64;
     for (i, field) in fields.iter().enumerate().filter(|&(i, _)| i != TIMESTAMP_FIELD) {
-        rest.update(&[i as u8]);
-        match field {
-            None => rest.update(&[0]),
-            Some(text) => {
-                rest.update(&[1]);
-                rest.update(&(text.len() as u64).to_le_bytes());
-                rest.update(text.as_bytes());
-            }
-        }
+        rest = match field {
+            None => xxh3_64_with_seed(&[i as u8], rest ^ NOT_GIVEN),
+            Some(text) => xxh3_64_with_seed(text.as_bytes(), rest),
+        };
     }
     let timestamp = fields[TIMESTAMP_FIELD].map_or(0, |t| xxhash_rust::xxh3::xxh3_64(t.as_bytes()) as u32);
     let mut key = [0u8; 12];
-    key[..8].copy_from_slice(&rest.digest().to_be_bytes());
+    key[..8].copy_from_slice(&rest.to_be_bytes());
     key[8..].copy_from_slice(&timestamp.to_be_bytes());
     key
 }

@@ -748,4 +748,24 @@ mod tests {
         let kept = csv_event(h, "e1,api,c,\"line\none\ttab\0nul\"").unwrap();
         assert_eq!(kept.properties, r#"{"note":"line\none\ttab\u0000nul"}"#);
     }
+
+    #[test]
+    fn a_row_without_a_timestamp_is_compared_apart_from_it() {
+        assert_eq!(CONTENT_FIELDS[TIMESTAMP_FIELD], TIMESTAMP);
+        let h = "event_id,event_name,external_customer_id,timestamp";
+        let stored = csv_event(h, "e1,api,c1,2026-11-01T00:00:00Z").unwrap();
+        let without = csv_event(h, "e1,api,c1,").unwrap();
+        assert!(!without.timestamp_given);
+        assert_eq!(first_difference(stored.content(), &without), None);
+        let other = csv_event(h, "e1,api,c2,").unwrap();
+        assert_eq!(
+            first_difference(stored.content(), &other).map(|d| d.describe()),
+            Some(r#"external_customer_id "c1", here "c2""#.to_owned())
+        );
+        let later = csv_event(h, "e1,api,c1,2026-11-02T00:00:00Z").unwrap();
+        assert_eq!(
+            first_difference(stored.content(), &later).map(|d| d.field),
+            Some(TIMESTAMP)
+        );
+    }
 }

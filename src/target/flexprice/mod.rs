@@ -21,10 +21,10 @@ use tokio::task::JoinHandle;
 use self::client::{Api, ApiConfig};
 use self::send::{Fate, Item};
 use super::{Delivery, RequestStats, Target, TargetFailed};
-use crate::entity::events::{self, CONTENT_FIELDS};
+use crate::entity::events;
 use crate::entity::ValidRecord;
 use crate::row_error::{ErrorKind, RowError};
-use crate::store::ledger::{self, ContentKey, DeliveredBy, Ledger, RemoteTarget};
+use crate::store::ledger::{self, ContentKey, DeliveredBy, Differs, Ledger, RemoteTarget};
 use crate::task::EntityType;
 
 /// Prices per bulk request: FlexPrice's limit.
@@ -221,8 +221,9 @@ impl FlexPriceTarget {
         Ok((known, send, metas))
     }
 
-    /// A record the ledger says the server has: a resend, or a conflict named by the field
-    /// whose hash differs (the ledger keeps hashes, not values: only this row's is shown).
+    /// A record the ledger says the server has: a resend, or a conflict. The ledger keeps a
+    /// hash of the content, not the content, so the reason says which part differs and shows
+    /// only this row's value.
     fn seen_by_server(&self, by: &DeliveredBy, record: &ValidRecord, content: Option<&ContentKey>) -> Seen {
         let whence = format!(
             "{} already has it (delivered by {}, line {})",
@@ -231,14 +232,14 @@ impl FlexPriceTarget {
         let (Some(stored), Some(here), ValidRecord::Event(e)) = (&by.content, content, record) else {
             return Seen::Resend(whence);
         };
-        let skip = (!e.timestamp_given).then_some(events::TIMESTAMP_FIELD);
-        match ledger::first_difference(stored, here, skip) {
-            None => Seen::Resend(whence),
-            Some(i) => Seen::Conflict {
-                difference: events::Difference::describe_here(CONTENT_FIELDS[i], e.content()[i]),
-                whence,
-            },
-        }
+        let difference = match ledger::compare(stored, here, e.timestamp_given) {
+            None => return Seen::Resend(whence),
+            Some(Differs::Timestamp) => events::Difference::describe_here("timestamp", Some(&e.timestamp)),
+            Some(Differs::Content) => {
+                "event_name, external_customer_id, customer_id, source or properties differ".to_owned()
+            }
+        };
+        Seen::Conflict { difference, whence }
     }
 
     /// A record whose id an earlier record of this run has, still in flight (in chunk

@@ -73,6 +73,43 @@ impl Store {
     }
 }
 
+/// What `GET /health` tells about a store, read without a key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// The schema version (`PRAGMA user_version`).
+    pub schema_version: i64,
+    /// Tasks of every tenant waiting for a worker (PENDING, not archived or deleted).
+    pub pending_tasks: u64,
+    /// Tasks of every tenant being run (PROCESSING).
+    pub processing_tasks: u64,
+}
+
+/// Reads a store's state through a read-only connection, so that a health check never
+/// creates, migrates or locks the store. Errors: the store is missing, is not a SQLite
+/// database, or cannot be read within a second.
+pub fn health(path: &Path) -> Result<Health> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening the store {} to read", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(1))?;
+    let read = || -> rusqlite::Result<Health> {
+        let schema_version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let count = |status: &str| -> rusqlite::Result<u64> {
+            conn.query_row(
+                "SELECT count(*) FROM tasks WHERE task_status = ?1 AND status != 'deleted'",
+                [status],
+                |r| r.get(0),
+            )
+        };
+        Ok(Health {
+            schema_version,
+            pending_tasks: count("PENDING")?,
+            processing_tasks: count("PROCESSING")?,
+        })
+    };
+    read().with_context(|| format!("reading the store {}", path.display()))
+}
+
 /// Two processes opening a new store at once race to switch it to WAL and to migrate it;
 /// SQLite answers the loser "busy" at once, without waiting, so the whole open is retried.
 fn open_and_migrate(path: &Path) -> Result<Connection> {

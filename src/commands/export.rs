@@ -38,6 +38,9 @@ pub fn run(args: &ExportArgs, settings: &Settings) -> Result<ExitStatus> {
             "--json prints the task on standard output: pass -o PATH for the records",
         ));
     }
+    if !to_stdout {
+        crate::output::rejects::check_folder(&args.output).map_err(usage)?;
+    }
     let spec = SourceSpec::File(args.output.clone());
     let format = match (args.format, to_stdout) {
         (Some(f), _) => f,

@@ -11,10 +11,9 @@ use crate::exit::ExitStatus;
 use crate::output::render;
 use crate::settings::Settings;
 use crate::store::checkpoints;
-use crate::store::Store;
 
 pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
-    let store = Store::open(&settings.db_path)?;
+    let store = super::existing_store_for(settings, &args.task_id)?;
     let task = find_task(&store, settings, &args.task_id)?;
     let errors = store.task_errors().first(&task.id, None, args.errors)?;
     let total_errors = store.task_errors().count(&task.id)?;

@@ -62,6 +62,9 @@ impl<'a> RunRequest<'a> {
 
 pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
+    if let Some(path) = &args.errors_file {
+        crate::output::rejects::check_folder(path).map_err(usage)?;
+    }
     let store = Store::open(&settings.db_path)?;
     let options = RunOptions {
         progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
@@ -113,7 +116,11 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         let task = find_task(&store, settings, &id)?;
         let written = super::errors::export(&store, &task, path, false)?;
         if !settings.output.quiet {
-            eprintln!("{written} rejected rows written to {}", path.display());
+            eprintln!(
+                "{} written to {}",
+                super::count(written, "rejected row"),
+                path.display()
+            );
         }
     }
     Ok(status)
@@ -177,7 +184,8 @@ pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunReq
 }
 
 /// Delivers the task's pending webhooks, retrying within `wait`; what still fails stays in the
-/// store for `worker`. Delivery problems never change the run's exit code.
+/// store for `worker`. Delivery problems never change the run's exit code, but what is left
+/// pending is said with its reason: no secret to sign with, or the receiver's last error.
 fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::time::Duration) {
     if task.metadata.webhook_url.is_none() {
         return;
@@ -192,13 +200,33 @@ fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::
             None
         }
     };
+    let no_secret = secret.is_none();
     let pending = crate::webhooks::Deliverer::new(secret).and_then(|d| d.flush_task(store, &task.id, wait));
     match pending {
         Ok(0) => {}
-        Ok(n) if !settings.output.quiet => eprintln!(
-            "warning: {n} webhook deliveries of task {} are still pending; `flexprice-import worker` retries them",
-            task.id
-        ),
+        Ok(n) if !settings.output.quiet => {
+            let what = super::count_as(n as u64, "webhook delivery", "webhook deliveries");
+            if no_secret {
+                eprintln!(
+                    "warning: {what} of task {} not sent: FLEXPRICE_WEBHOOK_SECRET is not set, and \
+                     webhooks are signed with it; they wait in the store: set it (whsec_<base64>) \
+                     and run `flexprice-import worker --once`",
+                    task.id
+                );
+            } else {
+                let last_error = webhooks::of_task(store.conn(), &task.id)
+                    .ok()
+                    .and_then(|all| all.into_iter().rev().find_map(|d| d.last_error))
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "warning: {what} of task {} still pending after {}{last_error}; \
+                     `flexprice-import worker` retries them",
+                    task.id,
+                    humantime::format_duration(wait)
+                );
+            }
+        }
         Ok(_) => {}
         Err(e) => eprintln!("warning: delivering the webhooks of task {}: {e:#}", task.id),
     }
@@ -368,17 +396,26 @@ fn start(
 ) -> Result<()> {
     let now = Utc::now();
     let first_start = task.started_at;
+    // The run before this one ended when it failed, or, for a process that died, at its last
+    // write (its last commit).
+    let earlier_run = task.metadata.run_started_at.or(task.started_at).map(|begun| {
+        let ended = task.failed_at.unwrap_or(task.updated_at);
+        (ended - begun).num_milliseconds().max(0) as f64 / 1000.0
+    });
     if task.task_status != TaskStatus::Processing {
         task.move_to(TaskStatus::Processing, now)?;
     }
     task.updated_at = now;
     task.updated_by = settings.actor.clone();
     let restart = resume.is_none() && task.processed_records + task.metadata.duplicate_records > 0;
+    task.metadata.run_started_at = Some(now);
     if resume.is_some() {
         // The counters are the ones committed with the checkpoint.
         task.started_at = first_start.or(Some(now));
         task.metadata.resumed += 1;
+        task.metadata.earlier_runs_seconds += earlier_run.unwrap_or(0.0);
     } else {
+        task.metadata.earlier_runs_seconds = 0.0;
         // From the start; events an earlier attempt stored count again as imported by this
         // task, not as duplicates (see store::events::insert).
         task.started_at = Some(now);
@@ -396,6 +433,7 @@ fn start(
         m.blank_rows = 0;
         m.repeated_headers = 0;
         m.first_repeated_header = None;
+        m.unmatched_map.clear();
     }
     let m = &mut task.metadata;
     m.interrupted = false;
@@ -500,6 +538,41 @@ fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings)
     update_announcing(store, task, event)
 }
 
+/// What the user should know about the input beyond its rows: `--map` sources it does not
+/// have, and an input with no records at all (empty, a header alone, an empty array).
+fn input_warnings(task: &Task, name: &str) -> Vec<String> {
+    let m = &task.metadata;
+    let mut warnings = Vec::new();
+    for source in &m.unmatched_map {
+        let field = m.field_map.field_of(source).unwrap_or("?");
+        let why = match &m.csv_header {
+            Some(header) => {
+                const SHOWN: usize = 12;
+                let mut columns: Vec<&str> = header.iter().take(SHOWN).map(String::as_str).collect();
+                if header.len() > SHOWN {
+                    columns.push("…");
+                }
+                format!(
+                    "the header has no column {source:?} (its columns: {})",
+                    columns.join(", ")
+                )
+            }
+            None => format!("no record has the key {source:?}"),
+        };
+        warnings.push(format!("{name}: --map {source}={field} matched nothing: {why}"));
+    }
+    if task.task_status == TaskStatus::Completed && task.processed_records == 0 {
+        let what = match &m.csv_header {
+            Some(_) => "has a header but no rows under it".to_string(),
+            None if m.bytes_read == 0 => "is empty".to_string(),
+            None if m.blank_rows > 0 => format!("holds no records, only {}", super::count(m.blank_rows, "blank row")),
+            None => "holds no records".to_string(),
+        };
+        warnings.push(format!("{name} {what}: nothing imported"));
+    }
+    warnings
+}
+
 fn rejected_summary(task: &Task) -> Option<String> {
     let m = &task.metadata;
     (task.failed_records > 0).then(|| {
@@ -547,6 +620,9 @@ fn report(
             m.ignored_columns.join(", ")
         );
     }
+    for warning in input_warnings(task, name) {
+        eprintln!("warning: {warning}");
+    }
     if let (n @ 1.., Some(first)) = (m.repeated_headers, m.first_repeated_header) {
         eprintln!(
             "warning: {name}: {n} {} the header (the first at line {first}; files joined together?): skipped",
@@ -569,8 +645,8 @@ fn report(
     }
     if (shown as u64) < task.failed_records {
         eprintln!(
-            "… {} more rejected rows: flexprice-import inspect {}",
-            task.failed_records - shown as u64,
+            "… {} more: flexprice-import inspect {}",
+            super::count(task.failed_records - shown as u64, "rejected row"),
             task.id
         );
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
-use super::OutputPolicy;
+use super::{count, OutputPolicy};
 use crate::store::TaskErrorRow;
 use crate::task::{Task, TaskStatus};
 
@@ -93,10 +93,10 @@ fn rate(task: &Task, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The one line printed when a run ends.
+/// The one line printed when a run ends. A dry run stores nothing, so it says what would
+/// have been imported and skipped.
 pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     let m = &task.metadata;
-    let dry = if m.dry_run { " (dry run: nothing stored)" } else { "" };
     let updated = if m.updated_records > 0 {
         format!(" ({} updated)", m.updated_records)
     } else {
@@ -104,19 +104,30 @@ pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     };
     let mut skipped = String::new();
     if m.blank_rows > 0 {
-        skipped.push_str(&format!(", {} blank skipped", m.blank_rows));
+        skipped.push_str(&format!(", {} skipped", count(m.blank_rows, "blank row")));
     }
     if m.repeated_headers > 0 {
-        skipped.push_str(&format!(", {} repeated headers skipped", m.repeated_headers));
+        skipped.push_str(&format!(", {} skipped", count(m.repeated_headers, "repeated header")));
     }
+    let (dry, imported, duplicates) = if m.dry_run {
+        (
+            " (dry run: nothing stored)",
+            format!("{}{updated} would be imported", task.successful_records),
+            format!("{} would be skipped", count(m.duplicate_records, "duplicate")),
+        )
+    } else {
+        (
+            "",
+            format!("{}{updated} imported", task.successful_records),
+            format!("{} skipped", count(m.duplicate_records, "duplicate")),
+        )
+    };
     format!(
-        "{} {}{dry}: {}{updated} imported, {} duplicates skipped{skipped}, {} rejected of {} rows in {}",
+        "{} {}{dry}: {imported}, {duplicates}{skipped}, {} rejected of {} in {}",
         task.id,
         task.task_status,
-        task.successful_records,
-        m.duplicate_records,
         task.failed_records,
-        task.processed_records,
+        count(task.processed_records, "row"),
         rate(task, now),
     )
 }
@@ -303,6 +314,12 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
     }
     if !m.ignored_columns.is_empty() {
         row("Ignored columns", m.ignored_columns.join(", "));
+    }
+    if !m.unmatched_map.is_empty() {
+        row(
+            "Unmatched --map",
+            format!("{} (not in the input)", m.unmatched_map.join(", ")),
+        );
     }
     if let Some(url) = &m.webhook_url {
         row("Webhooks", url.clone());

@@ -49,11 +49,26 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the store's folder {}", parent.display()))?;
         }
-        let conn = open_and_migrate(path)?;
+        let conn = open_and_migrate(path, rusqlite::OpenFlags::default())?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Opens the store at `path` only if it exists: `None` when there is no file there. For
+    /// commands that only read or change existing tasks, so that a mistyped `--db` creates
+    /// neither folders nor a store. An existing store is still migrated.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = open_and_migrate(path, flags)?;
+        Ok(Some(Store {
+            conn,
+            path: path.to_path_buf(),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -112,10 +127,10 @@ pub fn health(path: &Path) -> Result<Health> {
 
 /// Two processes opening a new store at once race to switch it to WAL and to migrate it;
 /// SQLite answers the loser "busy" at once, without waiting, so the whole open is retried.
-fn open_and_migrate(path: &Path) -> Result<Connection> {
+fn open_and_migrate(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection> {
     let started = std::time::Instant::now();
     loop {
-        let attempt = Connection::open(path)
+        let attempt = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening the store {}", path.display()))
             .and_then(|mut conn| {
                 configure(&mut conn).with_context(|| {

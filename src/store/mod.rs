@@ -1,6 +1,7 @@
 //! Everything SQL: opening the store, its migrations, the task repository and the local
 //! target's tables. No other module writes SQL.
 
+pub mod busy;
 pub mod checkpoints;
 pub mod events;
 pub mod ledger;
@@ -21,10 +22,6 @@ use rusqlite::Connection;
 
 pub use task_errors::{TaskErrorRow, TaskErrors};
 pub use tasks::{SqliteTaskRepository, TaskFilter, TaskPage, TaskRepository};
-
-/// How long a writer waits for another process's transaction before giving up. Long enough
-/// for two cron jobs importing big files into one store to take turns.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`). The unique index on
 /// event ids is written in random order; keeping its pages cached is what keeps inserts fast,
@@ -128,7 +125,8 @@ pub fn health(path: &Path) -> Result<Health> {
 /// Two processes opening a new store at once race to switch it to WAL and to migrate it;
 /// SQLite answers the loser "busy" at once, without waiting, so the whole open is retried.
 fn open_and_migrate(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection> {
-    let started = std::time::Instant::now();
+    busy::opened(path);
+    let mut attempt_no = 0;
     loop {
         let attempt = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening the store {}", path.display()))
@@ -143,15 +141,16 @@ fn open_and_migrate(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connectio
                 Ok(conn)
             });
         match attempt {
-            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            // Waits (and says so) as a statement waiting for the lock does, up to the timeout.
+            Err(e) if is_busy(&e) && busy::on_busy(attempt_no) => attempt_no += 1,
             other => return other,
         }
     }
 }
 
-fn is_busy(err: &anyhow::Error) -> bool {
+/// Whether an error is SQLite's "database is locked": another process held the write lock
+/// for longer than a write waits (see `busy`).
+pub fn is_busy(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         let sqlite = match cause.downcast_ref::<rusqlite_migration::Error>() {
             Some(rusqlite_migration::Error::RusqliteError { err, .. }) => Some(err),
@@ -165,7 +164,8 @@ fn is_busy(err: &anyhow::Error) -> bool {
 }
 
 fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Waits for another process's write lock up to --lock-timeout, saying so after a moment.
+    conn.busy_handler(Some(busy::on_busy))?;
     // A deferred transaction that reads, then writes after another process committed, fails
     // at once with "database is locked" (the busy timeout cannot help it); taking the write
     // lock at BEGIN makes writers queue instead.

@@ -11,6 +11,7 @@ mod exports;
 mod flexprice;
 mod fuzz;
 mod import;
+mod locks;
 mod messages;
 mod real_files;
 mod reliability;

@@ -216,6 +216,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
         let _ = tx.send(Message::Stop(reason));
     };
     let from_start = resume.is_none();
+    let counters = Arc::clone(&source.counters);
     let mut reader = match reader::open(format, dialect, source.reader, Arc::clone(&source.counters), resume) {
         Ok(r) => r,
         Err(e) => return stop(e.to_string()),
@@ -286,6 +287,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
             }
         };
         chunk.rows += 1;
+        counters.records_read.fetch_add(1, Ordering::Relaxed);
         if let (
             false,
             reader::Body::Json {

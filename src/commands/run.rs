@@ -1,7 +1,10 @@
 //! `run`: run a task (new for a file, or an existing PENDING/FAILED/interrupted one) to its
 //! end, continuing from its checkpoint where it was interrupted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use chrono::Utc;
@@ -19,6 +22,7 @@ use crate::settings::Settings;
 use crate::source::charset::Charset;
 use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::live::{self, ReadSoFar};
 use crate::store::lock::TaskLock;
 use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository};
 use crate::task::{Task, TaskStatus, TaskType};
@@ -320,7 +324,20 @@ fn run_locked(
         );
     }
 
-    let mut progress = Progress::start(settings.output.progress_bar, source.size);
+    let progress = Arc::new(Mutex::new(Progress::start(
+        settings.output.progress_bar,
+        &task.id,
+        source.size,
+        task.processed_records,
+    )));
+    let ticker = LiveTicker::start(
+        &settings.db_path,
+        &task.id,
+        task.processed_records,
+        Arc::clone(&source.counters),
+        Arc::clone(&progress),
+    );
+    let mut observer = Arc::clone(&progress);
     let job = Job {
         source,
         format,
@@ -334,8 +351,11 @@ fn run_locked(
             now: task.started_at,
         },
     };
-    let result = pipeline::import(store, task, job, target.as_mut(), options, &mut progress);
-    progress.finish();
+    let result = pipeline::import(store, task, job, target.as_mut(), options, &mut observer);
+    drop(ticker);
+    if let Ok(progress) = progress.lock() {
+        progress.finish();
+    }
     let name = spec.display_name();
     let outcome = match result {
         Ok(Outcome::Failed(reason)) => Outcome::Failed(format!("{name}: {reason}")),
@@ -352,6 +372,76 @@ fn run_locked(
     };
     finish(store, task, outcome.clone(), settings)?;
     report(store, task, &name, json, &outcome, settings)
+}
+
+/// While a task runs: every `TICK` it redraws the progress from what the reader has read, and
+/// about every second writes the task's live figures (rows and bytes read so far) beside its
+/// lock for `inspect` in another terminal (see `store::live`). Stops, and removes the figures,
+/// when dropped.
+struct LiveTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    db: PathBuf,
+    task_id: String,
+}
+
+impl LiveTicker {
+    const TICK: Duration = Duration::from_millis(250);
+    /// Live figures are written every this many ticks.
+    const WRITE_EVERY: u32 = 4;
+
+    fn start(
+        db: &Path,
+        task_id: &str,
+        base_rows: u64,
+        counters: Arc<source::ReadCounters>,
+        progress: Arc<Mutex<Progress>>,
+    ) -> LiveTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (db_path, id) = (db.to_path_buf(), task_id.to_owned());
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || {
+                let mut tick = 0u32;
+                while !stopped.load(Ordering::Relaxed) {
+                    let rows = counters.records_read.load(Ordering::Relaxed);
+                    let bytes = counters.input_bytes.load(Ordering::Relaxed);
+                    if tick.is_multiple_of(Self::WRITE_EVERY) {
+                        let figures = ReadSoFar {
+                            rows: base_rows + rows,
+                            bytes,
+                            at: Utc::now(),
+                        };
+                        // Live figures are a courtesy: a full disk shows up in the commits.
+                        let _ = live::write(&db_path, &id, &figures);
+                    }
+                    if let Ok(mut progress) = progress.lock() {
+                        progress.refresh(rows, bytes);
+                    }
+                    tick = tick.wrapping_add(1);
+                    std::thread::park_timeout(Self::TICK);
+                }
+            })
+            .ok();
+        LiveTicker {
+            stop,
+            thread,
+            db: db.to_path_buf(),
+            task_id: task_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for LiveTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        live::remove(&self.db, &self.task_id);
+    }
 }
 
 /// Opens the input at the checkpoint (a CSV header is read again from the input's start), or

@@ -37,6 +37,15 @@ impl OutputPolicy {
     }
 }
 
+/// The width of the terminal `stream` is, in columns; else `COLUMNS` when it is set (a shell
+/// that exports it, a script that sets it); else `None`.
+pub fn columns(stream: impl std::os::fd::AsFd) -> Option<usize> {
+    terminal_size::terminal_size_of(stream)
+        .map(|(width, _)| width.0 as usize)
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .filter(|&c| c > 0)
+}
+
 /// `n` and the noun, singular for one: `1 row`, `2 rows`, `0 rows`. Nouns whose plural is not
 /// the singular and `s` go through `count_as`.
 pub fn count(n: u64, noun: &str) -> String {

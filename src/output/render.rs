@@ -152,6 +152,8 @@ pub struct Extra<'a> {
     /// Where an interrupted run would continue: (line, records done).
     pub checkpoint: Option<(u64, u64)>,
     pub webhooks: &'a [crate::store::webhooks::Delivery],
+    /// What a live run has read so far, ahead of its last commit.
+    pub read_so_far: Option<&'a crate::store::live::ReadSoFar>,
 }
 
 pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
@@ -283,15 +285,28 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
             ),
         );
     }
-    if let Some(size) = m.file_size {
-        let pct = if size == 0 {
-            100.0
-        } else {
-            m.bytes_read as f64 * 100.0 / size as f64
-        };
-        row("Bytes read", format!("{} of {size} ({pct:.0}%)", m.bytes_read));
-    } else {
-        row("Bytes read", m.bytes_read.to_string());
+    let of_size = |bytes: u64| match m.file_size {
+        Some(size) => {
+            let pct = if size == 0 {
+                100.0
+            } else {
+                bytes as f64 * 100.0 / size as f64
+            };
+            format!("{bytes} of {size} ({pct:.0}%)")
+        }
+        None => bytes.to_string(),
+    };
+    row("Bytes read", of_size(m.bytes_read));
+    if let Some(live) = extra.read_so_far {
+        let age = (now - live.at).num_milliseconds().max(0) as f64 / 1000.0;
+        row(
+            "Read so far",
+            format!(
+                "{} rows, bytes {} ({age:.1} s ago; not committed yet: the counters above are)",
+                live.rows,
+                of_size(live.bytes)
+            ),
+        );
     }
     row(
         "Created",

@@ -5,6 +5,7 @@ pub mod busy;
 pub mod checkpoints;
 pub mod events;
 pub mod ledger;
+pub mod live;
 pub mod lock;
 mod migrations;
 pub mod queue;

@@ -3,6 +3,7 @@
 mod file_server;
 mod stand_in;
 mod support;
+mod tmux;
 
 mod api;
 mod completions;
@@ -13,6 +14,7 @@ mod fuzz;
 mod import;
 mod locks;
 mod messages;
+mod progress;
 mod real_files;
 mod reliability;
 mod signals;

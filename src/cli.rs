@@ -309,6 +309,10 @@ pub struct ListArgs {
     /// Include archived tasks
     #[arg(long)]
     pub all: bool,
+    /// Every column at its full width, however wide the terminal (by default, on a terminal,
+    /// the table fits its width: less useful columns are dropped, long file names shortened)
+    #[arg(long, conflicts_with = "json")]
+    pub wide: bool,
     /// Print {"items":[...],"pagination":{...}} as FlexPrice's API does
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,7 @@
 //! `list`: tasks newest first, as a table or FlexPrice's list JSON.
 
+use std::io::Write;
+
 use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
@@ -50,7 +52,18 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
             eprintln!("{}", nothing_listed(&store, args, &filter, page.total)?);
         }
     } else {
-        println!("{}", render::task_table(&page.items, &interrupted, settings.output));
+        // On a terminal (or with COLUMNS set) the table fits its width; --wide keeps it whole.
+        let fit = if args.wide {
+            None
+        } else {
+            crate::output::columns(std::io::stdout())
+        };
+        let (table, marked) = render::task_table(&page.items, &interrupted, settings.output, fit);
+        // Written, not println!: a closed pipe (`list | head`) is an error main leaves quiet.
+        writeln!(std::io::stdout().lock(), "{table}")?;
+        if marked && !settings.output.quiet {
+            eprintln!("* interrupted: `flexprice-import run TASK_ID` continues it (`inspect TASK_ID` says how)");
+        }
         if !settings.output.quiet && page.total > page.items.len() as u64 {
             eprintln!(
                 "{} of {} tasks shown (--limit {} --offset {})",

@@ -1,6 +1,7 @@
 //! What the user sees: the output policy (bar, colour), the progress bar, tables and task
 //! details. Data goes to stdout; bars, summaries and warnings to stderr.
 
+pub mod fit;
 pub mod progress;
 pub mod rejects;
 pub mod render;

@@ -38,13 +38,23 @@ fn status_color(status: TaskStatus) -> Color {
     }
 }
 
-/// `interrupted[i]` says whether `tasks[i]` stopped without finishing.
-pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) -> String {
+/// The task list. `fit`: the terminal's width, to fit the table into (see `fit`); `None`
+/// for every column at its full width (`--wide`, or no terminal). `interrupted[i]` says
+/// whether `tasks[i]` stopped without finishing. Returns the table, and whether a fitted
+/// table marked a status `*` (interrupted), which the caller explains.
+pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy, fit: Option<usize>) -> (String, bool) {
+    match fit {
+        Some(width) => fitted_table(tasks, interrupted, policy, width),
+        None => (wide_table(tasks, interrupted, policy), false),
+    }
+}
+
+fn wide_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) -> String {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
-    if policy.color {
-        table.set_content_arrangement(ContentArrangement::Dynamic);
-    }
+    // Every column at its full width: a long row overflows (the terminal wraps it) rather
+    // than having its cells broken, so an id stays whole.
+    table.set_content_arrangement(ContentArrangement::Disabled);
     table.set_header([
         "ID",
         "TYPE",
@@ -83,6 +93,77 @@ pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) ->
         ]);
     }
     table.to_string()
+}
+
+/// The ANSI colour of a status in a fitted table.
+fn status_ansi(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Pending => "34",
+        TaskStatus::Processing => "33",
+        TaskStatus::Completed => "32",
+        TaskStatus::Failed => "31",
+    }
+}
+
+/// The list in `width` columns: the id and status always, whole; then, as room allows, the
+/// file (shortened in its middle down to 12 columns before anything else goes), imported,
+/// entity, rejected, created, processed, duplicates, type and who created it.
+fn fitted_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy, width: usize) -> (String, bool) {
+    use super::fit::{render, Column};
+    let text = |f: &dyn Fn(&Task) -> String| -> Vec<(String, Option<&'static str>)> {
+        tasks.iter().map(|t| (f(t), None)).collect()
+    };
+    let column = |header, rank, cells| Column {
+        header,
+        rank,
+        keep: false,
+        shrink_to: 0,
+        align_right: false,
+        cells,
+    };
+    let number = |header, rank, f: &dyn Fn(&Task) -> u64| Column {
+        align_right: true,
+        ..column(header, rank, text(&|t| f(t).to_string()))
+    };
+    let marked = interrupted.iter().any(|&i| i);
+    let statuses = tasks
+        .iter()
+        .zip(interrupted)
+        .map(|(t, &stopped)| {
+            let label = format!("{}{}", t.task_status, if stopped { "*" } else { "" });
+            (label, Some(status_ansi(t.task_status)))
+        })
+        .collect();
+    let columns = vec![
+        Column {
+            keep: true,
+            ..column("ID", 100, text(&|t| t.id.clone()))
+        },
+        column("TYPE", 20, text(&|t| t.task_type.to_string())),
+        column("ENTITY", 70, text(&|t| t.entity_type.to_string())),
+        Column {
+            keep: true,
+            ..column("STATUS", 99, statuses)
+        },
+        Column {
+            shrink_to: 12,
+            ..column("FILE", 90, text(&file_name))
+        },
+        number("PROCESSED", 40, &|t| t.processed_records),
+        number("IMPORTED", 80, &|t| t.successful_records),
+        number("REJECTED", 60, &|t| t.failed_records),
+        number("DUPLICATES", 30, &|t| t.metadata.duplicate_records),
+        column(
+            "CREATED (UTC)",
+            50,
+            text(&|t| t.created_at.format("%Y-%m-%d %H:%M").to_string()),
+        ),
+        Column {
+            shrink_to: 8,
+            ..column("BY", 10, text(&|t| t.created_by.clone()))
+        },
+    ];
+    (render(columns, Some(width), policy.color), marked)
 }
 
 fn rate(task: &Task, now: DateTime<Utc>) -> String {

@@ -91,6 +91,12 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The screen with lines the terminal wrapped joined again: what was printed.
+    pub fn printed(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-J"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits for the command to end; returns its exit code.
     pub fn wait_for_exit(&self, timeout: Duration) -> i32 {
         let deadline = Instant::now() + timeout;

@@ -383,7 +383,7 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         row(
             "Read so far",
             format!(
-                "{} rows, bytes {} ({age:.1} s ago; not committed yet: the counters above are)",
+                "{} rows, bytes {}; as of {age:.1} s ago, ahead of the committed counters above",
                 live.rows,
                 of_size(live.bytes)
             ),
@@ -404,7 +404,14 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         "Updated",
         format!("{} by {}", time(Some(task.updated_at)), task.updated_by),
     );
-    row("Duration", rate(task, now));
+    match (extra.read_so_far, task.elapsed_seconds(now)) {
+        // While it runs, the rate of what has been read, not of what was committed.
+        (Some(live), Some(secs)) if secs > 0.0 => row(
+            "Duration",
+            format!("{secs:.2} s ({:.0} rows/s read so far)", live.rows as f64 / secs),
+        ),
+        _ => row("Duration", rate(task, now)),
+    }
     if let Some(summary) = &task.error_summary {
         row("Error summary", summary.clone());
     }

@@ -107,7 +107,7 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates worker serve export archive prune completions help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --lock-timeout --help --version create run resume list inspect errors templates worker serve export archive prune completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +129,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -137,7 +141,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__archive)
-            opts="-q -h --undo --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --undo --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +161,10 @@ _flexprice__import() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -167,7 +175,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__completions)
-            opts="-q -h --db --tenant --actor --quiet --progress --help bash elvish fish powershell zsh"
+            opts="-q -h --db --tenant --actor --quiet --progress --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +197,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -197,7 +209,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__create)
-            opts="-q -h --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,6 +275,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -271,7 +287,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__errors)
-            opts="-o -q -h --output --duplicates --db --tenant --actor --quiet --progress --help"
+            opts="-o -q -h --output --duplicates --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,6 +317,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -309,7 +329,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__export)
-            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --help events prices customers features"
+            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -357,6 +377,10 @@ _flexprice__import() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -577,7 +601,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__inspect)
-            opts="-q -h --errors --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --errors --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -603,6 +627,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -611,7 +639,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__list)
-            opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --all --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --all --wide --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -665,6 +693,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -673,7 +705,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__prune)
-            opts="-q -h --older-than --status --dry-run --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --older-than --status --dry-run --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -703,6 +735,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -711,7 +747,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__resume)
-            opts="-q -h --api-key --concurrency --max-retries --request-timeout --webhook-wait --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --api-key --concurrency --max-retries --request-timeout --webhook-wait --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -753,6 +789,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -761,7 +801,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__run)
-            opts="-q -h --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --batch-size --progress-interval --dry-run --max-errors --max-error-rate --webhook-wait --errors-file --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --batch-size --progress-interval --dry-run --max-errors --max-error-rate --webhook-wait --errors-file --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -867,6 +907,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -875,7 +919,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__serve)
-            opts="-q -h --listen --workers --api-keys --api-keys-file --allow-loopback --allow-private-networks --max-download-mb --max-download-time --lease --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --listen --workers --api-keys --api-keys-file --allow-loopback --allow-private-networks --max-download-mb --max-download-time --lease --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -925,6 +969,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -933,7 +981,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__templates)
-            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --help events prices customers features"
+            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -963,6 +1011,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -971,7 +1023,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__subcmd__import__subcmd__worker)
-            opts="-q -h --concurrency --once --lease --poll-interval --api-key --request-concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --concurrency --once --lease --poll-interval --api-key --request-concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1019,6 +1071,10 @@ _flexprice__import() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

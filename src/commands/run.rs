@@ -308,6 +308,15 @@ fn run_locked(
             return Err(anyhow!("task {} FAILED: {reason}", task.id));
         }
     };
+    // A signal that came before the run began (a worker that claimed the task while another
+    // thread was being stopped) leaves the task exactly as it was: not started again, not
+    // counted as resumed.
+    if let Some(signal) = crate::interrupt::received() {
+        if json {
+            print_json(task)?;
+        }
+        return Ok(ExitStatus::Signal(signal));
+    }
     start(
         store,
         target.name(),

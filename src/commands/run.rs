@@ -315,6 +315,13 @@ fn run_locked(
         if json {
             print_json(task)?;
         }
+        eprintln!(
+            "flexprice-import: task {}: stopped by {} before it started; it is unchanged: \
+             `flexprice-import run {}` runs it",
+            task.id,
+            crate::interrupt::name(signal),
+            task.id
+        );
         return Ok(ExitStatus::Signal(signal));
     }
     start(

@@ -113,7 +113,7 @@ _flexprice__import() {
 
     case "${cmd}" in
         flexprice__import)
-            opts="-q -h -V --db --tenant --actor --quiet --progress --help --version create run resume list inspect errors templates worker serve export archive prune completions man help"
+            opts="-q -h -V --db --tenant --actor --quiet --progress --lock-timeout --help --version create run resume list inspect errors templates worker serve export archive prune completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +146,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -154,7 +158,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__archive)
-            opts="-q -h --undo --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --undo --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,6 +189,10 @@ _flexprice__import() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -195,7 +203,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__completions)
-            opts="-q -h --db --tenant --actor --quiet --progress --help bash elvish fish powershell zsh"
+            opts="-q -h --db --tenant --actor --quiet --progress --lock-timeout --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -228,6 +236,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -236,7 +248,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__create)
-            opts="-q -h --json --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --json --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -313,6 +325,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -321,7 +337,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__errors)
-            opts="-o -q -h --output --duplicates --db --tenant --actor --quiet --progress --help"
+            opts="-o -q -h --output --duplicates --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,6 +400,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -392,7 +412,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__export)
-            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --help events prices customers features"
+            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -473,6 +493,10 @@ _flexprice__import() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -707,7 +731,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__inspect)
-            opts="-q -h --errors --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --errors --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,6 +768,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -752,7 +780,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__list)
-            opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --all --json --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --task-type --entity --status --created-by --since --until --limit --offset --all --wide --json --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -817,6 +845,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -825,7 +857,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__man)
-            opts="-q -h --dir --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --dir --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -865,6 +897,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -873,7 +909,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__prune)
-            opts="-q -h --older-than --status --dry-run --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --older-than --status --dry-run --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -914,6 +950,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -922,7 +962,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__resume)
-            opts="-q -h --webhook-wait --json --api-key --concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --webhook-wait --json --api-key --concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -975,6 +1015,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -983,7 +1027,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__run)
-            opts="-q -h --batch-size --progress-interval --dry-run --max-errors --max-error-rate --webhook-wait --errors-file --json --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --batch-size --progress-interval --dry-run --max-errors --max-error-rate --webhook-wait --errors-file --json --entity --format --delimiter --encoding --map --property-type --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1111,6 +1155,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1119,7 +1167,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__serve)
-            opts="-q -h --listen --workers --api-keys --api-keys-file --allow-loopback --allow-private-networks --max-download-mb --max-download-time --lease --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --listen --workers --api-keys --api-keys-file --allow-loopback --allow-private-networks --max-download-mb --max-download-time --lease --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1191,6 +1239,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1199,7 +1251,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__templates)
-            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --help events prices customers features"
+            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1243,6 +1295,10 @@ _flexprice__import() {
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1251,7 +1307,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__worker)
-            opts="-q -h --concurrency --once --lease --poll-interval --api-key --request-concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --help"
+            opts="-q -h --concurrency --once --lease --poll-interval --api-key --request-concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1310,6 +1366,10 @@ _flexprice__import() {
                     ;;
                 --progress)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

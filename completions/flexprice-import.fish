@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_flexprice_import_global_optspecs
-    string join \n db= tenant= actor= q/quiet progress= h/help V/version
+    string join \n db= tenant= actor= q/quiet progress= lock-timeout= h/help V/version
 end
 
 function __fish_flexprice_import_needs_command
@@ -30,6 +30,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l actor
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -s V -l version -d 'Print version'
@@ -71,6 +72,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l json -d 'Print the whole task as JSON instead of its id'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -107,6 +109,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l dry-run -d 'Validate every row and write nothing but the task and its rejected rows'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l json -d 'Print the final task as JSON on stdout instead of its id'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
@@ -122,6 +125,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l json -d 'Print each finished task on stdout as one line of JSON (JSON Lines)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -146,7 +150,9 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" 
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l all -d 'Include archived tasks'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l wide -d 'Every column at its full width, however wide the terminal (by default, on a terminal, the table fits its width: less useful columns are dropped, long file names shortened)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l json -d 'Print {"items":[...],"pagination":{...}} as FlexPrice\'s API does'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -157,6 +163,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspec
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l json -d 'Print the task (with its first rejected rows) as JSON'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -167,6 +174,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l duplicates -d 'Include the rows skipped as duplicates'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -180,6 +188,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templa
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l concurrency -d 'Tasks run at once by this process' -r
@@ -195,6 +204,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l once -d 'Drain what is claimable, deliver due webhooks, then exit'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -211,6 +221,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l allow-loopback -d 'Accept file_url and webhook_url on loopback addresses, over plain http too (for tests)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l allow-private-networks -d 'Accept file_url and webhook_url on private, shared, link-local and loopback addresses (never cloud metadata ones)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
@@ -229,6 +240,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l json -d 'Print the finished task as JSON on stdout (needs -o PATH, as the records take stdout otherwise)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -238,6 +250,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archiv
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l undo -d 'Publish the tasks again instead'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -252,6 +265,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l dry-run -d 'List the tasks that would be deleted, and delete nothing'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -261,6 +275,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand comple
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l dir -d 'Write every page (flexprice-import.1 and one per command) into DIR instead' -r -f -a "(__fish_complete_directories)"
@@ -270,6 +285,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
 always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand help; and not __fish_seen_subcommand_from create run resume list inspect errors templates worker serve export archive prune completions man" -f -a "create" -d 'Record an import task as PENDING and print its id'

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -31,16 +33,66 @@ pub struct Api {
     /// API key → tenant.
     pub keys: HashMap<String, String>,
     pub guard: Guard,
+    /// Write one line per request to stderr.
+    pub log_requests: bool,
 }
 
 pub fn router(api: Arc<Api>) -> Router {
+    let log = api.log_requests;
     Router::new()
+        .route("/health", get(health))
         .route("/v1/tasks", get(list_tasks).post(create_task))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/errors", get(task_errors))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on this route"),
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            log_request(log, request, next)
+        }))
         .with_state(api)
+}
+
+/// One line on stderr per request once it is answered: time, method, path and query, status,
+/// and how long it took. Never a header (the API key is one).
+async fn log_request(log: bool, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let response = next.run(request).await;
+    if log {
+        eprintln!(
+            "{} {method} {target} {} {:.1} ms",
+            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+    response
+}
+
+/// `GET /health`, without a key: 200 with the store's state, or 503 when the store cannot be
+/// read (gone, damaged, unreadable), for load balancers and monitors.
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    let db = api.db.clone();
+    let read = tokio::task::spawn_blocking(move || crate::store::health(&db)).await;
+    match read {
+        Ok(Ok(state)) => Json(json!({"status": "ok", "store": state})).into_response(),
+        Ok(Err(e)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", format!("{e:#}")).into_response()
+        }
+        Err(e) => ApiError::from(anyhow::anyhow!("the health check stopped: {e}")).into_response(),
+    }
 }
 
 /// An error in FlexPrice's shape: `{"code", "message", "http_status_code"}`.

@@ -71,6 +71,17 @@ pub struct GlobalArgs {
     /// When to draw a progress bar on stderr
     #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto, value_name = "WHEN")]
     pub progress: ProgressMode,
+    /// How long a write waits while another process holds the store's write lock (it says so
+    /// after a moment), before giving up (e.g. 30s, 2m)
+    #[arg(
+        long,
+        global = true,
+        env = "FLEXPRICE_IMPORT_LOCK_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -432,6 +443,10 @@ pub struct ListArgs {
     /// Include archived tasks
     #[arg(long)]
     pub all: bool,
+    /// Every column at its full width, however wide the terminal (by default, on a terminal,
+    /// the table fits its width: less useful columns are dropped, long file names shortened)
+    #[arg(long, conflicts_with = "json")]
+    pub wide: bool,
     /// Print {"items":[...],"pagination":{...}} as FlexPrice's API does
     #[arg(long)]
     pub json: bool,

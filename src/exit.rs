@@ -12,6 +12,9 @@ pub enum ExitStatus {
     Usage,
     /// The task completed but some rows were rejected.
     RowsRejected,
+    /// A command over several tasks (`archive a b`) did some and not others, naming each it
+    /// could not do: exit 3, as a task that did part of its rows.
+    Partial,
     /// A signal stopped the run: 128 + its number (130 for SIGINT, 143 for SIGTERM).
     Signal(i32),
 }
@@ -22,7 +25,7 @@ impl ExitStatus {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Usage => 2,
-            ExitStatus::RowsRejected => 3,
+            ExitStatus::RowsRejected | ExitStatus::Partial => 3,
             ExitStatus::Signal(signal) => (128 + signal).clamp(0, 255) as u8,
         }
     }

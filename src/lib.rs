@@ -44,7 +44,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Man(args) => return commands::man::run(args),
     };
     let settings = Settings::resolve(&cli.global, json)?;
-    match &cli.command {
+    store::busy::set_policy(settings.lock_timeout, !settings.output.quiet);
+    let result = match &cli.command {
         Command::Create(args) => commands::create::run(args, &settings),
         Command::Run(args) => commands::run::run(args, &settings),
         Command::Resume(args) => commands::resume::run(args, &settings),
@@ -57,5 +58,14 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Archive(args) => commands::housekeeping::archive(args, &settings),
         Command::Prune(args) => commands::housekeeping::prune(args, &settings),
         Command::Completions { .. } | Command::Templates(_) | Command::Man(_) => unreachable!("handled above"),
-    }
+    };
+    // A write that gave up waiting for another process's lock: say which store and what to do.
+    result.map_err(|e| {
+        if store::is_busy(&e) {
+            let described = store::busy::describe(&settings.db_path);
+            e.context(described)
+        } else {
+            e
+        }
+    })
 }

@@ -136,6 +136,8 @@ enum Message {
     Ignored(Vec<String>),
     /// The CSV header, kept with the task so its reject file has the same columns.
     Header(Vec<String>),
+    /// `--map` sources the input has no column (or JSON key) for.
+    UnmatchedMap(Vec<String>),
     Chunk(Chunk),
     /// Reading stopped early: the task fails with this reason.
     Stop(String),
@@ -213,10 +215,17 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let stop = |reason: String| {
         let _ = tx.send(Message::Stop(reason));
     };
+    let from_start = resume.is_none();
+    let counters = Arc::clone(&source.counters);
     let mut reader = match reader::open(format, dialect, source.reader, Arc::clone(&source.counters), resume) {
         Ok(r) => r,
         Err(e) => return stop(e.to_string()),
     };
+    if reader.input_was_empty() {
+        // No header to check and no record: the input was read to its end.
+        let _ = tx.send(Message::End);
+        return;
+    }
     let header_len = reader.header().map(<[String]>::len);
     let header = reader.header().map(|h| field_map.rename_header(h));
     let mut validator = match entity.validator(header.as_deref(), &entity_options) {
@@ -231,6 +240,20 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let ignored = validator.ignored_columns();
     if !ignored.is_empty() && tx.send(Message::Ignored(ignored)).is_err() {
         return;
+    }
+    // `--map` sources never found: a CSV header tells at once; JSON keys once every record
+    // was seen, judged only when reading from the start.
+    let mut unseen: Vec<&str> = field_map.sources().collect();
+    if let Some(header) = reader.header() {
+        unseen.retain(|source| !header.iter().any(|h| h == source));
+        if !unseen.is_empty()
+            && tx
+                .send(Message::UnmatchedMap(unseen.iter().map(|s| s.to_string()).collect()))
+                .is_err()
+        {
+            return;
+        }
+        unseen.clear();
     }
     let mut chunk = Chunk::default();
     let mut skipped_before = reader.skipped();
@@ -264,6 +287,7 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
             }
         };
         chunk.rows += 1;
+        counters.records_read.fetch_add(1, Ordering::Relaxed);
         if let (
             false,
             reader::Body::Json {
@@ -272,6 +296,9 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
             },
         ) = (field_map.is_empty(), &mut record.body)
         {
+            if !unseen.is_empty() {
+                unseen.retain(|source| !object.contains_key(*source));
+            }
             field_map.rename_keys(object);
         }
         match entity::validate(validator.as_mut(), header_len, &record) {
@@ -303,6 +330,9 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let ignored = validator.ignored_columns();
     if header_len.is_none() && !ignored.is_empty() {
         let _ = tx.send(Message::Ignored(ignored));
+    }
+    if from_start && !unseen.is_empty() {
+        let _ = tx.send(Message::UnmatchedMap(unseen.iter().map(|s| s.to_string()).collect()));
     }
     chunk.next = reader.resume_point();
     chunk.skipped = take_skipped(reader.skipped());
@@ -374,6 +404,10 @@ impl Writer<'_> {
                 }
                 Ok(Message::Ignored(columns)) => {
                     self.task.metadata.ignored_columns = columns;
+                    Ok(())
+                }
+                Ok(Message::UnmatchedMap(sources)) => {
+                    self.task.metadata.unmatched_map = sources;
                     Ok(())
                 }
                 Ok(Message::Stop(reason)) => {

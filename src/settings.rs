@@ -14,6 +14,8 @@ pub struct Settings {
     pub tenant_id: String,
     pub actor: String,
     pub output: OutputPolicy,
+    /// How long a write waits for another process's lock on the store (`--lock-timeout`).
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -36,6 +38,7 @@ impl Settings {
             tenant_id,
             actor,
             output: OutputPolicy::decide(global.quiet, global.progress, json),
+            lock_timeout: global.lock_timeout,
         })
     }
 }

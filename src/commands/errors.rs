@@ -15,12 +15,16 @@ use crate::store::Store;
 use crate::task::Task;
 
 pub fn run(args: &ErrorsArgs, settings: &Settings) -> Result<ExitStatus> {
-    let store = Store::open(&settings.db_path)?;
+    if args.output != Path::new("-") {
+        crate::output::rejects::check_folder(&args.output).map_err(crate::exit::usage)?;
+    }
+    let store = super::existing_store_for(settings, &args.task_id)?;
     let task = find_task(&store, settings, &args.task_id)?;
     let written = export(&store, &task, &args.output, args.duplicates)?;
     if !settings.output.quiet && args.output != Path::new("-") {
         eprintln!(
-            "{written} rejected rows of task {} written to {}",
+            "{} of task {} written to {}",
+            super::count(written, "rejected row"),
             task.id,
             args.output.display()
         );

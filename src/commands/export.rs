@@ -38,6 +38,9 @@ pub fn run(args: &ExportArgs, settings: &Settings) -> Result<ExitStatus> {
             "--json prints the task on standard output: pass -o PATH for the records",
         ));
     }
+    if !to_stdout {
+        crate::output::rejects::check_folder(&args.output).map_err(usage)?;
+    }
     let spec = SourceSpec::File(args.output.clone());
     let format = match (args.format, to_stdout) {
         (Some(f), _) => f,
@@ -151,7 +154,7 @@ fn export(
     store.tasks().update(task)?;
     // Progress goes through a second connection: the first holds the export's read.
     let progress_store = Store::open(store.path())?;
-    let mut bar = crate::output::progress::Progress::start_rows(settings.output.progress_bar, total);
+    let mut bar = crate::output::progress::RowsProgress::start(settings.output.progress_bar, total);
     let mut last = Instant::now();
     let id = task.id.clone();
     let metadata = task.metadata.clone();

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use chrono::Utc;
 
+use super::count;
 use super::list::parse_when;
-use super::run::find_task;
 use crate::cli::{ArchiveArgs, PruneArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::settings::Settings;
@@ -13,20 +13,29 @@ use crate::store::{Store, TaskFilter, TaskRepository};
 use crate::task::{RecordStatus, Task, TaskStatus};
 
 /// Sets the record status of tasks: archived (hidden from `list`) or, with `--undo`,
-/// published again. A task a live process is running is left alone.
+/// published again. A task a live process is running is left alone. Every id is tried; each
+/// one not done is named, and the exit status says whether all (0), some (3: partial) or none
+/// were done (2 when every id was unknown, else 1).
 pub fn archive(args: &ArchiveArgs, settings: &Settings) -> Result<ExitStatus> {
-    let store = Store::open(&settings.db_path)?;
     let to = if args.undo {
         RecordStatus::Published
     } else {
         RecordStatus::Archived
     };
-    let mut status = ExitStatus::Success;
+    let verb = if args.undo { "published again" } else { "archived" };
+    let Some(store) = Store::open_existing(&settings.db_path)? else {
+        return Err(usage(format!("nothing {verb}: {}", super::no_store(&settings.db_path))));
+    };
+    let mut done = 0u64;
+    // (id, why, the id is unknown)
+    let mut not_done: Vec<(&str, String, bool)> = Vec::new();
     for id in &args.task_ids {
-        let mut task = find_task(&store, settings, id)?;
+        let Some(mut task) = store.tasks().get(&settings.tenant_id, id)? else {
+            not_done.push((id, format!("no such task for tenant {}", settings.tenant_id), true));
+            continue;
+        };
         if TaskLock::is_held(&settings.db_path, &task.id) {
-            eprintln!("flexprice-import: task {id} is running; not {}", to.as_str());
-            status = ExitStatus::Failure;
+            not_done.push((id, "a process is running it".into(), false));
             continue;
         }
         task.status = to;
@@ -34,20 +43,38 @@ pub fn archive(args: &ArchiveArgs, settings: &Settings) -> Result<ExitStatus> {
         task.updated_by = settings.actor.clone();
         store.tasks().update(&task)?;
         println!("{}", task.id);
+        done += 1;
     }
-    if !settings.output.quiet && status == ExitStatus::Success {
-        eprintln!(
-            "{} task{} {}",
-            args.task_ids.len(),
-            if args.task_ids.len() == 1 { "" } else { "s" },
-            if args.undo {
-                "published again"
-            } else {
-                "archived (`list --all` shows them)"
-            }
-        );
+    for (id, why, _) in &not_done {
+        eprintln!("flexprice-import: task {id} not {verb}: {why}");
     }
-    Ok(status)
+    if not_done.is_empty() {
+        if !settings.output.quiet {
+            eprintln!(
+                "{} {}",
+                count(done, "task"),
+                if args.undo {
+                    "published again"
+                } else {
+                    "archived (`list --all` shows them)"
+                }
+            );
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let names: Vec<&str> = not_done.iter().map(|(id, _, _)| *id).collect();
+    eprintln!(
+        "flexprice-import: {done} of {} {verb}; not {verb}: {}",
+        count(args.task_ids.len() as u64, "task"),
+        names.join(", ")
+    );
+    Ok(if done > 0 {
+        ExitStatus::Partial
+    } else if not_done.iter().all(|(_, _, unknown)| *unknown) {
+        ExitStatus::Usage
+    } else {
+        ExitStatus::Failure
+    })
 }
 
 /// Deletes finished tasks last updated before the cutoff, with their rejected rows and
@@ -63,7 +90,12 @@ pub fn prune(args: &PruneArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     };
     let cutoff = parse_when("--older-than", &args.older_than, Utc::now())?;
-    let store = Store::open(&settings.db_path)?;
+    let Some(store) = Store::open_existing(&settings.db_path)? else {
+        if !settings.output.quiet {
+            eprintln!("nothing to prune: {}", super::no_store(&settings.db_path));
+        }
+        return Ok(ExitStatus::Success);
+    };
     let mut doomed: Vec<Task> = Vec::new();
     for status in statuses {
         let mut offset = 0;
@@ -107,11 +139,11 @@ pub fn prune(args: &PruneArgs, settings: &Settings) -> Result<ExitStatus> {
     }
     if !settings.output.quiet {
         eprintln!(
-            "{} {removed} finished task{} last updated before {} ({error_rows} rejected-row records with them); \
-             the records they imported stay",
+            "{} {} last updated before {} ({} with them); the records they imported stay",
             if args.dry_run { "would prune" } else { "pruned" },
-            if removed == 1 { "" } else { "s" },
+            count(removed, "finished task"),
             cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            count(error_rows, "rejected-row record"),
         );
     }
     Ok(ExitStatus::Success)

@@ -11,16 +11,20 @@ use crate::exit::ExitStatus;
 use crate::output::render;
 use crate::settings::Settings;
 use crate::store::checkpoints;
-use crate::store::Store;
+use crate::task::TaskStatus;
 
 pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
-    let store = Store::open(&settings.db_path)?;
+    let store = super::existing_store_for(settings, &args.task_id)?;
     let task = find_task(&store, settings, &args.task_id)?;
     let errors = store.task_errors().first(&task.id, None, args.errors)?;
     let total_errors = store.task_errors().count(&task.id)?;
     let interrupted = is_interrupted(&task, &settings.db_path);
     let checkpoint = checkpoints::load(store.conn(), &task.id)?;
     let webhooks = crate::store::webhooks::of_task(store.conn(), &task.id)?;
+    // What a live run has read beyond its last commit (a file it rewrites every second).
+    let read_so_far = (task.task_status == TaskStatus::Processing && !interrupted)
+        .then(|| crate::store::live::read(&settings.db_path, &task.id))
+        .flatten();
     let now = Utc::now();
     if args.json {
         let mut value = serde_json::to_value(&task)?;
@@ -38,6 +42,7 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
             obj.insert("error_rows".into(), json!(total_errors));
             obj.insert("errors".into(), json!(errors));
             obj.insert("webhooks".into(), json!(webhooks));
+            obj.insert("read_so_far".into(), json!(read_so_far));
         }
         print_json(&value)?;
     } else {
@@ -47,6 +52,7 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
             interrupted,
             checkpoint: checkpoint.map(|c| (c.position.line, c.records)),
             webhooks: &webhooks,
+            read_so_far: read_so_far.as_ref(),
         };
         print!("{}", render::details(&task, &extra, now));
     }

@@ -1,16 +1,19 @@
 //! `list`: tasks newest first, as a table or FlexPrice's list JSON.
 
+use std::io::Write;
+
 use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
-use super::print_json;
 use super::run::is_interrupted;
+use super::{count, print_json};
 use crate::cli::ListArgs;
 use crate::exit::{usage, ExitStatus};
 use crate::output::render;
 use crate::settings::Settings;
 use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::task::Task;
 
 pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
     let now = Utc::now();
@@ -27,7 +30,15 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         offset: args.offset,
         ..TaskFilter::default()
     };
-    let store = Store::open(&settings.db_path)?;
+    let Some(store) = Store::open_existing(&settings.db_path)? else {
+        // Reading never creates a store: a mistyped --db leaves no folder behind.
+        if args.json {
+            print_page(&[], &[], 0, &filter)?;
+        } else if !settings.output.quiet {
+            eprintln!("no tasks: {}", super::no_store(&settings.db_path));
+        }
+        return Ok(ExitStatus::Success);
+    };
     let page = store.tasks().list(&filter)?;
     let interrupted: Vec<bool> = page
         .items
@@ -35,28 +46,24 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         .map(|t| is_interrupted(t, &settings.db_path))
         .collect();
     if args.json {
-        let items: Vec<serde_json::Value> = page
-            .items
-            .iter()
-            .zip(&interrupted)
-            .map(|(t, &stopped)| {
-                let mut v = serde_json::to_value(t)?;
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("interrupted".into(), json!(stopped));
-                }
-                Ok(v)
-            })
-            .collect::<Result<_>>()?;
-        print_json(&json!({
-            "items": items,
-            "pagination": {"total": page.total, "limit": filter.limit, "offset": filter.offset},
-        }))?;
+        print_page(&page.items, &interrupted, page.total, &filter)?;
     } else if page.items.is_empty() {
         if !settings.output.quiet {
-            eprintln!("no tasks match (of {} in {})", page.total, store.path().display());
+            eprintln!("{}", nothing_listed(&store, args, &filter, page.total)?);
         }
     } else {
-        println!("{}", render::task_table(&page.items, &interrupted, settings.output));
+        // On a terminal (or with COLUMNS set) the table fits its width; --wide keeps it whole.
+        let fit = if args.wide {
+            None
+        } else {
+            crate::output::columns(std::io::stdout())
+        };
+        let (table, marked) = render::task_table(&page.items, &interrupted, settings.output, fit);
+        // Written, not println!: a closed pipe (`list | head`) is an error main leaves quiet.
+        writeln!(std::io::stdout().lock(), "{table}")?;
+        if marked && !settings.output.quiet {
+            eprintln!("* interrupted: `flexprice-import run TASK_ID` continues it (`inspect TASK_ID` says how)");
+        }
         if !settings.output.quiet && page.total > page.items.len() as u64 {
             eprintln!(
                 "{} of {} tasks shown (--limit {} --offset {})",
@@ -68,6 +75,116 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `{"items":[…],"pagination":{…}}` as FlexPrice's API lists tasks, each with `interrupted`.
+fn print_page(items: &[Task], interrupted: &[bool], total: u64, filter: &TaskFilter) -> Result<()> {
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .zip(interrupted)
+        .map(|(t, &stopped)| {
+            let mut v = serde_json::to_value(t)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("interrupted".into(), json!(stopped));
+            }
+            Ok(v)
+        })
+        .collect::<Result<_>>()?;
+    print_json(&json!({
+        "items": items,
+        "pagination": {"total": total, "limit": filter.limit, "offset": filter.offset},
+    }))
+}
+
+/// Why an empty listing is empty: the page is past the matches, the filters match none of
+/// the tenant's tasks, the tenant's tasks are archived, or the store holds only other
+/// tenants' tasks (named, with how to see them).
+fn nothing_listed(store: &Store, args: &ListArgs, filter: &TaskFilter, matched: u64) -> Result<String> {
+    let path = store.path().display();
+    if matched > 0 {
+        return Ok(format!(
+            "no tasks on this page: --offset {} is past the {}",
+            filter.offset,
+            count(matched, "matching task"),
+        ));
+    }
+    let tenant = &filter.tenant_id;
+    let unfiltered = TaskFilter {
+        tenant_id: tenant.clone(),
+        include_archived: filter.include_archived,
+        ..TaskFilter::default()
+    };
+    let own = store.tasks().count(&unfiltered)?;
+    let flags = given_filters(args);
+    if own > 0 {
+        return Ok(format!(
+            "no tasks match {flags}; tenant {tenant} has {} in {path}",
+            count(own, "task")
+        ));
+    }
+    let archived = store.tasks().count(&TaskFilter {
+        include_archived: true,
+        ..unfiltered
+    })?;
+    if archived > 0 {
+        return Ok(format!(
+            "no published tasks for tenant {tenant} in {path}: its {} archived (`list --all` shows them)",
+            if archived == 1 {
+                "1 task is".to_string()
+            } else {
+                format!("{archived} tasks are")
+            }
+        ));
+    }
+    let others: Vec<(String, u64)> = store
+        .tasks()
+        .per_tenant()?
+        .into_iter()
+        .filter(|(t, _)| t != tenant)
+        .collect();
+    if others.is_empty() {
+        return Ok(format!("no tasks yet in {path}"));
+    }
+    const NAMED: usize = 5;
+    let total: u64 = others.iter().map(|(_, n)| n).sum();
+    let mut names: Vec<String> = others.iter().take(NAMED).map(|(t, n)| format!("{t} ({n})")).collect();
+    if others.len() > NAMED {
+        names.push(format!("{} more", others.len() - NAMED));
+    }
+    Ok(format!(
+        "no tasks for tenant {tenant} in {path}; it holds {} of other tenants: {} \
+         (--tenant ID or FLEXPRICE_TENANT_ID lists a tenant's tasks)",
+        count(total, "task"),
+        names.join(", ")
+    ))
+}
+
+/// The filters given on the command line, as typed (`--status failed --since 7d`).
+fn given_filters(args: &ListArgs) -> String {
+    let mut flags = Vec::new();
+    if let Some(t) = args.task_type {
+        flags.push(format!("--task-type {}", t.as_str().to_ascii_lowercase()));
+    }
+    if let Some(e) = args.entity {
+        flags.push(format!("--entity {}", e.as_str().to_ascii_lowercase()));
+    }
+    if let Some(s) = args.status {
+        flags.push(format!("--status {}", s.as_str().to_ascii_lowercase()));
+    }
+    if let Some(who) = &args.created_by {
+        flags.push(format!("--created-by {who}"));
+    }
+    if let Some(since) = &args.since {
+        flags.push(format!("--since {since}"));
+    }
+    if let Some(until) = &args.until {
+        flags.push(format!("--until {until}"));
+    }
+    if flags.is_empty() {
+        "the filters".into()
+    } else {
+        flags.join(" ")
+    }
 }
 
 /// A flag's time, if given (see `parse_when`).

@@ -178,6 +178,23 @@ pub fn print_json_line<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Says that there is no store at `path`, and which commands make one.
+pub fn no_store(path: &std::path::Path) -> String {
+    format!(
+        "there is no store at {} (--db, FLEXPRICE_IMPORT_DB); `create`, `run` and `export` make one",
+        path.display()
+    )
+}
+
+pub use crate::output::{count, count_as};
+
+/// The store, for a command about one existing task: a missing store is a usage error that
+/// names the task, and is not created.
+pub fn existing_store_for(settings: &Settings, task_id: &str) -> Result<crate::store::Store> {
+    crate::store::Store::open_existing(&settings.db_path)?
+        .ok_or_else(|| usage(format!("no task {task_id}: {}", no_store(&settings.db_path))))
+}
+
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

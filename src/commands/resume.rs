@@ -11,7 +11,12 @@ use crate::task::{Task, TaskStatus, TaskType};
 
 pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
-    let store = Store::open(&settings.db_path)?;
+    let Some(store) = Store::open_existing(&settings.db_path)? else {
+        if !settings.output.quiet {
+            eprintln!("no interrupted tasks: {}", super::no_store(&settings.db_path));
+        }
+        return Ok(ExitStatus::Success);
+    };
     let mut interrupted: Vec<Task> = Vec::new();
     for status in [TaskStatus::Processing, TaskStatus::Failed] {
         let mut offset = 0;
@@ -70,7 +75,7 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
 fn worse(a: ExitStatus, b: ExitStatus) -> ExitStatus {
     let rank = |s: ExitStatus| match s {
         ExitStatus::Success => 0,
-        ExitStatus::RowsRejected => 1,
+        ExitStatus::RowsRejected | ExitStatus::Partial => 1,
         ExitStatus::Usage | ExitStatus::Failure => 2,
         ExitStatus::Signal(_) => 3,
     };

@@ -1,7 +1,10 @@
 //! `run`: run a task (new for a file, or an existing PENDING/FAILED/interrupted one) to its
 //! end, continuing from its checkpoint where it was interrupted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use chrono::Utc;
@@ -19,6 +22,7 @@ use crate::settings::Settings;
 use crate::source::charset::Charset;
 use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::live::{self, ReadSoFar};
 use crate::store::lock::TaskLock;
 use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository};
 use crate::task::{Task, TaskStatus, TaskType};
@@ -87,6 +91,9 @@ impl<'a> RunRequest<'a> {
 
 pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
+    if let Some(path) = &args.errors_file {
+        crate::output::rejects::check_folder(path).map_err(usage)?;
+    }
     let store = Store::open(&settings.db_path)?;
     let options = RunOptions {
         progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
@@ -138,7 +145,11 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         let task = find_task(&store, settings, &id)?;
         let written = super::errors::export(&store, &task, path, false)?;
         if !settings.output.quiet {
-            eprintln!("{written} rejected rows written to {}", path.display());
+            eprintln!(
+                "{} written to {}",
+                super::count(written, "rejected row"),
+                path.display()
+            );
         }
     }
     Ok(status)
@@ -202,7 +213,8 @@ pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunReq
 }
 
 /// Delivers the task's pending webhooks, retrying within `wait`; what still fails stays in the
-/// store for `worker`. Delivery problems never change the run's exit code.
+/// store for `worker`. Delivery problems never change the run's exit code, but what is left
+/// pending is said with its reason: no secret to sign with, or the receiver's last error.
 fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::time::Duration) {
     if task.metadata.webhook_url.is_none() {
         return;
@@ -217,13 +229,33 @@ fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::
             None
         }
     };
+    let no_secret = secret.is_none();
     let pending = crate::webhooks::Deliverer::new(secret).and_then(|d| d.flush_task(store, &task.id, wait));
     match pending {
         Ok(0) => {}
-        Ok(n) if !settings.output.quiet => eprintln!(
-            "warning: {n} webhook deliveries of task {} are still pending; `flexprice-import worker` retries them",
-            task.id
-        ),
+        Ok(n) if !settings.output.quiet => {
+            let what = super::count_as(n as u64, "webhook delivery", "webhook deliveries");
+            if no_secret {
+                eprintln!(
+                    "warning: {what} of task {} not sent: FLEXPRICE_WEBHOOK_SECRET is not set, and \
+                     webhooks are signed with it; they wait in the store: set it (whsec_<base64>) \
+                     and run `flexprice-import worker --once`",
+                    task.id
+                );
+            } else {
+                let last_error = webhooks::of_task(store.conn(), &task.id)
+                    .ok()
+                    .and_then(|all| all.into_iter().rev().find_map(|d| d.last_error))
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "warning: {what} of task {} still pending after {}{last_error}; \
+                     `flexprice-import worker` retries them",
+                    task.id,
+                    humantime::format_duration(wait)
+                );
+            }
+        }
         Ok(_) => {}
         Err(e) => eprintln!("warning: delivering the webhooks of task {}: {e:#}", task.id),
     }
@@ -302,6 +334,20 @@ fn run_locked(
             return Err(anyhow!("task {} FAILED: {reason}", task.id));
         }
     };
+    // A signal that came before the run began (a worker that claimed the task while another
+    // thread was being stopped) leaves the task exactly as it was: not started again, not
+    // counted as resumed.
+    if let Some(signal) = crate::interrupt::received() {
+        request.stdout.print_task(task)?;
+        eprintln!(
+            "flexprice-import: task {}: stopped by {} before it started; it is unchanged: \
+             `flexprice-import run {}` runs it",
+            task.id,
+            crate::interrupt::name(signal),
+            task.id
+        );
+        return Ok(ExitStatus::Signal(signal));
+    }
     start(
         store,
         target.name(),
@@ -318,7 +364,20 @@ fn run_locked(
         );
     }
 
-    let mut progress = Progress::start(settings.output.progress_bar, source.size);
+    let progress = Arc::new(Mutex::new(Progress::start(
+        settings.output.progress_bar,
+        &task.id,
+        source.size,
+        task.processed_records,
+    )));
+    let ticker = LiveTicker::start(
+        &settings.db_path,
+        &task.id,
+        task.processed_records,
+        Arc::clone(&source.counters),
+        Arc::clone(&progress),
+    );
+    let mut observer = Arc::clone(&progress);
     let job = Job {
         source,
         format,
@@ -332,8 +391,11 @@ fn run_locked(
             now: task.started_at,
         },
     };
-    let result = pipeline::import(store, task, job, target.as_mut(), options, &mut progress);
-    progress.finish();
+    let result = pipeline::import(store, task, job, target.as_mut(), options, &mut observer);
+    drop(ticker);
+    if let Ok(progress) = progress.lock() {
+        progress.finish();
+    }
     let name = spec.display_name();
     let outcome = match result {
         Ok(Outcome::Failed(reason)) => Outcome::Failed(format!("{name}: {reason}")),
@@ -350,6 +412,76 @@ fn run_locked(
     };
     finish(store, task, outcome.clone(), settings)?;
     report(store, task, &name, request.stdout, &outcome, settings)
+}
+
+/// While a task runs: every `TICK` it redraws the progress from what the reader has read, and
+/// about every second writes the task's live figures (rows and bytes read so far) beside its
+/// lock for `inspect` in another terminal (see `store::live`). Stops, and removes the figures,
+/// when dropped.
+struct LiveTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    db: PathBuf,
+    task_id: String,
+}
+
+impl LiveTicker {
+    const TICK: Duration = Duration::from_millis(250);
+    /// Live figures are written every this many ticks.
+    const WRITE_EVERY: u32 = 4;
+
+    fn start(
+        db: &Path,
+        task_id: &str,
+        base_rows: u64,
+        counters: Arc<source::ReadCounters>,
+        progress: Arc<Mutex<Progress>>,
+    ) -> LiveTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (db_path, id) = (db.to_path_buf(), task_id.to_owned());
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || {
+                let mut tick = 0u32;
+                while !stopped.load(Ordering::Relaxed) {
+                    let rows = counters.records_read.load(Ordering::Relaxed);
+                    let bytes = counters.input_bytes.load(Ordering::Relaxed);
+                    if tick.is_multiple_of(Self::WRITE_EVERY) {
+                        let figures = ReadSoFar {
+                            rows: base_rows + rows,
+                            bytes,
+                            at: Utc::now(),
+                        };
+                        // Live figures are a courtesy: a full disk shows up in the commits.
+                        let _ = live::write(&db_path, &id, &figures);
+                    }
+                    if let Ok(mut progress) = progress.lock() {
+                        progress.refresh(rows, bytes);
+                    }
+                    tick = tick.wrapping_add(1);
+                    std::thread::park_timeout(Self::TICK);
+                }
+            })
+            .ok();
+        LiveTicker {
+            stop,
+            thread,
+            db: db.to_path_buf(),
+            task_id: task_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for LiveTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        live::remove(&self.db, &self.task_id);
+    }
 }
 
 /// Opens the input at the checkpoint (a CSV header is read again from the input's start), or
@@ -394,17 +526,26 @@ fn start(
 ) -> Result<()> {
     let now = Utc::now();
     let first_start = task.started_at;
+    // The run before this one ended when it failed, or, for a process that died, at its last
+    // write (its last commit).
+    let earlier_run = task.metadata.run_started_at.or(task.started_at).map(|begun| {
+        let ended = task.failed_at.unwrap_or(task.updated_at);
+        (ended - begun).num_milliseconds().max(0) as f64 / 1000.0
+    });
     if task.task_status != TaskStatus::Processing {
         task.move_to(TaskStatus::Processing, now)?;
     }
     task.updated_at = now;
     task.updated_by = settings.actor.clone();
     let restart = resume.is_none() && task.processed_records + task.metadata.duplicate_records > 0;
+    task.metadata.run_started_at = Some(now);
     if resume.is_some() {
         // The counters are the ones committed with the checkpoint.
         task.started_at = first_start.or(Some(now));
         task.metadata.resumed += 1;
+        task.metadata.earlier_runs_seconds += earlier_run.unwrap_or(0.0);
     } else {
+        task.metadata.earlier_runs_seconds = 0.0;
         // From the start; events an earlier attempt stored count again as imported by this
         // task, not as duplicates (see store::events::insert).
         task.started_at = Some(now);
@@ -423,6 +564,7 @@ fn start(
         m.blank_rows = 0;
         m.repeated_headers = 0;
         m.first_repeated_header = None;
+        m.unmatched_map.clear();
     }
     let m = &mut task.metadata;
     m.interrupted = false;
@@ -527,6 +669,41 @@ fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings)
     update_announcing(store, task, event)
 }
 
+/// What the user should know about the input beyond its rows: `--map` sources it does not
+/// have, and an input with no records at all (empty, a header alone, an empty array).
+fn input_warnings(task: &Task, name: &str) -> Vec<String> {
+    let m = &task.metadata;
+    let mut warnings = Vec::new();
+    for source in &m.unmatched_map {
+        let field = m.field_map.field_of(source).unwrap_or("?");
+        let why = match &m.csv_header {
+            Some(header) => {
+                const SHOWN: usize = 12;
+                let mut columns: Vec<&str> = header.iter().take(SHOWN).map(String::as_str).collect();
+                if header.len() > SHOWN {
+                    columns.push("…");
+                }
+                format!(
+                    "the header has no column {source:?} (its columns: {})",
+                    columns.join(", ")
+                )
+            }
+            None => format!("no record has the key {source:?}"),
+        };
+        warnings.push(format!("{name}: --map {source}={field} matched nothing: {why}"));
+    }
+    if task.task_status == TaskStatus::Completed && task.processed_records == 0 {
+        let what = match &m.csv_header {
+            Some(_) => "has a header but no rows under it".to_string(),
+            None if m.bytes_read == 0 => "is empty".to_string(),
+            None if m.blank_rows > 0 => format!("holds no records, only {}", super::count(m.blank_rows, "blank row")),
+            None => "holds no records".to_string(),
+        };
+        warnings.push(format!("{name} {what}: nothing imported"));
+    }
+    warnings
+}
+
 fn rejected_summary(task: &Task) -> Option<String> {
     let m = &task.metadata;
     (task.failed_records > 0).then(|| {
@@ -572,6 +749,9 @@ fn report(
             m.ignored_columns.join(", ")
         );
     }
+    for warning in input_warnings(task, name) {
+        eprintln!("warning: {warning}");
+    }
     if let (n @ 1.., Some(first)) = (m.repeated_headers, m.first_repeated_header) {
         eprintln!(
             "warning: {name}: {n} {} the header (the first at line {first}; files joined together?): skipped",
@@ -594,8 +774,8 @@ fn report(
     }
     if (shown as u64) < task.failed_records {
         eprintln!(
-            "… {} more rejected rows: flexprice-import inspect {}",
-            task.failed_records - shown as u64,
+            "… {} more: flexprice-import inspect {}",
+            super::count(task.failed_records - shown as u64, "rejected row"),
             task.id
         );
     }

@@ -30,6 +30,7 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
             max_bytes: args.max_download_mb.saturating_mul(1024 * 1024),
             max_seconds: args.max_download_time.as_secs().max(1),
         },
+        log_requests: !settings.output.quiet,
     });
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Pool {
@@ -54,7 +55,7 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
         .enable_all()
         .build()
         .context("starting the HTTP runtime")?;
-    let served: Result<()> = runtime.block_on(async {
+    let served: Result<std::net::SocketAddr> = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -75,15 +76,33 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
                 }
             })
             .await
-            .map_err(|e| anyhow!("serving: {e}"))
+            .map_err(|e| anyhow!("serving: {e}"))?;
+        Ok(addr)
     });
+    if let (Ok(addr), false) = (&served, settings.output.quiet) {
+        let why = crate::interrupt::received()
+            .map(crate::interrupt::name)
+            .unwrap_or("a stop request");
+        eprintln!(
+            "stopped listening on http://{addr} ({why}){}",
+            if workers > 0 {
+                "; waiting for the workers to checkpoint and hand back their tasks"
+            } else {
+                ""
+            }
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let pool_status = pool_thread.map(|t| t.join().unwrap_or(ExitStatus::Failure));
-    served?;
-    Ok(crate::interrupt::received()
+    let addr = served?;
+    let status = crate::interrupt::received()
         .map(ExitStatus::Signal)
         .or(pool_status)
-        .unwrap_or(ExitStatus::Success))
+        .unwrap_or(ExitStatus::Success);
+    if !settings.output.quiet {
+        eprintln!("stopped serving http://{addr} (exit {})", status.code());
+    }
+    Ok(status)
 }
 
 /// API keys and their tenants: `--api-keys-file` (one `KEY TENANT` per line, `#` comments)

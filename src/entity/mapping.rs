@@ -45,6 +45,16 @@ impl FieldMap {
         self.0.is_empty()
     }
 
+    /// The input columns (or JSON keys) renamed, in the order given.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(source, _)| source.as_str())
+    }
+
+    /// The field a source column is read as.
+    pub fn field_of(&self, source: &str) -> Option<&str> {
+        self.target(source)
+    }
+
     fn target(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

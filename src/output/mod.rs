@@ -1,6 +1,7 @@
 //! What the user sees: the output policy (bar, colour), the progress bar, tables and task
 //! details. Data goes to stdout; bars, summaries and warnings to stderr.
 
+pub mod fit;
 pub mod progress;
 pub mod rejects;
 pub mod render;
@@ -34,5 +35,43 @@ impl OutputPolicy {
             progress_bar,
             color,
         }
+    }
+}
+
+/// The width of the terminal `stream` is, in columns; else `COLUMNS` when it is set (a shell
+/// that exports it, a script that sets it); else `None`.
+pub fn columns(stream: impl std::os::fd::AsFd) -> Option<usize> {
+    terminal_size::terminal_size_of(stream)
+        .map(|(width, _)| width.0 as usize)
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .filter(|&c| c > 0)
+}
+
+/// `n` and the noun, singular for one: `1 row`, `2 rows`, `0 rows`. Nouns whose plural is not
+/// the singular and `s` go through `count_as`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `n` with the singular or plural given: `count_as(2, "delivery", "deliveries")`.
+pub fn count_as(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_is_singular_and_every_other_number_plural() {
+        assert_eq!(count(1, "row"), "1 row");
+        assert_eq!(count(0, "row"), "0 rows");
+        assert_eq!(count(2, "duplicate"), "2 duplicates");
+        assert_eq!(count_as(1, "delivery", "deliveries"), "1 delivery");
+        assert_eq!(count_as(3, "delivery", "deliveries"), "3 deliveries");
     }
 }

@@ -136,6 +136,19 @@ fn json_row(line: u64, reason: &str, raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Refuses an output path whose folder does not exist, naming the folder: checked before any
+/// work, so that no task is made (or run) only to fail at its end.
+pub fn check_folder(path: &std::path::Path) -> Result<(), String> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(format!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Writes to `path` through a temporary file renamed at the end, so a failure never leaves
 /// half a file under the final name.
 pub fn write_file(path: &std::path::Path, body: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
@@ -143,6 +156,14 @@ pub fn write_file(path: &std::path::Path, body: impl FnOnce(&mut dyn Write) -> R
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
+    // Said here, before a temporary file's name can stand in the error instead.
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
     let mut builder = tempfile::Builder::new();
     // A temporary file is private (0600) by default; the finished file gets the usual
     // permissions, as the user's umask allows.
@@ -151,10 +172,15 @@ pub fn write_file(path: &std::path::Path, body: impl FnOnce(&mut dyn Write) -> R
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut tmp = builder
-        .prefix(".flexprice-import-")
-        .tempfile_in(dir)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut tmp = builder.prefix(".flexprice-import-").tempfile_in(dir).map_err(|e| {
+        // tempfile names its own random file in the error; the user knows `path`.
+        anyhow::anyhow!(
+            "cannot write {}: creating a file in the folder {}: {}",
+            path.display(),
+            dir.display(),
+            std::io::Error::from(e.kind())
+        )
+    })?;
     {
         let mut buffered = std::io::BufWriter::new(tmp.as_file_mut());
         body(&mut buffered).with_context(|| format!("writing {}", path.display()))?;

@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
-use super::OutputPolicy;
+use super::{count, OutputPolicy};
 use crate::store::TaskErrorRow;
 use crate::task::{Task, TaskStatus};
 
@@ -38,13 +38,23 @@ fn status_color(status: TaskStatus) -> Color {
     }
 }
 
-/// `interrupted[i]` says whether `tasks[i]` stopped without finishing.
-pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) -> String {
+/// The task list. `fit`: the terminal's width, to fit the table into (see `fit`); `None`
+/// for every column at its full width (`--wide`, or no terminal). `interrupted[i]` says
+/// whether `tasks[i]` stopped without finishing. Returns the table, and whether a fitted
+/// table marked a status `*` (interrupted), which the caller explains.
+pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy, fit: Option<usize>) -> (String, bool) {
+    match fit {
+        Some(width) => fitted_table(tasks, interrupted, policy, width),
+        None => (wide_table(tasks, interrupted, policy), false),
+    }
+}
+
+fn wide_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) -> String {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
-    if policy.color {
-        table.set_content_arrangement(ContentArrangement::Dynamic);
-    }
+    // Every column at its full width: a long row overflows (the terminal wraps it) rather
+    // than having its cells broken, so an id stays whole.
+    table.set_content_arrangement(ContentArrangement::Disabled);
     table.set_header([
         "ID",
         "TYPE",
@@ -85,6 +95,77 @@ pub fn task_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy) ->
     table.to_string()
 }
 
+/// The ANSI colour of a status in a fitted table.
+fn status_ansi(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Pending => "34",
+        TaskStatus::Processing => "33",
+        TaskStatus::Completed => "32",
+        TaskStatus::Failed => "31",
+    }
+}
+
+/// The list in `width` columns: the id and status always, whole; then, as room allows, the
+/// file (shortened in its middle down to 12 columns before anything else goes), imported,
+/// entity, rejected, created, processed, duplicates, type and who created it.
+fn fitted_table(tasks: &[Task], interrupted: &[bool], policy: OutputPolicy, width: usize) -> (String, bool) {
+    use super::fit::{render, Column};
+    let text = |f: &dyn Fn(&Task) -> String| -> Vec<(String, Option<&'static str>)> {
+        tasks.iter().map(|t| (f(t), None)).collect()
+    };
+    let column = |header, rank, cells| Column {
+        header,
+        rank,
+        keep: false,
+        shrink_to: 0,
+        align_right: false,
+        cells,
+    };
+    let number = |header, rank, f: &dyn Fn(&Task) -> u64| Column {
+        align_right: true,
+        ..column(header, rank, text(&|t| f(t).to_string()))
+    };
+    let marked = interrupted.iter().any(|&i| i);
+    let statuses = tasks
+        .iter()
+        .zip(interrupted)
+        .map(|(t, &stopped)| {
+            let label = format!("{}{}", t.task_status, if stopped { "*" } else { "" });
+            (label, Some(status_ansi(t.task_status)))
+        })
+        .collect();
+    let columns = vec![
+        Column {
+            keep: true,
+            ..column("ID", 100, text(&|t| t.id.clone()))
+        },
+        column("TYPE", 20, text(&|t| t.task_type.to_string())),
+        column("ENTITY", 70, text(&|t| t.entity_type.to_string())),
+        Column {
+            keep: true,
+            ..column("STATUS", 99, statuses)
+        },
+        Column {
+            shrink_to: 12,
+            ..column("FILE", 90, text(&file_name))
+        },
+        number("PROCESSED", 40, &|t| t.processed_records),
+        number("IMPORTED", 80, &|t| t.successful_records),
+        number("REJECTED", 60, &|t| t.failed_records),
+        number("DUPLICATES", 30, &|t| t.metadata.duplicate_records),
+        column(
+            "CREATED (UTC)",
+            50,
+            text(&|t| t.created_at.format("%Y-%m-%d %H:%M").to_string()),
+        ),
+        Column {
+            shrink_to: 8,
+            ..column("BY", 10, text(&|t| t.created_by.clone()))
+        },
+    ];
+    (render(columns, Some(width), policy.color), marked)
+}
+
 fn rate(task: &Task, now: DateTime<Utc>) -> String {
     match (task.elapsed_seconds(now), task.rows_per_second(now)) {
         (Some(secs), Some(rps)) => format!("{secs:.2} s ({rps:.0} rows/s)"),
@@ -93,10 +174,10 @@ fn rate(task: &Task, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The one line printed when a run ends.
+/// The one line printed when a run ends. A dry run stores nothing, so it says what would
+/// have been imported and skipped.
 pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     let m = &task.metadata;
-    let dry = if m.dry_run { " (dry run: nothing stored)" } else { "" };
     let updated = if m.updated_records > 0 {
         format!(" ({} updated)", m.updated_records)
     } else {
@@ -104,19 +185,33 @@ pub fn summary(task: &Task, now: DateTime<Utc>) -> String {
     };
     let mut skipped = String::new();
     if m.blank_rows > 0 {
-        skipped.push_str(&format!(", {} blank skipped", m.blank_rows));
+        skipped.push_str(&format!(", {} skipped", count(m.blank_rows, "blank row")));
     }
     if m.repeated_headers > 0 {
-        skipped.push_str(&format!(", {} repeated headers skipped", m.repeated_headers));
+        skipped.push_str(&format!(", {} skipped", count(m.repeated_headers, "repeated header")));
     }
+    let (dry, imported, duplicates) = if m.dry_run {
+        (
+            " (dry run: nothing stored)",
+            format!("{}{updated} would be imported", task.successful_records),
+            format!(
+                "{} would be skipped",
+                count(m.duplicate_records + m.conflicting_duplicates, "duplicate")
+            ),
+        )
+    } else {
+        (
+            "",
+            format!("{}{updated} imported", task.successful_records),
+            duplicates(m),
+        )
+    };
     format!(
-        "{} {}{dry}: {}{updated} imported, {}{skipped}, {} rejected of {} rows in {}",
+        "{} {}{dry}: {imported}, {duplicates}{skipped}, {} rejected of {} in {}",
         task.id,
         task.task_status,
-        task.successful_records,
-        duplicates(m),
         task.failed_records,
-        task.processed_records,
+        count(task.processed_records, "row"),
         rate(task, now),
     )
 }
@@ -153,6 +248,8 @@ pub struct Extra<'a> {
     /// Where an interrupted run would continue: (line, records done).
     pub checkpoint: Option<(u64, u64)>,
     pub webhooks: &'a [crate::store::webhooks::Delivery],
+    /// What a live run has read so far, ahead of its last commit.
+    pub read_so_far: Option<&'a crate::store::live::ReadSoFar>,
 }
 
 pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
@@ -296,15 +393,28 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
             ),
         );
     }
-    if let Some(size) = m.file_size {
-        let pct = if size == 0 {
-            100.0
-        } else {
-            m.bytes_read as f64 * 100.0 / size as f64
-        };
-        row("Bytes read", format!("{} of {size} ({pct:.0}%)", m.bytes_read));
-    } else {
-        row("Bytes read", m.bytes_read.to_string());
+    let of_size = |bytes: u64| match m.file_size {
+        Some(size) => {
+            let pct = if size == 0 {
+                100.0
+            } else {
+                bytes as f64 * 100.0 / size as f64
+            };
+            format!("{bytes} of {size} ({pct:.0}%)")
+        }
+        None => bytes.to_string(),
+    };
+    row("Bytes read", of_size(m.bytes_read));
+    if let Some(live) = extra.read_so_far {
+        let age = (now - live.at).num_milliseconds().max(0) as f64 / 1000.0;
+        row(
+            "Read so far",
+            format!(
+                "{} rows, bytes {}; as of {age:.1} s ago, ahead of the committed counters above",
+                live.rows,
+                of_size(live.bytes)
+            ),
+        );
     }
     row(
         "Created",
@@ -321,12 +431,25 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         "Updated",
         format!("{} by {}", time(Some(task.updated_at)), task.updated_by),
     );
-    row("Duration", rate(task, now));
+    match (extra.read_so_far, task.elapsed_seconds(now)) {
+        // While it runs, the rate of what has been read, not of what was committed.
+        (Some(live), Some(secs)) if secs > 0.0 => row(
+            "Duration",
+            format!("{secs:.2} s ({:.0} rows/s read so far)", live.rows as f64 / secs),
+        ),
+        _ => row("Duration", rate(task, now)),
+    }
     if let Some(summary) = &task.error_summary {
         row("Error summary", summary.clone());
     }
     if !m.ignored_columns.is_empty() {
         row("Ignored columns", m.ignored_columns.join(", "));
+    }
+    if !m.unmatched_map.is_empty() {
+        row(
+            "Unmatched --map",
+            format!("{} (not in the input)", m.unmatched_map.join(", ")),
+        );
     }
     if let Some(url) = &m.webhook_url {
         row("Webhooks", url.clone());

@@ -47,6 +47,8 @@ pub struct CsvReader {
     byte: u64,
     skipped: Skipped,
     counters: Arc<ReadCounters>,
+    /// The input held no row at all, not even a header.
+    empty: bool,
 }
 
 /// What ended a record.
@@ -78,10 +80,12 @@ impl CsvReader {
             byte,
             skipped: Skipped::default(),
             counters,
+            empty: false,
         }
     }
 
-    /// Reads the header from the file's first row.
+    /// Reads the header from the file's first row. An input without any row (empty, or blank
+    /// lines only) has no header and no records: see `RecordReader::input_was_empty`.
     pub fn new(
         input: Box<dyn BufRead + Send>,
         counters: Arc<ReadCounters>,
@@ -91,11 +95,9 @@ impl CsvReader {
         let line = match reader.read_raw()? {
             End::Record(line) => line,
             End::Input => {
-                return Err(ReadError::Syntax {
-                    line: 1,
-                    column: None,
-                    message: "the file is empty: a CSV file needs a header row".into(),
-                })
+                reader.empty = true;
+                reader.skipped = Skipped::default();
+                return Ok(reader);
             }
         };
         if let Some(malformed) = reader.malformed.take() {
@@ -307,6 +309,10 @@ impl RecordReader for CsvReader {
         self.skipped
     }
 
+    fn input_was_empty(&self) -> bool {
+        self.empty
+    }
+
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
         loop {
             let line = match self.read_raw()? {
@@ -464,9 +470,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_input_has_no_header() {
-        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(Vec::new()));
-        let err = CsvReader::new(input, Arc::default(), Dialect::default()).err().unwrap();
-        assert!(err.to_string().contains("needs a header row"), "{err}");
+    fn empty_input_has_no_header_and_no_record() {
+        for text in ["", "\n\r\n\n"] {
+            let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+            let mut reader = CsvReader::new(input, Arc::default(), Dialect::default()).unwrap();
+            assert!(reader.input_was_empty(), "{text:?}");
+            assert!(reader.next_record().unwrap().is_none());
+        }
+        let (_, rows) = read_all(b"a,b\n");
+        assert!(rows.is_empty());
     }
 }

@@ -207,6 +207,11 @@ pub trait RecordReader: Send {
     fn skipped(&self) -> Skipped {
         Skipped::default()
     }
+    /// The input held nothing to read, not even a CSV header: the run completes with 0 rows
+    /// and a warning, without checking a header that is not there.
+    fn input_was_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the reader for `format`. A CSV reader reads its header here, so a file without one

@@ -116,6 +116,9 @@ pub struct ReadCounters {
     /// Bytes of the input itself read so far (before decompression): progress against its
     /// size.
     pub input_bytes: AtomicU64,
+    /// Records the reader has handed on in this run (the reading thread counts them; they may
+    /// be ahead of what is committed): the "read so far" of live progress.
+    pub records_read: AtomicU64,
 }
 
 /// How a run got back to its checkpoint.

@@ -12,10 +12,15 @@ pub struct TaskLock {
     path: PathBuf,
 }
 
-fn lock_path(db: &Path, task_id: &str) -> PathBuf {
+/// `<store>.locks/`: the tasks' lock files, and their live progress (see `live`).
+pub(super) fn locks_dir(db: &Path) -> PathBuf {
     let mut dir = db.as_os_str().to_owned();
     dir.push(".locks");
-    PathBuf::from(dir).join(format!("{task_id}.lock"))
+    PathBuf::from(dir)
+}
+
+fn lock_path(db: &Path, task_id: &str) -> PathBuf {
+    locks_dir(db).join(format!("{task_id}.lock"))
 }
 
 impl TaskLock {
@@ -52,6 +57,7 @@ impl TaskLock {
         // Removing first: anyone who opens the path after this gets a new file, and anyone
         // who had it open re-reads the task's final status after locking.
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.path.with_extension("progress"));
         let _ = self.file.unlock();
     }
 }

@@ -1,9 +1,11 @@
 //! Everything SQL: opening the store, its migrations, the task repository and the local
 //! target's tables. No other module writes SQL.
 
+pub mod busy;
 pub mod checkpoints;
 pub mod events;
 pub mod ledger;
+pub mod live;
 pub mod lock;
 mod migrations;
 pub mod queue;
@@ -21,10 +23,6 @@ use rusqlite::Connection;
 
 pub use task_errors::{TaskErrorRow, TaskErrors};
 pub use tasks::{SqliteTaskRepository, TaskFilter, TaskPage, TaskRepository};
-
-/// How long a writer waits for another process's transaction before giving up. Long enough
-/// for two cron jobs importing big files into one store to take turns.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`). The unique index on
 /// event ids is written in random order; keeping its pages cached is what keeps inserts fast,
@@ -49,11 +47,26 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the store's folder {}", parent.display()))?;
         }
-        let conn = open_and_migrate(path)?;
+        let conn = open_and_migrate(path, rusqlite::OpenFlags::default())?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Opens the store at `path` only if it exists: `None` when there is no file there. For
+    /// commands that only read or change existing tasks, so that a mistyped `--db` creates
+    /// neither folders nor a store. An existing store is still migrated.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = open_and_migrate(path, flags)?;
+        Ok(Some(Store {
+            conn,
+            path: path.to_path_buf(),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -73,12 +86,50 @@ impl Store {
     }
 }
 
+/// What `GET /health` tells about a store, read without a key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// The schema version (`PRAGMA user_version`).
+    pub schema_version: i64,
+    /// Tasks of every tenant waiting for a worker (PENDING, not archived or deleted).
+    pub pending_tasks: u64,
+    /// Tasks of every tenant being run (PROCESSING).
+    pub processing_tasks: u64,
+}
+
+/// Reads a store's state through a read-only connection, so that a health check never
+/// creates, migrates or locks the store. Errors: the store is missing, is not a SQLite
+/// database, or cannot be read within a second.
+pub fn health(path: &Path) -> Result<Health> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening the store {} to read", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(1))?;
+    let read = || -> rusqlite::Result<Health> {
+        let schema_version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let count = |status: &str| -> rusqlite::Result<u64> {
+            conn.query_row(
+                "SELECT count(*) FROM tasks WHERE task_status = ?1 AND status != 'deleted'",
+                [status],
+                |r| r.get(0),
+            )
+        };
+        Ok(Health {
+            schema_version,
+            pending_tasks: count("PENDING")?,
+            processing_tasks: count("PROCESSING")?,
+        })
+    };
+    read().with_context(|| format!("reading the store {}", path.display()))
+}
+
 /// Two processes opening a new store at once race to switch it to WAL and to migrate it;
 /// SQLite answers the loser "busy" at once, without waiting, so the whole open is retried.
-fn open_and_migrate(path: &Path) -> Result<Connection> {
-    let started = std::time::Instant::now();
+fn open_and_migrate(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection> {
+    busy::opened(path);
+    let mut attempt_no = 0;
     loop {
-        let attempt = Connection::open(path)
+        let attempt = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening the store {}", path.display()))
             .and_then(|mut conn| {
                 configure(&mut conn).with_context(|| {
@@ -91,15 +142,16 @@ fn open_and_migrate(path: &Path) -> Result<Connection> {
                 Ok(conn)
             });
         match attempt {
-            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            // Waits (and says so) as a statement waiting for the lock does, up to the timeout.
+            Err(e) if is_busy(&e) && busy::on_busy(attempt_no) => attempt_no += 1,
             other => return other,
         }
     }
 }
 
-fn is_busy(err: &anyhow::Error) -> bool {
+/// Whether an error is SQLite's "database is locked": another process held the write lock
+/// for longer than a write waits (see `busy`).
+pub fn is_busy(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         let sqlite = match cause.downcast_ref::<rusqlite_migration::Error>() {
             Some(rusqlite_migration::Error::RusqliteError { err, .. }) => Some(err),
@@ -113,7 +165,8 @@ fn is_busy(err: &anyhow::Error) -> bool {
 }
 
 fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Waits for another process's write lock up to --lock-timeout, saying so after a moment.
+    conn.busy_handler(Some(busy::on_busy))?;
     // A deferred transaction that reads, then writes after another process committed, fails
     // at once with "database is locked" (the busy timeout cannot help it); taking the write
     // lock at BEGIN makes writers queue instead.

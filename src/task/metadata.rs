@@ -99,6 +99,15 @@ pub struct TaskMetadata {
     /// How many times a run continued from a checkpoint.
     #[serde(skip_serializing_if = "is_zero")]
     pub resumed: u64,
+    /// When the current (or last) run of the task began: a run that continues from a
+    /// checkpoint starts a new one, while `started_at` keeps the first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds spent running in the runs before the current one (since the task last started
+    /// from the beginning): with the current run's time, what duration and rows/s count, so
+    /// that the time a task sat interrupted is not.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub earlier_runs_seconds: f64,
     /// The process running (or that last ran) the task: `pid N on HOST`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_by: Option<String>,
@@ -114,6 +123,10 @@ pub struct TaskMetadata {
     /// Columns of the input that the entity does not know; reported once.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
+    /// `--map` sources the input has no column (CSV header) or key (no JSON record) for: the
+    /// mapping did nothing, which the run warns about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_map: Vec<String>,
     /// Keys a later version wrote that this one does not know: kept, not dropped (see the
     /// `Deserialize` impl).
     #[serde(skip)]
@@ -214,6 +227,10 @@ pub struct ErrorSample {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
 }
 
 impl TaskMetadata {

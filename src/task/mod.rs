@@ -226,11 +226,15 @@ impl Task {
         }
     }
 
-    /// Seconds from start to finish, or to `now` while the task runs.
+    /// Seconds spent running: the earlier runs' time plus the current (or last) run's, from
+    /// its start to its finish, or to `now` while it runs. A task that sat interrupted between
+    /// two runs does not count that time. (A task from before runs were timed: from
+    /// `started_at`.)
     pub fn elapsed_seconds(&self, now: DateTime<Utc>) -> Option<f64> {
-        let start = self.started_at?;
+        let m = &self.metadata;
+        let start = m.run_started_at.or(self.started_at)?;
         let end = self.completed_at.or(self.failed_at).unwrap_or(now);
-        Some((end - start).num_milliseconds().max(0) as f64 / 1000.0)
+        Some(m.earlier_runs_seconds + (end - start).num_milliseconds().max(0) as f64 / 1000.0)
     }
 
     pub fn rows_per_second(&self, now: DateTime<Utc>) -> Option<f64> {

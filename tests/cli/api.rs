@@ -256,3 +256,108 @@ fn unsafe_urls_and_bad_bodies_are_refused() {
         "{done}"
     );
 }
+
+/// `serve` as an operator watches it: a line when it starts (its address), one per request,
+/// `GET /health` without a key (200 with the store's state, 503 once the store cannot be
+/// read), JSON bodies for an unknown route and a wrong method, and a line when it stops.
+#[test]
+fn serve_reports_health_logs_each_request_and_says_when_it_stops() {
+    let files = FileServer::start(Behaviour::default());
+    let usage = files.put("usage.csv", events_file(3, 0));
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_API_KEYS", KEYS)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--allow-loopback"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+
+    let (status, body) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["store"]["pending_tasks"], 0);
+    assert!(body["store"]["schema_version"].as_i64().unwrap() >= 1, "{body}");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/tasks"),
+        Some("key-a"),
+        Some(json!({"task_type":"IMPORT","entity_type":"EVENTS","file_url":usage,"file_type":"CSV"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, body) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+    assert_eq!(body["store"]["pending_tasks"], 1, "{body}");
+
+    let (status, body) = call(reqwest::Method::DELETE, &format!("{url}/v1/tasks"), Some("key-a"), None);
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
+    assert_eq!(body["http_status_code"], 405);
+    let (status, body) = call(reqwest::Method::GET, &format!("{url}/v2/nothing"), Some("key-a"), None);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found", "{body}");
+
+    // A damaged store, then a missing one: 503 with the reason, in the same JSON shape.
+    std::fs::write(&env.db, b"this is not a SQLite database, it was overwritten").unwrap();
+    let (status, body) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "store_unavailable");
+    assert!(body["message"].as_str().unwrap().contains("not a database"), "{body}");
+    std::fs::remove_file(&env.db).unwrap();
+    let (status, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!env.db.exists(), "a health check never creates the store");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let lines = log.join().unwrap();
+    let addr = url.strip_prefix("http://").unwrap();
+    assert!(
+        lines[0].contains(&format!("on {url}")) && lines[0].contains(&env.db.display().to_string()),
+        "the first line says where: {lines:?}"
+    );
+    let requests: Vec<&String> = lines.iter().filter(|l| l.contains(" ms")).collect();
+    let expected = [
+        "GET /health 200",
+        "POST /v1/tasks 201",
+        "GET /health 200",
+        "DELETE /v1/tasks 405",
+        "GET /v2/nothing 404",
+        "GET /health 503",
+        "GET /health 503",
+    ];
+    assert_eq!(requests.len(), expected.len(), "one line per request: {lines:?}");
+    for (line, want) in requests.iter().zip(expected) {
+        assert!(line.contains(want), "{want:?} in {line:?}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("key-a")),
+        "no key in the log: {lines:?}"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("stopped listening on http://{addr} (SIGTERM)")))
+            && last.contains("stopped serving")
+            && last.contains("exit 143"),
+        "{lines:?}"
+    );
+}

@@ -238,7 +238,7 @@ fn a_dry_run_tells_conflicts_from_resends_and_conflicts_do_not_fail() {
     let task: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(counters(&task), (1, 0, 0, 0, 1));
     assert!(
-        stderr_of(&out).contains(": 0 imported, 1 duplicate skipped (with other content), 0 rejected of 1 rows"),
+        stderr_of(&out).contains(": 0 imported, 1 duplicate skipped (with other content), 0 rejected of 1 row in"),
         "{}",
         stderr_of(&out)
     );

@@ -132,7 +132,10 @@ fn a_failed_export_leaves_no_half_file() {
         .args(["run", fixture("events.csv").to_str().unwrap()])
         .assert()
         .success();
-    let target = env.dir.path().join("missing-folder").join("usage.csv");
+    // A folder stands where the file would go: the finished file cannot be renamed onto it.
+    // (A missing folder is refused before any task: see messages.rs.)
+    let target = env.dir.path().join("usage.csv");
+    std::fs::create_dir(&target).unwrap();
     let out = env
         .cmd()
         .args(["export", "events", "-o", target.to_str().unwrap()])
@@ -141,7 +144,13 @@ fn a_failed_export_leaves_no_half_file() {
         .get_output()
         .clone();
     assert!(stderr_of(&out).contains("FAILED"), "{}", stderr_of(&out));
-    assert!(!target.exists());
+    assert!(target.is_dir() && std::fs::read_dir(&target).unwrap().next().is_none());
+    let leftovers: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".flexprice-import-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file left: {leftovers:?}");
     let listed = env
         .cmd()
         .args(["list", "--task-type", "export", "--json"])

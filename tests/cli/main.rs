@@ -4,6 +4,7 @@ mod file_server;
 mod generated;
 mod stand_in;
 mod support;
+mod tmux;
 
 mod api;
 mod completions;
@@ -14,6 +15,9 @@ mod flexprice;
 mod fuzz;
 mod help;
 mod import;
+mod locks;
+mod messages;
+mod progress;
 mod readme;
 mod real_files;
 mod reliability;

@@ -260,7 +260,7 @@ fn rows_of_empty_cells_are_blank_and_an_unnamed_column_is_reported() {
         serde_json::json!(["column 4 (no name)"])
     );
     assert!(stderr_of(&out).contains("ignored columns not imported: column 4 (no name)"));
-    assert!(stderr_of(&out).contains("4 blank skipped"), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("4 blank rows skipped"), "{}", stderr_of(&out));
     let rows = stored(&env, &task);
     assert_eq!(
         rows.iter()

@@ -34,7 +34,9 @@ impl Env {
             .env_remove("FLEXPRICE_API_URL")
             .env_remove("FLEXPRICE_API_KEY")
             .env_remove("FLEXPRICE_ENVIRONMENT_ID")
-            .env_remove("NO_COLOR");
+            .env_remove("NO_COLOR")
+            // Tables fit COLUMNS when it is set; tests choose it themselves.
+            .env_remove("COLUMNS");
         cmd
     }
 

@@ -231,3 +231,133 @@ fn the_store_goes_where_db_or_the_environment_says() {
         .success();
     assert!(home.join("data/flexprice-import/store.db").exists());
 }
+
+/// `list` as it reads on an 80- and a 120-column terminal: every line fits, every id is whole
+/// on one line, less useful columns go first and a long file name is shortened; `--wide`
+/// keeps every column and whole names.
+#[test]
+fn list_fits_the_terminal_and_wide_keeps_everything() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let env = Env::new();
+    let long = env.write(
+        "usage_export_of_the_whole_november_2026_billing_period_for_all_customers.csv",
+        "event_id,event_name,external_customer_id\ne1,call,c1\ne2,,c2\n",
+    );
+    env.cmd().args(["run", long.to_str().unwrap()]).assert().code(3);
+    env.cmd()
+        .args(["run", fixture("prices.csv").to_str().unwrap(), "--entity", "prices"])
+        .assert()
+        .success();
+    create(&env, fixture("events.jsonl").to_str().unwrap());
+    // A task stopped by Ctrl-C while reading a pipe: FAILED and interrupted.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .args(["run", "-", "--format", "csv", "--progress", "never"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"event_id,event_name,external_customer_id\ne9,call,c9\n")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !env.db.exists() || env.count("SELECT count(*) FROM tasks WHERE task_status = 'PROCESSING'") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the piped run never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    drop(stdin);
+
+    let ids: Vec<String> = {
+        let conn = env.conn();
+        let mut stmt = conn.prepare("SELECT id FROM tasks").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(ids.len(), 4);
+    for width in [80, 120] {
+        let tmux = crate::tmux::Tmux::start(&env, width, &["list"]);
+        assert_eq!(tmux.wait_for_exit(std::time::Duration::from_secs(20)), 0);
+        let screen = tmux.screen();
+        let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in &lines {
+            assert!(
+                line.chars().count() <= width,
+                "{width}: a line wider than the terminal:\n{screen}"
+            );
+        }
+        for id in &ids {
+            assert!(
+                lines.iter().any(|l| l.starts_with(id.as_str())),
+                "{width}: {id} not whole on one line:\n{screen}"
+            );
+        }
+        let header = lines[0];
+        for column in ["ID", "STATUS", "FILE", "IMPORTED"] {
+            assert!(header.contains(column), "{width}: {column} in {header:?}");
+        }
+        assert!(
+            !header.contains("BY") && !header.contains("TYPE"),
+            "{width}: {header:?}"
+        );
+        assert!(
+            screen.contains("FAILED*") && screen.contains("* interrupted:"),
+            "{width}:\n{screen}"
+        );
+        assert!(
+            screen.contains("usage_") && screen.contains('…') && !screen.contains("all_customers.csv  "),
+            "{width}: the long name is shortened:\n{screen}"
+        );
+        if width == 120 {
+            assert!(
+                header.contains("REJECTED") && header.contains("CREATED (UTC)"),
+                "{header:?}"
+            );
+        }
+    }
+    let tmux = crate::tmux::Tmux::start(&env, 80, &["list", "--wide"]);
+    assert_eq!(tmux.wait_for_exit(std::time::Duration::from_secs(20)), 0);
+    let printed = tmux.printed();
+    for column in [
+        "TYPE",
+        "PROCESSED",
+        "DUPLICATES",
+        "CREATED (UTC)",
+        "BY",
+        "FAILED (interrupted)",
+    ] {
+        assert!(printed.contains(column), "--wide keeps {column}:\n{printed}");
+    }
+    assert!(printed.contains("usage_export_of_the_whole_november_2026_billing_period_for_all_customers.csv"));
+    for id in &ids {
+        assert!(printed.contains(id.as_str()));
+    }
+
+    // Into a pipe the table is whole, unless COLUMNS says how wide to make it.
+    let piped = stdout_of(&env.cmd().arg("list").assert().success().get_output().clone());
+    assert!(
+        piped.contains("DUPLICATES") && piped.contains("all_customers.csv"),
+        "{piped}"
+    );
+    let fitted = stdout_of(
+        &env.cmd()
+            .env("COLUMNS", "80")
+            .arg("list")
+            .assert()
+            .success()
+            .get_output()
+            .clone(),
+    );
+    assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
+    env.cmd().args(["list", "--wide", "--json"]).assert().code(2);
+}

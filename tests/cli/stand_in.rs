@@ -40,6 +40,9 @@ pub struct Config {
     pub refused_event_names: Vec<String>,
     /// Count only: keep no events (the benchmark).
     pub count_only: bool,
+    /// Plans, addons and meters that do not exist: a price naming one answers FlexPrice's
+    /// JSON 404 `not_found` (every other id exists).
+    pub missing_ids: Vec<String>,
 }
 
 #[derive(Default)]
@@ -150,7 +153,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/features/{id}", put(update_feature))
         // Not FlexPrice's: what the stand-in received, for the benchmark script.
         .route("/_stand_in/stats", get(stats))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // gin's answer for a route it does not have: plain text, not FlexPrice's JSON.
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [("content-type", "text/plain")],
+                "404 page not found",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_CAP * 2))
         .with_state(shared)
 }
@@ -176,11 +186,8 @@ async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Opti
             .map(str::to_owned);
     }
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "invalid or missing API key",
-        ));
+        // FlexPrice's auth middleware, not its handlers' error shape.
+        return Err((StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response());
     }
     let mut fault = shared.faults.lock().unwrap().pop_front();
     if fault.is_none() && route.contains("bulk") {
@@ -367,6 +374,17 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
                 "validation_error",
                 &format!("items[{i}]: {problem}"),
             );
+        }
+    }
+    // Created in one transaction: a missing plan or meter fails the request whole.
+    for p in items {
+        for (field, noun) in [("entity_id", "plan"), ("meter_id", "meter")] {
+            if let Some(id) = p[field]
+                .as_str()
+                .filter(|id| shared.config.missing_ids.iter().any(|m| m == id))
+            {
+                return error(StatusCode::NOT_FOUND, "not_found", &format!("{noun} {id} not found"));
+            }
         }
     }
     let mut data = shared.data.lock().unwrap();

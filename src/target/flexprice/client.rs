@@ -213,8 +213,14 @@ impl Api {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry_after(response.headers(), RETRY_AFTER_CAP);
+                    let content_type = response
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
                     match response.bytes().await {
-                        Ok(bytes) => Ok((status, retry_after, bytes.to_vec())),
+                        Ok(bytes) => Ok((status, retry_after, content_type, bytes.to_vec())),
                         // The status came, the body did not: the server did see the request.
                         Err(e) => Err((false, e.without_url().to_string())),
                     }
@@ -224,22 +230,44 @@ impl Api {
             drop(permit);
             let exhausted = attempt >= self.config.max_retries;
             let (wait, last) = match result {
-                Ok((status, retry_after, body)) => {
+                Ok((status, retry_after, content_type, body)) => {
                     self.reached.store(true, Ordering::Relaxed);
                     let message = || format!("{what}: {}", server_message(status, &body));
                     match status.as_u16() {
-                        401 | 403 => {
+                        // A gateway in front of FlexPrice may answer these with a page of
+                        // its own: they are retried whatever their shape.
+                        429 | 408 | 503 => (retry_after, message()),
+                        // A gateway or server failure may come after the work was done.
+                        500 | 502 | 504 if !idempotent => return Err(CallError::Unknown(message())),
+                        500 | 502 | 504 => (retry_after, message()),
+                        // Every other answer of FlexPrice's is JSON (handlers and its auth
+                        // middleware alike; gin's plain-text `404 page not found` is a route
+                        // that does not exist): anything else is not FlexPrice, and sending
+                        // more rows to it would only reject them one by one.
+                        _ if !is_json(&body) => {
+                            return Err(CallError::Fatal(format!(
+                                "{} does not answer as a FlexPrice server: {what} answered {status}, \
+                                 content-type {content_type}: {}",
+                                self.base,
+                                first_line(&body)
+                            )))
+                        }
+                        401 => {
                             return Err(CallError::Fatal(format!(
                                 "{} refused the API key: {}",
                                 self.base,
                                 message()
                             )))
                         }
-                        // The server says it did not process the request.
-                        429 | 408 | 503 => (retry_after, message()),
-                        // A gateway or server failure may come after the work was done.
-                        500 | 502 | 504 if !idempotent => return Err(CallError::Unknown(message())),
-                        500 | 502 | 504 => (retry_after, message()),
+                        // 403 is a key without access to the environment, a missing
+                        // permission or a suspended tenant: the server's reason says which.
+                        403 => {
+                            return Err(CallError::Fatal(format!(
+                                "{} refused the request: {}",
+                                self.base,
+                                message()
+                            )))
+                        }
                         _ => return Ok(Answer { status, body }),
                     }
                 }
@@ -291,6 +319,30 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Optio
             .unwrap_or_default(),
     };
     Some(wait.min(cap))
+}
+
+/// Whether a body is a JSON object, as every answer of FlexPrice's is.
+fn is_json(body: &[u8]) -> bool {
+    matches!(serde_json::from_slice::<Value>(body), Ok(Value::Object(_)))
+}
+
+/// A foreign answer's first non-blank line, cut short, for the task's error.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(empty body)");
+    cut(line, 200)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        text.chars().take(max).chain("…".chars()).collect()
+    } else {
+        text.to_owned()
+    }
 }
 
 fn describe(e: &reqwest::Error) -> String {

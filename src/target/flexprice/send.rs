@@ -103,12 +103,6 @@ pub async fn bulk(
             .await;
         match answer {
             Ok(a) if a.status.is_success() => {}
-            Ok(a) if a.status == StatusCode::NOT_FOUND => {
-                return Err(TargetFailed(format!(
-                    "POST {url} answered {}: is {} a FlexPrice API URL?",
-                    a.status, api.base
-                )))
-            }
             Ok(a) if refuses_content(a.status) && group.len() > 1 => {
                 stats.splits += 1;
                 let (first, second) = group.split_at(group.len() / 2);
@@ -133,8 +127,11 @@ pub async fn bulk(
 }
 
 /// A status that says something in the request is wrong (one bad record fails a bulk one).
+/// FlexPrice's JSON 404 `not_found` is a record a row names (a plan, a meter) that does not
+/// exist: the row's error. (A route that does not exist answers gin's plain text, which the
+/// client takes as "not FlexPrice" and fails the task with.)
 fn refuses_content(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 400 | 413 | 422)
+    matches!(status.as_u16(), 400 | 404 | 413 | 422)
 }
 
 /// The reason rows fail when a call has no answer; a fatal failure stops the task.

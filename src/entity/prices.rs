@@ -53,7 +53,7 @@ const COLUMNS: &[Column] = &[
     Column::of("price_unit_config_tiers", Kind::JsonArray, ""),
     Column::of("start_date", Kind::Timestamp, "2026-01-01T00:00:00Z"),
     Column::of("end_date", Kind::Timestamp, ""),
-    Column::of("min_quantity", Kind::Decimal { non_negative: true }, ""),
+    Column::of("min_quantity", Kind::Integer { min: 0 }, ""),
     Column::key("group_id", ""),
 ];
 

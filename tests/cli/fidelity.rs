@@ -147,3 +147,160 @@ fn a_price_naming_a_missing_plan_or_meter_is_that_rows_error_and_the_others_are_
     let expected: Vec<String> = [1, 2, 3, 5, 6, 8, 9, 10].iter().map(|i| format!("key_{i}")).collect();
     assert_eq!(created, expected);
 }
+
+/// Every leaf of a JSON value as `path: type` (array elements share their array's path).
+fn leaves(value: &serde_json::Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(v, &p, out);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                leaves(v, &format!("{path}[]"), out);
+            }
+        }
+        Value::String(_) => drop(out.insert(format!("{path}: string"))),
+        Value::Number(n) if n.is_u64() || n.is_i64() => drop(out.insert(format!("{path}: integer"))),
+        Value::Number(_) => drop(out.insert(format!("{path}: number"))),
+        Value::Bool(_) => drop(out.insert(format!("{path}: bool"))),
+        Value::Null => drop(out.insert(format!("{path}: null"))),
+    }
+}
+
+fn received(records: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for mut r in records {
+        r.as_object_mut().unwrap().remove("id");
+        leaves(&r, "", &mut out);
+    }
+    out.into_iter().collect()
+}
+
+/// Every column of every entity reaches FlexPrice's DTO field with its Go type (the stand-in
+/// decodes the bodies into those types, as the handlers do, and answers 400 "Invalid request
+/// format" otherwise); the test then names each field and the JSON type it arrived with.
+#[test]
+fn every_field_of_every_entity_is_sent_with_the_json_type_of_flexprices_dto() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,price_unit_type,billing_period,billing_period_count,\
+billing_model,invoice_cadence,meter_id,lookup_key,trial_period_days,description,display_name,tier_mode,tiers,\
+transform_quantity_divide_by,transform_quantity_round,price_unit_config_price_unit,price_unit_config_amount,\
+price_unit_config_tiers,start_date,end_date,min_quantity,group_id,metadata.region\n\
+29.00,USD,PLAN,plan_a,FIXED,FIAT,MONTHLY,2,FLAT_FEE,ADVANCE,,pro,7,Pro plan,Pro,,,,,,,,2026-01-01T00:00:00Z,2027-01-01T00:00:00Z,5,grp_1,eu\n\
+,EUR,PLAN,plan_a,USAGE,,MONTHLY,,TIERED,ARREAR,meter_1,tok,,,,VOLUME,\"[{\"\"up_to\"\":10,\"\"unit_amount\"\":\"\"0.01\"\",\"\"flat_amount\"\":\"\"1\"\"},{\"\"up_to\"\":null,\"\"unit_amount\"\":\"\"0.005\"\"}]\",,,,,,,,,,\n\
+,USD,ADDON,addon_1,USAGE,CUSTOM,MONTHLY,1,PACKAGE,ARREAR,meter_2,,,,,,,10,up,crd,2.5,,,,,,\n\
+,USD,ADDON,addon_1,USAGE,CUSTOM,MONTHLY,1,TIERED,ARREAR,meter_2,,,,,SLAB,,,,crd,,\"[{\"\"up_to\"\":null,\"\"unit_amount\"\":\"\"1\"\"}]\",,,,,\n",
+    );
+    let (task, stderr) = run_remote(&env, &server.url, &[prices.to_str().unwrap()], 0);
+    assert_eq!(task["successful_records"], 4, "{stderr}");
+    let prices: Vec<_> = server.data().prices.clone();
+    assert_eq!(
+        received(prices.into_iter()),
+        [
+            "amount: string",
+            "billing_model: string",
+            "billing_period: string",
+            "billing_period_count: integer",
+            "currency: string",
+            "description: string",
+            "display_name: string",
+            "end_date: string",
+            "entity_id: string",
+            "entity_type: string",
+            "group_id: string",
+            "invoice_cadence: string",
+            "lookup_key: string",
+            "metadata.region: string",
+            "meter_id: string",
+            "min_quantity: integer",
+            "price_unit_config.amount: string",
+            "price_unit_config.price_unit: string",
+            "price_unit_config.price_unit_tiers[].unit_amount: string",
+            "price_unit_config.price_unit_tiers[].up_to: null",
+            "price_unit_type: string",
+            "start_date: string",
+            "tier_mode: string",
+            "tiers[].flat_amount: string",
+            "tiers[].unit_amount: string",
+            "tiers[].up_to: integer",
+            "tiers[].up_to: null",
+            "transform_quantity.divide_by: integer",
+            "transform_quantity.round: string",
+            "trial_period_days: integer",
+            "type: string",
+        ]
+    );
+
+    let customers = env.write(
+        "customers.csv",
+        "external_id,name,email,address_line1,address_line2,address_city,address_state,\
+address_postal_code,address_country,timezone,metadata.segment,metadata.seats\n\
+c1,Acme,a@acme.example,1 Main St,Suite 1,Springfield,IL,62701,US,America/Chicago,smb,12\n",
+    );
+    let (task, stderr) = run_remote(&env, &server.url, &[customers.to_str().unwrap()], 0);
+    assert_eq!(task["successful_records"], 1, "{stderr}");
+    let customers: Vec<_> = server.data().customers.values().cloned().collect();
+    let mut expected: Vec<String> = [
+        "address_city",
+        "address_country",
+        "address_line1",
+        "address_line2",
+        "address_postal_code",
+        "address_state",
+        "email",
+        "external_id",
+        "metadata.seats",
+        "metadata.segment",
+        "name",
+        "timezone",
+    ]
+    .iter()
+    .map(|f| format!("{f}: string"))
+    .collect();
+    expected.sort();
+    assert_eq!(received(customers.into_iter()), expected);
+
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key,description,unit_singular,unit_plural,meter_name,event_name,aggregation_type,\
+aggregation_field,aggregation_multiplier,aggregation_bucket_size,reset_usage,metadata.team\n\
+Tokens,metered,tokens,LLM tokens,token,tokens,LLM tokens,llm,SUM_WITH_MULTIPLIER,n,1.5,,NEVER,ml\n\
+Peak,metered,peak,,,,Peak,llm,MAX,n,,HOUR,BILLING_PERIOD,\n\
+SSO,boolean,sso,Single sign-on,,,,,,,,,,\n",
+    );
+    let (task, stderr) = run_remote(&env, &server.url, &[features.to_str().unwrap()], 0);
+    assert_eq!(task["successful_records"], 3, "{stderr}");
+    let features: Vec<_> = server.data().features.values().cloned().collect();
+    let mut expected: Vec<String> = [
+        "description",
+        "lookup_key",
+        "metadata.team",
+        "meter.aggregation.bucket_size",
+        "meter.aggregation.field",
+        "meter.aggregation.multiplier",
+        "meter.aggregation.type",
+        "meter.event_name",
+        "meter.name",
+        "meter.reset_usage",
+        "name",
+        "type",
+        "unit_plural",
+        "unit_singular",
+    ]
+    .iter()
+    .map(|f| format!("{f}: string"))
+    .collect();
+    expected.sort();
+    assert_eq!(received(features.into_iter()), expected);
+}

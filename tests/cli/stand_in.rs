@@ -248,8 +248,11 @@ struct EventIn<'a> {
     customer_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<std::borrow::Cow<'a, str>>,
+    /// FlexPrice's `map[string]interface{}`: an object, or the event is not decoded.
     #[serde(default)]
-    properties: Option<serde::de::IgnoredAny>,
+    properties: Option<HashMap<String, serde::de::IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +335,149 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
     )
 }
 
+/// FlexPrice's request DTOs (`internal/api/dto/{price,customer,feature,meter}.go`) with their
+/// Go types: a field of another JSON type fails Go's decoding, and the handler answers 400
+/// "Invalid request format" whatever the field. Unknown fields are ignored, as Go does, and
+/// null fits any field. `decimal.Decimal` takes a JSON string or number.
+mod dto {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub enum Decimal {
+        Text(String),
+        Number(serde_json::Number),
+    }
+
+    #[derive(Deserialize)]
+    pub struct Tier {
+        pub up_to: Option<u64>,
+        pub unit_amount: Option<Decimal>,
+        pub flat_amount: Option<Decimal>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct TransformQuantity {
+        pub divide_by: Option<i64>,
+        pub round: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct PriceUnitConfig {
+        pub amount: Option<Decimal>,
+        pub price_unit: Option<String>,
+        pub price_unit_tiers: Option<Vec<Tier>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Price {
+        pub amount: Option<Decimal>,
+        pub currency: Option<String>,
+        pub entity_type: Option<String>,
+        pub entity_id: Option<String>,
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        pub price_unit_type: Option<String>,
+        pub billing_period: Option<String>,
+        pub billing_period_count: Option<i64>,
+        pub billing_model: Option<String>,
+        pub meter_id: Option<String>,
+        pub filter_values: Option<HashMap<String, Vec<String>>>,
+        pub lookup_key: Option<String>,
+        pub invoice_cadence: Option<String>,
+        pub trial_period_days: Option<i64>,
+        pub description: Option<String>,
+        pub metadata: Option<HashMap<String, String>>,
+        pub tier_mode: Option<String>,
+        pub tiers: Option<Vec<Tier>>,
+        pub transform_quantity: Option<TransformQuantity>,
+        pub price_unit_config: Option<PriceUnitConfig>,
+        pub start_date: Option<Time>,
+        pub end_date: Option<Time>,
+        pub display_name: Option<String>,
+        pub min_quantity: Option<i64>,
+        pub group_id: Option<String>,
+    }
+
+    /// Go's `time.Time`: an RFC 3339 string.
+    pub struct Time;
+
+    impl<'de> Deserialize<'de> for Time {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+            let text = String::deserialize(d)?;
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|_| Time)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct Customer {
+        pub external_id: Option<String>,
+        pub name: Option<String>,
+        pub email: Option<String>,
+        pub contact: Option<String>,
+        pub address_line1: Option<String>,
+        pub address_line2: Option<String>,
+        pub address_city: Option<String>,
+        pub address_state: Option<String>,
+        pub address_postal_code: Option<String>,
+        pub address_country: Option<String>,
+        pub timezone: Option<String>,
+        pub metadata: Option<HashMap<String, String>>,
+        pub skip_onboarding_workflow: Option<bool>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Aggregation {
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        pub field: Option<String>,
+        pub expression: Option<String>,
+        pub multiplier: Option<Decimal>,
+        pub bucket_size: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Meter {
+        pub name: Option<String>,
+        pub event_name: Option<String>,
+        pub aggregation: Option<Aggregation>,
+        pub filters: Option<Vec<Value>>,
+        pub reset_usage: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Feature {
+        pub name: Option<String>,
+        pub description: Option<String>,
+        pub lookup_key: Option<String>,
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        pub meter_id: Option<String>,
+        pub meter: Option<Meter>,
+        pub metadata: Option<HashMap<String, String>>,
+        pub unit_singular: Option<String>,
+        pub unit_plural: Option<String>,
+        pub group_id: Option<String>,
+    }
+}
+
+/// Decodes a body as the Go handler does: `Err` is its 400.
+fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<(), Box<Response>> {
+    match T::deserialize(value) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Invalid request format",
+        ))),
+    }
+}
+
 fn check_price(p: &Value) -> Option<String> {
     let currency = p["currency"].as_str().unwrap_or("");
     if currency.len() != 3 {
@@ -366,6 +512,11 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
             "validation_error",
             "items must hold between 1 and 100 prices",
         );
+    }
+    for p in items {
+        if let Err(r) = decode::<dto::Price>(p) {
+            return *r;
+        }
     }
     for (i, p) in items.iter().enumerate() {
         if let Some(problem) = check_price(p) {
@@ -420,6 +571,9 @@ async fn create_customer(AxumState(shared): St, headers: HeaderMap, body: Bytes)
     let Ok(mut c) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Customer>(&c) {
+        return *r;
+    }
     if let Some(problem) = check_customer(&c) {
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
@@ -460,6 +614,9 @@ async fn update_customer(AxumState(shared): St, headers: HeaderMap, Path(id): Pa
     let Ok(update) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Customer>(&update) {
+        return *r;
+    }
     if let Some(problem) = check_customer(&update) {
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
@@ -482,6 +639,9 @@ async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) 
     let Ok(mut f) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Feature>(&f) {
+        return *r;
+    }
     if f["name"].as_str().unwrap_or("").is_empty() {
         return error(StatusCode::BAD_REQUEST, "validation_error", "name is required");
     }
@@ -539,6 +699,9 @@ async fn update_feature(AxumState(shared): St, headers: HeaderMap, Path(id): Pat
     let Ok(mut update) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Feature>(&update) {
+        return *r;
+    }
     let mut data = shared.data.lock().unwrap();
     let Some(f) = data.features.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "feature not found");

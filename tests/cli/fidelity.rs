@@ -304,3 +304,67 @@ SSO,boolean,sso,Single sign-on,,,,,,,,,,\n",
     expected.sort();
     assert_eq!(received(features.into_iter()), expected);
 }
+
+#[test]
+fn a_lookup_key_the_server_has_fails_only_its_row_and_the_others_of_the_request_are_created() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let first = env.write(
+        "first.csv",
+        &format!("{PRICE_HEADER}\n1,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,taken\n"),
+    );
+    run_remote(&env, &server.url, &[first.to_str().unwrap(), "--entity", "prices"], 0);
+    let taken_id = server.data().prices[0]["id"].as_str().unwrap().to_owned();
+    // 10 rows in one bulk request: row 3 has the stored price's key, rows 6 and 8 share one.
+    let mut text = format!("{PRICE_HEADER}\n");
+    for i in 1..=10 {
+        let key = match i {
+            3 => "taken".to_owned(),
+            6 | 8 => "twice".to_owned(),
+            _ => format!("key_{i}"),
+        };
+        text.push_str(&format!("{i}5,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,{key}\n"));
+    }
+    let file = env.write("second.csv", &text);
+    let (task, stderr) = run_remote(&env, &server.url, &[file.to_str().unwrap(), "--entity", "prices"], 3);
+    assert_eq!(
+        (task["successful_records"].as_u64(), task["failed_records"].as_u64()),
+        (Some(8), Some(2)),
+        "{stderr}"
+    );
+    let errors = env.errors(task["id"].as_str().unwrap());
+    let rule = "FlexPrice keeps lookup_key unique among prices without an end_date";
+    assert_eq!(
+        errors,
+        vec![
+            (
+                4,
+                "processing".to_owned(),
+                format!("lookup_key taken already exists on the server (price {taken_id}); {rule}")
+            ),
+            (9, "processing".to_owned(), {
+                let twice = server
+                    .data()
+                    .prices
+                    .iter()
+                    .find(|p| p["lookup_key"] == "twice")
+                    .map(|p| p["id"].as_str().unwrap().to_owned())
+                    .unwrap();
+                format!("lookup_key twice already exists on the server (price {twice}); {rule}")
+            }),
+        ]
+    );
+    let amounts: Vec<String> = server
+        .data()
+        .prices
+        .iter()
+        .map(|p| p["amount"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = ["1", "15", "25", "45", "55", "65", "75", "95", "105"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut sorted = amounts.clone();
+    sorted.sort_by_key(|a| a.parse::<u32>().unwrap());
+    assert_eq!(sorted, expected, "each price created once, the refused ones not at all");
+}

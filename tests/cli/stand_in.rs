@@ -79,6 +79,13 @@ impl Data {
         self.events.keys().map(|(id, _)| id.clone()).collect()
     }
 
+    /// FlexPrice's unique index: lookup_key among published prices without an end_date.
+    fn lookup_key_taken(&self, key: &str) -> bool {
+        self.prices
+            .iter()
+            .any(|p| p["lookup_key"].as_str() == Some(key) && p.get("end_date").is_none_or(Value::is_null))
+    }
+
     fn new_id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}_{:06}", self.next_id)
@@ -146,6 +153,8 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/events/bulk", post(events_bulk))
         .route("/v1/prices/bulk", post(prices_bulk))
+        .route("/v1/prices", post(create_price))
+        .route("/v1/prices/lookup/{lookup_key}", get(price_by_lookup_key))
         .route("/v1/customers", post(create_customer))
         .route("/v1/customers/external/{external_id}", get(customer_by_external_id))
         .route("/v1/customers/{id}", put(update_customer))
@@ -539,6 +548,21 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
         }
     }
     let mut data = shared.data.lock().unwrap();
+    // One transaction: a lookup_key already taken (by a stored price or an earlier item)
+    // violates the unique index, rolls everything back and answers 500.
+    let mut keys: Vec<&str> = Vec::new();
+    for p in items {
+        if let Some(key) = p["lookup_key"].as_str().filter(|k| !k.is_empty()) {
+            if keys.contains(&key) || data.lookup_key_taken(key) {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "database_error",
+                    "failed to create prices",
+                );
+            }
+            keys.push(key);
+        }
+    }
     let mut created = Vec::new();
     for p in items {
         let mut p = p.clone();
@@ -548,6 +572,50 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
     }
     drop(data);
     answer(fault, StatusCode::CREATED, json!({"items": created}))
+}
+
+/// `POST /v1/prices`: one price; a lookup_key already taken answers 409.
+async fn create_price(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "POST /v1/prices").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(mut p) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "Invalid request format");
+    };
+    if let Err(r) = decode::<dto::Price>(&p) {
+        return *r;
+    }
+    if let Some(problem) = check_price(&p) {
+        return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
+    }
+    let mut data = shared.data.lock().unwrap();
+    if p["lookup_key"].as_str().is_some_and(|k| data.lookup_key_taken(k)) {
+        return error(
+            StatusCode::CONFLICT,
+            "already_exists",
+            "a price with this lookup_key already exists",
+        );
+    }
+    p["id"] = json!(data.new_id("price"));
+    data.prices.push(p.clone());
+    drop(data);
+    answer(fault, StatusCode::CREATED, p)
+}
+
+async fn price_by_lookup_key(AxumState(shared): St, headers: HeaderMap, Path(lookup_key): Path<String>) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/prices/lookup").await {
+        return r;
+    }
+    let data = shared.data.lock().unwrap();
+    match data
+        .prices
+        .iter()
+        .find(|p| p["lookup_key"].as_str() == Some(&lookup_key))
+    {
+        Some(p) => axum::Json(p.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "price not found"),
+    }
 }
 
 fn check_customer(c: &Value) -> Option<String> {

@@ -99,6 +99,11 @@ impl Answer {
         serde_json::from_slice(&self.body).ok()
     }
 
+    /// FlexPrice's error `code` (`not_found`, `database_error`, …), if the body has one.
+    pub fn code(&self) -> Option<String> {
+        code(&self.body)
+    }
+
     /// The server's message: FlexPrice's `message` (or `error.message`), else the text.
     pub fn message(&self) -> String {
         server_message(self.status, &self.body)
@@ -237,6 +242,12 @@ impl Api {
                         // A gateway in front of FlexPrice may answer these with a page of
                         // its own: they are retried whatever their shape.
                         429 | 408 | 503 => (retry_after, message()),
+                        // FlexPrice's `database_error`: the database refused the write (a
+                        // unique index, most often) and the transaction was rolled back, so
+                        // nothing was stored: an answer, not a lost one.
+                        500 if !idempotent && code(&body).as_deref() == Some("database_error") => {
+                            return Ok(Answer { status, body })
+                        }
                         // A gateway or server failure may come after the work was done.
                         500 | 502 | 504 if !idempotent => return Err(CallError::Unknown(message())),
                         500 | 502 | 504 => (retry_after, message()),
@@ -319,6 +330,11 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Optio
             .unwrap_or_default(),
     };
     Some(wait.min(cap))
+}
+
+fn code(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("code")?.as_str().map(str::to_owned)
 }
 
 /// Whether a body is a JSON object, as every answer of FlexPrice's is.

@@ -411,7 +411,8 @@ fn item(record: &ValidRecord) -> Item {
             json: body::row(r).to_string(),
             key: match r.entity {
                 EntityType::Customers => r.values.str("external_id"),
-                EntityType::Features => r.values.str("lookup_key"),
+                // Prices: to name the one a refused row's lookup_key collides with.
+                EntityType::Features | EntityType::Prices => r.values.str("lookup_key"),
                 _ => None,
             }
             .map(str::to_owned),

@@ -103,11 +103,27 @@ pub async fn bulk(
             .await;
         match answer {
             Ok(a) if a.status.is_success() => {}
-            Ok(a) if refuses_content(a.status) && group.len() > 1 => {
+            // Bulk prices are one transaction: a row that breaks a unique index (a
+            // lookup_key the server has, or one twice in the request) fails it whole with
+            // 500 database_error and nothing is created. Halves are sent until the row is alone.
+            Ok(a) if (refuses_content(a.status) || rolled_back(&a)) && group.len() > 1 => {
                 stats.splits += 1;
                 let (first, second) = group.split_at(group.len() / 2);
                 groups.push(second.to_vec());
                 groups.push(first.to_vec());
+            }
+            Ok(a) if rolled_back(&a) => {
+                let i = group[0];
+                fates[i] = Fate::Failed(match &items[i].key {
+                    Some(key) => match existing_price(api, key, stats).await? {
+                        Some(id) => format!(
+                            "lookup_key {key} already exists on the server (price {id}); FlexPrice keeps \
+                             lookup_key unique among prices without an end_date"
+                        ),
+                        None => format!("the server refused the {}: {}", endpoint.noun, a.message()),
+                    },
+                    None => format!("the server refused the {}: {}", endpoint.noun, a.message()),
+                });
             }
             Ok(a) => {
                 let reason = format!("the server refused the {}: {}", endpoint.noun, a.message());
@@ -132,6 +148,25 @@ pub async fn bulk(
 /// client takes as "not FlexPrice" and fails the task with.)
 fn refuses_content(status: StatusCode) -> bool {
     matches!(status.as_u16(), 400 | 404 | 413 | 422)
+}
+
+/// A request the server's database refused and rolled back: nothing of it was stored.
+fn rolled_back(answer: &Answer) -> bool {
+    answer.status == StatusCode::INTERNAL_SERVER_ERROR && answer.code().as_deref() == Some("database_error")
+}
+
+/// The id of the price with this lookup_key (`GET /v1/prices/lookup/{key}`), if there is one.
+async fn existing_price(api: &Api, key: &str, stats: &mut RequestStats) -> Result<Option<String>, TargetFailed> {
+    let url = api.url(&["v1", "prices", "lookup", key]);
+    match api.call(Method::GET, url, None, true, stats).await {
+        Ok(a) if a.status.is_success() => Ok(Some(
+            a.json()
+                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "without an id".into()),
+        )),
+        Ok(_) => Ok(None),
+        Err(e) => failure_reason(e, "price").map(|_| None),
+    }
 }
 
 /// The reason rows fail when a call has no answer; a fatal failure stops the task.

@@ -368,3 +368,101 @@ fn a_lookup_key_the_server_has_fails_only_its_row_and_the_others_of_the_request_
     sorted.sort_by_key(|a| a.parse::<u32>().unwrap());
     assert_eq!(sorted, expected, "each price created once, the refused ones not at all");
 }
+
+/// Every file of the test's folder but the input, and the texts given, are free of `secret`.
+fn assert_nowhere(env: &Env, secret: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(!text.contains(secret), "the key is shown: {text}");
+    }
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && !path.ends_with("events.csv") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the key is in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_the_server_echoes_is_scrubbed_before_it_is_stored_or_shown() {
+    use axum::http::HeaderMap;
+    let secret = "sk_live_echo_me_8c7b6a";
+    fn key(headers: &HeaderMap) -> String {
+        headers["x-api-key"].to_str().unwrap().to_owned()
+    }
+    // Refuses every event, quoting the key it came with.
+    let app = axum::Router::new().route(
+        "/v1/events/bulk",
+        axum::routing::post(|headers: HeaderMap| async move {
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({
+                    "code": "validation_error",
+                    "message": format!("key {} may not send events", key(&headers)),
+                    "http_status_code": 400
+                })),
+            )
+        }),
+    );
+    let addr = serve(app, 0);
+    let env = Env::new();
+    let file = events_csv(&env, 3);
+    let out = remote(&env, &format!("http://{addr}"))
+        .env("FLEXPRICE_API_KEY", secret)
+        .args(["run", file.to_str().unwrap(), "--json"])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = task["id"].as_str().unwrap();
+    let errors = env.errors(id);
+    assert_eq!(errors.len(), 3);
+    assert_eq!(
+        errors[0].2,
+        "the server refused the event: 400 Bad Request: key [api key] may not send events"
+    );
+    let inspect = env.inspect(id).to_string();
+    let errors_out = env.cmd().args(["errors", id]).output().unwrap();
+    assert_nowhere(
+        &env,
+        secret,
+        &[
+            &String::from_utf8_lossy(&out.stdout),
+            &stderr_of(&out),
+            &inspect,
+            &String::from_utf8_lossy(&errors_out.stdout),
+        ],
+    );
+
+    // A refusal of the key that quotes it: the task's error summary.
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": format!("invalid api key {}", key(&headers))})),
+        )
+    });
+    let addr = serve(app, 0);
+    let env = Env::new();
+    let file = events_csv(&env, 3);
+    let out = remote(&env, &format!("http://{addr}"))
+        .env("FLEXPRICE_API_KEY", secret)
+        .args(["run", file.to_str().unwrap(), "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let summary: String = env
+        .conn()
+        .query_row("SELECT error_summary FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        summary.contains("401 Unauthorized: invalid api key [api key]"),
+        "{summary}"
+    );
+    assert_nowhere(&env, secret, &[&String::from_utf8_lossy(&out.stdout), &stderr_of(&out)]);
+}

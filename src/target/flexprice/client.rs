@@ -225,7 +225,7 @@ impl Api {
                         .unwrap_or("none")
                         .to_owned();
                     match response.bytes().await {
-                        Ok(bytes) => Ok((status, retry_after, content_type, bytes.to_vec())),
+                        Ok(bytes) => Ok((status, retry_after, content_type, scrub(&bytes, &self.config.key))),
                         // The status came, the body did not: the server did see the request.
                         Err(e) => Err((false, e.without_url().to_string())),
                     }
@@ -332,6 +332,29 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Optio
     Some(wait.min(cap))
 }
 
+/// What the key becomes in an answer that echoes it.
+pub const KEY_SCRUBBED: &str = "[api key]";
+
+/// An answer's body with every occurrence of the key replaced, before anything reads it: a
+/// server or proxy that echoes the key (`{"error":"invalid api key sk_…"}`) would otherwise
+/// put it in rows' errors, the task's error summary, `inspect` and `--json`.
+pub fn scrub(body: &[u8], key: &str) -> Vec<u8> {
+    let key = key.as_bytes();
+    // A key this short would match innocent text; the tool refuses an empty key anyway.
+    if key.len() < 4 || body.len() < key.len() {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(KEY_SCRUBBED.as_bytes());
+        rest = &rest[at + key.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 fn code(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     value.get("code")?.as_str().map(str::to_owned)
@@ -411,6 +434,15 @@ mod tests {
         assert_eq!(url.as_str(), "https://api.example.com/base");
         assert_eq!(redact("https://u:p@h.example/x"), "https://h.example/x");
         assert!(parse_url("ftp://h").unwrap_err().contains("not an http"));
+    }
+
+    #[test]
+    fn an_echoed_key_is_scrubbed_from_the_answer() {
+        assert_eq!(
+            scrub(br#"{"error":"invalid api key sk_123, sk_123!"}"#, "sk_123"),
+            br#"{"error":"invalid api key [api key], [api key]!"}"#.to_vec()
+        );
+        assert_eq!(scrub(b"nothing here", "sk_123"), b"nothing here".to_vec());
     }
 
     #[test]

@@ -466,3 +466,59 @@ fn a_key_the_server_echoes_is_scrubbed_before_it_is_stored_or_shown() {
     );
     assert_nowhere(&env, secret, &[&String::from_utf8_lossy(&out.stdout), &stderr_of(&out)]);
 }
+
+#[test]
+fn the_servers_reasons_are_shown_field_details_and_each_kind_of_403() {
+    let server = StandIn::start(Config {
+        refused_event_names: vec!["forbidden".into()],
+        ..Config::default()
+    });
+    let env = Env::new();
+    let file = env.write(
+        "events.csv",
+        "event_id,event_name,external_customer_id\ne1,api_call,c\ne2,forbidden,c\n",
+    );
+    let (task, _) = run_remote(&env, &server.url, &[file.to_str().unwrap()], 3);
+    let errors = env.errors(task["id"].as_str().unwrap());
+    assert_eq!(
+        errors,
+        vec![(
+            3,
+            "processing".to_owned(),
+            "the server refused the event: 400 Bad Request: Request validation failed (EventName: event_name \
+             \"forbidden\" is not allowed)"
+                .to_owned()
+        )]
+    );
+
+    // A key from the server's config file must name its environment.
+    let out = remote(&env, &server.url)
+        .env("FLEXPRICE_API_KEY", crate::stand_in::CONFIG_KEY)
+        .args(["run", file.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "{} refused the request: POST /v1/events/bulk: 403 Forbidden: Access denied: Invalid or inaccessible \
+             environment",
+            server.url
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    let suspended = StandIn::start(Config {
+        suspended: true,
+        ..Config::default()
+    });
+    let (_, stderr) = run_remote(&env, &suspended.url, &[file.to_str().unwrap()], 1);
+    assert!(
+        stderr.contains(&format!(
+            "{} refused the request: POST /v1/events/bulk: 403 Forbidden: tenant account is suspended",
+            suspended.url
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("API key"), "a 403 is not a refused key: {stderr}");
+}

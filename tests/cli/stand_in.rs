@@ -19,6 +19,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub const API_KEY: &str = "test-key-ab12cd34";
+/// A key from the server's config file: not bound to an environment, so every request must
+/// name one with `X-Environment-ID` (FlexPrice's `internal/rest/middleware/auth.go`).
+pub const CONFIG_KEY: &str = "config-key-77ee55";
 const BODY_CAP: usize = 32 * 1024 * 1024;
 
 /// What the stand-in does to one request instead of (or after) answering it.
@@ -43,6 +46,8 @@ pub struct Config {
     /// Plans, addons and meters that do not exist: a price naming one answers FlexPrice's
     /// JSON 404 `not_found` (every other id exists).
     pub missing_ids: Vec<String>,
+    /// The tenant is suspended: every request answers 403.
+    pub suspended: bool,
 }
 
 #[derive(Default)]
@@ -194,9 +199,24 @@ async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Opti
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
     }
-    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
-        // FlexPrice's auth middleware, not its handlers' error shape.
+    // FlexPrice's auth middleware, not its handlers' error shape.
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(API_KEY) && key != Some(CONFIG_KEY) {
         return Err((StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response());
+    }
+    if key == Some(CONFIG_KEY) && !headers.contains_key("x-environment-id") {
+        return Err((
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"error": "Access denied", "message": "Invalid or inaccessible environment"})),
+        )
+            .into_response());
+    }
+    if shared.config.suspended {
+        return Err((
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": "tenant account is suspended"})),
+        )
+            .into_response());
     }
     let mut fault = shared.faults.lock().unwrap().pop_front();
     if fault.is_none() && route.contains("bulk") {
@@ -310,7 +330,17 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
         {
             Some("timestamp must be RFC 3339".to_owned())
         } else if shared.config.refused_event_names.iter().any(|n| n == name) {
-            Some(format!("event_name {name:?} is not allowed"))
+            // FlexPrice's validation shape: the reasons in `details`, by Go field name.
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({
+                    "code": "validation_error",
+                    "message": "Request validation failed",
+                    "http_status_code": 400,
+                    "details": {"EventName": format!("event_name {name:?} is not allowed")}
+                })),
+            )
+                .into_response();
         } else {
             None
         };

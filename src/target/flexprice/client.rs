@@ -17,7 +17,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(20);
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a server's answer goes into a row's error.
-const MESSAGE_MAX: usize = 300;
+const MESSAGE_MAX: usize = 1000;
 
 /// Where and how to reach a FlexPrice server.
 #[derive(Clone)]
@@ -402,21 +402,37 @@ fn describe(e: &reqwest::Error) -> String {
     format!("{kind}: {cause}")
 }
 
-/// FlexPrice's error `message` (or `error.message`), else the body's text, cut short.
+/// The server's reason, cut short: FlexPrice's handler errors give `message` and, for a
+/// validation failure, the field-level reasons in `details` keyed by Go field name (shown as
+/// `message (Field: reason; …)`); its auth middleware gives `error` and/or `message`
+/// (`Access denied: Invalid or inaccessible environment`). Else the body's text.
 pub fn server_message(status: StatusCode, body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.get("message")
+        let message = v.get("message").and_then(Value::as_str);
+        let error = v
+            .get("error")
             .and_then(Value::as_str)
-            .or_else(|| v.pointer("/error/message").and_then(Value::as_str))
-            .or_else(|| v.get("error").and_then(Value::as_str))
-            .map(str::to_owned)
+            .or_else(|| v.pointer("/error/message").and_then(Value::as_str));
+        let mut text = match (error, message) {
+            (Some(e), Some(m)) if e != m => format!("{e}: {m}"),
+            (_, Some(m)) => m.to_owned(),
+            (Some(e), None) => e.to_owned(),
+            (None, None) => return None,
+        };
+        if let Some(details) = v.get("details").and_then(Value::as_object).filter(|d| !d.is_empty()) {
+            let reasons: Vec<String> = details
+                .iter()
+                .map(|(field, reason)| match reason {
+                    Value::String(r) => format!("{field}: {r}"),
+                    other => format!("{field}: {other}"),
+                })
+                .collect();
+            text = format!("{text} ({})", reasons.join("; "));
+        }
+        Some(text)
     });
     let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let text: String = if text.chars().count() > MESSAGE_MAX {
-        text.chars().take(MESSAGE_MAX).chain("…".chars()).collect()
-    } else {
-        text
-    };
+    let text = cut(&text, MESSAGE_MAX);
     if text.is_empty() {
         status.to_string()
     } else {
@@ -469,5 +485,20 @@ mod tests {
             "400 Bad Request: bad"
         );
         assert_eq!(server_message(status, b""), "400 Bad Request");
+        assert_eq!(
+            server_message(
+                status,
+                br#"{"code":"validation_error","message":"Request validation failed","http_status_code":400,
+                     "details":{"EventName":"required","Timestamp":"bad"}}"#
+            ),
+            "400 Bad Request: Request validation failed (EventName: required; Timestamp: bad)"
+        );
+        assert_eq!(
+            server_message(
+                StatusCode::FORBIDDEN,
+                br#"{"error":"Access denied","message":"Invalid or inaccessible environment"}"#
+            ),
+            "403 Forbidden: Access denied: Invalid or inaccessible environment"
+        );
     }
 }

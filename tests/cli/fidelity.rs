@@ -175,10 +175,13 @@ fn leaves(value: &serde_json::Value, path: &str, out: &mut std::collections::BTr
     }
 }
 
-fn received(records: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
+/// The fields of records as the stand-in keeps them, without those it added (`added`).
+fn received(records: impl Iterator<Item = serde_json::Value>, added: &[&str]) -> Vec<String> {
     let mut out = std::collections::BTreeSet::new();
     for mut r in records {
-        r.as_object_mut().unwrap().remove("id");
+        for field in added {
+            r.as_object_mut().unwrap().remove(*field);
+        }
         leaves(&r, "", &mut out);
     }
     out.into_iter().collect()
@@ -206,7 +209,7 @@ price_unit_config_tiers,start_date,end_date,min_quantity,group_id,metadata.regio
     assert_eq!(task["successful_records"], 4, "{stderr}");
     let prices: Vec<_> = server.data().prices.clone();
     assert_eq!(
-        received(prices.into_iter()),
+        received(prices.into_iter(), &["id"]),
         [
             "amount: string",
             "billing_model: string",
@@ -269,7 +272,7 @@ c1,Acme,a@acme.example,1 Main St,Suite 1,Springfield,IL,62701,US,America/Chicago
     .map(|f| format!("{f}: string"))
     .collect();
     expected.sort();
-    assert_eq!(received(customers.into_iter()), expected);
+    assert_eq!(received(customers.into_iter(), &["id"]), expected);
 
     let features = env.write(
         "features.csv",
@@ -302,7 +305,7 @@ SSO,boolean,sso,Single sign-on,,,,,,,,,,\n",
     .map(|f| format!("{f}: string"))
     .collect();
     expected.sort();
-    assert_eq!(received(features.into_iter()), expected);
+    assert_eq!(received(features.into_iter(), &["id", "status", "meter_id"]), expected);
 }
 
 #[test]
@@ -521,4 +524,197 @@ fn the_servers_reasons_are_shown_field_details_and_each_kind_of_403() {
         "{stderr}"
     );
     assert!(!stderr.contains("API key"), "a 403 is not a refused key: {stderr}");
+}
+
+#[test]
+fn a_customer_update_keeps_the_stored_metadata_keys_the_row_does_not_name() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let first = env.write(
+        "first.csv",
+        "external_id,name,metadata.segment,metadata.tier\nc1,Acme,smb,gold\n",
+    );
+    run_remote(
+        &env,
+        &server.url,
+        &[first.to_str().unwrap(), "--entity", "customers"],
+        0,
+    );
+    let second = env.write(
+        "second.csv",
+        "external_id,name,metadata.segment\nc1,Acme Inc.,enterprise\n",
+    );
+    let (task, _) = run_remote(
+        &env,
+        &server.url,
+        &[second.to_str().unwrap(), "--entity", "customers"],
+        0,
+    );
+    assert_eq!(task["metadata"]["updated_records"], 1);
+    let data = server.data();
+    assert_eq!(data.customers.len(), 1);
+    assert_eq!(data.customers["c1"]["name"], "Acme Inc.");
+    assert_eq!(
+        data.customers["c1"]["metadata"],
+        serde_json::json!({"segment": "enterprise", "tier": "gold"})
+    );
+}
+
+#[test]
+fn a_customer_whose_external_id_holds_a_slash_is_found_and_updated() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let first = env.write("first.csv", "external_id,name\nacme/eu,Acme\n");
+    run_remote(
+        &env,
+        &server.url,
+        &[first.to_str().unwrap(), "--entity", "customers"],
+        0,
+    );
+    let second = env.write("second.csv", "external_id,name\nacme/eu,Acme Europe\n");
+    let (task, stderr) = run_remote(
+        &env,
+        &server.url,
+        &[second.to_str().unwrap(), "--entity", "customers"],
+        0,
+    );
+    assert_eq!(task["metadata"]["updated_records"], 1, "{stderr}");
+    let data = server.data();
+    assert_eq!(data.customers.len(), 1);
+    assert_eq!(data.customers["acme/eu"]["name"], "Acme Europe");
+}
+
+const FEATURE_HEADER: &str =
+    "name,type,lookup_key,description,meter_name,event_name,aggregation_type,aggregation_field,metadata.team";
+
+#[test]
+fn a_feature_row_that_changes_its_type_or_meter_is_refused_and_the_feature_kept() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let first = env.write(
+        "first.csv",
+        &format!("{FEATURE_HEADER}\nTokens,metered,tokens,,Tokens,llm,SUM,n,ml\nSSO,boolean,sso,,,,,,\n"),
+    );
+    run_remote(&env, &server.url, &[first.to_str().unwrap(), "--entity", "features"], 0);
+    let before = server.data().features.clone();
+    let second = env.write(
+        "second.csv",
+        &format!(
+            "{FEATURE_HEADER}\n\
+             Tokens,metered,tokens,,Tokens,llm,COUNT,,ml\n\
+             Tokens,metered,tokens,,Tokens,llm_v2,SUM,n,ml\n\
+             SSO,static,sso,,,,,,\n\
+             Tokens renamed,metered,tokens,Now described,Tokens,llm,SUM,n,platform\n"
+        ),
+    );
+    let (task, _) = run_remote(
+        &env,
+        &server.url,
+        &[second.to_str().unwrap(), "--entity", "features"],
+        3,
+    );
+    assert_eq!(task["metadata"]["updated_records"], 1);
+    let tail = "FlexPrice cannot change a feature's type, lookup_key or meter (archive it and create a new one)";
+    let errors: Vec<(i64, String)> = env
+        .errors(task["id"].as_str().unwrap())
+        .into_iter()
+        .map(|(line, _, reason)| (line, reason))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (
+                2,
+                format!(
+                    "the feature's meter aggregation type is \"SUM\" on the server and \"COUNT\" in this row: {tail}"
+                )
+            ),
+            (
+                3,
+                format!("the feature's meter event_name is \"llm\" on the server and \"llm_v2\" in this row: {tail}")
+            ),
+            (
+                4,
+                format!("the feature's type is \"boolean\" on the server and \"static\" in this row: {tail}")
+            ),
+        ]
+    );
+    let data = server.data();
+    assert_eq!(data.features.len(), 2);
+    let tokens = data.features.values().find(|f| f["lookup_key"] == "tokens").unwrap();
+    let old = before.values().find(|f| f["lookup_key"] == "tokens").unwrap();
+    assert_eq!(tokens["name"], "Tokens renamed");
+    assert_eq!(tokens["description"], "Now described");
+    assert_eq!(tokens["metadata"], serde_json::json!({"team": "platform"}));
+    assert_eq!(tokens["meter"], old["meter"], "the meter is as it was");
+    let sso = data.features.values().find(|f| f["lookup_key"] == "sso").unwrap();
+    assert_eq!(sso["type"], "boolean");
+}
+
+#[test]
+fn an_archived_feature_is_not_updated_a_new_one_is_created() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let first = env.write("first.csv", &format!("{FEATURE_HEADER}\nSSO,boolean,sso,,,,,,\n"));
+    run_remote(&env, &server.url, &[first.to_str().unwrap(), "--entity", "features"], 0);
+    for f in server.data().features.values_mut() {
+        f["status"] = serde_json::json!("archived");
+    }
+    let second = env.write(
+        "second.csv",
+        &format!("{FEATURE_HEADER}\nSingle sign-on,boolean,sso,,,,,,\n"),
+    );
+    let (task, _) = run_remote(
+        &env,
+        &server.url,
+        &[second.to_str().unwrap(), "--entity", "features"],
+        0,
+    );
+    assert_eq!(task["metadata"]["updated_records"].as_u64().unwrap_or(0), 0);
+    let data = server.data();
+    let mut features: Vec<(String, String)> = data
+        .features
+        .values()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                f["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    features.sort();
+    assert_eq!(
+        features,
+        vec![
+            ("SSO".to_owned(), "archived".to_owned()),
+            ("Single sign-on".to_owned(), "published".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn a_feature_without_a_lookup_key_is_found_again_by_the_key_flexprice_derives() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let first = env.write(
+        "first.csv",
+        &format!("{FEATURE_HEADER}\nAPI Calls (v2),metered,,,,api,COUNT,,\n"),
+    );
+    run_remote(&env, &server.url, &[first.to_str().unwrap(), "--entity", "features"], 0);
+    let second = env.write(
+        "second.csv",
+        &format!("{FEATURE_HEADER}\nAPI Calls (v2),metered,,Calls to the API,,api,COUNT,,\n"),
+    );
+    let (task, stderr) = run_remote(
+        &env,
+        &server.url,
+        &[second.to_str().unwrap(), "--entity", "features"],
+        0,
+    );
+    assert_eq!(task["metadata"]["updated_records"], 1, "{stderr}");
+    let data = server.data();
+    assert_eq!(data.features.len(), 1);
+    let feature = data.features.values().next().unwrap();
+    assert_eq!(feature["lookup_key"], "api_calls_v2");
+    assert_eq!(feature["description"], "Calls to the API");
 }

@@ -160,7 +160,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/prices/bulk", post(prices_bulk))
         .route("/v1/prices", post(create_price))
         .route("/v1/prices/lookup/{lookup_key}", get(price_by_lookup_key))
-        .route("/v1/customers", post(create_customer))
+        .route("/v1/customers", post(create_customer).get(list_customers))
         .route("/v1/customers/external/{external_id}", get(customer_by_external_id))
         .route("/v1/customers/{id}", put(update_customer))
         .route("/v1/features", post(create_feature).get(list_features))
@@ -698,6 +698,16 @@ async fn customer_by_external_id(
     if let Err(r) = admit(&shared, &headers, "GET /v1/customers/external").await {
         return r;
     }
+    // gin routes on the decoded path: an id holding `/` (sent as %2F) is more segments than
+    // the route has, which is no route at all.
+    if external_id.contains('/') {
+        return (
+            StatusCode::NOT_FOUND,
+            [("content-type", "text/plain")],
+            "404 page not found",
+        )
+            .into_response();
+    }
     match shared.data.lock().unwrap().customers.get(&external_id) {
         Some(c) => axum::Json(c.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", "customer not found"),
@@ -722,11 +732,40 @@ async fn update_customer(AxumState(shared): St, headers: HeaderMap, Path(id): Pa
     let Some(c) = data.customers.values_mut().find(|c| c["id"] == json!(id)) else {
         return error(StatusCode::NOT_FOUND, "not_found", "customer not found");
     };
-    let mut merged = update;
-    merged["id"] = json!(id);
-    *c = merged.clone();
+    // A partial update: the fields given replace the stored ones, and `metadata`, when given,
+    // replaces the whole stored map (FlexPrice's UpdateCustomer).
+    for (field, value) in update.as_object().unwrap() {
+        if !value.is_null() && field != "id" {
+            c[field] = value.clone();
+        }
+    }
+    let updated = c.clone();
     drop(data);
-    answer(fault, StatusCode::OK, merged)
+    answer(fault, StatusCode::OK, updated)
+}
+
+/// `GET /v1/customers?external_id=`: the way to find an id that holds a `/`.
+async fn list_customers(
+    AxumState(shared): St,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/customers").await {
+        return r;
+    }
+    let data = shared.data.lock().unwrap();
+    let items: Vec<Value> = data
+        .customers
+        .values()
+        .filter(|c| {
+            query
+                .get("external_id")
+                .is_none_or(|id| c["external_id"].as_str() == Some(id))
+        })
+        .cloned()
+        .collect();
+    let total = items.len();
+    axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
 }
 
 async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -751,8 +790,19 @@ async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) 
         );
     }
     let mut data = shared.data.lock().unwrap();
+    if f["lookup_key"].as_str().unwrap_or("").is_empty() {
+        f["lookup_key"] = json!(generate_lookup_key(f["name"].as_str().unwrap_or("")));
+    }
+    f["status"] = json!("published");
+    if f.get("meter").is_some() {
+        f["meter_id"] = json!(data.new_id("meter"));
+    }
     if let Some(key) = f["lookup_key"].as_str() {
-        if data.features.values().any(|x| x["lookup_key"].as_str() == Some(key)) {
+        if data
+            .features
+            .values()
+            .any(|x| x["lookup_key"].as_str() == Some(key) && x["status"] == "published")
+        {
             return error(
                 StatusCode::CONFLICT,
                 "already_exists",
@@ -776,14 +826,29 @@ async fn list_features(
         return r;
     }
     let data = shared.data.lock().unwrap();
+    // Archived features are listed too unless `status=published`; the meter only with
+    // `expand=meters`.
+    let expand_meters = query.get("expand").is_some_and(|e| e.split(',').any(|x| x == "meters"));
     let items: Vec<Value> = data
         .features
         .values()
-        .filter(|f| match query.get("lookup_key") {
-            Some(key) => f["lookup_key"].as_str() == Some(key),
-            None => true,
+        .filter(|f| {
+            query
+                .get("lookup_key")
+                .is_none_or(|key| f["lookup_key"].as_str() == Some(key))
         })
-        .cloned()
+        .filter(|f| {
+            query
+                .get("status")
+                .is_none_or(|status| f["status"].as_str() == Some(status))
+        })
+        .map(|f| {
+            let mut f = f.clone();
+            if !expand_meters {
+                f.as_object_mut().unwrap().remove("meter");
+            }
+            f
+        })
         .collect();
     let total = items.len();
     axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
@@ -804,8 +869,35 @@ async fn update_feature(AxumState(shared): St, headers: HeaderMap, Path(id): Pat
     let Some(f) = data.features.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "feature not found");
     };
-    update["id"] = json!(id);
-    *f = update.clone();
+    // Only these fields change (type, lookup_key and the meter cannot); `metadata` replaces
+    // the whole stored map.
+    for field in [
+        "name",
+        "description",
+        "metadata",
+        "unit_singular",
+        "unit_plural",
+        "group_id",
+    ] {
+        if let Some(value) = update.get_mut(field).map(Value::take).filter(|v| !v.is_null()) {
+            f[field] = value;
+        }
+    }
+    let updated = f.clone();
     drop(data);
-    answer(fault, StatusCode::OK, update)
+    answer(fault, StatusCode::OK, updated)
+}
+
+/// FlexPrice's `types.GenerateLookupKey` (internal/types/feature.go): lower case, every run of
+/// characters other than a-z and 0-9 becomes `_`, and `_` is trimmed from both ends.
+pub fn generate_lookup_key(name: &str) -> String {
+    let mut key = String::new();
+    for c in name.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            key.push(c);
+        } else if !key.ends_with('_') {
+            key.push('_');
+        }
+    }
+    key.trim_matches('_').to_owned()
 }

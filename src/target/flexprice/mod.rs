@@ -407,16 +407,22 @@ fn item(record: &ValidRecord) -> Item {
             json: body::event(e),
             key: None,
         },
-        ValidRecord::Row(r) => Item {
-            json: body::row(r).to_string(),
-            key: match r.entity {
-                EntityType::Customers => r.values.str("external_id"),
-                // Prices: to name the one a refused row's lookup_key collides with.
-                EntityType::Features | EntityType::Prices => r.values.str("lookup_key"),
-                _ => None,
+        ValidRecord::Row(r) => {
+            let json = body::row(r);
+            Item {
+                key: match r.entity {
+                    EntityType::Customers => json.get("external_id"),
+                    // Features: given, or derived from the name by `body::row` as FlexPrice does.
+                    // Prices: to name the one a refused row's lookup_key collides with.
+                    EntityType::Features | EntityType::Prices => json.get("lookup_key"),
+                    EntityType::Events => None,
+                }
+                .and_then(serde_json::Value::as_str)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+                json: json.to_string(),
             }
-            .map(str::to_owned),
-        },
+        }
     }
 }
 

@@ -718,3 +718,21 @@ fn a_feature_without_a_lookup_key_is_found_again_by_the_key_flexprice_derives() 
     assert_eq!(feature["lookup_key"], "api_calls_v2");
     assert_eq!(feature["description"], "Calls to the API");
 }
+
+#[test]
+fn the_properties_json_column_wins_over_properties_columns_as_in_flexprices_importer() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let file = env.write(
+        "events.csv",
+        "event_id,event_name,external_customer_id,timestamp,properties,properties.model,properties.region\n\
+         e1,api_call,c1,2026-11-01T10:00:00Z,\"{\"\"model\"\":\"\"x\"\",\"\"n\"\":1}\",gpt,eu\n",
+    );
+    run_remote(&env, &server.url, &[file.to_str().unwrap()], 0);
+    let data = server.data();
+    let event = data.events.values().next().unwrap();
+    assert_eq!(
+        event["properties"],
+        serde_json::json!({"model": "x", "n": 1, "region": "eu"})
+    );
+}

@@ -736,3 +736,77 @@ fn the_properties_json_column_wins_over_properties_columns_as_in_flexprices_impo
         serde_json::json!({"model": "x", "n": 1, "region": "eu"})
     );
 }
+
+#[test]
+fn the_ledger_is_per_api_key_and_a_bound_keys_environment_header_changes_nothing() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let file = env.write(
+        "prices.csv",
+        &format!(
+            "{PRICE_HEADER}\n1,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,\n2,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,\n"
+        ),
+    );
+    let path = file.to_str().unwrap();
+    let (task, _) = run_remote(&env, &server.url, &[path, "--entity", "prices"], 0);
+    assert_eq!(task["successful_records"], 2);
+    // The same stored key with only --environment-id changed: the header is ignored, the
+    // records are where they were, nothing is sent again.
+    let (task, stderr) = run_remote(
+        &env,
+        &server.url,
+        &[path, "--entity", "prices", "--environment-id", "env_staging"],
+        0,
+    );
+    assert_eq!(
+        (
+            task["successful_records"].as_u64(),
+            task["metadata"]["duplicate_records"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{stderr}"
+    );
+    assert_eq!(server.data().prices.len(), 2);
+    // Another key (another environment) on the same URL gets them too.
+    let out = remote(&env, &server.url)
+        .env("FLEXPRICE_API_KEY", crate::stand_in::OTHER_KEY)
+        .args(["run", path, "--entity", "prices", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["successful_records"], 2);
+    assert_eq!(
+        server.data().price_environments,
+        vec!["env_main", "env_main", "env_other", "env_other"]
+    );
+    // A key from the server's config file does follow the header: another environment is
+    // another ledger.
+    let (task, _) = {
+        let out = remote(&env, &server.url)
+            .env("FLEXPRICE_API_KEY", crate::stand_in::CONFIG_KEY)
+            .args(["run", path, "--entity", "prices", "--json", "--environment-id", "env_a"])
+            .assert()
+            .code(0)
+            .get_output()
+            .clone();
+        (serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), ())
+    };
+    assert_eq!(task["successful_records"], 2);
+    let out = remote(&env, &server.url)
+        .env("FLEXPRICE_API_KEY", crate::stand_in::CONFIG_KEY)
+        .args(["run", path, "--entity", "prices", "--json", "--environment-id", "env_b"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["successful_records"], 2);
+    assert_eq!(
+        &server.data().price_environments[4..],
+        ["env_a", "env_a", "env_b", "env_b"]
+    );
+    let stored: i64 = env.count("SELECT COUNT(*) FROM remote_targets WHERE key_id LIKE '%test-key%'");
+    assert_eq!(stored, 0, "the key is never stored");
+}

@@ -18,7 +18,10 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// A key stored in FlexPrice, bound to environment `env_main`: `X-Environment-ID` is ignored.
 pub const API_KEY: &str = "test-key-ab12cd34";
+/// Another stored key, bound to `env_other`.
+pub const OTHER_KEY: &str = "test-key-other-99ff";
 /// A key from the server's config file: not bound to an environment, so every request must
 /// name one with `X-Environment-ID` (FlexPrice's `internal/rest/middleware/auth.go`).
 pub const CONFIG_KEY: &str = "config-key-77ee55";
@@ -57,6 +60,8 @@ pub struct Data {
     /// Events received, resends included.
     pub events_received: u64,
     pub prices: Vec<Value>,
+    /// The environment each price of `prices` was created in (as the key decides).
+    pub price_environments: Vec<String>,
     pub customers: BTreeMap<String, Value>,
     pub features: BTreeMap<String, Value>,
     /// Requests by "METHOD path-pattern".
@@ -201,7 +206,7 @@ async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Opti
     }
     // FlexPrice's auth middleware, not its handlers' error shape.
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    if key != Some(API_KEY) && key != Some(CONFIG_KEY) {
+    if key != Some(API_KEY) && key != Some(CONFIG_KEY) && key != Some(OTHER_KEY) {
         return Err((StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response());
     }
     if key == Some(CONFIG_KEY) && !headers.contains_key("x-environment-id") {
@@ -242,6 +247,20 @@ async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Opti
             Ok(None)
         }
         other => Ok(other),
+    }
+}
+
+/// The environment a request works in: a stored key's own, whatever the header says; the
+/// header's for a config key.
+fn environment_of(headers: &HeaderMap) -> String {
+    match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        Some(API_KEY) => "env_main".into(),
+        Some(OTHER_KEY) => "env_other".into(),
+        _ => headers
+            .get("x-environment-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
@@ -594,10 +613,12 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
         }
     }
     let mut created = Vec::new();
+    let environment = environment_of(&headers);
     for p in items {
         let mut p = p.clone();
         p["id"] = json!(data.new_id("price"));
         data.prices.push(p.clone());
+        data.price_environments.push(environment.clone());
         created.push(p);
     }
     drop(data);
@@ -629,6 +650,7 @@ async fn create_price(AxumState(shared): St, headers: HeaderMap, body: Bytes) ->
     }
     p["id"] = json!(data.new_id("price"));
     data.prices.push(p.clone());
+    data.price_environments.push(environment_of(&headers));
     drop(data);
     answer(fault, StatusCode::CREATED, p)
 }

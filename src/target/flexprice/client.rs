@@ -313,6 +313,27 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Whether the key is bound to an environment of its own (a key stored in FlexPrice: the
+    /// server ignores `X-Environment-ID` for it), found by one request without the header:
+    /// a key that needs the header answers 403 "Invalid or inaccessible environment"
+    /// (`internal/rest/middleware/auth.go`). Any other failure answers `false`, so that the
+    /// ledger keeps environments apart rather than skip records another one never got.
+    pub async fn key_is_bound(&self) -> bool {
+        let mut url = self.url(&["v1", "features"]);
+        url.query_pairs_mut().append_pair("limit", "1");
+        let request = self
+            .http
+            .get(url)
+            .header("x-api-key", &self.config.key)
+            .header("accept", "application/json");
+        match request.send().await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    }
+}
+
 /// Exponential backoff with jitter: between half and all of base·2ⁿ, capped.
 pub fn backoff(attempt: u32) -> Duration {
     let full = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);

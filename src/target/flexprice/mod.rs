@@ -104,6 +104,8 @@ impl FlexPriceTarget {
             .context("starting the HTTP runtime")?;
         let remote = RemoteTarget {
             url: client::display(&config.url),
+            key_id: ledger::key_id(&config.key),
+            // Settled when the ledger is opened (see `ledger`): "" for a key bound to its own.
             environment_id: config.environment_id.clone().unwrap_or_default(),
             tenant_id: tenant_id.to_owned(),
             entity,
@@ -133,6 +135,11 @@ impl FlexPriceTarget {
     fn ledger(&mut self, tx: &Transaction<'_>) -> Result<Ledger> {
         if let Some(ledger) = self.ledger {
             return Ok(ledger);
+        }
+        // With a key stored in FlexPrice the header is ignored: the same key with another
+        // --environment-id reaches the same records, which must not be sent twice.
+        if !self.remote.environment_id.is_empty() && self.runtime.block_on(self.api.key_is_bound()) {
+            self.remote.environment_id.clear();
         }
         let ledger = Ledger::open(tx, &self.remote, &self.task_id)?;
         self.ledger = Some(ledger);

@@ -810,3 +810,36 @@ fn the_ledger_is_per_api_key_and_a_bound_keys_environment_header_changes_nothing
     let stored: i64 = env.count("SELECT COUNT(*) FROM remote_targets WHERE key_id LIKE '%test-key%'");
     assert_eq!(stored, 0, "the key is never stored");
 }
+
+#[test]
+fn what_flexprice_accepts_is_not_refused_a_zero_trial_and_a_config_feature() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,meter_id,trial_period_days\n\
+         1,USD,PLAN,plan_a,USAGE,MONTHLY,FLAT_FEE,ARREAR,meter_1,0\n\
+         2,USD,PLAN,plan_a,FIXED,ONETIME,FLAT_FEE,ADVANCE,,0\n",
+    );
+    let (task, stderr) = run_remote(&env, &server.url, &[prices.to_str().unwrap()], 0);
+    assert_eq!(task["successful_records"], 2, "{stderr}");
+    let trials: Vec<serde_json::Value> = server
+        .data()
+        .prices
+        .iter()
+        .map(|p| p["trial_period_days"].clone())
+        .collect();
+    assert_eq!(trials, vec![serde_json::json!(0), serde_json::json!(0)]);
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key\nRetention days,config,retention\n",
+    );
+    let (task, stderr) = run_remote(&env, &server.url, &[features.to_str().unwrap()], 0);
+    assert_eq!(task["successful_records"], 1, "{stderr}");
+    let data = server.data();
+    let feature = data.features.values().next().unwrap();
+    assert_eq!(
+        (feature["type"].as_str(), feature["lookup_key"].as_str()),
+        (Some("config"), Some("retention"))
+    );
+}

@@ -127,6 +127,20 @@ impl TableSpec for Features {
                 format!("aggregation_bucket_size can only be used with MAX or SUM, not {aggregation}"),
             ));
         }
+        // `internal/domain/meter/model.go`: the multiplier must be greater than 0.
+        if let Some(multiplier) = v.get("aggregation_multiplier").map(|m| match m {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }) {
+            let mantissa = multiplier.split(['e', 'E']).next().unwrap_or_default();
+            let zero = mantissa.chars().filter(char::is_ascii_digit).all(|c| c == '0');
+            if zero || multiplier.trim_start().starts_with('-') {
+                return Err(invalid(
+                    "aggregation_multiplier",
+                    format!("aggregation_multiplier {multiplier} must be greater than 0"),
+                ));
+            }
+        }
         match (aggregation.as_str(), v.has("aggregation_multiplier")) {
             ("SUM_WITH_MULTIPLIER", false) => Err(invalid(
                 "aggregation_multiplier",

@@ -261,6 +261,8 @@ DROP TABLE remote_targets;
 ALTER TABLE remote_targets_v7 RENAME TO remote_targets;
 "#,
     ),
+    // 8: a customer's `contact` (FlexPrice's CreateCustomerRequest, at most 20 characters).
+    M::up("ALTER TABLE customers ADD COLUMN contact TEXT;"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

@@ -247,9 +247,9 @@ price_unit_config_tiers,start_date,end_date,min_quantity,group_id,metadata.regio
 
     let customers = env.write(
         "customers.csv",
-        "external_id,name,email,address_line1,address_line2,address_city,address_state,\
+        "external_id,name,email,contact,address_line1,address_line2,address_city,address_state,\
 address_postal_code,address_country,timezone,metadata.segment,metadata.seats\n\
-c1,Acme,a@acme.example,1 Main St,Suite 1,Springfield,IL,62701,US,America/Chicago,smb,12\n",
+c1,Acme,a@acme.example,+1 555 0100,1 Main St,Suite 1,Springfield,IL,62701,US,America/Chicago,smb,12\n",
     );
     let (task, stderr) = run_remote(&env, &server.url, &[customers.to_str().unwrap()], 0);
     assert_eq!(task["successful_records"], 1, "{stderr}");
@@ -261,6 +261,7 @@ c1,Acme,a@acme.example,1 Main St,Suite 1,Springfield,IL,62701,US,America/Chicago
         "address_line2",
         "address_postal_code",
         "address_state",
+        "contact",
         "email",
         "external_id",
         "metadata.seats",

@@ -547,6 +547,25 @@ fn check_price(p: &Value) -> Option<String> {
     if p["entity_id"].as_str().unwrap_or("").is_empty() {
         return Some("entity_id is required".into());
     }
+    // FlexPrice's CreatePriceRequest.Validate (internal/api/dto/price.go), in part.
+    if p["entity_type"] == "PRICE" {
+        return Some("invalid entity_type PRICE".into());
+    }
+    if p["type"] == "USAGE" && p["invoice_cadence"] == "ADVANCE" {
+        return Some("usage prices cannot be billed in advance".into());
+    }
+    if p["billing_period"] == "ONETIME" && p["invoice_cadence"] != "ADVANCE" {
+        return Some("one-time prices must be billed in advance".into());
+    }
+    if p.pointer("/price_unit_config/price_unit")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u.chars().count() != 3)
+    {
+        return Some("price_unit must be exactly 3 characters".into());
+    }
+    if p["trial_period_days"].as_i64().unwrap_or(0) > 0 && (p["type"] != "FIXED" || p["billing_period"] == "ONETIME") {
+        return Some("trial period is only allowed on recurring fixed prices".into());
+    }
     if p["entity_id"].as_str() == Some("plan_refused") {
         return Some("plan plan_refused does not exist".into());
     }

@@ -13,6 +13,7 @@ const COLUMNS: &[Column] = &[
     Column::key("external_id", "cust_acme").required(),
     Column::text("name", Some(255), "Acme Inc.").required(),
     Column::of("email", Kind::Email, "billing@acme.example"),
+    Column::text("contact", Some(20), "+1 555 0100"),
     Column::text("address_line1", Some(255), "1 Main Street"),
     Column::text("address_line2", Some(255), "Suite 100"),
     Column::text("address_city", Some(100), "Springfield"),

@@ -318,10 +318,19 @@ fn cell<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord, idx: usize) -> Result<
 
 fn from_csv<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord) -> Result<Given<'r>, RowError> {
     let opt = |idx: Option<usize>| idx.map(|i| cell(layout, row, i)).transpose().map(Option::flatten);
-    let mut properties = match opt(layout.properties)? {
-        None => Map::new(),
+    let mut properties = Map::new();
+    for (idx, key) in &layout.property_columns {
+        if let Some(value) = cell(layout, row, *idx)? {
+            properties.insert(key.clone(), Value::String(value.to_owned()));
+        }
+    }
+    // The `properties` JSON column is merged over the `properties.<key>` columns: its keys win,
+    // as in FlexPrice's own CSV importer (flexprice/flexprice internal/ee/service/task.go, which
+    // sets the `properties.` columns first and then copies the JSON column's keys over them).
+    match opt(layout.properties)? {
+        None => {}
         Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
+            Ok(Value::Object(map)) => properties.extend(map),
             Ok(other) => {
                 return Err(RowError::validation(
                     Some(PROPERTIES),
@@ -335,12 +344,6 @@ fn from_csv<'r>(layout: &CsvLayout, row: &'r csv::ByteRecord) -> Result<Given<'r
                 ))
             }
         },
-    };
-    // `properties.<key>` columns win over the same key in the `properties` JSON column.
-    for (idx, key) in &layout.property_columns {
-        if let Some(value) = cell(layout, row, *idx)? {
-            properties.insert(key.clone(), Value::String(value.to_owned()));
-        }
     }
     Ok(Given {
         event_id: opt(layout.event_id)?,
@@ -588,7 +591,8 @@ mod tests {
         .unwrap();
         assert_eq!(e.event_name, "api_call");
         assert_eq!(e.timestamp, "2024-03-20T15:04:05.250Z");
-        assert_eq!(e.properties, r#"{"model":"gpt","n":1}"#);
+        // The JSON column's keys win, as in FlexPrice's importer.
+        assert_eq!(e.properties, r#"{"model":"x","n":1}"#);
     }
 
     #[test]

@@ -9,7 +9,11 @@ use crate::task::EntityType;
 pub struct Features;
 pub static FEATURES: Features = Features;
 
-const TYPES: &[&str] = &["metered", "boolean", "static"];
+const TYPES: &[&str] = &["metered", "boolean", "static", "config"];
+/// FlexPrice's `types.WindowSize` (`internal/types/window_size.go`).
+const BUCKET_SIZES: &[&str] = &[
+    "MINUTE", "15MIN", "30MIN", "HOUR", "3HOUR", "6HOUR", "12HOUR", "DAY", "WEEK", "MONTH",
+];
 const AGGREGATIONS: &[&str] = &[
     "COUNT",
     "SUM",
@@ -43,7 +47,7 @@ const COLUMNS: &[Column] = &[
     Column::of("aggregation_type", Kind::Enum(AGGREGATIONS), "COUNT"),
     Column::key("aggregation_field", ""),
     Column::of("aggregation_multiplier", Kind::Decimal { non_negative: false }, ""),
-    Column::key("aggregation_bucket_size", ""),
+    Column::of("aggregation_bucket_size", Kind::Enum(BUCKET_SIZES), ""),
     Column::of("reset_usage", Kind::Enum(RESETS), "BILLING_PERIOD"),
 ];
 
@@ -69,6 +73,22 @@ impl TableSpec for Features {
     }
 
     fn check(&self, v: &mut Values) -> Result<(), RowError> {
+        // FlexPrice's UpdateFeature and create: "unit_singular and unit_plural must be set together".
+        match (v.has("unit_singular"), v.has("unit_plural")) {
+            (true, false) => {
+                return Err(invalid(
+                    "unit_plural",
+                    "unit_singular needs unit_plural: they are set together",
+                ))
+            }
+            (false, true) => {
+                return Err(invalid(
+                    "unit_singular",
+                    "unit_plural needs unit_singular: they are set together",
+                ))
+            }
+            _ => {}
+        }
         if v.str("type") != Some("metered") {
             if let Some(column) = METER_COLUMNS.iter().find(|c| v.has(c)) {
                 return Err(invalid(
@@ -99,6 +119,27 @@ impl TableSpec for Features {
                 "aggregation_field",
                 format!("aggregation_type {aggregation} needs aggregation_field (only COUNT does without)"),
             ));
+        }
+        // `internal/domain/meter/model.go`: "bucket_size can only be used with MAX or SUM aggregation".
+        if v.has("aggregation_bucket_size") && !matches!(aggregation.as_str(), "MAX" | "SUM") {
+            return Err(invalid(
+                "aggregation_bucket_size",
+                format!("aggregation_bucket_size can only be used with MAX or SUM, not {aggregation}"),
+            ));
+        }
+        // `internal/domain/meter/model.go`: the multiplier must be greater than 0.
+        if let Some(multiplier) = v.get("aggregation_multiplier").map(|m| match m {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }) {
+            let mantissa = multiplier.split(['e', 'E']).next().unwrap_or_default();
+            let zero = mantissa.chars().filter(char::is_ascii_digit).all(|c| c == '0');
+            if zero || multiplier.trim_start().starts_with('-') {
+                return Err(invalid(
+                    "aggregation_multiplier",
+                    format!("aggregation_multiplier {multiplier} must be greater than 0"),
+                ));
+            }
         }
         match (aggregation.as_str(), v.has("aggregation_multiplier")) {
             ("SUM_WITH_MULTIPLIER", false) => Err(invalid(

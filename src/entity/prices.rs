@@ -11,7 +11,8 @@ use crate::task::EntityType;
 pub struct Prices;
 pub static PRICES: Prices = Prices;
 
-const ENTITY_TYPES: &[&str] = &["PLAN", "SUBSCRIPTION", "ADDON", "PRICE", "COSTSHEET"];
+/// FlexPrice's API refuses PRICE, though its model has it (`internal/api/dto/price.go`).
+const ENTITY_TYPES: &[&str] = &["PLAN", "SUBSCRIPTION", "ADDON", "COSTSHEET"];
 const TYPES: &[&str] = &["USAGE", "FIXED"];
 const UNIT_TYPES: &[&str] = &["FIAT", "CUSTOM"];
 const PERIODS: &[&str] = &[
@@ -53,7 +54,7 @@ const COLUMNS: &[Column] = &[
     Column::of("price_unit_config_tiers", Kind::JsonArray, ""),
     Column::of("start_date", Kind::Timestamp, "2026-01-01T00:00:00Z"),
     Column::of("end_date", Kind::Timestamp, ""),
-    Column::of("min_quantity", Kind::Decimal { non_negative: true }, ""),
+    Column::of("min_quantity", Kind::Integer { min: 0 }, ""),
     Column::key("group_id", ""),
 ];
 
@@ -159,6 +160,9 @@ impl TableSpec for Prices {
                 format!("{column} is only allowed with price_unit_type CUSTOM"),
             ));
         }
+        if custom {
+            check_custom(v, &model)?;
+        }
         if kind == "USAGE" {
             if !v.has("meter_id") {
                 return Err(invalid("meter_id", "type USAGE needs meter_id"));
@@ -173,7 +177,9 @@ impl TableSpec for Prices {
                 "billing_period ONETIME needs invoice_cadence ADVANCE",
             ));
         }
-        if v.has("trial_period_days") && (kind != "FIXED" || period == "ONETIME") {
+        // 0 is "no trial", which FlexPrice takes on any price.
+        let trial = v.get("trial_period_days").and_then(Value::as_i64).unwrap_or(0);
+        if trial > 0 && (kind != "FIXED" || period == "ONETIME") {
             return Err(invalid(
                 "trial_period_days",
                 "trial_period_days is only allowed on recurring prices of type FIXED",
@@ -185,7 +191,42 @@ impl TableSpec for Prices {
                 return Err(invalid("end_date", "end_date is before start_date"));
             }
         }
+        if kind == "USAGE" && v.str("invoice_cadence") == Some("ADVANCE") {
+            return Err(invalid(
+                "invoice_cadence",
+                "type USAGE may not have invoice_cadence ADVANCE (usage is billed in arrears)",
+            ));
+        }
         Ok(())
+    }
+}
+
+/// FlexPrice's rules for a CUSTOM price (`internal/api/dto/price.go`): its price unit is
+/// exactly 3 characters; FLAT_FEE and PACKAGE need `price_unit_config_amount`; TIERED needs
+/// `price_unit_config_tiers` and no regular `tiers`.
+fn check_custom(v: &Values, model: &str) -> Result<(), RowError> {
+    let unit = v.str("price_unit_config_price_unit").unwrap_or_default();
+    if unit.chars().count() != 3 {
+        return Err(invalid(
+            "price_unit_config_price_unit",
+            format!("price_unit_config_price_unit {unit:?} must be exactly 3 characters, like CRD"),
+        ));
+    }
+    match model {
+        "TIERED" if !v.has("price_unit_config_tiers") => Err(invalid(
+            "price_unit_config_tiers",
+            "a CUSTOM TIERED price needs price_unit_config_tiers",
+        )),
+        "TIERED" if v.has("tiers") => Err(invalid(
+            "tiers",
+            "a CUSTOM TIERED price takes its tiers in price_unit_config_tiers, not tiers",
+        )),
+        "TIERED" => Ok(()),
+        _ if !v.has("price_unit_config_amount") => Err(invalid(
+            "price_unit_config_amount",
+            format!("a CUSTOM {model} price needs price_unit_config_amount"),
+        )),
+        _ => Ok(()),
     }
 }
 

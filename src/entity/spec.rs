@@ -291,6 +291,13 @@ pub fn check(column: &Column, raw: Raw<'_>) -> Result<Value, RowError> {
                     format!("{name} is {} characters long, more than {max}", text.chars().count()),
                 ));
             }
+            // FlexPrice checks the limit again in bytes (its database columns are byte-sized).
+            if let Some(max) = max.filter(|&m| text.len() > m) {
+                return Err(invalid(
+                    name,
+                    format!("{name} is {} bytes long in UTF-8, more than {max}", text.len()),
+                ));
+            }
             Ok(Value::String(text.to_owned()))
         }
         Kind::Enum(values) => {

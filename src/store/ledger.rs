@@ -17,6 +17,11 @@ use crate::task::EntityType;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteTarget {
     pub url: String,
+    /// Which API key: `key_id` of it, never the key. A key stored in FlexPrice is bound to one
+    /// environment, so the key (not the header) decides where records land.
+    pub key_id: String,
+    /// The environment the records land in as far as the key lets the tool tell: the
+    /// `--environment-id` for a key that needs one, "" for a key bound to its own.
     pub environment_id: String,
     pub tenant_id: String,
     pub entity: EntityType,
@@ -99,6 +104,17 @@ pub fn key(record_id: &str) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128(record_id.as_bytes()).to_be_bytes()
 }
 
+/// An API key's identity for the ledger: the first 16 bytes of SHA-256 over a fixed prefix
+/// and the key, in hex. One-way, so the store never holds the key or a way back to it.
+pub fn key_id(api_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"flexprice-import ledger key\0")
+        .chain_update(api_key.as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The key `select` finds, after `insert` if it finds none.
 fn key_of(
     conn: &Connection,
@@ -119,15 +135,38 @@ impl Ledger {
     pub fn open(conn: &Connection, target: &RemoteTarget, task_id: &str) -> Result<Ledger> {
         let entity = target.entity.as_str();
         let created = format_time(Utc::now());
+        // A target recorded before keys were (key_id '') goes to the first key that uses it:
+        // its records were delivered with some key, most likely this one, and resending them
+        // all would create every price twice.
+        conn.execute(
+            "UPDATE remote_targets SET key_id = ?1 WHERE key_id = '' AND url = ?2 AND environment_id = ?3 \
+             AND tenant_id = ?4 AND entity_type = ?5 AND NOT EXISTS (SELECT 1 FROM remote_targets WHERE \
+             key_id = ?1 AND url = ?2 AND environment_id = ?3 AND tenant_id = ?4 AND entity_type = ?5)",
+            params![
+                target.key_id,
+                target.url,
+                target.environment_id,
+                target.tenant_id,
+                entity
+            ],
+        )
+        .context("adopting the delivery ledger of an earlier version")?;
         let target_key = key_of(
             conn,
-            "SELECT target_key FROM remote_targets WHERE url = ?1 AND environment_id = ?2 AND tenant_id = ?3 \
-             AND entity_type = ?4",
-            &[&target.url, &target.environment_id, &target.tenant_id, &entity],
-            "INSERT INTO remote_targets (url, environment_id, tenant_id, entity_type, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            "SELECT target_key FROM remote_targets WHERE url = ?1 AND key_id = ?2 AND environment_id = ?3 \
+             AND tenant_id = ?4 AND entity_type = ?5",
             &[
                 &target.url,
+                &target.key_id,
+                &target.environment_id,
+                &target.tenant_id,
+                &entity,
+            ],
+            "INSERT INTO remote_targets (url, key_id, environment_id, tenant_id, entity_type, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            &[
+                &target.url,
+                &target.key_id,
                 &target.environment_id,
                 &target.tenant_id,
                 &entity,
@@ -204,6 +243,7 @@ mod tests {
         let conn = store.conn();
         let target = RemoteTarget {
             url: "http://127.0.0.1:1".into(),
+            key_id: key_id("sk_1"),
             environment_id: String::new(),
             tenant_id: "t".into(),
             entity: EntityType::Events,
@@ -217,7 +257,7 @@ mod tests {
         };
         let prices = RemoteTarget {
             entity: EntityType::Prices,
-            ..target
+            ..target.clone()
         };
         let content = content_key(&[
             Some("api"),
@@ -254,6 +294,18 @@ mod tests {
                 .unwrap(),
             None
         );
+        let other_key = RemoteTarget {
+            key_id: key_id("sk_2"),
+            ..target
+        };
+        assert_eq!(
+            Ledger::open(conn, &other_key, "task_a")
+                .unwrap()
+                .lookup(conn, &key("e1"))
+                .unwrap(),
+            None
+        );
+        assert!(!key_id("sk_1").contains("sk_1") && key_id("sk_1") != key_id("sk_2"));
     }
 
     #[test]

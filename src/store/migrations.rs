@@ -239,6 +239,30 @@ CREATE TABLE task_leases (
     // id sent again with other content is told from a resend. Rows delivered before keep NULL:
     // their resends count as duplicates, as they did.
     M::up("ALTER TABLE delivered_records ADD COLUMN content BLOB;"),
+    // 7: a server's records are per API key too (a key stored in FlexPrice is bound to its
+    // environment, whatever X-Environment-ID says): `key_id` is a hash of the key, never the
+    // key. Targets recorded before keep '' and are adopted by the first key that uses them
+    // (see store::ledger::Ledger::open).
+    M::up(
+        r#"
+CREATE TABLE remote_targets_v7 (
+    target_key     INTEGER PRIMARY KEY,
+    url            TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    environment_id TEXT NOT NULL,
+    tenant_id      TEXT NOT NULL,
+    entity_type    TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    UNIQUE (url, key_id, environment_id, tenant_id, entity_type)
+);
+INSERT INTO remote_targets_v7 (target_key, url, key_id, environment_id, tenant_id, entity_type, created_at)
+    SELECT target_key, url, '', environment_id, tenant_id, entity_type, created_at FROM remote_targets;
+DROP TABLE remote_targets;
+ALTER TABLE remote_targets_v7 RENAME TO remote_targets;
+"#,
+    ),
+    // 8: a customer's `contact` (FlexPrice's CreateCustomerRequest, at most 20 characters).
+    M::up("ALTER TABLE customers ADD COLUMN contact TEXT;"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

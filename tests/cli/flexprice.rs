@@ -343,13 +343,22 @@ fn an_event_id_the_server_already_has_is_a_duplicate_not_sent() {
         errors[0].2
     );
     assert_eq!(server.data().events_received, 3);
-    // Another environment on the same server is another ledger.
-    let task = run_remote(
-        &env,
-        &server,
-        &[second.to_str().unwrap(), "--environment-id", "env_staging"],
-        0,
-    );
+    // A key from the server's config file names its environment: another environment on
+    // the same server is another ledger.
+    let out = remote(&env, &server)
+        .env("FLEXPRICE_API_KEY", crate::stand_in::CONFIG_KEY)
+        .args([
+            "run",
+            second.to_str().unwrap(),
+            "--environment-id",
+            "env_staging",
+            "--json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(counters(&task), (2, 2, 0, 0));
     assert_eq!(server.data().environment.as_deref(), Some("env_staging"));
 }

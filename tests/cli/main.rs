@@ -11,6 +11,7 @@ mod completions;
 mod duplicates;
 mod entities;
 mod exports;
+mod fidelity;
 mod flexprice;
 mod fuzz;
 mod help;

@@ -18,7 +18,13 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// A key stored in FlexPrice, bound to environment `env_main`: `X-Environment-ID` is ignored.
 pub const API_KEY: &str = "test-key-ab12cd34";
+/// Another stored key, bound to `env_other`.
+pub const OTHER_KEY: &str = "test-key-other-99ff";
+/// A key from the server's config file: not bound to an environment, so every request must
+/// name one with `X-Environment-ID` (FlexPrice's `internal/rest/middleware/auth.go`).
+pub const CONFIG_KEY: &str = "config-key-77ee55";
 const BODY_CAP: usize = 32 * 1024 * 1024;
 
 /// What the stand-in does to one request instead of (or after) answering it.
@@ -40,6 +46,11 @@ pub struct Config {
     pub refused_event_names: Vec<String>,
     /// Count only: keep no events (the benchmark).
     pub count_only: bool,
+    /// Plans, addons and meters that do not exist: a price naming one answers FlexPrice's
+    /// JSON 404 `not_found` (every other id exists).
+    pub missing_ids: Vec<String>,
+    /// The tenant is suspended: every request answers 403.
+    pub suspended: bool,
 }
 
 #[derive(Default)]
@@ -49,6 +60,8 @@ pub struct Data {
     /// Events received, resends included.
     pub events_received: u64,
     pub prices: Vec<Value>,
+    /// The environment each price of `prices` was created in (as the key decides).
+    pub price_environments: Vec<String>,
     pub customers: BTreeMap<String, Value>,
     pub features: BTreeMap<String, Value>,
     /// Requests by "METHOD path-pattern".
@@ -74,6 +87,13 @@ impl Data {
 
     pub fn event_ids(&self) -> Vec<String> {
         self.events.keys().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// FlexPrice's unique index: lookup_key among published prices without an end_date.
+    fn lookup_key_taken(&self, key: &str) -> bool {
+        self.prices
+            .iter()
+            .any(|p| p["lookup_key"].as_str() == Some(key) && p.get("end_date").is_none_or(Value::is_null))
     }
 
     fn new_id(&mut self, prefix: &str) -> String {
@@ -143,14 +163,23 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/events/bulk", post(events_bulk))
         .route("/v1/prices/bulk", post(prices_bulk))
-        .route("/v1/customers", post(create_customer))
+        .route("/v1/prices", post(create_price))
+        .route("/v1/prices/lookup/{lookup_key}", get(price_by_lookup_key))
+        .route("/v1/customers", post(create_customer).get(list_customers))
         .route("/v1/customers/external/{external_id}", get(customer_by_external_id))
         .route("/v1/customers/{id}", put(update_customer))
         .route("/v1/features", post(create_feature).get(list_features))
         .route("/v1/features/{id}", put(update_feature))
         // Not FlexPrice's: what the stand-in received, for the benchmark script.
         .route("/_stand_in/stats", get(stats))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // gin's answer for a route it does not have: plain text, not FlexPrice's JSON.
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [("content-type", "text/plain")],
+                "404 page not found",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_CAP * 2))
         .with_state(shared)
 }
@@ -175,12 +204,24 @@ async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Opti
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
     }
-    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(API_KEY) {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "invalid or missing API key",
-        ));
+    // FlexPrice's auth middleware, not its handlers' error shape.
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(API_KEY) && key != Some(CONFIG_KEY) && key != Some(OTHER_KEY) {
+        return Err((StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "Unauthorized"}))).into_response());
+    }
+    if key == Some(CONFIG_KEY) && !headers.contains_key("x-environment-id") {
+        return Err((
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"error": "Access denied", "message": "Invalid or inaccessible environment"})),
+        )
+            .into_response());
+    }
+    if shared.config.suspended {
+        return Err((
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": "tenant account is suspended"})),
+        )
+            .into_response());
     }
     let mut fault = shared.faults.lock().unwrap().pop_front();
     if fault.is_none() && route.contains("bulk") {
@@ -206,6 +247,20 @@ async fn admit(shared: &Shared, headers: &HeaderMap, route: &str) -> Result<Opti
             Ok(None)
         }
         other => Ok(other),
+    }
+}
+
+/// The environment a request works in: a stored key's own, whatever the header says; the
+/// header's for a config key.
+fn environment_of(headers: &HeaderMap) -> String {
+    match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        Some(API_KEY) => "env_main".into(),
+        Some(OTHER_KEY) => "env_other".into(),
+        _ => headers
+            .get("x-environment-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
@@ -241,8 +296,11 @@ struct EventIn<'a> {
     customer_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<std::borrow::Cow<'a, str>>,
+    /// FlexPrice's `map[string]interface{}`: an object, or the event is not decoded.
     #[serde(default)]
-    properties: Option<serde::de::IgnoredAny>,
+    properties: Option<HashMap<String, serde::de::IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -291,7 +349,17 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
         {
             Some("timestamp must be RFC 3339".to_owned())
         } else if shared.config.refused_event_names.iter().any(|n| n == name) {
-            Some(format!("event_name {name:?} is not allowed"))
+            // FlexPrice's validation shape: the reasons in `details`, by Go field name.
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({
+                    "code": "validation_error",
+                    "message": "Request validation failed",
+                    "http_status_code": 400,
+                    "details": {"EventName": format!("event_name {name:?} is not allowed")}
+                })),
+            )
+                .into_response();
         } else {
             None
         };
@@ -325,6 +393,149 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
     )
 }
 
+/// FlexPrice's request DTOs (`internal/api/dto/{price,customer,feature,meter}.go`) with their
+/// Go types: a field of another JSON type fails Go's decoding, and the handler answers 400
+/// "Invalid request format" whatever the field. Unknown fields are ignored, as Go does, and
+/// null fits any field. `decimal.Decimal` takes a JSON string or number.
+mod dto {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub enum Decimal {
+        Text(String),
+        Number(serde_json::Number),
+    }
+
+    #[derive(Deserialize)]
+    pub struct Tier {
+        pub up_to: Option<u64>,
+        pub unit_amount: Option<Decimal>,
+        pub flat_amount: Option<Decimal>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct TransformQuantity {
+        pub divide_by: Option<i64>,
+        pub round: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct PriceUnitConfig {
+        pub amount: Option<Decimal>,
+        pub price_unit: Option<String>,
+        pub price_unit_tiers: Option<Vec<Tier>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Price {
+        pub amount: Option<Decimal>,
+        pub currency: Option<String>,
+        pub entity_type: Option<String>,
+        pub entity_id: Option<String>,
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        pub price_unit_type: Option<String>,
+        pub billing_period: Option<String>,
+        pub billing_period_count: Option<i64>,
+        pub billing_model: Option<String>,
+        pub meter_id: Option<String>,
+        pub filter_values: Option<HashMap<String, Vec<String>>>,
+        pub lookup_key: Option<String>,
+        pub invoice_cadence: Option<String>,
+        pub trial_period_days: Option<i64>,
+        pub description: Option<String>,
+        pub metadata: Option<HashMap<String, String>>,
+        pub tier_mode: Option<String>,
+        pub tiers: Option<Vec<Tier>>,
+        pub transform_quantity: Option<TransformQuantity>,
+        pub price_unit_config: Option<PriceUnitConfig>,
+        pub start_date: Option<Time>,
+        pub end_date: Option<Time>,
+        pub display_name: Option<String>,
+        pub min_quantity: Option<i64>,
+        pub group_id: Option<String>,
+    }
+
+    /// Go's `time.Time`: an RFC 3339 string.
+    pub struct Time;
+
+    impl<'de> Deserialize<'de> for Time {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+            let text = String::deserialize(d)?;
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|_| Time)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct Customer {
+        pub external_id: Option<String>,
+        pub name: Option<String>,
+        pub email: Option<String>,
+        pub contact: Option<String>,
+        pub address_line1: Option<String>,
+        pub address_line2: Option<String>,
+        pub address_city: Option<String>,
+        pub address_state: Option<String>,
+        pub address_postal_code: Option<String>,
+        pub address_country: Option<String>,
+        pub timezone: Option<String>,
+        pub metadata: Option<HashMap<String, String>>,
+        pub skip_onboarding_workflow: Option<bool>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Aggregation {
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        pub field: Option<String>,
+        pub expression: Option<String>,
+        pub multiplier: Option<Decimal>,
+        pub bucket_size: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Meter {
+        pub name: Option<String>,
+        pub event_name: Option<String>,
+        pub aggregation: Option<Aggregation>,
+        pub filters: Option<Vec<Value>>,
+        pub reset_usage: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Feature {
+        pub name: Option<String>,
+        pub description: Option<String>,
+        pub lookup_key: Option<String>,
+        #[serde(rename = "type")]
+        pub kind: Option<String>,
+        pub meter_id: Option<String>,
+        pub meter: Option<Meter>,
+        pub metadata: Option<HashMap<String, String>>,
+        pub unit_singular: Option<String>,
+        pub unit_plural: Option<String>,
+        pub group_id: Option<String>,
+    }
+}
+
+/// Decodes a body as the Go handler does: `Err` is its 400.
+fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<(), Box<Response>> {
+    match T::deserialize(value) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Invalid request format",
+        ))),
+    }
+}
+
 fn check_price(p: &Value) -> Option<String> {
     let currency = p["currency"].as_str().unwrap_or("");
     if currency.len() != 3 {
@@ -335,6 +546,25 @@ fn check_price(p: &Value) -> Option<String> {
     }
     if p["entity_id"].as_str().unwrap_or("").is_empty() {
         return Some("entity_id is required".into());
+    }
+    // FlexPrice's CreatePriceRequest.Validate (internal/api/dto/price.go), in part.
+    if p["entity_type"] == "PRICE" {
+        return Some("invalid entity_type PRICE".into());
+    }
+    if p["type"] == "USAGE" && p["invoice_cadence"] == "ADVANCE" {
+        return Some("usage prices cannot be billed in advance".into());
+    }
+    if p["billing_period"] == "ONETIME" && p["invoice_cadence"] != "ADVANCE" {
+        return Some("one-time prices must be billed in advance".into());
+    }
+    if p.pointer("/price_unit_config/price_unit")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u.chars().count() != 3)
+    {
+        return Some("price_unit must be exactly 3 characters".into());
+    }
+    if p["trial_period_days"].as_i64().unwrap_or(0) > 0 && (p["type"] != "FIXED" || p["billing_period"] == "ONETIME") {
+        return Some("trial period is only allowed on recurring fixed prices".into());
     }
     if p["entity_id"].as_str() == Some("plan_refused") {
         return Some("plan plan_refused does not exist".into());
@@ -360,6 +590,11 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
             "items must hold between 1 and 100 prices",
         );
     }
+    for p in items {
+        if let Err(r) = decode::<dto::Price>(p) {
+            return *r;
+        }
+    }
     for (i, p) in items.iter().enumerate() {
         if let Some(problem) = check_price(p) {
             return error(
@@ -369,16 +604,89 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
             );
         }
     }
+    // Created in one transaction: a missing plan or meter fails the request whole.
+    for p in items {
+        for (field, noun) in [("entity_id", "plan"), ("meter_id", "meter")] {
+            if let Some(id) = p[field]
+                .as_str()
+                .filter(|id| shared.config.missing_ids.iter().any(|m| m == id))
+            {
+                return error(StatusCode::NOT_FOUND, "not_found", &format!("{noun} {id} not found"));
+            }
+        }
+    }
     let mut data = shared.data.lock().unwrap();
+    // One transaction: a lookup_key already taken (by a stored price or an earlier item)
+    // violates the unique index, rolls everything back and answers 500.
+    let mut keys: Vec<&str> = Vec::new();
+    for p in items {
+        if let Some(key) = p["lookup_key"].as_str().filter(|k| !k.is_empty()) {
+            if keys.contains(&key) || data.lookup_key_taken(key) {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "database_error",
+                    "failed to create prices",
+                );
+            }
+            keys.push(key);
+        }
+    }
     let mut created = Vec::new();
+    let environment = environment_of(&headers);
     for p in items {
         let mut p = p.clone();
         p["id"] = json!(data.new_id("price"));
         data.prices.push(p.clone());
+        data.price_environments.push(environment.clone());
         created.push(p);
     }
     drop(data);
     answer(fault, StatusCode::CREATED, json!({"items": created}))
+}
+
+/// `POST /v1/prices`: one price; a lookup_key already taken answers 409.
+async fn create_price(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "POST /v1/prices").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(mut p) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "validation_error", "Invalid request format");
+    };
+    if let Err(r) = decode::<dto::Price>(&p) {
+        return *r;
+    }
+    if let Some(problem) = check_price(&p) {
+        return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
+    }
+    let mut data = shared.data.lock().unwrap();
+    if p["lookup_key"].as_str().is_some_and(|k| data.lookup_key_taken(k)) {
+        return error(
+            StatusCode::CONFLICT,
+            "already_exists",
+            "a price with this lookup_key already exists",
+        );
+    }
+    p["id"] = json!(data.new_id("price"));
+    data.prices.push(p.clone());
+    data.price_environments.push(environment_of(&headers));
+    drop(data);
+    answer(fault, StatusCode::CREATED, p)
+}
+
+async fn price_by_lookup_key(AxumState(shared): St, headers: HeaderMap, Path(lookup_key): Path<String>) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/prices/lookup").await {
+        return r;
+    }
+    let data = shared.data.lock().unwrap();
+    match data
+        .prices
+        .iter()
+        .find(|p| p["lookup_key"].as_str() == Some(&lookup_key))
+    {
+        Some(p) => axum::Json(p.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "price not found"),
+    }
 }
 
 fn check_customer(c: &Value) -> Option<String> {
@@ -402,6 +710,9 @@ async fn create_customer(AxumState(shared): St, headers: HeaderMap, body: Bytes)
     let Ok(mut c) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Customer>(&c) {
+        return *r;
+    }
     if let Some(problem) = check_customer(&c) {
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
@@ -428,6 +739,16 @@ async fn customer_by_external_id(
     if let Err(r) = admit(&shared, &headers, "GET /v1/customers/external").await {
         return r;
     }
+    // gin routes on the decoded path: an id holding `/` (sent as %2F) is more segments than
+    // the route has, which is no route at all.
+    if external_id.contains('/') {
+        return (
+            StatusCode::NOT_FOUND,
+            [("content-type", "text/plain")],
+            "404 page not found",
+        )
+            .into_response();
+    }
     match shared.data.lock().unwrap().customers.get(&external_id) {
         Some(c) => axum::Json(c.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", "customer not found"),
@@ -442,6 +763,9 @@ async fn update_customer(AxumState(shared): St, headers: HeaderMap, Path(id): Pa
     let Ok(update) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Customer>(&update) {
+        return *r;
+    }
     if let Some(problem) = check_customer(&update) {
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
@@ -449,11 +773,40 @@ async fn update_customer(AxumState(shared): St, headers: HeaderMap, Path(id): Pa
     let Some(c) = data.customers.values_mut().find(|c| c["id"] == json!(id)) else {
         return error(StatusCode::NOT_FOUND, "not_found", "customer not found");
     };
-    let mut merged = update;
-    merged["id"] = json!(id);
-    *c = merged.clone();
+    // A partial update: the fields given replace the stored ones, and `metadata`, when given,
+    // replaces the whole stored map (FlexPrice's UpdateCustomer).
+    for (field, value) in update.as_object().unwrap() {
+        if !value.is_null() && field != "id" {
+            c[field] = value.clone();
+        }
+    }
+    let updated = c.clone();
     drop(data);
-    answer(fault, StatusCode::OK, merged)
+    answer(fault, StatusCode::OK, updated)
+}
+
+/// `GET /v1/customers?external_id=`: the way to find an id that holds a `/`.
+async fn list_customers(
+    AxumState(shared): St,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/customers").await {
+        return r;
+    }
+    let data = shared.data.lock().unwrap();
+    let items: Vec<Value> = data
+        .customers
+        .values()
+        .filter(|c| {
+            query
+                .get("external_id")
+                .is_none_or(|id| c["external_id"].as_str() == Some(id))
+        })
+        .cloned()
+        .collect();
+    let total = items.len();
+    axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
 }
 
 async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -464,6 +817,9 @@ async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) 
     let Ok(mut f) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Feature>(&f) {
+        return *r;
+    }
     if f["name"].as_str().unwrap_or("").is_empty() {
         return error(StatusCode::BAD_REQUEST, "validation_error", "name is required");
     }
@@ -475,8 +831,19 @@ async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) 
         );
     }
     let mut data = shared.data.lock().unwrap();
+    if f["lookup_key"].as_str().unwrap_or("").is_empty() {
+        f["lookup_key"] = json!(generate_lookup_key(f["name"].as_str().unwrap_or("")));
+    }
+    f["status"] = json!("published");
+    if f.get("meter").is_some() {
+        f["meter_id"] = json!(data.new_id("meter"));
+    }
     if let Some(key) = f["lookup_key"].as_str() {
-        if data.features.values().any(|x| x["lookup_key"].as_str() == Some(key)) {
+        if data
+            .features
+            .values()
+            .any(|x| x["lookup_key"].as_str() == Some(key) && x["status"] == "published")
+        {
             return error(
                 StatusCode::CONFLICT,
                 "already_exists",
@@ -500,14 +867,29 @@ async fn list_features(
         return r;
     }
     let data = shared.data.lock().unwrap();
+    // Archived features are listed too unless `status=published`; the meter only with
+    // `expand=meters`.
+    let expand_meters = query.get("expand").is_some_and(|e| e.split(',').any(|x| x == "meters"));
     let items: Vec<Value> = data
         .features
         .values()
-        .filter(|f| match query.get("lookup_key") {
-            Some(key) => f["lookup_key"].as_str() == Some(key),
-            None => true,
+        .filter(|f| {
+            query
+                .get("lookup_key")
+                .is_none_or(|key| f["lookup_key"].as_str() == Some(key))
         })
-        .cloned()
+        .filter(|f| {
+            query
+                .get("status")
+                .is_none_or(|status| f["status"].as_str() == Some(status))
+        })
+        .map(|f| {
+            let mut f = f.clone();
+            if !expand_meters {
+                f.as_object_mut().unwrap().remove("meter");
+            }
+            f
+        })
         .collect();
     let total = items.len();
     axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
@@ -521,12 +903,42 @@ async fn update_feature(AxumState(shared): St, headers: HeaderMap, Path(id): Pat
     let Ok(mut update) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "validation_error", "invalid request body");
     };
+    if let Err(r) = decode::<dto::Feature>(&update) {
+        return *r;
+    }
     let mut data = shared.data.lock().unwrap();
     let Some(f) = data.features.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "feature not found");
     };
-    update["id"] = json!(id);
-    *f = update.clone();
+    // Only these fields change (type, lookup_key and the meter cannot); `metadata` replaces
+    // the whole stored map.
+    for field in [
+        "name",
+        "description",
+        "metadata",
+        "unit_singular",
+        "unit_plural",
+        "group_id",
+    ] {
+        if let Some(value) = update.get_mut(field).map(Value::take).filter(|v| !v.is_null()) {
+            f[field] = value;
+        }
+    }
+    let updated = f.clone();
     drop(data);
-    answer(fault, StatusCode::OK, update)
+    answer(fault, StatusCode::OK, updated)
+}
+
+/// FlexPrice's `types.GenerateLookupKey` (internal/types/feature.go): lower case, every run of
+/// characters other than a-z and 0-9 becomes `_`, and `_` is trimmed from both ends.
+pub fn generate_lookup_key(name: &str) -> String {
+    let mut key = String::new();
+    for c in name.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            key.push(c);
+        } else if !key.ends_with('_') {
+            key.push('_');
+        }
+    }
+    key.trim_matches('_').to_owned()
 }

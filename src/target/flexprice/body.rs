@@ -69,6 +69,16 @@ pub fn row(row: &Row) -> Value {
             );
         }
         EntityType::Features => {
+            // Sent, not left to the server, so that a rerun looks the feature up by the same
+            // key the server would have given it.
+            if !flat.contains_key("lookup_key") {
+                if let Some(name) = flat.get("name").and_then(Value::as_str) {
+                    let key = derived_lookup_key(name);
+                    if !key.is_empty() {
+                        flat.insert("lookup_key".into(), Value::String(key));
+                    }
+                }
+            }
             let mut aggregation = take(
                 &mut flat,
                 &[
@@ -112,6 +122,22 @@ pub fn row(row: &Row) -> Value {
         flat.insert("metadata".into(), Value::Object(metadata));
     }
     Value::Object(flat)
+}
+
+/// The lookup_key FlexPrice gives a feature created without one: `types.GenerateLookupKey`
+/// in flexprice/flexprice `internal/types/feature.go` (e4b5303fd): `strings.ToLower`, then
+/// every run of characters matching `[^a-z0-9]+` becomes `_`, then `_` is trimmed from both
+/// ends (`"API calls (v2)"` → `api_calls_v2`; a name with no a-z or 0-9 gives `""`).
+pub fn derived_lookup_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len());
+    for c in name.to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            key.push(c);
+        } else if !key.ends_with('_') {
+            key.push('_');
+        }
+    }
+    key.trim_matches('_').to_owned()
 }
 
 /// Moves the given columns into an object under their API names.
@@ -159,6 +185,14 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_key_is_derived_from_the_name_as_flexprice_does() {
+        assert_eq!(derived_lookup_key("API calls (v2)"), "api_calls_v2");
+        assert_eq!(derived_lookup_key("  Tokens--Out  "), "tokens_out");
+        assert_eq!(derived_lookup_key("Größe"), "gr_e");
+        assert_eq!(derived_lookup_key("!!!"), "");
+    }
+
+    #[test]
     fn feature_meters_and_price_transforms_are_nested() {
         let mut values = Values::default();
         values.values.insert("name", json!("Calls"));
@@ -177,7 +211,7 @@ mod tests {
         };
         assert_eq!(
             row(&feature),
-            json!({"name":"Calls","type":"metered","metadata":{"tier":"3"},
+            json!({"name":"Calls","type":"metered","lookup_key":"calls","metadata":{"tier":"3"},
                    "meter":{"name":"calls","event_name":"api_call","aggregation":{"type":"SUM","field":"n"}}})
         );
         let mut values = Values::default();

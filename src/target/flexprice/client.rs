@@ -17,7 +17,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(20);
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a server's answer goes into a row's error.
-const MESSAGE_MAX: usize = 300;
+const MESSAGE_MAX: usize = 1000;
 
 /// Where and how to reach a FlexPrice server.
 #[derive(Clone)]
@@ -97,6 +97,11 @@ pub struct Answer {
 impl Answer {
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// FlexPrice's error `code` (`not_found`, `database_error`, …), if the body has one.
+    pub fn code(&self) -> Option<String> {
+        code(&self.body)
     }
 
     /// The server's message: FlexPrice's `message` (or `error.message`), else the text.
@@ -213,8 +218,14 @@ impl Api {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry_after(response.headers(), RETRY_AFTER_CAP);
+                    let content_type = response
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                        .to_owned();
                     match response.bytes().await {
-                        Ok(bytes) => Ok((status, retry_after, bytes.to_vec())),
+                        Ok(bytes) => Ok((status, retry_after, content_type, scrub(&bytes, &self.config.key))),
                         // The status came, the body did not: the server did see the request.
                         Err(e) => Err((false, e.without_url().to_string())),
                     }
@@ -224,22 +235,50 @@ impl Api {
             drop(permit);
             let exhausted = attempt >= self.config.max_retries;
             let (wait, last) = match result {
-                Ok((status, retry_after, body)) => {
+                Ok((status, retry_after, content_type, body)) => {
                     self.reached.store(true, Ordering::Relaxed);
                     let message = || format!("{what}: {}", server_message(status, &body));
                     match status.as_u16() {
-                        401 | 403 => {
+                        // A gateway in front of FlexPrice may answer these with a page of
+                        // its own: they are retried whatever their shape.
+                        429 | 408 | 503 => (retry_after, message()),
+                        // FlexPrice's `database_error`: the database refused the write (a
+                        // unique index, most often) and the transaction was rolled back, so
+                        // nothing was stored: an answer, not a lost one.
+                        500 if !idempotent && code(&body).as_deref() == Some("database_error") => {
+                            return Ok(Answer { status, body })
+                        }
+                        // A gateway or server failure may come after the work was done.
+                        500 | 502 | 504 if !idempotent => return Err(CallError::Unknown(message())),
+                        500 | 502 | 504 => (retry_after, message()),
+                        // Every other answer of FlexPrice's is JSON (handlers and its auth
+                        // middleware alike; gin's plain-text `404 page not found` is a route
+                        // that does not exist): anything else is not FlexPrice, and sending
+                        // more rows to it would only reject them one by one.
+                        _ if !is_json(&body) => {
+                            return Err(CallError::Fatal(format!(
+                                "{} does not answer as a FlexPrice server: {what} answered {status}, \
+                                 content-type {content_type}: {}",
+                                self.base,
+                                first_line(&body)
+                            )))
+                        }
+                        401 => {
                             return Err(CallError::Fatal(format!(
                                 "{} refused the API key: {}",
                                 self.base,
                                 message()
                             )))
                         }
-                        // The server says it did not process the request.
-                        429 | 408 | 503 => (retry_after, message()),
-                        // A gateway or server failure may come after the work was done.
-                        500 | 502 | 504 if !idempotent => return Err(CallError::Unknown(message())),
-                        500 | 502 | 504 => (retry_after, message()),
+                        // 403 is a key without access to the environment, a missing
+                        // permission or a suspended tenant: the server's reason says which.
+                        403 => {
+                            return Err(CallError::Fatal(format!(
+                                "{} refused the request: {}",
+                                self.base,
+                                message()
+                            )))
+                        }
                         _ => return Ok(Answer { status, body }),
                     }
                 }
@@ -274,6 +313,27 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Whether the key is bound to an environment of its own (a key stored in FlexPrice: the
+    /// server ignores `X-Environment-ID` for it), found by one request without the header:
+    /// a key that needs the header answers 403 "Invalid or inaccessible environment"
+    /// (`internal/rest/middleware/auth.go`). Any other failure answers `false`, so that the
+    /// ledger keeps environments apart rather than skip records another one never got.
+    pub async fn key_is_bound(&self) -> bool {
+        let mut url = self.url(&["v1", "features"]);
+        url.query_pairs_mut().append_pair("limit", "1");
+        let request = self
+            .http
+            .get(url)
+            .header("x-api-key", &self.config.key)
+            .header("accept", "application/json");
+        match request.send().await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    }
+}
+
 /// Exponential backoff with jitter: between half and all of base·2ⁿ, capped.
 pub fn backoff(attempt: u32) -> Duration {
     let full = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
@@ -291,6 +351,58 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Optio
             .unwrap_or_default(),
     };
     Some(wait.min(cap))
+}
+
+/// What the key becomes in an answer that echoes it.
+pub const KEY_SCRUBBED: &str = "[api key]";
+
+/// An answer's body with every occurrence of the key replaced, before anything reads it: a
+/// server or proxy that echoes the key (`{"error":"invalid api key sk_…"}`) would otherwise
+/// put it in rows' errors, the task's error summary, `inspect` and `--json`.
+pub fn scrub(body: &[u8], key: &str) -> Vec<u8> {
+    let key = key.as_bytes();
+    // A key this short would match innocent text; the tool refuses an empty key anyway.
+    if key.len() < 4 || body.len() < key.len() {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(KEY_SCRUBBED.as_bytes());
+        rest = &rest[at + key.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn code(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("code")?.as_str().map(str::to_owned)
+}
+
+/// Whether a body is a JSON object, as every answer of FlexPrice's is.
+fn is_json(body: &[u8]) -> bool {
+    matches!(serde_json::from_slice::<Value>(body), Ok(Value::Object(_)))
+}
+
+/// A foreign answer's first non-blank line, cut short, for the task's error.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(empty body)");
+    cut(line, 200)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        text.chars().take(max).chain("…".chars()).collect()
+    } else {
+        text.to_owned()
+    }
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -311,21 +423,37 @@ fn describe(e: &reqwest::Error) -> String {
     format!("{kind}: {cause}")
 }
 
-/// FlexPrice's error `message` (or `error.message`), else the body's text, cut short.
+/// The server's reason, cut short: FlexPrice's handler errors give `message` and, for a
+/// validation failure, the field-level reasons in `details` keyed by Go field name (shown as
+/// `message (Field: reason; …)`); its auth middleware gives `error` and/or `message`
+/// (`Access denied: Invalid or inaccessible environment`). Else the body's text.
 pub fn server_message(status: StatusCode, body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.get("message")
+        let message = v.get("message").and_then(Value::as_str);
+        let error = v
+            .get("error")
             .and_then(Value::as_str)
-            .or_else(|| v.pointer("/error/message").and_then(Value::as_str))
-            .or_else(|| v.get("error").and_then(Value::as_str))
-            .map(str::to_owned)
+            .or_else(|| v.pointer("/error/message").and_then(Value::as_str));
+        let mut text = match (error, message) {
+            (Some(e), Some(m)) if e != m => format!("{e}: {m}"),
+            (_, Some(m)) => m.to_owned(),
+            (Some(e), None) => e.to_owned(),
+            (None, None) => return None,
+        };
+        if let Some(details) = v.get("details").and_then(Value::as_object).filter(|d| !d.is_empty()) {
+            let reasons: Vec<String> = details
+                .iter()
+                .map(|(field, reason)| match reason {
+                    Value::String(r) => format!("{field}: {r}"),
+                    other => format!("{field}: {other}"),
+                })
+                .collect();
+            text = format!("{text} ({})", reasons.join("; "));
+        }
+        Some(text)
     });
     let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let text: String = if text.chars().count() > MESSAGE_MAX {
-        text.chars().take(MESSAGE_MAX).chain("…".chars()).collect()
-    } else {
-        text
-    };
+    let text = cut(&text, MESSAGE_MAX);
     if text.is_empty() {
         status.to_string()
     } else {
@@ -343,6 +471,15 @@ mod tests {
         assert_eq!(url.as_str(), "https://api.example.com/base");
         assert_eq!(redact("https://u:p@h.example/x"), "https://h.example/x");
         assert!(parse_url("ftp://h").unwrap_err().contains("not an http"));
+    }
+
+    #[test]
+    fn an_echoed_key_is_scrubbed_from_the_answer() {
+        assert_eq!(
+            scrub(br#"{"error":"invalid api key sk_123, sk_123!"}"#, "sk_123"),
+            br#"{"error":"invalid api key [api key], [api key]!"}"#.to_vec()
+        );
+        assert_eq!(scrub(b"nothing here", "sk_123"), b"nothing here".to_vec());
     }
 
     #[test]
@@ -369,5 +506,20 @@ mod tests {
             "400 Bad Request: bad"
         );
         assert_eq!(server_message(status, b""), "400 Bad Request");
+        assert_eq!(
+            server_message(
+                status,
+                br#"{"code":"validation_error","message":"Request validation failed","http_status_code":400,
+                     "details":{"EventName":"required","Timestamp":"bad"}}"#
+            ),
+            "400 Bad Request: Request validation failed (EventName: required; Timestamp: bad)"
+        );
+        assert_eq!(
+            server_message(
+                StatusCode::FORBIDDEN,
+                br#"{"error":"Access denied","message":"Invalid or inaccessible environment"}"#
+            ),
+            "403 Forbidden: Access denied: Invalid or inaccessible environment"
+        );
     }
 }

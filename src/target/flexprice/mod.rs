@@ -104,6 +104,8 @@ impl FlexPriceTarget {
             .context("starting the HTTP runtime")?;
         let remote = RemoteTarget {
             url: client::display(&config.url),
+            key_id: ledger::key_id(&config.key),
+            // Settled when the ledger is opened (see `ledger`): "" for a key bound to its own.
             environment_id: config.environment_id.clone().unwrap_or_default(),
             tenant_id: tenant_id.to_owned(),
             entity,
@@ -133,6 +135,11 @@ impl FlexPriceTarget {
     fn ledger(&mut self, tx: &Transaction<'_>) -> Result<Ledger> {
         if let Some(ledger) = self.ledger {
             return Ok(ledger);
+        }
+        // With a key stored in FlexPrice the header is ignored: the same key with another
+        // --environment-id reaches the same records, which must not be sent twice.
+        if !self.remote.environment_id.is_empty() && self.runtime.block_on(self.api.key_is_bound()) {
+            self.remote.environment_id.clear();
         }
         let ledger = Ledger::open(tx, &self.remote, &self.task_id)?;
         self.ledger = Some(ledger);
@@ -408,15 +415,22 @@ fn item(record: &ValidRecord) -> Item {
             json: body::event(e),
             key: None,
         },
-        ValidRecord::Row(r) => Item {
-            json: body::row(r).to_string(),
-            key: match r.entity {
-                EntityType::Customers => r.values.str("external_id"),
-                EntityType::Features => r.values.str("lookup_key"),
-                _ => None,
+        ValidRecord::Row(r) => {
+            let json = body::row(r);
+            Item {
+                key: match r.entity {
+                    EntityType::Customers => json.get("external_id"),
+                    // Features: given, or derived from the name by `body::row` as FlexPrice does.
+                    // Prices: to name the one a refused row's lookup_key collides with.
+                    EntityType::Features | EntityType::Prices => json.get("lookup_key"),
+                    EntityType::Events => None,
+                }
+                .and_then(serde_json::Value::as_str)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+                json: json.to_string(),
             }
-            .map(str::to_owned),
-        },
+        }
     }
 }
 

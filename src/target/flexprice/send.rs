@@ -103,17 +103,27 @@ pub async fn bulk(
             .await;
         match answer {
             Ok(a) if a.status.is_success() => {}
-            Ok(a) if a.status == StatusCode::NOT_FOUND => {
-                return Err(TargetFailed(format!(
-                    "POST {url} answered {}: is {} a FlexPrice API URL?",
-                    a.status, api.base
-                )))
-            }
-            Ok(a) if refuses_content(a.status) && group.len() > 1 => {
+            // Bulk prices are one transaction: a row that breaks a unique index (a
+            // lookup_key the server has, or one twice in the request) fails it whole with
+            // 500 database_error and nothing is created. Halves are sent until the row is alone.
+            Ok(a) if (refuses_content(a.status) || rolled_back(&a)) && group.len() > 1 => {
                 stats.splits += 1;
                 let (first, second) = group.split_at(group.len() / 2);
                 groups.push(second.to_vec());
                 groups.push(first.to_vec());
+            }
+            Ok(a) if rolled_back(&a) => {
+                let i = group[0];
+                fates[i] = Fate::Failed(match &items[i].key {
+                    Some(key) => match existing_price(api, key, stats).await? {
+                        Some(id) => format!(
+                            "lookup_key {key} already exists on the server (price {id}); FlexPrice keeps \
+                             lookup_key unique among prices without an end_date"
+                        ),
+                        None => format!("the server refused the {}: {}", endpoint.noun, a.message()),
+                    },
+                    None => format!("the server refused the {}: {}", endpoint.noun, a.message()),
+                });
             }
             Ok(a) => {
                 let reason = format!("the server refused the {}: {}", endpoint.noun, a.message());
@@ -133,8 +143,30 @@ pub async fn bulk(
 }
 
 /// A status that says something in the request is wrong (one bad record fails a bulk one).
+/// FlexPrice's JSON 404 `not_found` is a record a row names (a plan, a meter) that does not
+/// exist: the row's error. (A route that does not exist answers gin's plain text, which the
+/// client takes as "not FlexPrice" and fails the task with.)
 fn refuses_content(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 400 | 413 | 422)
+    matches!(status.as_u16(), 400 | 404 | 413 | 422)
+}
+
+/// A request the server's database refused and rolled back: nothing of it was stored.
+fn rolled_back(answer: &Answer) -> bool {
+    answer.status == StatusCode::INTERNAL_SERVER_ERROR && answer.code().as_deref() == Some("database_error")
+}
+
+/// The id of the price with this lookup_key (`GET /v1/prices/lookup/{key}`), if there is one.
+async fn existing_price(api: &Api, key: &str, stats: &mut RequestStats) -> Result<Option<String>, TargetFailed> {
+    let url = api.url(&["v1", "prices", "lookup", key]);
+    match api.call(Method::GET, url, None, true, stats).await {
+        Ok(a) if a.status.is_success() => Ok(Some(
+            a.json()
+                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "without an id".into()),
+        )),
+        Ok(_) => Ok(None),
+        Err(e) => failure_reason(e, "price").map(|_| None),
+    }
 }
 
 /// The reason rows fail when a call has no answer; a fatal failure stops the task.
@@ -166,6 +198,10 @@ fn wrap<'a>(wrapper: &str, records: impl Iterator<Item = &'a str>) -> Vec<u8> {
 
 /// Creates the customer or feature, or updates the one with the same external_id or
 /// lookup_key. A create whose answer was lost is looked up again rather than sent twice.
+///
+/// An update sends FlexPrice's update fields only, with the stored `metadata` merged under the
+/// row's keys, since FlexPrice's PUT replaces the whole map. A feature row that would change
+/// what FlexPrice cannot change (type, meter) is refused with that reason.
 pub async fn upsert(
     api: &Api,
     entity: EntityType,
@@ -190,13 +226,23 @@ pub async fn upsert(
             EntityType::Customers => "customers",
             _ => "features",
         };
-        let (method, url, idempotent) = match &existing {
-            Some(id) => (Method::PUT, api.url(&["v1", collection, id]), true),
-            None => (Method::POST, api.url(&["v1", collection]), false),
+        let (method, url, idempotent, body) = match &existing {
+            Some(stored) => {
+                let id = stored.get("id").and_then(Value::as_str).unwrap_or_default();
+                let body = match update_body(entity, &item.json, stored) {
+                    Ok(body) => body,
+                    Err(reason) => return Ok(Fate::Failed(reason)),
+                };
+                (Method::PUT, api.url(&["v1", collection, id]), true, body)
+            }
+            None => (
+                Method::POST,
+                api.url(&["v1", collection]),
+                false,
+                item.json.clone().into_bytes(),
+            ),
         };
-        let answer = api
-            .call(method, url, Some(item.json.clone().into_bytes()), idempotent, stats)
-            .await;
+        let answer = api.call(method, url, Some(body), idempotent, stats).await;
         let can_look_again = lookups_left > 0 && item.key.is_some();
         return match answer {
             Ok(a) if a.status.is_success() => Ok(if existing.is_some() {
@@ -213,46 +259,115 @@ pub async fn upsert(
     }
 }
 
-/// The id of the customer with this external_id, or of the feature with this lookup_key.
+/// Fields of a feature that `PUT /v1/features/{id}` changes (FlexPrice's UpdateFeatureRequest).
+const FEATURE_UPDATE_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "metadata",
+    "unit_singular",
+    "unit_plural",
+    "group_id",
+];
+
+/// The PUT body for a stored record: the row's fields (for a feature, those FlexPrice's update
+/// takes) with the stored metadata merged under the row's. `Err`: the row changes what
+/// FlexPrice cannot change.
+fn update_body(entity: EntityType, row: &str, stored: &Value) -> Result<Vec<u8>, String> {
+    let mut body: Value = serde_json::from_str(row).unwrap_or_default();
+    if entity == EntityType::Features {
+        unchangeable(&body, stored)?;
+        if let Value::Object(fields) = &mut body {
+            fields.retain(|k, _| FEATURE_UPDATE_FIELDS.contains(&k.as_str()));
+        }
+    }
+    if let (Some(Value::Object(given)), Some(Value::Object(kept))) = (body.get("metadata"), stored.get("metadata")) {
+        let mut merged = kept.clone();
+        merged.extend(given.clone());
+        body["metadata"] = Value::Object(merged);
+    }
+    Ok(body.to_string().into_bytes())
+}
+
+/// The first thing a feature row changes that FlexPrice cannot change: its type, or its
+/// meter's event name, aggregation or reset (`UpdateFeatureRequest` has none of them).
+fn unchangeable(row: &Value, stored: &Value) -> Result<(), String> {
+    let refuse = |what: &str, was: &Value, now: &Value| {
+        Err(format!(
+            "the feature's {what} is {was} on the server and {now} in this row: FlexPrice cannot change a \
+             feature's type, lookup_key or meter (archive it and create a new one)"
+        ))
+    };
+    if let (Some(was), Some(now)) = (stored.get("type"), row.get("type")) {
+        if !was
+            .as_str()
+            .unwrap_or_default()
+            .eq_ignore_ascii_case(now.as_str().unwrap_or_default())
+        {
+            return refuse("type", was, now);
+        }
+    }
+    let (Some(was), Some(now)) = (stored.get("meter"), row.get("meter")) else {
+        return Ok(());
+    };
+    for (what, pointer) in [
+        ("meter event_name", "/event_name"),
+        ("meter aggregation type", "/aggregation/type"),
+        ("meter aggregation field", "/aggregation/field"),
+        ("meter reset_usage", "/reset_usage"),
+    ] {
+        let (a, b) = (was.pointer(pointer), now.pointer(pointer));
+        let blank = |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        if (blank(a) && blank(b)) || a == b {
+            continue;
+        }
+        return refuse(what, a.unwrap_or(&Value::Null), b.unwrap_or(&Value::Null));
+    }
+    Ok(())
+}
+
+/// The published customer with this external_id, or feature with this lookup_key, as the
+/// server has it. Customers are listed by `external_id` (an id holding `/` cannot be looked
+/// up by path); features by `lookup_key` with `status=published` (else archived ones come too)
+/// and their meter expanded, to compare it.
 async fn find(
     api: &Api,
     entity: EntityType,
     key: &str,
     stats: &mut RequestStats,
-) -> Result<Option<String>, Result<String, TargetFailed>> {
-    let url = match entity {
-        EntityType::Customers => api.url(&["v1", "customers", "external", key]),
+) -> Result<Option<Value>, Result<String, TargetFailed>> {
+    let (url, field) = match entity {
+        EntityType::Customers => {
+            let mut url = api.url(&["v1", "customers"]);
+            url.query_pairs_mut().append_pair("external_id", key);
+            (url, "external_id")
+        }
         _ => {
             let mut url = api.url(&["v1", "features"]);
-            url.query_pairs_mut().append_pair("lookup_key", key);
-            url
+            url.query_pairs_mut()
+                .append_pair("lookup_key", key)
+                .append_pair("status", "published")
+                .append_pair("expand", "meters");
+            (url, "lookup_key")
         }
     };
     let answer: Answer = match api.call(Method::GET, url, None, true, stats).await {
         Ok(a) => a,
         Err(e) => return Err(failure_reason(e, "record")),
     };
-    if answer.status == StatusCode::NOT_FOUND && entity == EntityType::Customers {
-        return Ok(None);
-    }
     if !answer.status.is_success() {
         return Err(Ok(format!("looking it up, the server answered {}", answer.message())));
     }
-    let found = answer.json().and_then(|v| match entity {
-        EntityType::Customers => v.get("id").and_then(Value::as_str).map(str::to_owned),
-        _ => v.get("items").and_then(Value::as_array).and_then(|items| {
-            items
-                .iter()
-                .find(|f| f.get("lookup_key").and_then(Value::as_str) == Some(key))
-                .and_then(|f| f.get("id").and_then(Value::as_str))
-                .map(str::to_owned)
-        }),
-    });
-    match (entity, found) {
-        (EntityType::Customers, None) => Err(Ok(format!(
-            "looking it up, the server answered {} without an id",
+    let items = answer
+        .json()
+        .and_then(|v| v.get("items").and_then(Value::as_array).cloned());
+    let Some(items) = items else {
+        return Err(Ok(format!(
+            "looking it up, the server answered {} without a list of items",
             answer.status
-        ))),
-        (_, found) => Ok(found),
-    }
+        )));
+    };
+    Ok(items.into_iter().find(|r| {
+        r.get(field).and_then(Value::as_str) == Some(key)
+            && r.get("status").and_then(Value::as_str).is_none_or(|s| s == "published")
+    }))
 }

@@ -10,8 +10,12 @@ pub fn duplicate_key(text: &[u8]) -> Option<(String, usize)> {
     struct Frame<'t> {
         object: bool,
         expect_key: bool,
-        keys: HashSet<Cow<'t, [u8]>>,
+        /// Most objects have a few keys: compared in a list, without hashing or allocating
+        /// more than once; past `FEW` they move to a set, so a huge object stays linear.
+        few: Vec<Cow<'t, [u8]>>,
+        many: Option<HashSet<Cow<'t, [u8]>>>,
     }
+    const FEW: usize = 16;
     let mut stack: Vec<Frame<'_>> = Vec::new();
     let mut i = 0;
     while i < text.len() {
@@ -19,7 +23,8 @@ pub fn duplicate_key(text: &[u8]) -> Option<(String, usize)> {
             open @ (b'{' | b'[') => stack.push(Frame {
                 object: open == b'{',
                 expect_key: open == b'{',
-                keys: HashSet::new(),
+                few: Vec::new(),
+                many: None,
             }),
             b'}' | b']' => {
                 stack.pop();
@@ -50,10 +55,20 @@ pub fn duplicate_key(text: &[u8]) -> Option<(String, usize)> {
                 } else {
                     Cow::Borrowed(inner)
                 };
-                if frame.keys.contains(&key) {
+                let seen = match &mut frame.many {
+                    Some(many) => !many.insert(key.clone()),
+                    None if frame.few.contains(&key) => true,
+                    None => {
+                        frame.few.push(key.clone());
+                        if frame.few.len() > FEW {
+                            frame.many = Some(frame.few.drain(..).collect());
+                        }
+                        false
+                    }
+                };
+                if seen {
                     return Some((String::from_utf8_lossy(&key).into_owned(), start));
                 }
-                frame.keys.insert(key);
             }
             _ => {}
         }
@@ -77,5 +92,11 @@ mod tests {
         assert_eq!(duplicate_key(br#"{"p":{"x":"\"x\"","x":2}}"#), Some(("x".into(), 18)));
         assert_eq!(duplicate_key(br#"{"a":1,"\u0061":2}"#).map(|d| d.0), Some("a".into()));
         assert_eq!(duplicate_key(br#"["a","a",{"a":"a"}]"#), None);
+        // Past the few keys compared in a list, a set takes over and still finds a repeat.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let text = format!("{{{},\"k3\":0}}", many.join(","));
+        assert_eq!(duplicate_key(text.as_bytes()).map(|d| d.0), Some("k3".into()));
+        let text = format!("{{{}}}", many.join(","));
+        assert_eq!(duplicate_key(text.as_bytes()), None);
     }
 }

@@ -246,6 +246,15 @@ impl JsonReader {
     /// After the wrapped array: steps over the wrapping object's other members (a list
     /// response's `pagination`) to its closing brace.
     fn finish_wrapper(&mut self) -> Result<(), ReadError> {
+        // The members are read through the element buffer, which still holds the array's last
+        // element when `next_record` closes the array: it is kept aside meanwhile.
+        let element = std::mem::take(&mut self.element);
+        let finished = self.skip_wrapper_members();
+        self.element = element;
+        finished
+    }
+
+    fn skip_wrapper_members(&mut self) -> Result<(), ReadError> {
         loop {
             match self.peek_non_space()? {
                 Some(b'}') => {
@@ -459,6 +468,20 @@ mod tests {
         let (recs, err) = read("[{\"a\": tru}, {\"a\": true}]");
         assert_eq!(err, None);
         assert_eq!(recs.iter().map(|r| r.2).collect::<Vec<_>>(), [false, true]);
+    }
+
+    /// Found by fuzz_json: the members after a wrapped array (a list response's
+    /// `pagination`) were read into the buffer that still held the array's last element, so
+    /// that element was read as the last member's value.
+    #[test]
+    fn the_last_wrapped_element_is_not_the_members_after_it() {
+        let (recs, err) = read("{\"items\": [{\"a\": 1}, {\"b\": 2}], \"pagination\": {\"total\": 2}}");
+        assert_eq!(err, None);
+        let texts: Vec<_> = recs.iter().map(|r| (r.1.as_str(), r.2)).collect();
+        assert_eq!(texts, [("{\"a\": 1}", true), ("{\"b\": 2}", true)]);
+        let (recs, err) = read("{\"events\": [{\"a\": 1}], \"x\": [7], \"y\": \"z\"}");
+        assert_eq!(err, None);
+        assert_eq!(recs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["{\"a\": 1}"]);
     }
 
     #[test]

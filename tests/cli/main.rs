@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod completions;
+mod dialects;
 mod entities;
 mod exports;
 mod flexprice;

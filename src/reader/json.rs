@@ -92,7 +92,7 @@ impl JsonReader {
             }
             let n = buf.len().min(4096);
             head.extend_from_slice(&buf[..n]);
-            significant += buf[..n].iter().filter(|b| !b.is_ascii_whitespace()).count();
+            significant += buf[..n].iter().filter(|b| !is_json_space(b)).count();
             self.input.consume(n);
             if wrapper_key(&head).is_some() || head.contains(&b',') || head.contains(&b'}') {
                 break;
@@ -112,7 +112,7 @@ impl JsonReader {
             if buf.is_empty() {
                 return Ok(None);
             }
-            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            match buf.iter().position(|b| !is_json_space(b)) {
                 Some(i) => {
                     let next = buf[i];
                     advance(&mut self.lines, &mut self.column, &mut self.byte, &buf[..i]);
@@ -234,7 +234,7 @@ fn advance(lines: &mut LineCounter, column: &mut u64, byte: &mut u64, bytes: &[u
 
 /// The wrapper key `head` opens with (`{ "events" : [`), if it does.
 fn wrapper_key(head: &[u8]) -> Option<&'static str> {
-    let rest = head.strip_prefix(b"{")?.trim_ascii_start();
+    let rest = trim_json_space(head.strip_prefix(b"{")?);
     if !rest.starts_with(b"\"") {
         return None;
     }
@@ -246,11 +246,20 @@ fn wrapper_key(head: &[u8]) -> Option<&'static str> {
     }
     let key: String = serde_json::from_slice(&rest[..=end]).ok()?;
     let key = WRAPPER_KEYS.iter().find(|k| **k == key)?;
-    let rest = rest[end + 1..]
-        .trim_ascii_start()
-        .strip_prefix(b":")?
-        .trim_ascii_start();
+    let rest = trim_json_space(trim_json_space(&rest[end + 1..]).strip_prefix(b":")?);
     rest.starts_with(b"[").then_some(*key)
+}
+
+/// JSON's white space (RFC 8259): space, tab, line feed and carriage return. A form feed or
+/// vertical tab (`u8::is_ascii_whitespace` takes the first) is not: it belongs to the value
+/// it stands by, which then is no JSON.
+fn is_json_space(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn trim_json_space(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|b| is_json_space(b)).count();
+    &bytes[n..]
 }
 
 impl JsonReader {
@@ -516,6 +525,20 @@ mod tests {
             assert_eq!((recs.len(), err), (1, None), "{text}");
             assert_eq!(recs[0].0, Position::Line(1));
         }
+    }
+
+    /// Found by fuzz_json: a form feed was white space before a value but part of a bare
+    /// scalar after it, so the same byte was skipped or kept by where it stood. It is no
+    /// JSON white space: the element it stands by is rejected, wherever it stands.
+    #[test]
+    fn a_form_feed_is_not_white_space() {
+        let (recs, err) = read("[1,\x0c2, 3\x0c, 4]");
+        assert_eq!(err, None);
+        let texts: Vec<_> = recs.iter().map(|r| (r.1.as_str(), r.2)).collect();
+        assert_eq!(texts, [("1", true), ("\x0c2", false), ("3\x0c", false), ("4", true)]);
+        let (recs, err) = read("{\"a\": 1}\n\x0c{\"a\": 2}");
+        assert_eq!(err, None);
+        assert_eq!(recs.iter().map(|r| r.2).collect::<Vec<_>>(), [true, false]);
     }
 
     #[test]

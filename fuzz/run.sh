@@ -23,7 +23,7 @@ else
     mapfile -t targets < <(cargo fuzz list)
 fi
 
-cargo fuzz build -s "$sanitizer" 2>&1 | grep -v '^ *\(Compiling\|Finished\)' || true
+cargo fuzz build -s "$sanitizer" 2>&1 | grep -v '^ *\(Compiling\|Finished\|Blocking\)' || true
 
 mkdir -p logs
 printf '%-16s %8s %12s %8s\n' target seconds executions crashes

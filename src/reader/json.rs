@@ -80,16 +80,19 @@ impl JsonReader {
     /// Whether the object that starts here wraps the records' array under one of
     /// `WRAPPER_KEYS` (`{"events": [`): looked at without consuming anything.
     fn starts_wrapper(&mut self) -> Result<bool, ReadError> {
-        // The first bytes are read ahead and put back in front of the input.
+        // The first bytes are read ahead and put back in front of the input. White space
+        // does not count toward the look-ahead: however far the key is indented, it decides.
         let mut head = Vec::new();
-        while head.len() < 1024 {
+        let mut significant = 0;
+        while significant < 1024 {
             let line = self.lines.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
             if buf.is_empty() {
                 break;
             }
-            let n = buf.len().min(1024 - head.len());
+            let n = buf.len().min(4096);
             head.extend_from_slice(&buf[..n]);
+            significant += buf[..n].iter().filter(|b| !is_json_space(b)).count();
             self.input.consume(n);
             if wrapper_key(&head).is_some() || head.contains(&b',') || head.contains(&b'}') {
                 break;
@@ -109,7 +112,7 @@ impl JsonReader {
             if buf.is_empty() {
                 return Ok(None);
             }
-            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            match buf.iter().position(|b| !is_json_space(b)) {
                 Some(i) => {
                     let next = buf[i];
                     advance(&mut self.lines, &mut self.column, &mut self.byte, &buf[..i]);
@@ -231,15 +234,32 @@ fn advance(lines: &mut LineCounter, column: &mut u64, byte: &mut u64, bytes: &[u
 
 /// The wrapper key `head` opens with (`{ "events" : [`), if it does.
 fn wrapper_key(head: &[u8]) -> Option<&'static str> {
-    let rest = head.strip_prefix(b"{")?.trim_ascii_start();
-    let rest = rest.strip_prefix(b"\"")?;
-    let end = rest.iter().position(|&b| b == b'"')?;
-    let key = WRAPPER_KEYS.iter().find(|k| k.as_bytes() == &rest[..end])?;
-    let rest = rest[end + 1..]
-        .trim_ascii_start()
-        .strip_prefix(b":")?
-        .trim_ascii_start();
+    let rest = trim_json_space(head.strip_prefix(b"{")?);
+    if !rest.starts_with(b"\"") {
+        return None;
+    }
+    // The key ends at the first quote no backslash escapes; it is compared decoded, as JSON
+    // means it (`"\u0065vents"` is `events`).
+    let mut end = 1;
+    while *rest.get(end)? != b'"' {
+        end += if rest[end] == b'\\' { 2 } else { 1 };
+    }
+    let key: String = serde_json::from_slice(&rest[..=end]).ok()?;
+    let key = WRAPPER_KEYS.iter().find(|k| **k == key)?;
+    let rest = trim_json_space(trim_json_space(&rest[end + 1..]).strip_prefix(b":")?);
     rest.starts_with(b"[").then_some(*key)
+}
+
+/// JSON's white space (RFC 8259): space, tab, line feed and carriage return. A form feed or
+/// vertical tab (`u8::is_ascii_whitespace` takes the first) is not: it belongs to the value
+/// it stands by, which then is no JSON.
+fn is_json_space(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn trim_json_space(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|b| is_json_space(b)).count();
+    &bytes[n..]
 }
 
 impl JsonReader {
@@ -470,6 +490,57 @@ mod tests {
         let (recs, err) = read("[{\"a\": tru}, {\"a\": true}]");
         assert_eq!(err, None);
         assert_eq!(recs.iter().map(|r| r.2).collect::<Vec<_>>(), [false, true]);
+    }
+
+    /// Found by fuzz_json: the members after a wrapped array (a list response's
+    /// `pagination`) were read into the buffer that still held the array's last element, so
+    /// that element was read as the last member's value.
+    #[test]
+    fn the_last_wrapped_element_is_not_the_members_after_it() {
+        let (recs, err) = read("{\"items\": [{\"a\": 1}, {\"b\": 2}], \"pagination\": {\"total\": 2}}");
+        assert_eq!(err, None);
+        let texts: Vec<_> = recs.iter().map(|r| (r.1.as_str(), r.2)).collect();
+        assert_eq!(texts, [("{\"a\": 1}", true), ("{\"b\": 2}", true)]);
+        let (recs, err) = read("{\"events\": [{\"a\": 1}], \"x\": [7], \"y\": \"z\"}");
+        assert_eq!(err, None);
+        assert_eq!(recs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["{\"a\": 1}"]);
+    }
+
+    /// The wrapper is told however far its key is indented, and however its key is spelt.
+    #[test]
+    fn a_wrapper_is_told_after_any_white_space_and_with_escapes() {
+        let indented = format!("{{{}\"events\": [{{\"a\": 1}}]}}", " \r\n".repeat(700));
+        let escaped = "{\"\\u0069tems\" : [{\"a\": 1}], \"pagination\": {}}".to_owned();
+        for text in [indented, escaped] {
+            let (recs, err) = read(&text);
+            assert_eq!(err, None);
+            assert_eq!(recs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["{\"a\": 1}"]);
+            assert!(
+                matches!(recs[0].0, Position::Element { index: 0, .. }),
+                "{:?}",
+                recs[0].0
+            );
+        }
+        // Not a wrapper: the key is another, or its value no array.
+        for text in ["{\"eventsx\": [1]}", "{\"events\": 1}", "{\"\\\"events\": [1]}"] {
+            let (recs, err) = read(text);
+            assert_eq!((recs.len(), err), (1, None), "{text}");
+            assert_eq!(recs[0].0, Position::Line(1));
+        }
+    }
+
+    /// Found by fuzz_json: a form feed was white space before a value but part of a bare
+    /// scalar after it, so the same byte was skipped or kept by where it stood. It is no
+    /// JSON white space: the element it stands by is rejected, wherever it stands.
+    #[test]
+    fn a_form_feed_is_not_white_space() {
+        let (recs, err) = read("[1,\x0c2, 3\x0c, 4]");
+        assert_eq!(err, None);
+        let texts: Vec<_> = recs.iter().map(|r| (r.1.as_str(), r.2)).collect();
+        assert_eq!(texts, [("1", true), ("\x0c2", false), ("3\x0c", false), ("4", true)]);
+        let (recs, err) = read("{\"a\": 1}\n\x0c{\"a\": 2}");
+        assert_eq!(err, None);
+        assert_eq!(recs.iter().map(|r| r.2).collect::<Vec<_>>(), [true, false]);
     }
 
     #[test]

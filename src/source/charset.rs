@@ -11,9 +11,11 @@
 //! its column named, as an invalid UTF-8 byte in a UTF-8 file is.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{self, BufRead, Read};
+use std::sync::{Mutex, OnceLock};
 
-use encoding_rs::{DecoderResult, Encoding, UTF_16BE, UTF_16LE, UTF_8};
+use encoding_rs::{DecoderResult, EncoderResult, Encoding, EUC_JP, GB18030, GBK, UTF_16BE, UTF_16LE, UTF_8};
 
 /// A text encoding the tool reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +96,10 @@ impl Charset {
         }
     }
 
-    /// `text` (UTF-8, as read) in this encoding, for writing back. Bytes that were malformed
-    /// in the input (0xFF, see the module) come back as U+FFFD; characters the encoding
-    /// cannot hold (only in messages the tool adds) as HTML character references, as
-    /// encoding_rs writes them.
+    /// `text` (UTF-8, as read) in this encoding, for writing back: text read from a file in
+    /// this encoding reads the same again. Bytes that were malformed in the input (0xFF, see
+    /// the module) come back as U+FFFD; characters the encoding cannot hold (only in messages
+    /// the tool adds) as HTML character references, as encoding_rs writes them.
     pub fn encode(self, text: &[u8]) -> Cow<'_, [u8]> {
         if self.is_utf8() {
             return Cow::Borrowed(text);
@@ -113,7 +115,7 @@ impl Charset {
                         .collect(),
                 )
             }
-            Charset::Whatwg(e) => Cow::Owned(e.encode(&text).0.into_owned()),
+            Charset::Whatwg(e) => Cow::Owned(encode_legacy(e, &text)),
             Charset::Utf32 { big_endian } => Cow::Owned(
                 text.chars()
                     .flat_map(|c| {
@@ -128,6 +130,82 @@ impl Charset {
             ),
         }
     }
+}
+
+/// `text` in a legacy encoding. The WHATWG encoders leave out characters their decoders read
+/// (Big5's HKSCS characters, EUC-JP's JIS X 0212, GBK's four-byte sequences) so that pages
+/// are written in the common subset; a reject file must give back what was read, so such a
+/// character is written as the bytes that decode to it.
+fn encode_legacy(encoding: &'static Encoding, text: &str) -> Vec<u8> {
+    let (bytes, _, unmappable) = encoding.encode(text);
+    if !unmappable {
+        return bytes.into_owned();
+    }
+    let decodable = decoder_only(encoding);
+    let mut encoder = encoding.new_encoder();
+    let mut out = Vec::with_capacity(text.len() * 2);
+    let mut rest = text;
+    loop {
+        let room = encoder
+            .max_buffer_length_from_utf8_without_replacement(rest.len())
+            .unwrap_or(rest.len() * 4 + 16);
+        let start = out.len();
+        out.resize(start + room, 0);
+        let (result, read, written) = encoder.encode_from_utf8_without_replacement(rest, &mut out[start..], true);
+        out.truncate(start + written);
+        rest = &rest[read..];
+        let c = match result {
+            EncoderResult::InputEmpty => return out,
+            EncoderResult::OutputFull => continue,
+            EncoderResult::Unmappable(c) => c,
+        };
+        // A pair the decoder reads from one sequence (Big5's Ê̄) before the character alone.
+        let pair = rest.chars().next().map(|next| (format!("{c}{next}"), next.len_utf8()));
+        if let Some((bytes, len)) = pair.and_then(|(pair, len)| decodable.get(&pair).map(|b| (b, len))) {
+            out.extend_from_slice(bytes);
+            rest = &rest[len..];
+        } else if let Some(bytes) = decodable.get(c.encode_utf8(&mut [0; 4]) as &str) {
+            out.extend_from_slice(bytes);
+        } else if encoding == GBK {
+            // GBK's decoder is GB18030's: GB18030's four bytes read the same.
+            out.extend_from_slice(&GB18030.encode(c.encode_utf8(&mut [0; 4])).0);
+        } else {
+            out.extend_from_slice(format!("&#{};", u32::from(c)).as_bytes());
+        }
+    }
+}
+
+/// Text a decoder reads from one sequence of bytes, and those bytes.
+type Decodable = HashMap<String, Vec<u8>>;
+
+/// What `encoding`'s decoder reads from one sequence of bytes, with the first such bytes
+/// (looked up only for what its encoder cannot write): every single byte above ASCII and
+/// every two-byte sequence (and EUC-JP's three-byte JIS X 0212 ones) decoded once, on first
+/// use. Any entry is right by construction: its bytes decode to its text.
+fn decoder_only(encoding: &'static Encoding) -> &'static Decodable {
+    static TABLES: OnceLock<Mutex<HashMap<&'static str, &'static Decodable>>> = OnceLock::new();
+    let mut tables = TABLES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tables.entry(encoding.name()).or_insert_with(|| {
+        let two = (0x81..=0xFEu8).flat_map(|lead| (0x40..=0xFEu8).map(move |trail| vec![lead, trail]));
+        let three = (encoding == EUC_JP)
+            .then(|| (0xA1..=0xFEu8).flat_map(|b| (0xA1..=0xFEu8).map(move |c| vec![0x8F, b, c])))
+            .into_iter()
+            .flatten();
+        let single = (0x80..=0xFFu8).map(|b| vec![b]);
+        let mut table = HashMap::new();
+        for bytes in single.chain(two).chain(three) {
+            let Some(decoded) = encoding.decode_without_bom_handling_and_without_replacement(&bytes) else {
+                continue;
+            };
+            if !decoded.is_empty() {
+                table.entry(decoded.into_owned()).or_insert(bytes);
+            }
+        }
+        Box::leak(Box::new(table))
+    })
 }
 
 /// Steps over a byte-order mark at the start of `input` and decodes the rest to UTF-8 where
@@ -338,6 +416,28 @@ mod tests {
         let (out, _) = decode(b"\xFF\xFE\x00\x00a\x00\x00\x00\x00\x00\x11\x00b\x00", None);
         assert_eq!(out, b"a\xFF\xFF");
         assert!(Charset::for_label("klingon").unwrap_err().contains("windows-1252"));
+    }
+
+    /// Found by fuzz_charset: the WHATWG encoders of Big5, EUC-JP and GBK leave out
+    /// characters their decoders read, which came back in reject files as `&#202;&#772;`.
+    #[test]
+    fn characters_only_the_decoder_knows_are_written_back_as_read() {
+        for (label, bytes) in [
+            ("big5", &b"a\x88\x62b\x88\x66\x87\x40"[..]),
+            ("euc-jp", b"\x8F\xB0\xA1x"),
+            ("gbk", b"\x81\x30\x81\x30\xA1\xA1"),
+            ("shift_jis", b"\x87\x40\xED\x40"),
+        ] {
+            let charset = Charset::for_label(label).unwrap();
+            let (text, _) = decode(bytes, Some(charset));
+            assert!(!text.contains(&MALFORMED), "{label}: {text:?}");
+            let again = charset.encode(&text);
+            assert_eq!(decode(&again, Some(charset)).0, text, "{label}: {again:?}");
+            assert!(!again.contains(&b'&'), "{label}: {again:?}");
+        }
+        // What no sequence decodes to stays a character reference.
+        let big5 = Charset::for_label("big5").unwrap();
+        assert_eq!(big5.encode("😀".as_bytes()).as_ref(), b"&#128512;");
     }
 
     #[test]

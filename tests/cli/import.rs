@@ -269,6 +269,39 @@ fn json_lines_and_json_arrays_import() {
     assert_eq!(env.count("SELECT count(*) FROM events"), 5);
 }
 
+/// Found by fuzz_json: in a FlexPrice list response saved to a file, the last record was read
+/// as the `pagination` object after the array, and rejected.
+#[test]
+fn a_saved_list_response_imports_every_item() {
+    let env = Env::new();
+    let file = env.write(
+        "events.json",
+        r#"{"items": [
+  {"event_id": "l1", "event_name": "api_call", "external_customer_id": "c1", "timestamp": "2024-03-20T15:04:05Z"},
+  {"event_id": "l2", "event_name": "api_call", "external_customer_id": "c2", "timestamp": "2024-03-20T15:04:06Z"}
+], "pagination": {"total": 2, "limit": 50, "offset": 0}}
+"#,
+    );
+    let task = env.run_json(&[file.to_str().unwrap()], 0);
+    assert_eq!(counters(&task), (2, 2, 0, 0));
+    let conn = env.conn();
+    let mut stmt = conn
+        .prepare("SELECT event_id, external_customer_id, timestamp FROM events ORDER BY event_id")
+        .unwrap();
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("l1".into(), "c1".into(), "2024-03-20T15:04:05Z".into()),
+            ("l2".into(), "c2".into(), "2024-03-20T15:04:06Z".into())
+        ]
+    );
+}
+
 #[test]
 fn bad_json_lines_and_elements_are_rejected_one_by_one() {
     let env = Env::new();

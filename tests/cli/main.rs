@@ -8,6 +8,7 @@ mod tmux;
 
 mod api;
 mod completions;
+mod dialects;
 mod duplicates;
 mod entities;
 mod exports;

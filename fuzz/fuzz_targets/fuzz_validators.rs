@@ -194,9 +194,16 @@ fn check_row(entity: EntityType, values: &entity::spec::Values) {
                 assert!(max.is_none_or(|m| t.chars().count() <= m), "{name} too long");
             }
             Kind::Enum(allowed) => assert!(allowed.contains(&text.expect("an enum value")), "{name} {value}"),
-            Kind::Decimal { min } => {
-                let d = rust_decimal::Decimal::from_str_exact(text.expect("a decimal as text")).expect("exact");
-                assert!(min.is_none_or(|m| d >= rust_decimal::Decimal::from(m)), "{name} {d}");
+            Kind::Key => {
+                let t = text.expect("an identifier as text");
+                assert!(!t.is_empty() && t == t.trim(), "{name} {t:?}");
+                assert!(!t.chars().any(char::is_control), "{name} {t:?}");
+            }
+            Kind::Decimal { non_negative } => {
+                let t = text.expect("a decimal as text");
+                let d = entity::decimal::Exact::parse(t).expect("a decimal validates again");
+                assert_eq!(d.as_str(), t, "{name}: the digits are kept as stored");
+                assert!(!non_negative || !d.is_negative(), "{name} {t}");
             }
             Kind::Integer { min } => assert!(value.as_i64().is_some_and(|n| n >= min), "{name} {value}"),
             Kind::Timestamp => {

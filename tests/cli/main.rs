@@ -27,4 +27,5 @@ mod signals;
 mod sources;
 mod tasks;
 mod values;
+mod verify;
 mod workers;

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::stand_in::{Config, StandIn, API_KEY};
+use crate::stand_in::{Config, Fault, StandIn, API_KEY};
+use crate::support::{stderr_of, Env};
 
 fn get(server: &StandIn, path_and_query: &str) -> (u16, Value) {
     let answer = reqwest::blocking::Client::new()
@@ -86,4 +87,153 @@ fn stand_in_lists_events_by_window_and_loses_those_it_is_told_to() {
     let (status, body) = get(&server, "/v1/events?page_size=51");
     assert_eq!((status, body["code"].as_str()), (400, Some("validation_error")));
     assert_eq!(get(&server, "/v1/events?page_size=0").0, 400);
+}
+
+/// The binary pointed at the stand-in.
+fn remote(env: &Env, server: &StandIn) -> assert_cmd::Command {
+    let mut cmd = env.cmd();
+    cmd.env("FLEXPRICE_TARGET", "flexprice")
+        .env("FLEXPRICE_API_URL", &server.url)
+        .env("FLEXPRICE_API_KEY", API_KEY);
+    cmd
+}
+
+/// `n` events `ev_1`… one per line, a second apart; returns the file and its lines (header
+/// first) as written.
+fn events_file(env: &Env, n: usize) -> (std::path::PathBuf, Vec<String>) {
+    let mut lines = vec!["event_id,event_name,external_customer_id,timestamp,properties.n".to_owned()];
+    for i in 1..=n {
+        lines.push(format!(
+            "ev_{i},api_call,cust_{},2026-11-01T10:{:02}:{:02}+01:00,{i}",
+            i % 3,
+            i / 60 % 60,
+            i % 60
+        ));
+    }
+    let path = env.write("events.csv", &(lines.join("\n") + "\n"));
+    (path, lines)
+}
+
+/// Runs `file` to the stand-in (exit 0) and returns the task's id.
+fn deliver(env: &Env, server: &StandIn, file: &std::path::Path) -> String {
+    let out = remote(env, server)
+        .arg("run")
+        .arg(file)
+        .arg("--json")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    task["id"].as_str().unwrap().to_owned()
+}
+
+/// `verify TASK --json` with `args`: (exit code, the JSON, stderr).
+fn verify(env: &Env, server: &StandIn, task: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = remote(env, server)
+        .args(["verify", task, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), json, stderr_of(&out))
+}
+
+#[test]
+fn verify_finds_every_event_the_server_kept() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 230);
+    let task = deliver(&env, &server, &file);
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 230, "found": 230, "missing": 0, "different": 0})
+    );
+    // 230 events in windows of at most 50: five requests when the server holds only them.
+    assert_eq!(server.data().requests["GET /v1/events"], 5);
+}
+
+#[test]
+fn verify_names_the_events_the_server_lost_after_answering_202() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["ev_7", "ev_120", "ev_199"]);
+    let (file, _) = events_file(&env, 200);
+    let task = deliver(&env, &server, &file);
+    assert_eq!(server.data().events.len(), 197, "the stand-in lost three after 202");
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 200, "found": 197, "missing": 3, "different": 0})
+    );
+    let out = remote(&env, &server).args(["verify", &task]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let named: Vec<&str> = stderr_of(&out)
+        .leak()
+        .lines()
+        .filter(|l| l.starts_with("  line"))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "  line 8: ev_7 missing",
+            "  line 121: ev_120 missing",
+            "  line 200: ev_199 missing"
+        ]
+    );
+}
+
+#[test]
+fn verify_reports_an_event_the_server_holds_differently() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 20);
+    let task = deliver(&env, &server, &file);
+    server.change_event("ev_5", "properties", json!({"n": "500"}));
+    let out = remote(&env, &server).args(["verify", &task]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr_of(&out).contains(r#"line 6: ev_5 different: properties: sent {"n":"5"}, the server holds {"n":"500"}"#),
+        "{}",
+        stderr_of(&out)
+    );
+    let (_, json, _) = verify(&env, &server, &task, &[]);
+    assert_eq!(json, json!({"checked": 20, "found": 19, "missing": 0, "different": 1}));
+}
+
+#[test]
+fn verify_exits_1_when_the_server_cannot_be_read() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 5);
+    let task = deliver(&env, &server, &file);
+    server.push_faults([Fault::ServiceUnavailable]);
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--json", "--max-retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr_of(&out).contains("cannot be read"), "{}", stderr_of(&out));
+    // Another server (a port nothing listens on) never got this task: no proof either way.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--json"])
+        .env("FLEXPRICE_API_URL", format!("http://{closed}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "task {task} delivered nothing to http://{closed} with this API key"
+        )),
+        "{}",
+        stderr_of(&out)
+    );
 }

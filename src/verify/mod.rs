@@ -1,0 +1,100 @@
+//! `verify`: proof of what a FlexPrice server stored for a task. FlexPrice answers 202 even
+//! when it loses events (its issue #584), so reading back is an operator's only proof.
+//!
+//! The task's input is read again as a run reads it (`pipeline::read_valid`); the records
+//! the delivery ledger says this task delivered (same id, same line) go to a temporary table
+//! (`store::verify`), which is then read back from the server in timestamp order, several
+//! windows in flight at once.
+
+pub mod events;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::entity::ValidRecord;
+use crate::output::progress::RowsProgress;
+use crate::pipeline::{self, Job};
+use crate::store::ledger::{self, Ledger};
+use crate::store::verify::{Expected, ExpectedTable, State};
+use crate::target::flexprice::body;
+use crate::target::flexprice::client::Api;
+
+/// Windows in flight per permitted request: enough to keep every permit busy while the
+/// results of the last round are written.
+const WINDOWS_PER_PERMIT: usize = 4;
+
+/// Fills `table` with the records of `job`'s input that `ledger` says this task delivered
+/// (its own id at its own line). Returns how many.
+pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &ExpectedTable<'_>) -> Result<u64> {
+    let mut total = 0u64;
+    pipeline::read_valid(job, |records| {
+        let mut expected = Vec::with_capacity(records.len());
+        for record in records {
+            let ValidRecord::Event(e) = record else { continue };
+            let Some(by) = ledger.lookup(conn, &ledger::key(&e.event_id))? else {
+                continue;
+            };
+            if !by.this_task || by.source_line != e.line {
+                continue;
+            }
+            expected.push(Expected {
+                seq: 0,
+                ts: events::nanos(&e.timestamp).unwrap_or_default(),
+                body: body::event(&e),
+                record_id: e.event_id,
+                line: e.line,
+                raw: e.raw,
+            });
+        }
+        total += expected.len() as u64;
+        table.add(&expected)
+    })?;
+    Ok(total)
+}
+
+/// Reads back every record of `table` in one of `states` and settles it. `Ok(Err(reason))`:
+/// the server cannot be read; what was settled before stays settled.
+pub fn check(
+    runtime: &tokio::runtime::Runtime,
+    api: &Arc<Api>,
+    table: &ExpectedTable<'_>,
+    states: &[State],
+    progress: &mut RowsProgress,
+) -> Result<Result<(), String>> {
+    let windows_per_round = api.config.concurrency.max(1) * WINDOWS_PER_PERMIT;
+    let mut after = (i64::MIN, i64::MIN);
+    let mut done = 0u64;
+    loop {
+        let rows = table.next(after, events::WINDOW_EVENTS * windows_per_round, states)?;
+        let Some(last) = rows.last() else { return Ok(Ok(())) };
+        after = (last.ts, last.seq);
+        let mut set = tokio::task::JoinSet::new();
+        for window in rows.chunks(events::WINDOW_EVENTS) {
+            let api = Arc::clone(api);
+            let window = window.to_vec();
+            set.spawn_on(
+                async move { events::check_window(&api, &window).await },
+                runtime.handle(),
+            );
+        }
+        let results = runtime.block_on(async {
+            let mut all = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                all.push(joined);
+            }
+            all
+        });
+        for joined in results {
+            match joined {
+                Ok(Ok(settled)) => {
+                    done += settled.len() as u64;
+                    table.settle(&settled)?;
+                }
+                Ok(Err(reason)) => return Ok(Err(reason)),
+                Err(e) => anyhow::bail!("reading events back: {e}"),
+            }
+        }
+        progress.set_rows(done);
+    }
+}

@@ -179,6 +179,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l duplicates -d 'Include the rows skipped as duplicates'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -s o -l output -d 'Write the missing and different records to PATH in the input\'s format, as a reject file (their bytes as read, with `line` and `reason`)' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l api-url -d 'The FlexPrice server\'s base URL [default: the task\'s]' -r -f
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l environment-id -d 'The FlexPrice environment (sent as X-Environment-ID) [default: the task\'s]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l api-key -d 'The FlexPrice API key (sent as x-api-key; never stored, logged or printed)' -r
@@ -193,6 +194,7 @@ always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l json -d 'Print {"checked":N,"found":N,"missing":N,"different":N} on stdout'
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l resend -d 'Send the missing records again with the same ids, then check again'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l format -d 'What to print' -r -f -a "csv\t'The header row only'

@@ -12,11 +12,13 @@ use super::targets;
 use crate::cli::{TargetKind, VerifyArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::output::progress::RowsProgress;
+use crate::output::rejects::{write_file, RejectWriter};
 use crate::pipeline::Job;
 use crate::settings::Settings;
 use crate::source::{self, SourceSpec};
 use crate::store::ledger::{self, Ledger, RemoteTarget};
 use crate::store::verify::{ExpectedTable, State};
+use crate::store::TaskErrorRow;
 use crate::target::flexprice::client::{self, parse_url, Api, ApiConfig};
 use crate::target::flexprice::EVENTS_PER_REQUEST;
 use crate::task::{EntityType, Task};
@@ -31,6 +33,9 @@ struct Summary {
 }
 
 pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
+    if let Some(path) = &args.output {
+        crate::output::rejects::check_folder(path).map_err(usage)?;
+    }
     let store = super::existing_store_for(settings, &args.task_id)?;
     let task = find_task(&store, settings, &args.task_id)?;
     if targets::kind(&task) != TargetKind::Flexprice || task.metadata.dry_run {
@@ -97,6 +102,27 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
             remote.url
         ));
     }
+    if args.resend && table.counts()?.missing > 0 {
+        let (sent, refused) = match crate::verify::resend(&runtime, &api, &table)? {
+            Ok(done) => done,
+            Err(reason) => return Err(anyhow!("resending to {}: {reason}", remote.url)),
+        };
+        if !settings.output.quiet {
+            eprintln!("{} sent again to {}", super::count(sent, "missing event"), remote.url);
+            for (line, id, reason) in &refused {
+                eprintln!("  line {line}: {id} refused: {reason}");
+            }
+        }
+        let mut progress = RowsProgress::start(settings.output.progress_bar, sent);
+        let read = crate::verify::check(&runtime, &api, &table, &[State::Missing], &mut progress)?;
+        progress.finish();
+        if let Err(reason) = read {
+            return Err(anyhow!(
+                "the FlexPrice server at {} cannot be read: {reason}",
+                remote.url
+            ));
+        }
+    }
     let counts = table.counts()?;
     let summary = Summary {
         checked,
@@ -111,6 +137,16 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
             "task {}: {} checked on {}: {} found, {} missing, {} different",
             task.id, summary.checked, remote.url, summary.found, summary.missing, summary.different
         );
+    }
+    if let Some(path) = &args.output {
+        let written = write_bad(&table, &task, path)?;
+        if !settings.output.quiet {
+            eprintln!(
+                "{} written to {}",
+                super::count(written, "missing or different record"),
+                path.display()
+            );
+        }
     }
     let mut shown = 0;
     if !settings.output.quiet && !args.json {
@@ -133,6 +169,38 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     } else {
         ExitStatus::RowsRejected
     })
+}
+
+/// Writes the missing and different records to `path` as a reject file: the input's format,
+/// their bytes as read, with `line` and `reason` ("missing on the server", or the difference).
+fn write_bad(table: &ExpectedTable<'_>, task: &Task, path: &std::path::Path) -> Result<u64> {
+    let mut written = 0;
+    write_file(path, |out| {
+        let mut writer = RejectWriter::start(
+            out,
+            super::task_format(task),
+            task.metadata.csv_header.as_deref(),
+            super::task_dialect(task),
+            super::task_charset(task).unwrap_or_default(),
+        )?;
+        table.each_bad(|line, _, state, reason, raw| {
+            let (kind, reason) = match state {
+                State::Missing => ("missing", "missing on the server".to_owned()),
+                _ => ("different", format!("different on the server: {reason}")),
+            };
+            writer.row(&TaskErrorRow {
+                line,
+                element_line: None,
+                column: None,
+                kind: kind.into(),
+                reason,
+                raw: Some(raw.to_vec()),
+            })
+        })?;
+        written = writer.finish()?;
+        Ok(())
+    })?;
+    Ok(written)
 }
 
 /// The server as the task sent to it, unless the flags say otherwise. The key comes from the

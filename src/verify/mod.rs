@@ -19,6 +19,8 @@ use crate::store::ledger::{self, Ledger};
 use crate::store::verify::{Expected, ExpectedTable, State};
 use crate::target::flexprice::body;
 use crate::target::flexprice::client::Api;
+use crate::target::flexprice::send::{self, Fate, Item};
+use crate::target::RequestStats;
 
 /// Windows in flight per permitted request: enough to keep every permit busy while the
 /// results of the last round are written.
@@ -97,4 +99,53 @@ pub fn check(
         }
         progress.set_rows(done);
     }
+}
+
+/// What `resend` did: how many were sent, and the refused ones as (line, id, reason).
+pub type Resent = (u64, Vec<(u64, String, String)>);
+
+/// Sends the missing events of `table` again, with their ids and bodies as first sent (the
+/// server collapses a resend with the same id and timestamp), through the flexprice target's
+/// bulk sending (batches of 1000, a refused batch split until each refused event is alone).
+/// Returns how many were sent and the refusals: (line, id, reason). The ledger already holds
+/// these ids for this task at these lines, so it has nothing to add. `Ok(Err(reason))`: the
+/// server cannot be used.
+pub fn resend(
+    runtime: &tokio::runtime::Runtime,
+    api: &Api,
+    table: &ExpectedTable<'_>,
+) -> Result<Result<Resent, String>> {
+    let mut after = (i64::MIN, i64::MIN);
+    let mut sent = 0u64;
+    let mut refused = Vec::new();
+    let mut stats = RequestStats::default();
+    loop {
+        let rows = table.next(after, send::EVENTS.max_items, &[State::Missing])?;
+        let Some(last) = rows.last() else { break };
+        after = (last.ts, last.seq);
+        let items: Vec<Item> = rows
+            .iter()
+            .map(|e| Item {
+                json: e.body.clone(),
+                key: None,
+            })
+            .collect();
+        let fates = match runtime.block_on(send::bulk(
+            api,
+            &send::EVENTS,
+            send::EVENTS.max_items,
+            &items,
+            &mut stats,
+        )) {
+            Ok(fates) => fates,
+            Err(failed) => return Ok(Err(failed.0)),
+        };
+        for (e, fate) in rows.iter().zip(fates) {
+            match fate {
+                Fate::Failed(reason) => refused.push((e.line, e.record_id.clone(), reason)),
+                Fate::Created | Fate::Updated => sent += 1,
+            }
+        }
+    }
+    Ok(Ok((sent, refused)))
 }

@@ -237,3 +237,39 @@ fn verify_exits_1_when_the_server_cannot_be_read() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn verify_writes_the_lost_events_as_read_and_resends_them_once() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["ev_2", "ev_40"]);
+    let (file, lines) = events_file(&env, 60);
+    let task = deliver(&env, &server, &file);
+    let out_path = env.dir.path().join("lost.csv");
+    let (code, json, stderr) = verify(&env, &server, &task, &["-o", out_path.to_str().unwrap()]);
+    assert_eq!((code, json["missing"].as_u64()), (3, Some(2)), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        format!(
+            "line,reason,{}\n3,missing on the server,{}\n41,missing on the server,{}\n",
+            lines[0], lines[2], lines[40]
+        )
+    );
+    let received_before = server.data().events_received;
+    let (code, json, stderr) = verify(&env, &server, &task, &["--resend"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 60, "found": 60, "missing": 0, "different": 0}));
+    assert!(stderr.contains("2 missing events sent again"), "{stderr}");
+    let data = server.data();
+    assert_eq!(
+        data.events_received,
+        received_before + 2,
+        "only the missing ones were sent"
+    );
+    let mut held = data.event_ids();
+    held.sort();
+    let mut want: Vec<String> = (1..=60).map(|i| format!("ev_{i}")).collect();
+    want.sort();
+    assert_eq!(held, want, "each exactly once");
+    assert!(data.ids_with_several_timestamps().is_empty());
+}

@@ -45,13 +45,6 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
             task.id
         )));
     }
-    if task.entity_type != EntityType::Events {
-        return Err(usage(format!(
-            "task {} holds {}: `verify` reads back events only so far",
-            task.id,
-            task.entity_type.as_str()
-        )));
-    }
     let config = api_config(args, &task)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,7 +87,14 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     };
     let mut progress = RowsProgress::start(settings.output.progress_bar, checked);
-    let read = crate::verify::check(&runtime, &api, &table, &[State::Unchecked], &mut progress)?;
+    let read = crate::verify::check(
+        &runtime,
+        &api,
+        &table,
+        task.entity_type,
+        &[State::Unchecked],
+        &mut progress,
+    )?;
     progress.finish();
     if let Err(reason) = read {
         return Err(anyhow!(
@@ -102,7 +102,12 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
             remote.url
         ));
     }
-    if args.resend && table.counts()?.missing > 0 {
+    if args.resend && task.entity_type != EntityType::Events && table.counts()?.missing > 0 {
+        eprintln!(
+            "warning: --resend sends events only; run the task's file again to send missing {}",
+            task.entity_type.as_str()
+        );
+    } else if args.resend && table.counts()?.missing > 0 {
         let (sent, refused) = match crate::verify::resend(&runtime, &api, &table)? {
             Ok(done) => done,
             Err(reason) => return Err(anyhow!("resending to {}: {reason}", remote.url)),
@@ -114,7 +119,14 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
             }
         }
         let mut progress = RowsProgress::start(settings.output.progress_bar, sent);
-        let read = crate::verify::check(&runtime, &api, &table, &[State::Missing], &mut progress)?;
+        let read = crate::verify::check(
+            &runtime,
+            &api,
+            &table,
+            task.entity_type,
+            &[State::Missing],
+            &mut progress,
+        )?;
         progress.finish();
         if let Err(reason) = read {
             return Err(anyhow!(
@@ -125,7 +137,8 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     }
     let counts = table.counts()?;
     let summary = Summary {
-        checked,
+        // Prices without a lookup_key are not checked: nothing finds them.
+        checked: checked - counts.uncheckable,
         found: counts.found,
         missing: counts.missing,
         different: counts.different,
@@ -147,6 +160,14 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
                 path.display()
             );
         }
+    }
+    if counts.uncheckable > 0 && !settings.output.quiet {
+        eprintln!(
+            "{} without a lookup_key cannot be checked (FlexPrice finds a price by its lookup_key only) \
+             and {} not counted above",
+            super::count(counts.uncheckable, "price"),
+            if counts.uncheckable == 1 { "is" } else { "are" }
+        );
     }
     let mut shown = 0;
     if !settings.output.quiet && !args.json {

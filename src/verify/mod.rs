@@ -7,6 +7,7 @@
 //! windows in flight at once.
 
 pub mod events;
+pub mod rows;
 
 use std::sync::Arc;
 
@@ -17,10 +18,11 @@ use crate::output::progress::RowsProgress;
 use crate::pipeline::{self, Job};
 use crate::store::ledger::{self, Ledger};
 use crate::store::verify::{Expected, ExpectedTable, State};
-use crate::target::flexprice::body;
 use crate::target::flexprice::client::Api;
 use crate::target::flexprice::send::{self, Fate, Item};
+use crate::target::flexprice::{body, item, row_id};
 use crate::target::RequestStats;
+use crate::task::EntityType;
 
 /// Windows in flight per permitted request: enough to keep every permit busy while the
 /// results of the last round are written.
@@ -33,20 +35,38 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
     pipeline::read_valid(job, |records| {
         let mut expected = Vec::with_capacity(records.len());
         for record in records {
-            let ValidRecord::Event(e) = record else { continue };
-            let Some(by) = ledger.lookup(conn, &ledger::key(&e.event_id))? else {
+            let id = match &record {
+                ValidRecord::Event(e) => e.event_id.clone(),
+                ValidRecord::Row(r) => row_id(r),
+            };
+            let Some(by) = ledger.lookup(conn, &ledger::key(&id))? else {
                 continue;
             };
-            if !by.this_task || by.source_line != e.line {
+            let (line, _) = record.position();
+            if !by.this_task || by.source_line != line {
                 continue;
             }
-            expected.push(Expected {
-                seq: 0,
-                ts: events::nanos(&e.timestamp).unwrap_or_default(),
-                body: body::event(&e),
-                record_id: e.event_id,
-                line: e.line,
-                raw: e.raw,
+            expected.push(match record {
+                ValidRecord::Event(e) => Expected {
+                    seq: 0,
+                    ts: events::nanos(&e.timestamp).unwrap_or_default(),
+                    body: body::event(&e),
+                    record_id: e.event_id,
+                    line,
+                    raw: e.raw,
+                },
+                // Found by its key ("" for a price without a lookup_key), in input order.
+                ValidRecord::Row(_) => {
+                    let Item { json, key } = item(&record);
+                    Expected {
+                        seq: 0,
+                        ts: 0,
+                        body: json,
+                        record_id: key.unwrap_or_default(),
+                        line,
+                        raw: record.raw().to_vec(),
+                    }
+                }
             });
         }
         total += expected.len() as u64;
@@ -61,22 +81,34 @@ pub fn check(
     runtime: &tokio::runtime::Runtime,
     api: &Arc<Api>,
     table: &ExpectedTable<'_>,
+    entity: EntityType,
     states: &[State],
     progress: &mut RowsProgress,
 ) -> Result<Result<(), String>> {
+    // Events: a window of up to 50 per request; the others: one request each.
+    let per_request = if entity == EntityType::Events {
+        events::WINDOW_EVENTS
+    } else {
+        1
+    };
     let windows_per_round = api.config.concurrency.max(1) * WINDOWS_PER_PERMIT;
     let mut after = (i64::MIN, i64::MIN);
     let mut done = 0u64;
     loop {
-        let rows = table.next(after, events::WINDOW_EVENTS * windows_per_round, states)?;
+        let rows = table.next(after, per_request * windows_per_round, states)?;
         let Some(last) = rows.last() else { return Ok(Ok(())) };
         after = (last.ts, last.seq);
         let mut set = tokio::task::JoinSet::new();
-        for window in rows.chunks(events::WINDOW_EVENTS) {
+        for window in rows.chunks(per_request) {
             let api = Arc::clone(api);
             let window = window.to_vec();
             set.spawn_on(
-                async move { events::check_window(&api, &window).await },
+                async move {
+                    match entity {
+                        EntityType::Events => events::check_window(&api, &window).await,
+                        _ => rows::check_one(&api, entity, &window[0]).await.map(|s| vec![s]),
+                    }
+                },
                 runtime.handle(),
             );
         }

@@ -273,3 +273,65 @@ fn verify_writes_the_lost_events_as_read_and_resends_them_once() {
     assert_eq!(held, want, "each exactly once");
     assert!(data.ids_with_several_timestamps().is_empty());
 }
+
+#[test]
+fn verify_finds_customers_features_and_prices_by_their_keys() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let run = |file: &std::path::Path, entity: &str| {
+        let out = remote(&env, &server)
+            .arg("run")
+            .arg(file)
+            .args(["--entity", entity, "--json"])
+            .assert()
+            .code(0)
+            .get_output()
+            .clone();
+        let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+        task["id"].as_str().unwrap().to_owned()
+    };
+
+    let customers = env.write("customers.csv", "external_id,name\nc1,Acme\nc/2,Beta\nc3,Gamma\n");
+    let task = run(&customers, "customers");
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr} {json}");
+    assert_eq!(json, json!({"checked": 3, "found": 3, "missing": 0, "different": 0}));
+    server.data().customers.retain(|_, c| c["external_id"] != "c/2");
+    let out = remote(&env, &server).args(["verify", &task]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr_of(&out).contains("  line 3: c/2 missing"), "{}", stderr_of(&out));
+
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key\nSSO,boolean,sso\nAudit log,boolean,\n",
+    );
+    let task = run(&features, "features");
+    assert_eq!(verify(&env, &server, &task, &[]).1["found"], 2);
+    // The one without a lookup_key is found by the key the server derived from its name.
+    server.data().features.retain(|_, f| f["lookup_key"] != "audit_log");
+    let (code, json, _) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 3);
+    assert_eq!(json, json!({"checked": 2, "found": 1, "missing": 1, "different": 0}));
+
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,lookup_key\n\
+         1,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,basic\n\
+         2,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro\n\
+         3,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,\n",
+    );
+    let task = run(&prices, "prices");
+    server.data().prices.retain(|p| p["lookup_key"] != "pro");
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json, json!({"checked": 2, "found": 1, "missing": 1, "different": 0}));
+    assert!(
+        stderr_of(&out).contains("1 price without a lookup_key cannot be checked"),
+        "{}",
+        stderr_of(&out)
+    );
+}

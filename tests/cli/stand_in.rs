@@ -536,10 +536,8 @@ fn events_page(shared: &Shared, query: &HashMap<String, Value>) -> Response {
     let mut total = 0u64;
     let mut last_key = None;
     let mut first_key = None;
-    for ((nanos, id), timestamp) in data.events_by_time.range((start, String::new())..).rev() {
-        if *nanos > end {
-            continue;
-        }
+    let window = (start, String::new())..(end.saturating_add(1), String::new());
+    for ((nanos, id), timestamp) in data.events_by_time.range(window).rev() {
         let e = &data.events[&(id.clone(), timestamp.clone())];
         if !matches(id, e) {
             continue;

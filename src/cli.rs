@@ -148,6 +148,17 @@ Examples:
   flexprice-import errors task_01a2253bd8f9710284c4029b1b3127f3 -o rejects.csv
   flexprice-import errors task_01a2253bd8f9710284c4029b1b3127f3 --duplicates")]
     Errors(ErrorsArgs),
+    /// Read back from the FlexPrice server every record a task delivered and report those
+    /// found, missing and different (FlexPrice answers 202 even when it loses events)
+    #[command(after_help = "\
+Examples:
+  flexprice-import verify task_01a2253bd8f9710284c4029b1b3127f3
+  flexprice-import verify task_01a2253bd8f9710284c4029b1b3127f3 --json
+  # The missing and different records as a file in the input's format
+  flexprice-import verify task_01a2253bd8f9710284c4029b1b3127f3 -o lost.csv
+  # Send the missing ones again (same ids), then check again
+  flexprice-import verify task_01a2253bd8f9710284c4029b1b3127f3 --resend")]
+    Verify(VerifyArgs),
     /// Print a header-only CSV template, or an example JSON record, for an entity
     #[command(after_help = "\
 Examples:
@@ -594,6 +605,31 @@ pub struct ErrorsArgs {
     /// Include the rows skipped as duplicates
     #[arg(long)]
     pub duplicates: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The task whose delivered records to read back (a task of the flexprice target)
+    #[arg(value_name = "TASK_ID")]
+    pub task_id: String,
+    /// Print {"checked":N,"found":N,"missing":N,"different":N} on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Write the missing and different records to PATH in the input's format, as a reject
+    /// file (their bytes as read, with `line` and `reason`)
+    #[arg(short, long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    /// Send the missing records again with the same ids, then check again
+    #[arg(long)]
+    pub resend: bool,
+    /// The FlexPrice server's base URL [default: the task's]
+    #[arg(long, env = "FLEXPRICE_API_URL", hide_env_values = true, value_name = "URL", value_hint = ValueHint::Url)]
+    pub api_url: Option<String>,
+    /// The FlexPrice environment (sent as X-Environment-ID) [default: the task's]
+    #[arg(long, env = "FLEXPRICE_ENVIRONMENT_ID", value_name = "ID")]
+    pub environment_id: Option<String>,
+    #[command(flatten)]
+    pub api_args: ApiArgs,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod source;
 pub mod store;
 pub mod target;
 pub mod task;
+pub mod verify;
 pub mod webhooks;
 
 use anyhow::Result;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
         Command::Export(a) => a.json,
+        Command::Verify(a) => a.json,
         Command::Worker(_) | Command::Serve(_) => false,
         Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
         Command::Templates(args) => return commands::templates::run(args, cli.global.quiet),
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Inspect(args) => commands::inspect::run(args, &settings),
         Command::Errors(args) => commands::errors::run(args, &settings),
         Command::Export(args) => commands::export::run(args, &settings),
+        Command::Verify(args) => commands::verify::run(args, &settings),
         Command::Worker(args) => commands::worker::run(args, &settings),
         Command::Serve(args) => commands::serve::run(args, &settings),
         Command::Archive(args) => commands::housekeeping::archive(args, &settings),

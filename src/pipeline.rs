@@ -200,6 +200,26 @@ pub fn import(
     .run(store, rx)
 }
 
+/// Reads and validates `job`'s input as a run does (the same reader thread), handing each
+/// chunk of valid records to `each`, in input order; rejected rows are left out. `Err` when
+/// reading stops early (the reason a run would fail with) or `each` fails.
+pub fn read_valid(job: Job, mut each: impl FnMut(Vec<ValidRecord>) -> Result<()>) -> Result<()> {
+    let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
+    let options = RunOptions::new(CHUNK_ROWS);
+    std::thread::Builder::new()
+        .name("reader".into())
+        .spawn(move || read_and_validate(job, &options, tx))?;
+    for message in rx {
+        match message {
+            Message::Chunk(chunk) => each(chunk.records)?,
+            Message::Stop(reason) => anyhow::bail!(reason),
+            Message::End => return Ok(()),
+            Message::Ignored(_) | Message::Header(_) | Message::UnmatchedMap(_) => {}
+        }
+    }
+    anyhow::bail!("reading the input stopped before its end")
+}
+
 fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     let Job {
         source,

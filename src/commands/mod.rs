@@ -13,6 +13,7 @@ pub mod run;
 pub mod serve;
 pub mod targets;
 pub mod templates;
+pub mod verify;
 pub mod worker;
 
 use anyhow::Result;

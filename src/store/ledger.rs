@@ -187,6 +187,32 @@ impl Ledger {
         })
     }
 
+    /// The ledger of `task_id` at `target` if that task delivered anything there, without
+    /// registering either (for `verify`, which only reads).
+    pub fn find(conn: &Connection, target: &RemoteTarget, task_id: &str) -> Result<Option<Ledger>> {
+        conn.query_row(
+            "SELECT r.target_key, t.task_key FROM remote_targets r, ledger_tasks t WHERE r.url = ?1 \
+             AND r.key_id = ?2 AND r.environment_id = ?3 AND r.tenant_id = ?4 AND r.entity_type = ?5 \
+             AND t.task_id = ?6",
+            params![
+                target.url,
+                target.key_id,
+                target.environment_id,
+                target.tenant_id,
+                target.entity.as_str(),
+                task_id
+            ],
+            |r| {
+                Ok(Ledger {
+                    target_key: r.get(0)?,
+                    task_key: r.get(1)?,
+                })
+            },
+        )
+        .optional()
+        .context("reading the delivery ledger")
+    }
+
     /// Who delivered the record with this key (see `key`), if anyone did.
     pub fn lookup(&self, conn: &Connection, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
         conn.prepare_cached(

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod rows;
 pub mod task_errors;
 pub mod tasks;
+pub mod verify;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};

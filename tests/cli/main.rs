@@ -28,4 +28,5 @@ mod signals;
 mod sources;
 mod tasks;
 mod values;
+mod verify;
 mod workers;

@@ -59,6 +59,12 @@ pub struct Data {
     pub events: BTreeMap<(String, String), Value>,
     /// Events received, resends included.
     pub events_received: u64,
+    /// The events in `events` by (timestamp in nanoseconds since the epoch, id) → the
+    /// timestamp text of their key: the order FlexPrice's ClickHouse table keeps them in, for
+    /// `GET /v1/events` by time window.
+    pub events_by_time: BTreeMap<(i64, String), String>,
+    /// Events answered 202 and then lost (the lose fault).
+    pub events_lost: u64,
     pub prices: Vec<Value>,
     /// The environment each price of `prices` was created in (as the key decides).
     pub price_environments: Vec<String>,
@@ -109,6 +115,18 @@ pub struct Shared {
     pub faults: Mutex<VecDeque<Fault>>,
     /// A fault for every Nth request to the bulk endpoints (counting from 1).
     pub every: Mutex<Option<(u64, Fault)>>,
+    /// Events to answer 202 for and then lose (FlexPrice issue #584: a failed Kafka publish is
+    /// logged and still answered 202).
+    pub lose: Mutex<Lose>,
+}
+
+/// Which events the stand-in loses after answering 202.
+#[derive(Default)]
+pub struct Lose {
+    /// Every event while set.
+    pub all: bool,
+    /// These ids, the first time each arrives (a resend is kept).
+    pub ids: std::collections::HashSet<String>,
 }
 
 pub struct StandIn {
@@ -127,6 +145,7 @@ impl StandIn {
             data: Mutex::new(Data::default()),
             faults: Mutex::new(VecDeque::new()),
             every: Mutex::new(None),
+            lose: Mutex::new(Lose::default()),
         });
         let listener = std::net::TcpListener::bind(addr).expect("binding the stand-in");
         listener.set_nonblocking(true).unwrap();
@@ -154,6 +173,33 @@ impl StandIn {
         *self.shared.every.lock().unwrap() = Some((n, fault));
     }
 
+    /// Answers 202 for these event ids and loses them, once each.
+    pub fn lose_events(&self, ids: impl IntoIterator<Item = impl Into<String>>) {
+        self.shared
+            .lose
+            .lock()
+            .unwrap()
+            .ids
+            .extend(ids.into_iter().map(Into::into));
+    }
+
+    /// Answers 202 for every event and loses it, until called with `false`.
+    pub fn lose_all_events(&self, lose: bool) {
+        self.shared.lose.lock().unwrap().all = lose;
+    }
+
+    /// Replaces a kept event's field as if the server had stored something else.
+    pub fn change_event(&self, id: &str, field: &str, value: Value) {
+        let mut data = self.data();
+        let event = data
+            .events
+            .iter_mut()
+            .find(|((i, _), _)| i == id)
+            .map(|(_, e)| e)
+            .expect("the event is kept");
+        event[field] = value;
+    }
+
     pub fn data(&self) -> std::sync::MutexGuard<'_, Data> {
         self.shared.data.lock().unwrap()
     }
@@ -162,6 +208,8 @@ impl StandIn {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/events/bulk", post(events_bulk))
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/query", post(query_events))
         .route("/v1/prices/bulk", post(prices_bulk))
         .route("/v1/prices", post(create_price))
         .route("/v1/prices/lookup/{lookup_key}", get(price_by_lookup_key))
@@ -371,6 +419,7 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
             );
         }
     }
+    let mut lose = shared.lose.lock().unwrap();
     let mut data = shared.data.lock().unwrap();
     data.events_received += bulk.events.len() as u64;
     if !shared.config.count_only {
@@ -381,16 +430,152 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
                 .as_deref()
                 .map(str::to_owned)
                 .unwrap_or_else(|| data.new_id("evt_server"));
+            if lose.all || lose.ids.remove(&id) {
+                data.events_lost += 1;
+                continue;
+            }
+            // A missing timestamp is the server's time, as FlexPrice sets it (keyed "now").
             let timestamp = e.timestamp.as_deref().unwrap_or("now").to_owned();
-            data.events.entry((id, timestamp)).or_insert_with(|| value.clone());
+            let nanos = nanos_of(&timestamp).unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap());
+            if !data.events.contains_key(&(id.clone(), timestamp.clone())) {
+                data.events_by_time.insert((nanos, id.clone()), timestamp.clone());
+                data.events.insert((id, timestamp), value.clone());
+            }
         }
     }
+    drop(lose);
     drop(data);
     answer(
         fault,
         StatusCode::ACCEPTED,
         json!({"message": "Events accepted for processing"}),
     )
+}
+
+fn nanos_of(timestamp: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(timestamp)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+}
+
+/// `GET /v1/events`: FlexPrice's `GetEventsRequest` as query parameters.
+async fn list_events(
+    AxumState(shared): St,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = admit(&shared, &headers, "GET /v1/events").await {
+        return r;
+    }
+    let query: HashMap<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    events_page(&shared, &query)
+}
+
+/// `POST /v1/events/query`: the same filters as a JSON body.
+async fn query_events(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = admit(&shared, &headers, "POST /v1/events/query").await {
+        return r;
+    }
+    match serde_json::from_slice::<HashMap<String, Value>>(&body) {
+        Ok(query) => events_page(&shared, &query),
+        Err(_) => error(StatusCode::BAD_REQUEST, "validation_error", "Invalid request format"),
+    }
+}
+
+/// One page of events, newest first (FlexPrice orders by timestamp, then id, descending), in
+/// the window `start_time`..=`end_time` (default: the last 7 days), `page_size` 1–50 (default
+/// 50), `offset`, or after `iter_last_key` ("<nanos>::<id>" of the previous page's last event).
+fn events_page(shared: &Shared, query: &HashMap<String, Value>) -> Response {
+    let text = |k: &str| -> Option<String> {
+        match query.get(k)? {
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let bad = |m: &str| error(StatusCode::BAD_REQUEST, "validation_error", m);
+    // `Err` names the parameter that is not RFC 3339.
+    let time = |k: &'static str| -> Result<Option<i64>, &'static str> {
+        match text(k) {
+            None => Ok(None),
+            Some(t) => nanos_of(&t).map(Some).ok_or(k),
+        }
+    };
+    let (start, end) = match (time("start_time"), time("end_time")) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(k), _) | (_, Err(k)) => return bad(&format!("{k} must be RFC 3339")),
+    };
+    let end = end.unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap());
+    let start = start.unwrap_or(end - 7 * 24 * 3600 * 1_000_000_000);
+    if start > end {
+        return bad("start_time must be before end_time");
+    }
+    let page_size: i64 = match text("page_size").map(|p| p.parse::<i64>()) {
+        None => 50,
+        Some(Ok(p)) if (1..=50).contains(&p) => p,
+        Some(_) => return bad("page_size must be between 1 and 50"),
+    };
+    let offset: usize = match text("offset").map(|p| p.parse::<usize>()) {
+        None => 0,
+        Some(Ok(o)) => o,
+        Some(_) => return bad("offset must be a number"),
+    };
+    let after: Option<(i64, String)> = text("iter_last_key").and_then(|k| {
+        let (n, id) = k.split_once("::")?;
+        Some((n.parse().ok()?, id.to_owned()))
+    });
+    let data = shared.data.lock().unwrap();
+    let matches = |id: &str, e: &Value| {
+        ["event_name", "external_customer_id", "source"]
+            .iter()
+            .all(|f| text(f).is_none_or(|want| e[*f].as_str() == Some(&want)))
+            && text("event_id").is_none_or(|want| want == id)
+    };
+    let mut events = Vec::new();
+    let mut total = 0u64;
+    let mut last_key = None;
+    let mut first_key = None;
+    let window = (start, String::new())..(end.saturating_add(1), String::new());
+    for ((nanos, id), timestamp) in data.events_by_time.range(window).rev() {
+        let e = &data.events[&(id.clone(), timestamp.clone())];
+        if !matches(id, e) {
+            continue;
+        }
+        if let Some(after) = &after {
+            if (*nanos, id) >= (after.0, &after.1) {
+                continue;
+            }
+        }
+        total += 1;
+        if total as usize > offset && (events.len() as i64) < page_size {
+            let key = format!("{nanos}::{id}");
+            first_key.get_or_insert_with(|| key.clone());
+            last_key = Some(key);
+            events.push(json!({
+                "id": id,
+                "event_name": e["event_name"],
+                "external_customer_id": e["external_customer_id"],
+                "customer_id": e.get("customer_id").cloned().unwrap_or(json!("")),
+                // Stored in UTC; Go's RFC 3339 with the fraction it has.
+                "timestamp": chrono::DateTime::from_timestamp_nanos(*nanos)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                "source": e.get("source").cloned().unwrap_or(json!("")),
+                "properties": e.get("properties").cloned().unwrap_or(json!({})),
+                "environment_id": "env_main",
+            }));
+        }
+    }
+    let has_more = total as usize > offset + events.len();
+    axum::Json(json!({
+        "events": events,
+        "has_more": has_more,
+        "iter_first_key": first_key.unwrap_or_default(),
+        "iter_last_key": last_key.unwrap_or_default(),
+        "total_count": total,
+        "offset": offset,
+    }))
+    .into_response()
 }
 
 /// FlexPrice's request DTOs (`internal/api/dto/{price,customer,feature,meter}.go`) with their

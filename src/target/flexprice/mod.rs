@@ -409,7 +409,7 @@ async fn upsert_all(
 }
 
 /// A record as a request element.
-fn item(record: &ValidRecord) -> Item {
+pub fn item(record: &ValidRecord) -> Item {
     match record {
         ValidRecord::Event(e) => Item {
             json: body::event(e),
@@ -441,7 +441,7 @@ fn raw_text(record: &ValidRecord) -> Vec<u8> {
 
 /// A row's ledger id, from its content and line: the same file sent twice is skipped the
 /// second time, while an edited row is sent (and updates its customer or feature).
-fn row_id(row: &crate::entity::table::Row) -> String {
+pub fn row_id(row: &crate::entity::table::Row) -> String {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(&row.line.to_le_bytes());
     hasher.update(row.to_json().to_string().as_bytes());

@@ -156,7 +156,7 @@ fn rolled_back(answer: &Answer) -> bool {
 }
 
 /// The id of the price with this lookup_key (`GET /v1/prices/lookup/{key}`), if there is one.
-async fn existing_price(api: &Api, key: &str, stats: &mut RequestStats) -> Result<Option<String>, TargetFailed> {
+pub async fn existing_price(api: &Api, key: &str, stats: &mut RequestStats) -> Result<Option<String>, TargetFailed> {
     let url = api.url(&["v1", "prices", "lookup", key]);
     match api.call(Method::GET, url, None, true, stats).await {
         Ok(a) if a.status.is_success() => Ok(Some(
@@ -329,7 +329,7 @@ fn unchangeable(row: &Value, stored: &Value) -> Result<(), String> {
 /// server has it. Customers are listed by `external_id` (an id holding `/` cannot be looked
 /// up by path); features by `lookup_key` with `status=published` (else archived ones come too)
 /// and their meter expanded, to compare it.
-async fn find(
+pub async fn find(
     api: &Api,
     entity: EntityType,
     key: &str,

@@ -1,0 +1,282 @@
+//! `verify TASK_ID`: reads back from the FlexPrice server every record the task delivered and
+//! reports found, missing and different. Exit 0 when everything was found, 3 when some are
+//! missing or different, 1 when the server cannot be read.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+
+use super::run::find_task;
+use super::targets;
+use crate::cli::{TargetKind, VerifyArgs};
+use crate::exit::{usage, ExitStatus};
+use crate::output::progress::RowsProgress;
+use crate::output::rejects::{write_file, RejectWriter};
+use crate::pipeline::Job;
+use crate::settings::Settings;
+use crate::source::{self, SourceSpec};
+use crate::store::ledger::{self, Ledger, RemoteTarget};
+use crate::store::verify::{ExpectedTable, State};
+use crate::store::TaskErrorRow;
+use crate::target::flexprice::client::{self, parse_url, Api, ApiConfig};
+use crate::target::flexprice::EVENTS_PER_REQUEST;
+use crate::task::{EntityType, Task};
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct Summary {
+    checked: u64,
+    found: u64,
+    missing: u64,
+    different: u64,
+}
+
+pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
+    if let Some(path) = &args.output {
+        crate::output::rejects::check_folder(path).map_err(usage)?;
+    }
+    let store = super::existing_store_for(settings, &args.task_id)?;
+    let task = find_task(&store, settings, &args.task_id)?;
+    if targets::kind(&task) != TargetKind::Flexprice || task.metadata.dry_run {
+        return Err(usage(format!(
+            "task {} did not send to a FlexPrice server: `verify` reads back what a task of \
+             --target flexprice delivered",
+            task.id
+        )));
+    }
+    let config = api_config(args, &task)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flexprice-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    let api = Arc::new(Api::new(config).map_err(|e| anyhow!(e))?);
+    let mut remote = RemoteTarget {
+        url: client::display(&api.config.url),
+        key_id: ledger::key_id(&api.config.key),
+        environment_id: api.config.environment_id.clone().unwrap_or_default(),
+        tenant_id: task.tenant_id.clone(),
+        entity: task.entity_type,
+    };
+    // As the target keys its ledger: a key bound to its environment ignores the header.
+    if !remote.environment_id.is_empty() && runtime.block_on(api.key_is_bound()) {
+        remote.environment_id.clear();
+    }
+    let table = ExpectedTable::create(store.conn())?;
+    let checked = match Ledger::find(store.conn(), &remote, &task.id)? {
+        Some(ledger) => {
+            let job = job_of(&task)?;
+            crate::verify::collect(store.conn(), ledger, job, &table)?
+        }
+        None => {
+            // Never run against this server with this key: nothing to prove, and a summary of
+            // 0 checked would read as a proof.
+            let environment = if remote.environment_id.is_empty() {
+                String::new()
+            } else {
+                format!(" in environment {}", remote.environment_id)
+            };
+            return Err(anyhow!(
+                "task {} delivered nothing to {}{environment} with this API key: verify with the \
+                 server, key and environment it ran with",
+                task.id,
+                remote.url
+            ));
+        }
+    };
+    let mut progress = RowsProgress::start(settings.output.progress_bar, checked);
+    let read = crate::verify::check(
+        &runtime,
+        &api,
+        &table,
+        task.entity_type,
+        &[State::Unchecked],
+        &mut progress,
+    )?;
+    progress.finish();
+    if let Err(reason) = read {
+        return Err(anyhow!(
+            "the FlexPrice server at {} cannot be read: {reason}",
+            remote.url
+        ));
+    }
+    if args.resend && task.entity_type != EntityType::Events && table.counts()?.missing > 0 {
+        eprintln!(
+            "warning: --resend sends events only; run the task's file again to send missing {}",
+            task.entity_type.as_str()
+        );
+    } else if args.resend && table.counts()?.missing > 0 {
+        let (sent, refused) = match crate::verify::resend(&runtime, &api, &table)? {
+            Ok(done) => done,
+            Err(reason) => return Err(anyhow!("resending to {}: {reason}", remote.url)),
+        };
+        if !settings.output.quiet {
+            eprintln!("{} sent again to {}", super::count(sent, "missing event"), remote.url);
+            for (line, id, reason) in &refused {
+                eprintln!("  line {line}: {id} refused: {reason}");
+            }
+        }
+        let mut progress = RowsProgress::start(settings.output.progress_bar, sent);
+        let read = crate::verify::check(
+            &runtime,
+            &api,
+            &table,
+            task.entity_type,
+            &[State::Missing],
+            &mut progress,
+        )?;
+        progress.finish();
+        if let Err(reason) = read {
+            return Err(anyhow!(
+                "the FlexPrice server at {} cannot be read: {reason}",
+                remote.url
+            ));
+        }
+    }
+    let counts = table.counts()?;
+    let summary = Summary {
+        // Prices without a lookup_key are not checked: nothing finds them.
+        checked: checked - counts.uncheckable,
+        found: counts.found,
+        missing: counts.missing,
+        different: counts.different,
+    };
+    if args.json {
+        super::print_json_line(&summary)?;
+    } else if !settings.output.quiet {
+        eprintln!(
+            "task {}: {} checked on {}: {} found, {} missing, {} different",
+            task.id, summary.checked, remote.url, summary.found, summary.missing, summary.different
+        );
+    }
+    if let Some(path) = &args.output {
+        let written = write_bad(&table, &task, path)?;
+        if !settings.output.quiet {
+            eprintln!(
+                "{} written to {}",
+                super::count(written, "missing or different record"),
+                path.display()
+            );
+        }
+    }
+    if counts.uncheckable > 0 && !settings.output.quiet {
+        eprintln!(
+            "{} without a lookup_key cannot be checked (FlexPrice finds a price by its lookup_key only) \
+             and {} not counted above",
+            super::count(counts.uncheckable, "price"),
+            if counts.uncheckable == 1 { "is" } else { "are" }
+        );
+    }
+    let mut shown = 0;
+    if !settings.output.quiet && !args.json {
+        table.each_bad(|line, id, state, reason, _| {
+            shown += 1;
+            if shown <= 20 {
+                match state {
+                    State::Missing => eprintln!("  line {line}: {id} missing"),
+                    _ => eprintln!("  line {line}: {id} different: {reason}"),
+                }
+            }
+            Ok(())
+        })?;
+        if shown > 20 {
+            eprintln!("  … and {} more", shown - 20);
+        }
+    }
+    Ok(if summary.missing + summary.different == 0 {
+        ExitStatus::Success
+    } else {
+        ExitStatus::RowsRejected
+    })
+}
+
+/// Writes the missing and different records to `path` as a reject file: the input's format,
+/// their bytes as read, with `line` and `reason` ("missing on the server", or the difference).
+fn write_bad(table: &ExpectedTable<'_>, task: &Task, path: &std::path::Path) -> Result<u64> {
+    let mut written = 0;
+    write_file(path, |out| {
+        let mut writer = RejectWriter::start(
+            out,
+            super::task_format(task),
+            task.metadata.csv_header.as_deref(),
+            super::task_dialect(task),
+            super::task_charset(task).unwrap_or_default(),
+        )?;
+        table.each_bad(|line, _, state, reason, raw| {
+            let (kind, reason) = match state {
+                State::Missing => ("missing", "missing on the server".to_owned()),
+                _ => ("different", format!("different on the server: {reason}")),
+            };
+            writer.row(&TaskErrorRow {
+                line,
+                element_line: None,
+                column: None,
+                kind: kind.into(),
+                reason,
+                raw: Some(raw.to_vec()),
+            })
+        })?;
+        written = writer.finish()?;
+        Ok(())
+    })?;
+    Ok(written)
+}
+
+/// The server as the task sent to it, unless the flags say otherwise. The key comes from the
+/// flags or the environment only: it is never stored.
+fn api_config(args: &VerifyArgs, task: &Task) -> Result<ApiConfig> {
+    let url = args
+        .api_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .or(task.metadata.api_url.as_deref())
+        .ok_or_else(|| usage("no FlexPrice server to read from: pass --api-url URL or set FLEXPRICE_API_URL"))?;
+    let url = parse_url(url).map_err(|e| usage(format!("--api-url: {e}")))?;
+    let key = args
+        .api_args
+        .api_key
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| usage("no API key: pass --api-key KEY or set FLEXPRICE_API_KEY"))?;
+    Ok(ApiConfig {
+        url,
+        key,
+        environment_id: args
+            .environment_id
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .or_else(|| task.metadata.environment_id.clone()),
+        concurrency: args.api_args.concurrency as usize,
+        max_retries: args.api_args.max_retries,
+        timeout: args.api_args.request_timeout,
+        batch_size: EVENTS_PER_REQUEST,
+    })
+}
+
+/// The task's input, read as its run read it.
+fn job_of(task: &Task) -> Result<Job> {
+    let spec = SourceSpec::of_task(&task.file_url, task.metadata.source_guard.as_ref());
+    if spec == SourceSpec::Stdin {
+        return Err(anyhow!(
+            "task {} read standard input, which cannot be read again: `verify` needs the input",
+            task.id
+        ));
+    }
+    let source = source::open(&spec, super::task_charset(task))
+        .with_context(|| format!("reading the input of task {} again", task.id))?;
+    Ok(Job {
+        fingerprint: source.fingerprint,
+        source,
+        format: super::task_format(task),
+        dialect: super::task_dialect(task),
+        entity: super::entity_for(task.entity_type)?,
+        resume: None,
+        field_map: task.metadata.field_map.clone(),
+        entity_options: crate::entity::EntityOptions {
+            property_types: task.metadata.property_types.clone(),
+            now: task.started_at,
+        },
+    })
+}

@@ -1,0 +1,183 @@
+//! `verify`: proof of what a FlexPrice server stored for a task. FlexPrice answers 202 even
+//! when it loses events (its issue #584), so reading back is an operator's only proof.
+//!
+//! The task's input is read again as a run reads it (`pipeline::read_valid`); the records
+//! the delivery ledger says this task delivered (same id, same line) go to a temporary table
+//! (`store::verify`), which is then read back from the server in timestamp order, several
+//! windows in flight at once.
+
+pub mod events;
+pub mod rows;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::entity::ValidRecord;
+use crate::output::progress::RowsProgress;
+use crate::pipeline::{self, Job};
+use crate::store::ledger::{self, Ledger};
+use crate::store::verify::{Expected, ExpectedTable, State};
+use crate::target::flexprice::client::Api;
+use crate::target::flexprice::send::{self, Fate, Item};
+use crate::target::flexprice::{body, item, row_id};
+use crate::target::RequestStats;
+use crate::task::EntityType;
+
+/// Windows in flight per permitted request: enough to keep every permit busy while the
+/// results of the last round are written.
+const WINDOWS_PER_PERMIT: usize = 4;
+
+/// Fills `table` with the records of `job`'s input that `ledger` says this task delivered
+/// (its own id at its own line). Returns how many.
+pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &ExpectedTable<'_>) -> Result<u64> {
+    let mut total = 0u64;
+    pipeline::read_valid(job, |records| {
+        let mut expected = Vec::with_capacity(records.len());
+        for record in records {
+            let id = match &record {
+                ValidRecord::Event(e) => e.event_id.clone(),
+                ValidRecord::Row(r) => row_id(r),
+            };
+            let Some(by) = ledger.lookup(conn, &ledger::key(&id))? else {
+                continue;
+            };
+            let (line, _) = record.position();
+            if !by.this_task || by.source_line != line {
+                continue;
+            }
+            expected.push(match record {
+                ValidRecord::Event(e) => Expected {
+                    seq: 0,
+                    ts: events::nanos(&e.timestamp).unwrap_or_default(),
+                    body: body::event(&e),
+                    record_id: e.event_id,
+                    line,
+                    raw: e.raw,
+                },
+                // Found by its key ("" for a price without a lookup_key), in input order.
+                ValidRecord::Row(_) => {
+                    let Item { json, key } = item(&record);
+                    Expected {
+                        seq: 0,
+                        ts: 0,
+                        body: json,
+                        record_id: key.unwrap_or_default(),
+                        line,
+                        raw: record.raw().to_vec(),
+                    }
+                }
+            });
+        }
+        total += expected.len() as u64;
+        table.add(&expected)
+    })?;
+    Ok(total)
+}
+
+/// Reads back every record of `table` in one of `states` and settles it. `Ok(Err(reason))`:
+/// the server cannot be read; what was settled before stays settled.
+pub fn check(
+    runtime: &tokio::runtime::Runtime,
+    api: &Arc<Api>,
+    table: &ExpectedTable<'_>,
+    entity: EntityType,
+    states: &[State],
+    progress: &mut RowsProgress,
+) -> Result<Result<(), String>> {
+    // Events: a window of up to 50 per request; the others: one request each.
+    let per_request = if entity == EntityType::Events {
+        events::WINDOW_EVENTS
+    } else {
+        1
+    };
+    let windows_per_round = api.config.concurrency.max(1) * WINDOWS_PER_PERMIT;
+    let mut after = (i64::MIN, i64::MIN);
+    let mut done = 0u64;
+    loop {
+        let rows = table.next(after, per_request * windows_per_round, states)?;
+        let Some(last) = rows.last() else { return Ok(Ok(())) };
+        after = (last.ts, last.seq);
+        let mut set = tokio::task::JoinSet::new();
+        for window in rows.chunks(per_request) {
+            let api = Arc::clone(api);
+            let window = window.to_vec();
+            set.spawn_on(
+                async move {
+                    match entity {
+                        EntityType::Events => events::check_window(&api, &window).await,
+                        _ => rows::check_one(&api, entity, &window[0]).await.map(|s| vec![s]),
+                    }
+                },
+                runtime.handle(),
+            );
+        }
+        let results = runtime.block_on(async {
+            let mut all = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                all.push(joined);
+            }
+            all
+        });
+        for joined in results {
+            match joined {
+                Ok(Ok(settled)) => {
+                    done += settled.len() as u64;
+                    table.settle(&settled)?;
+                }
+                Ok(Err(reason)) => return Ok(Err(reason)),
+                Err(e) => anyhow::bail!("reading events back: {e}"),
+            }
+        }
+        progress.set_rows(done);
+    }
+}
+
+/// What `resend` did: how many were sent, and the refused ones as (line, id, reason).
+pub type Resent = (u64, Vec<(u64, String, String)>);
+
+/// Sends the missing events of `table` again, with their ids and bodies as first sent (the
+/// server collapses a resend with the same id and timestamp), through the flexprice target's
+/// bulk sending (batches of 1000, a refused batch split until each refused event is alone).
+/// Returns how many were sent and the refusals: (line, id, reason). The ledger already holds
+/// these ids for this task at these lines, so it has nothing to add. `Ok(Err(reason))`: the
+/// server cannot be used.
+pub fn resend(
+    runtime: &tokio::runtime::Runtime,
+    api: &Api,
+    table: &ExpectedTable<'_>,
+) -> Result<Result<Resent, String>> {
+    let mut after = (i64::MIN, i64::MIN);
+    let mut sent = 0u64;
+    let mut refused = Vec::new();
+    let mut stats = RequestStats::default();
+    loop {
+        let rows = table.next(after, send::EVENTS.max_items, &[State::Missing])?;
+        let Some(last) = rows.last() else { break };
+        after = (last.ts, last.seq);
+        let items: Vec<Item> = rows
+            .iter()
+            .map(|e| Item {
+                json: e.body.clone(),
+                key: None,
+            })
+            .collect();
+        let fates = match runtime.block_on(send::bulk(
+            api,
+            &send::EVENTS,
+            send::EVENTS.max_items,
+            &items,
+            &mut stats,
+        )) {
+            Ok(fates) => fates,
+            Err(failed) => return Ok(Err(failed.0)),
+        };
+        for (e, fate) in rows.iter().zip(fates) {
+            match fate {
+                Fate::Failed(reason) => refused.push((e.line, e.record_id.clone(), reason)),
+                Fate::Created | Fate::Updated => sent += 1,
+            }
+        }
+    }
+    Ok(Ok((sent, refused)))
+}

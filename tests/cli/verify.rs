@@ -1,0 +1,337 @@
+//! `verify`: reading back what a task delivered, against the stand-in, which can answer 202
+//! and lose events as FlexPrice does (its issue #584).
+
+use serde_json::{json, Value};
+
+use crate::stand_in::{Config, Fault, StandIn, API_KEY};
+use crate::support::{stderr_of, Env};
+
+fn get(server: &StandIn, path_and_query: &str) -> (u16, Value) {
+    let answer = reqwest::blocking::Client::new()
+        .get(format!("{}{path_and_query}", server.url))
+        .header("x-api-key", API_KEY)
+        .send()
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, serde_json::from_slice(&answer.bytes().unwrap()).unwrap())
+}
+
+fn post(server: &StandIn, path: &str, body: &Value) -> (u16, Value) {
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", server.url))
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, serde_json::from_slice(&answer.bytes().unwrap()).unwrap())
+}
+
+fn ids(page: &Value) -> Vec<&str> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn stand_in_lists_events_by_window_and_loses_those_it_is_told_to() {
+    let server = StandIn::start(Config::default());
+    server.lose_events(["e2"]);
+    let events: Vec<Value> = (1..=4)
+        .map(|i| {
+            json!({"event_id": format!("e{i}"), "event_name": "call", "external_customer_id": "c1",
+                   "timestamp": format!("2026-11-01T10:00:0{i}+01:00"), "properties": {"n": i}})
+        })
+        .collect();
+    let (status, _) = post(&server, "/v1/events/bulk", &json!({ "events": events }));
+    assert_eq!(status, 202, "answered 202 although one is lost");
+    // Sent again: a lost id is lost once, so now it is kept.
+    post(&server, "/v1/events/bulk", &json!({ "events": [events[1].clone()] }));
+    server.lose_all_events(true);
+    post(
+        &server,
+        "/v1/events/bulk",
+        &json!({ "events": [{"event_id": "e9", "event_name": "call",
+        "external_customer_id": "c1", "timestamp": "2026-11-01T09:00:09Z"}] }),
+    );
+    assert_eq!(server.data().events_lost, 2);
+
+    let window = "start_time=2026-11-01T09:00:00Z&end_time=2026-11-01T09:00:03Z";
+    let (status, page) = get(&server, &format!("/v1/events?{window}&page_size=2"));
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), ["e3", "e2"], "newest first, two per page");
+    assert_eq!(page["has_more"], true);
+    assert_eq!(page["total_count"], 3);
+    assert_eq!(page["events"][0]["timestamp"], "2026-11-01T09:00:03Z", "stored in UTC");
+    assert_eq!(page["events"][0]["properties"], json!({"n": 3}));
+    let (_, next) = get(&server, &format!("/v1/events?{window}&page_size=2&offset=2"));
+    assert_eq!(ids(&next), ["e1"]);
+    assert_eq!(next["has_more"], false);
+    let key = page["iter_last_key"].as_str().unwrap();
+    let (_, after) = get(&server, &format!("/v1/events?{window}&page_size=2&iter_last_key={key}"));
+    assert_eq!(ids(&after), ["e1"]);
+
+    let (_, one) = post(
+        &server,
+        "/v1/events/query",
+        &json!({"event_id": "e4",
+        "start_time": "2026-11-01T00:00:00Z", "end_time": "2026-11-02T00:00:00Z"}),
+    );
+    assert_eq!(ids(&one), ["e4"]);
+    // Without a window: the last 7 days, which hold none of these.
+    assert_eq!(ids(&get(&server, "/v1/events").1), Vec::<&str>::new());
+    let (status, body) = get(&server, "/v1/events?page_size=51");
+    assert_eq!((status, body["code"].as_str()), (400, Some("validation_error")));
+    assert_eq!(get(&server, "/v1/events?page_size=0").0, 400);
+}
+
+/// The binary pointed at the stand-in.
+fn remote(env: &Env, server: &StandIn) -> assert_cmd::Command {
+    let mut cmd = env.cmd();
+    cmd.env("FLEXPRICE_TARGET", "flexprice")
+        .env("FLEXPRICE_API_URL", &server.url)
+        .env("FLEXPRICE_API_KEY", API_KEY);
+    cmd
+}
+
+/// `n` events `ev_1`… one per line, a second apart; returns the file and its lines (header
+/// first) as written.
+fn events_file(env: &Env, n: usize) -> (std::path::PathBuf, Vec<String>) {
+    let mut lines = vec!["event_id,event_name,external_customer_id,timestamp,properties.n".to_owned()];
+    for i in 1..=n {
+        lines.push(format!(
+            "ev_{i},api_call,cust_{},2026-11-01T10:{:02}:{:02}+01:00,{i}",
+            i % 3,
+            i / 60 % 60,
+            i % 60
+        ));
+    }
+    let path = env.write("events.csv", &(lines.join("\n") + "\n"));
+    (path, lines)
+}
+
+/// Runs `file` to the stand-in (exit 0) and returns the task's id.
+fn deliver(env: &Env, server: &StandIn, file: &std::path::Path) -> String {
+    let out = remote(env, server)
+        .arg("run")
+        .arg(file)
+        .arg("--json")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    task["id"].as_str().unwrap().to_owned()
+}
+
+/// `verify TASK --json` with `args`: (exit code, the JSON, stderr).
+fn verify(env: &Env, server: &StandIn, task: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = remote(env, server)
+        .args(["verify", task, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), json, stderr_of(&out))
+}
+
+#[test]
+fn verify_finds_every_event_the_server_kept() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 230);
+    let task = deliver(&env, &server, &file);
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 230, "found": 230, "missing": 0, "different": 0})
+    );
+    // 230 events in windows of at most 50: five requests when the server holds only them.
+    assert_eq!(server.data().requests["GET /v1/events"], 5);
+}
+
+#[test]
+fn verify_names_the_events_the_server_lost_after_answering_202() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["ev_7", "ev_120", "ev_199"]);
+    let (file, _) = events_file(&env, 200);
+    let task = deliver(&env, &server, &file);
+    assert_eq!(server.data().events.len(), 197, "the stand-in lost three after 202");
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 200, "found": 197, "missing": 3, "different": 0})
+    );
+    let out = remote(&env, &server).args(["verify", &task]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let named: Vec<&str> = stderr_of(&out)
+        .leak()
+        .lines()
+        .filter(|l| l.starts_with("  line"))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "  line 8: ev_7 missing",
+            "  line 121: ev_120 missing",
+            "  line 200: ev_199 missing"
+        ]
+    );
+}
+
+#[test]
+fn verify_reports_an_event_the_server_holds_differently() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 20);
+    let task = deliver(&env, &server, &file);
+    server.change_event("ev_5", "properties", json!({"n": "500"}));
+    let out = remote(&env, &server).args(["verify", &task]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr_of(&out).contains(r#"line 6: ev_5 different: properties: sent {"n":"5"}, the server holds {"n":"500"}"#),
+        "{}",
+        stderr_of(&out)
+    );
+    let (_, json, _) = verify(&env, &server, &task, &[]);
+    assert_eq!(json, json!({"checked": 20, "found": 19, "missing": 0, "different": 1}));
+}
+
+#[test]
+fn verify_exits_1_when_the_server_cannot_be_read() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 5);
+    let task = deliver(&env, &server, &file);
+    server.push_faults([Fault::ServiceUnavailable]);
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--json", "--max-retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr_of(&out).contains("cannot be read"), "{}", stderr_of(&out));
+    // Another server (a port nothing listens on) never got this task: no proof either way.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--json"])
+        .env("FLEXPRICE_API_URL", format!("http://{closed}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "task {task} delivered nothing to http://{closed} with this API key"
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn verify_writes_the_lost_events_as_read_and_resends_them_once() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["ev_2", "ev_40"]);
+    let (file, lines) = events_file(&env, 60);
+    let task = deliver(&env, &server, &file);
+    let out_path = env.dir.path().join("lost.csv");
+    let (code, json, stderr) = verify(&env, &server, &task, &["-o", out_path.to_str().unwrap()]);
+    assert_eq!((code, json["missing"].as_u64()), (3, Some(2)), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        format!(
+            "line,reason,{}\n3,missing on the server,{}\n41,missing on the server,{}\n",
+            lines[0], lines[2], lines[40]
+        )
+    );
+    let received_before = server.data().events_received;
+    let (code, json, stderr) = verify(&env, &server, &task, &["--resend"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 60, "found": 60, "missing": 0, "different": 0}));
+    assert!(stderr.contains("2 missing events sent again"), "{stderr}");
+    let data = server.data();
+    assert_eq!(
+        data.events_received,
+        received_before + 2,
+        "only the missing ones were sent"
+    );
+    let mut held = data.event_ids();
+    held.sort();
+    let mut want: Vec<String> = (1..=60).map(|i| format!("ev_{i}")).collect();
+    want.sort();
+    assert_eq!(held, want, "each exactly once");
+    assert!(data.ids_with_several_timestamps().is_empty());
+}
+
+#[test]
+fn verify_finds_customers_features_and_prices_by_their_keys() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let run = |file: &std::path::Path, entity: &str| {
+        let out = remote(&env, &server)
+            .arg("run")
+            .arg(file)
+            .args(["--entity", entity, "--json"])
+            .assert()
+            .code(0)
+            .get_output()
+            .clone();
+        let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+        task["id"].as_str().unwrap().to_owned()
+    };
+
+    let customers = env.write("customers.csv", "external_id,name\nc1,Acme\nc/2,Beta\nc3,Gamma\n");
+    let task = run(&customers, "customers");
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr} {json}");
+    assert_eq!(json, json!({"checked": 3, "found": 3, "missing": 0, "different": 0}));
+    server.data().customers.retain(|_, c| c["external_id"] != "c/2");
+    let out = remote(&env, &server).args(["verify", &task]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr_of(&out).contains("  line 3: c/2 missing"), "{}", stderr_of(&out));
+
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key\nSSO,boolean,sso\nAudit log,boolean,\n",
+    );
+    let task = run(&features, "features");
+    assert_eq!(verify(&env, &server, &task, &[]).1["found"], 2);
+    // The one without a lookup_key is found by the key the server derived from its name.
+    server.data().features.retain(|_, f| f["lookup_key"] != "audit_log");
+    let (code, json, _) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 3);
+    assert_eq!(json, json!({"checked": 2, "found": 1, "missing": 1, "different": 0}));
+
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,lookup_key\n\
+         1,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,basic\n\
+         2,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro\n\
+         3,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,\n",
+    );
+    let task = run(&prices, "prices");
+    server.data().prices.retain(|p| p["lookup_key"] != "pro");
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json, json!({"checked": 2, "found": 1, "missing": 1, "different": 0}));
+    assert!(
+        stderr_of(&out).contains("1 price without a lookup_key cannot be checked"),
+        "{}",
+        stderr_of(&out)
+    );
+}

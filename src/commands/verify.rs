@@ -86,22 +86,14 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
             ));
         }
     };
-    let mut progress = RowsProgress::start(settings.output.progress_bar, checked);
-    let read = crate::verify::check(
-        &runtime,
-        &api,
-        &table,
-        task.entity_type,
-        &[State::Unchecked],
-        &mut progress,
-    )?;
-    progress.finish();
-    if let Err(reason) = read {
-        return Err(anyhow!(
-            "the FlexPrice server at {} cannot be read: {reason}",
-            remote.url
-        ));
-    }
+    // Reads back the records in `states`, `total` of them, with a progress bar.
+    let read_back = |states: &[State], total: u64| -> Result<()> {
+        let mut progress = RowsProgress::start(settings.output.progress_bar, total);
+        let read = crate::verify::check(&runtime, &api, &table, task.entity_type, states, &mut progress)?;
+        progress.finish();
+        read.map_err(|reason| anyhow!("the FlexPrice server at {} cannot be read: {reason}", remote.url))
+    };
+    read_back(&[State::Unchecked], checked)?;
     if args.resend && task.entity_type != EntityType::Events && table.counts()?.missing > 0 {
         eprintln!(
             "warning: --resend sends events only; run the task's file again to send missing {}",
@@ -118,22 +110,7 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
                 eprintln!("  line {line}: {id} refused: {reason}");
             }
         }
-        let mut progress = RowsProgress::start(settings.output.progress_bar, sent);
-        let read = crate::verify::check(
-            &runtime,
-            &api,
-            &table,
-            task.entity_type,
-            &[State::Missing],
-            &mut progress,
-        )?;
-        progress.finish();
-        if let Err(reason) = read {
-            return Err(anyhow!(
-                "the FlexPrice server at {} cannot be read: {reason}",
-                remote.url
-            ));
-        }
+        read_back(&[State::Missing], sent)?;
     }
     let counts = table.counts()?;
     let summary = Summary {

@@ -154,7 +154,7 @@ fn export(
     store.tasks().update(task)?;
     // Progress goes through a second connection: the first holds the export's read.
     let progress_store = Store::open(store.path())?;
-    let mut bar = crate::output::progress::RowsProgress::start(settings.output.progress_bar, total);
+    let mut bar = crate::output::progress::RowsProgress::start(settings.output.progress_bar, total, "rows written");
     let mut last = Instant::now();
     let id = task.id.clone();
     let metadata = task.metadata.clone();

@@ -88,7 +88,7 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     };
     // Reads back the records in `states`, `total` of them, with a progress bar.
     let read_back = |states: &[State], total: u64| -> Result<()> {
-        let mut progress = RowsProgress::start(settings.output.progress_bar, total);
+        let mut progress = RowsProgress::start(settings.output.progress_bar, total, "records checked");
         let read = crate::verify::check(&runtime, &api, &table, task.entity_type, states, &mut progress)?;
         progress.finish();
         read.map_err(|reason| anyhow!("the FlexPrice server at {} cannot be read: {reason}", remote.url))

@@ -245,36 +245,37 @@ fn clock(d: Duration) -> String {
     }
 }
 
-/// An export's bar: rows written out of the total.
-pub struct RowsProgress(Display);
+/// A bar of records done out of a total, said as `what` ("rows written" for an export,
+/// "records checked" for `verify`).
+pub struct RowsProgress(Display, &'static str);
 
 impl RowsProgress {
-    pub fn start(enabled: bool, total: u64) -> RowsProgress {
+    pub fn start(enabled: bool, total: u64, what: &'static str) -> RowsProgress {
         if !enabled {
-            return RowsProgress(Display::Hidden);
+            return RowsProgress(Display::Hidden, what);
         }
         if !std::io::stderr().is_terminal() {
-            return RowsProgress(Display::Log { last: Instant::now() });
+            return RowsProgress(Display::Log { last: Instant::now() }, what);
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows ({eta} left)")
-        {
+        let template = format!("{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {what} ({{eta}} left)");
+        if let Ok(style) = ProgressStyle::with_template(&template) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(200));
-        RowsProgress(Display::Bar(bar))
+        RowsProgress(Display::Bar(bar), what)
     }
 
-    /// Rows written so far.
+    /// Records done so far.
     pub fn set_rows(&mut self, rows: u64) {
+        let what = self.1;
         match &mut self.0 {
             Display::Hidden => {}
             Display::Bar(bar) => bar.set_position(rows),
             Display::Log { last } => {
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();
-                    eprintln!("{rows} rows written");
+                    eprintln!("{rows} {what}");
                 }
             }
         }

@@ -335,3 +335,21 @@ fn verify_finds_customers_features_and_prices_by_their_keys() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn verify_progress_counts_records_checked() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 60);
+    let task = deliver(&env, &server, &file);
+    // The first window answers after the 2 s between progress lines, so one line is due.
+    server.push_faults([Fault::Slow(std::time::Duration::from_millis(2300))]);
+    let out = remote(&env, &server)
+        .args(["verify", &task, "--progress", "always"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    assert!(stderr.lines().any(|l| l == "60 records checked"), "{stderr}");
+    assert!(!stderr.contains("rows written"), "{stderr}");
+}

@@ -188,12 +188,14 @@ impl Ledger {
     }
 
     /// The ledger of `task_id` at `target` if that task delivered anything there, without
-    /// registering either (for `verify`, which only reads).
+    /// registering either (for `verify`, which only reads). A target recorded before keys were
+    /// (key_id '', migration 7) is read as this key's when the key has none of its own, as
+    /// `open` would adopt it.
     pub fn find(conn: &Connection, target: &RemoteTarget, task_id: &str) -> Result<Option<Ledger>> {
         conn.query_row(
             "SELECT r.target_key, t.task_key FROM remote_targets r, ledger_tasks t WHERE r.url = ?1 \
-             AND r.key_id = ?2 AND r.environment_id = ?3 AND r.tenant_id = ?4 AND r.entity_type = ?5 \
-             AND t.task_id = ?6",
+             AND r.key_id IN (?2, '') AND r.environment_id = ?3 AND r.tenant_id = ?4 \
+             AND r.entity_type = ?5 AND t.task_id = ?6 ORDER BY r.key_id = ?2 DESC LIMIT 1",
             params![
                 target.url,
                 target.key_id,

@@ -353,3 +353,19 @@ fn verify_progress_counts_records_checked() {
     assert!(stderr.lines().any(|l| l == "60 records checked"), "{stderr}");
     assert!(!stderr.contains("rows written"), "{stderr}");
 }
+
+#[test]
+fn verify_reads_a_ledger_recorded_before_api_keys_were_part_of_it() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["ev_9"]);
+    let (file, _) = events_file(&env, 30);
+    let task = deliver(&env, &server, &file);
+    // As migration 7 left a ledger an earlier version wrote: no key recorded.
+    env.conn().execute("UPDATE remote_targets SET key_id = ''", []).unwrap();
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(json, json!({"checked": 30, "found": 29, "missing": 1, "different": 0}));
+    // Read, not taken over: the next `run` with a key adopts it, as it always did.
+    assert_eq!(env.count("SELECT COUNT(*) FROM remote_targets WHERE key_id = ''"), 1);
+}

@@ -31,6 +31,9 @@ pub struct Expected {
     pub body: String,
     /// Its bytes as read, for `-o`.
     pub raw: Vec<u8>,
+    /// No later record of the task has the same key (see `mark_superseded`): a customer or
+    /// feature a later row updated is compared with that row, not this one.
+    pub latest: bool,
 }
 
 /// Counts by state.
@@ -53,7 +56,7 @@ impl<'c> ExpectedTable<'c> {
             "DROP TABLE IF EXISTS temp.verify_expected; \
              CREATE TEMP TABLE verify_expected (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, \
              record_id TEXT NOT NULL, line INTEGER NOT NULL, body TEXT NOT NULL, raw BLOB NOT NULL, \
-             state INTEGER NOT NULL DEFAULT 0, reason TEXT); \
+             state INTEGER NOT NULL DEFAULT 0, reason TEXT, latest INTEGER NOT NULL DEFAULT 1); \
              CREATE INDEX temp.verify_expected_ts ON verify_expected (ts, seq);",
         )
         .context("creating verify's temporary table")?;
@@ -74,12 +77,26 @@ impl<'c> ExpectedTable<'c> {
         tx.commit().context("writing verify's temporary table")
     }
 
+    /// Marks every record that a later record of the table has the same key as (`latest`
+    /// false). For customers, features and prices, whose key is not unique in an input: a
+    /// later row updates what an earlier one created.
+    pub fn mark_superseded(&self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "CREATE INDEX temp.verify_expected_id ON verify_expected (record_id, seq); \
+                 UPDATE verify_expected SET latest = 0 WHERE record_id != '' AND EXISTS (SELECT 1 FROM \
+                 verify_expected later WHERE later.record_id = verify_expected.record_id AND \
+                 later.seq > verify_expected.seq);",
+            )
+            .context("writing verify's temporary table")
+    }
+
     /// Up to `limit` records after `after` ((ts, seq), exclusive) in timestamp order, whose
     /// state is one of `states`.
     pub fn next(&self, after: (i64, i64), limit: usize, states: &[State]) -> Result<Vec<Expected>> {
         let wanted: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
         let sql = format!(
-            "SELECT seq, ts, record_id, line, body, raw FROM verify_expected WHERE (ts, seq) > (?1, ?2) \
+            "SELECT seq, ts, record_id, line, body, raw, latest FROM verify_expected WHERE (ts, seq) > (?1, ?2) \
              AND state IN ({}) ORDER BY ts, seq LIMIT ?3",
             wanted.join(",")
         );
@@ -92,6 +109,7 @@ impl<'c> ExpectedTable<'c> {
                 line: r.get::<_, i64>(3)? as u64,
                 body: r.get(4)?,
                 raw: r.get(5)?,
+                latest: r.get(6)?,
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()

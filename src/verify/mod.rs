@@ -6,6 +6,7 @@
 //! (`store::verify`), which is then read back from the server in timestamp order, several
 //! windows in flight at once.
 
+pub mod compare;
 pub mod events;
 pub mod rows;
 
@@ -31,6 +32,7 @@ const WINDOWS_PER_PERMIT: usize = 4;
 /// Fills `table` with the records of `job`'s input that `ledger` says this task delivered
 /// (its own id at its own line). Returns how many.
 pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &ExpectedTable<'_>) -> Result<u64> {
+    let job_entity = job.entity.entity_type();
     let mut total = 0u64;
     pipeline::read_valid(job, |records| {
         let mut expected = Vec::with_capacity(records.len());
@@ -54,6 +56,7 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
                     record_id: e.event_id,
                     line,
                     raw: e.raw,
+                    latest: true,
                 },
                 // Found by its key ("" for a price without a lookup_key), in input order.
                 ValidRecord::Row(_) => {
@@ -65,6 +68,7 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
                         record_id: key.unwrap_or_default(),
                         line,
                         raw: record.raw().to_vec(),
+                        latest: true,
                     }
                 }
             });
@@ -72,6 +76,9 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
         total += expected.len() as u64;
         table.add(&expected)
     })?;
+    if !matches!(job_entity, EntityType::Events) {
+        table.mark_superseded()?;
+    }
     Ok(total)
 }
 

@@ -369,3 +369,151 @@ fn verify_reads_a_ledger_recorded_before_api_keys_were_part_of_it() {
     // Read, not taken over: the next `run` with a key adopts it, as it always did.
     assert_eq!(env.count("SELECT COUNT(*) FROM remote_targets WHERE key_id = ''"), 1);
 }
+
+/// Runs `file` as `entity` to the stand-in (exit 0) and returns the task's id.
+fn deliver_rows(env: &Env, server: &StandIn, file: &std::path::Path, entity: &str) -> String {
+    let out = remote(env, server)
+        .arg("run")
+        .arg(file)
+        .args(["--entity", entity, "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    task["id"].as_str().unwrap().to_owned()
+}
+
+/// The lines of `verify TASK` on stderr that name a record.
+fn named(env: &Env, server: &StandIn, task: &str) -> (i32, Vec<String>) {
+    let out = remote(env, server).args(["verify", task]).output().unwrap();
+    let lines = stderr_of(&out)
+        .lines()
+        .filter(|l| l.starts_with("  line"))
+        .map(str::to_owned)
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+#[test]
+fn verify_compares_the_fields_a_customer_row_set() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let file = env.write(
+        "customers.csv",
+        "external_id,name,email,metadata.tier\n\
+         c1,Acme,ops@acme.test,gold\n\
+         c2,Beta,,silver\n\
+         c3,Gamma,,\n\
+         c3,Gamma Ltd,,\n",
+    );
+    let task = deliver_rows(&env, &server, &file, "customers");
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 4, "found": 4, "missing": 0, "different": 0}));
+    {
+        let mut data = server.data();
+        // What the server fills itself, and metadata keys another row set: not differences.
+        let c1 = data.customers.get_mut("c1").unwrap();
+        c1["timezone"] = json!("UTC");
+        c1["metadata"]["region"] = json!("eu");
+        // What the rows set, changed on the server.
+        data.customers.get_mut("c2").unwrap()["metadata"]["tier"] = json!("bronze");
+        data.customers.get_mut("c3").unwrap()["name"] = json!("Gamma");
+    }
+    let (code, lines) = named(&env, &server, &task);
+    assert_eq!(code, 3);
+    // Line 4 was updated by line 5: only line 5's name is the server's to hold.
+    assert_eq!(
+        lines,
+        [
+            r#"  line 3: c2 different: metadata.tier: sent "silver", the server holds "bronze""#,
+            r#"  line 5: c3 different: name: sent "Gamma Ltd", the server holds "Gamma""#,
+        ]
+    );
+    let out_path = env.dir.path().join("bad.csv");
+    let (_, json, _) = verify(&env, &server, &task, &["-o", out_path.to_str().unwrap()]);
+    assert_eq!(json, json!({"checked": 4, "found": 2, "missing": 0, "different": 2}));
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        "line,reason,external_id,name,email,metadata.tier\n\
+         3,\"different on the server: metadata.tier: sent \"\"silver\"\", the server holds \"\"bronze\"\"\",c2,Beta,,silver\n\
+         5,\"different on the server: name: sent \"\"Gamma Ltd\"\", the server holds \"\"Gamma\"\"\",c3,Gamma Ltd,,\n"
+    );
+}
+
+#[test]
+fn verify_compares_prices_as_decimals_and_currencies_in_any_case() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let file = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,lookup_key,metadata.plan\n\
+         1.50,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,basic,a\n\
+         2,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro,a\n\
+         3,USD,PLAN,plan_a,FIXED,ANNUAL,FLAT_FEE,ADVANCE,team,a\n",
+    );
+    let task = deliver_rows(&env, &server, &file, "prices");
+    {
+        let mut data = server.data();
+        for p in data.prices.iter_mut() {
+            // Decimals in the server's own spelling, currency in any case, a display name the
+            // server gave: none of them a difference.
+            p["currency"] = json!("usd");
+            p["display_name"] = json!("Plan A");
+            if p["lookup_key"] == "basic" {
+                p["amount"] = json!("1.5");
+                p["currency"] = json!("USD");
+            }
+            if p["lookup_key"] == "pro" {
+                p["amount"] = json!("2.000000000");
+            }
+            if p["lookup_key"] == "team" {
+                p["amount"] = json!("30");
+            }
+        }
+    }
+    let (code, lines) = named(&env, &server, &task);
+    assert_eq!(code, 3);
+    assert_eq!(
+        lines,
+        [r#"  line 4: team different: amount: sent "3", the server holds "30""#]
+    );
+    server.data().prices.iter_mut().for_each(|p| {
+        if p["lookup_key"] == "team" {
+            p["currency"] = json!("eur");
+            p["amount"] = json!("3.0");
+        }
+    });
+    let (_, lines) = named(&env, &server, &task);
+    assert_eq!(
+        lines,
+        [r#"  line 4: team different: currency: sent "usd", the server holds "eur""#]
+    );
+}
+
+#[test]
+fn verify_compares_the_fields_a_feature_row_set() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let file = env.write(
+        "features.csv",
+        "name,type,lookup_key,meter_name,event_name,aggregation_type,aggregation_field\n\
+         SSO,boolean,sso,,,,\n\
+         API calls,metered,calls,calls,api_call,SUM,n\n",
+    );
+    let task = deliver_rows(&env, &server, &file, "features");
+    assert_eq!(verify(&env, &server, &task, &[]).1["found"], 2);
+    server
+        .data()
+        .features
+        .values_mut()
+        .filter(|f| f["lookup_key"] == "calls")
+        .for_each(|f| f["meter"]["aggregation"]["field"] = json!("tokens"));
+    let (code, lines) = named(&env, &server, &task);
+    assert_eq!(code, 3);
+    assert_eq!(
+        lines,
+        [r#"  line 3: calls different: meter.aggregation.field: sent "n", the server holds "tokens""#]
+    );
+}

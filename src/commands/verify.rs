@@ -94,18 +94,14 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
         read.map_err(|reason| anyhow!("the FlexPrice server at {} cannot be read: {reason}", remote.url))
     };
     read_back(&[State::Unchecked], checked)?;
-    if args.resend && task.entity_type != EntityType::Events && table.counts()?.missing > 0 {
-        eprintln!(
-            "warning: --resend sends events only; run the task's file again to send missing {}",
-            task.entity_type.as_str()
-        );
-    } else if args.resend && table.counts()?.missing > 0 {
-        let (sent, refused) = match crate::verify::resend(&runtime, &api, &table)? {
+    if args.resend && table.counts()?.missing > 0 {
+        let (sent, refused) = match crate::verify::resend(&runtime, &api, &table, task.entity_type)? {
             Ok(done) => done,
             Err(reason) => return Err(anyhow!("resending to {}: {reason}", remote.url)),
         };
         if !settings.output.quiet {
-            eprintln!("{} sent again to {}", super::count(sent, "missing event"), remote.url);
+            let noun = format!("missing {}", singular(task.entity_type));
+            eprintln!("{} sent again to {}", super::count(sent, &noun), remote.url);
             for (line, id, reason) in &refused {
                 eprintln!("  line {line}: {id} refused: {reason}");
             }
@@ -167,6 +163,16 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     } else {
         ExitStatus::RowsRejected
     })
+}
+
+/// One record of `entity`, as messages name it.
+fn singular(entity: EntityType) -> &'static str {
+    match entity {
+        EntityType::Events => "event",
+        EntityType::Prices => "price",
+        EntityType::Customers => "customer",
+        EntityType::Features => "feature",
+    }
 }
 
 /// Writes the missing and different records to `path` as a reject file: the input's format,

@@ -21,7 +21,7 @@ use crate::store::ledger::{self, Ledger};
 use crate::store::verify::{Expected, ExpectedTable, State};
 use crate::target::flexprice::client::Api;
 use crate::target::flexprice::send::{self, Fate, Item};
-use crate::target::flexprice::{body, item, row_id};
+use crate::target::flexprice::{body, item, row_id, upsert_all};
 use crate::target::RequestStats;
 use crate::task::EntityType;
 
@@ -143,39 +143,51 @@ pub fn check(
 /// What `resend` did: how many were sent, and the refused ones as (line, id, reason).
 pub type Resent = (u64, Vec<(u64, String, String)>);
 
-/// Sends the missing events of `table` again, with their ids and bodies as first sent (the
-/// server collapses a resend with the same id and timestamp), through the flexprice target's
-/// bulk sending (batches of 1000, a refused batch split until each refused event is alone).
-/// Returns how many were sent and the refusals: (line, id, reason). The ledger already holds
-/// these ids for this task at these lines, so it has nothing to add. `Ok(Err(reason))`: the
-/// server cannot be used.
+/// Sends the missing records of `table` again as `run` sends them, through the flexprice
+/// target's sending: events with their ids and bodies as first sent (the server collapses a
+/// resend with the same id and timestamp) in bulk requests of 1000; prices in bulk requests of
+/// 100 (a refused request split until each refused price is alone, a lookup_key the server
+/// has named); customers and features looked up by their key and created (or updated, if one
+/// appeared meanwhile), `concurrency` at a time. Returns how many were sent and the refusals:
+/// (line, id, reason). The ledger already holds these records as delivered by this task at
+/// these lines (that is how `collect` found them), so it has nothing to add. `Ok(Err(reason))`:
+/// the server cannot be used.
 pub fn resend(
     runtime: &tokio::runtime::Runtime,
-    api: &Api,
+    api: &Arc<Api>,
     table: &ExpectedTable<'_>,
+    entity: EntityType,
 ) -> Result<Result<Resent, String>> {
     let mut after = (i64::MIN, i64::MIN);
     let mut sent = 0u64;
     let mut refused = Vec::new();
     let mut stats = RequestStats::default();
+    let per_round = match entity {
+        EntityType::Events => send::EVENTS.max_items,
+        EntityType::Prices => send::PRICES.max_items,
+        EntityType::Customers | EntityType::Features => 100,
+    };
     loop {
-        let rows = table.next(after, send::EVENTS.max_items, &[State::Missing])?;
+        let rows = table.next(after, per_round, &[State::Missing])?;
         let Some(last) = rows.last() else { break };
         after = (last.ts, last.seq);
         let items: Vec<Item> = rows
             .iter()
             .map(|e| Item {
                 json: e.body.clone(),
-                key: None,
+                key: (entity != EntityType::Events && !e.record_id.is_empty()).then(|| e.record_id.clone()),
             })
             .collect();
-        let fates = match runtime.block_on(send::bulk(
-            api,
-            &send::EVENTS,
-            send::EVENTS.max_items,
-            &items,
-            &mut stats,
-        )) {
+        let fates = runtime.block_on(async {
+            match entity {
+                EntityType::Events => send::bulk(api, &send::EVENTS, send::EVENTS.max_items, &items, &mut stats).await,
+                EntityType::Prices => send::bulk(api, &send::PRICES, send::PRICES.max_items, &items, &mut stats).await,
+                EntityType::Customers | EntityType::Features => {
+                    upsert_all(Arc::clone(api), entity, items, &mut stats).await
+                }
+            }
+        });
+        let fates = match fates {
             Ok(fates) => fates,
             Err(failed) => return Ok(Err(failed.0)),
         };

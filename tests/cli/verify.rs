@@ -517,3 +517,79 @@ fn verify_compares_the_fields_a_feature_row_set() {
         [r#"  line 3: calls different: meter.aggregation.field: sent "n", the server holds "tokens""#]
     );
 }
+
+#[test]
+fn verify_resends_missing_customers_features_and_prices_as_run_sends_them() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let customers = env.write(
+        "customers.csv",
+        "external_id,name,metadata.tier\nc1,Acme,gold\nc/2,Beta,silver\n",
+    );
+    let features = env.write(
+        "features.csv",
+        "name,type,lookup_key\nSSO,boolean,sso\nAudit log,boolean,\n",
+    );
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_id,type,billing_period,billing_model,invoice_cadence,lookup_key\n\
+         1,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,basic\n\
+         2,USD,PLAN,plan_a,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro\n",
+    );
+    let customers_task = deliver_rows(&env, &server, &customers, "customers");
+    let features_task = deliver_rows(&env, &server, &features, "features");
+    let prices_task = deliver_rows(&env, &server, &prices, "prices");
+    let ledger = env.count("SELECT COUNT(*) FROM delivered_records");
+    let held = |server: &StandIn| {
+        let data = server.data();
+        let mut customers: Vec<Value> = data.customers.values().cloned().collect();
+        customers.iter_mut().for_each(|c| {
+            c.as_object_mut().unwrap().remove("id");
+        });
+        let mut features: Vec<Value> = data.features.values().cloned().collect();
+        features.iter_mut().for_each(|f| {
+            f.as_object_mut().unwrap().remove("id");
+        });
+        let mut prices = data.prices.clone();
+        prices.iter_mut().for_each(|p| {
+            p.as_object_mut().unwrap().remove("id");
+        });
+        (customers, features, prices)
+    };
+    let before = held(&server);
+    {
+        let mut data = server.data();
+        data.customers.remove("c/2");
+        data.features.retain(|_, f| f["lookup_key"] != "audit_log");
+        data.prices.retain(|p| p["lookup_key"] != "basic");
+    }
+    for (task, noun) in [
+        (&customers_task, "1 missing customer"),
+        (&features_task, "1 missing feature"),
+        (&prices_task, "1 missing price"),
+    ] {
+        let (code, json, stderr) = verify(&env, &server, task, &["--resend"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(json, json!({"checked": 2, "found": 2, "missing": 0, "different": 0}));
+        assert!(
+            stderr.contains(&format!("{noun} sent again to {}", server.url)),
+            "{stderr}"
+        );
+    }
+    // The server holds what the run created, again: the same bodies, each once.
+    let (mut customers, mut features, mut prices) = held(&server);
+    let key = |v: &Value| v.to_string();
+    for (now, was) in [
+        (&mut customers, before.0),
+        (&mut features, before.1),
+        (&mut prices, before.2),
+    ] {
+        let mut was = was;
+        now.sort_by_key(key);
+        was.sort_by_key(key);
+        assert_eq!(*now, was);
+    }
+    assert_eq!(server.data().requests["POST /v1/prices/bulk"], 2);
+    // The ledger already had them as this task's.
+    assert_eq!(env.count("SELECT COUNT(*) FROM delivered_records"), ledger);
+}

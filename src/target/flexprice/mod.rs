@@ -369,7 +369,7 @@ fn joined<T>(result: Result<Result<T, TargetFailed>, tokio::task::JoinError>) ->
 /// Customers and features, one request (or two) per row, `concurrency` rows at a time. Rows
 /// with the same key go to the same lane, in file order, so a later row updates an earlier one
 /// instead of racing it.
-async fn upsert_all(
+pub async fn upsert_all(
     api: Arc<Api>,
     entity: EntityType,
     items: Vec<Item>,

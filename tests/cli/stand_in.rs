@@ -55,14 +55,16 @@ pub struct Config {
 
 #[derive(Default)]
 pub struct Data {
-    /// (event_id, timestamp) → the event, as the server keeps it.
-    pub events: BTreeMap<(String, String), Value>,
+    /// (environment, event_id, timestamp) → the event, as the server keeps it: each
+    /// environment's events apart, as FlexPrice's table is ordered by (tenant, environment, …)
+    /// and every read is filtered by the key's environment.
+    pub events: BTreeMap<(String, String, String), Value>,
     /// Events received, resends included.
     pub events_received: u64,
-    /// The events in `events` by (timestamp in nanoseconds since the epoch, id) → the
-    /// timestamp text of their key: the order FlexPrice's ClickHouse table keeps them in, for
-    /// `GET /v1/events` by time window.
-    pub events_by_time: BTreeMap<(i64, String), String>,
+    /// The events in `events` by (environment, timestamp in nanoseconds since the epoch, id)
+    /// → the timestamp text of their key: the order FlexPrice's ClickHouse table keeps them in,
+    /// for `GET /v1/events` by time window.
+    pub events_by_time: BTreeMap<(String, i64, String), String>,
     /// Events answered 202 and then lost (the lose fault).
     pub events_lost: u64,
     pub prices: Vec<Value>,
@@ -81,7 +83,7 @@ impl Data {
     /// How many distinct timestamps each event id has: more than one means double-counting.
     pub fn ids_with_several_timestamps(&self) -> Vec<String> {
         let mut by_id: HashMap<&str, usize> = HashMap::new();
-        for (id, _) in self.events.keys() {
+        for (_, id, _) in self.events.keys() {
             *by_id.entry(id).or_default() += 1;
         }
         by_id
@@ -92,7 +94,7 @@ impl Data {
     }
 
     pub fn event_ids(&self) -> Vec<String> {
-        self.events.keys().map(|(id, _)| id.clone()).collect()
+        self.events.keys().map(|(_, id, _)| id.clone()).collect()
     }
 
     /// FlexPrice's unique index: lookup_key among published prices without an end_date.
@@ -194,7 +196,7 @@ impl StandIn {
         let event = data
             .events
             .iter_mut()
-            .find(|((i, _), _)| i == id)
+            .find(|((_, i, _), _)| i == id)
             .map(|(_, e)| e)
             .expect("the event is kept");
         event[field] = value;
@@ -419,6 +421,7 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
             );
         }
     }
+    let environment = environment_of(&headers);
     let mut lose = shared.lose.lock().unwrap();
     let mut data = shared.data.lock().unwrap();
     data.events_received += bulk.events.len() as u64;
@@ -437,9 +440,11 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
             // A missing timestamp is the server's time, as FlexPrice sets it (keyed "now").
             let timestamp = e.timestamp.as_deref().unwrap_or("now").to_owned();
             let nanos = nanos_of(&timestamp).unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap());
-            if !data.events.contains_key(&(id.clone(), timestamp.clone())) {
-                data.events_by_time.insert((nanos, id.clone()), timestamp.clone());
-                data.events.insert((id, timestamp), value.clone());
+            let key = (environment.clone(), id, timestamp);
+            if !data.events.contains_key(&key) {
+                data.events_by_time
+                    .insert((key.0.clone(), nanos, key.1.clone()), key.2.clone());
+                data.events.insert(key, value.clone());
             }
         }
     }
@@ -468,7 +473,7 @@ async fn list_events(
         return r;
     }
     let query: HashMap<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    events_page(&shared, &query)
+    events_page(&shared, &environment_of(&headers), &query)
 }
 
 /// `POST /v1/events/query`: the same filters as a JSON body.
@@ -477,15 +482,16 @@ async fn query_events(AxumState(shared): St, headers: HeaderMap, body: Bytes) ->
         return r;
     }
     match serde_json::from_slice::<HashMap<String, Value>>(&body) {
-        Ok(query) => events_page(&shared, &query),
+        Ok(query) => events_page(&shared, &environment_of(&headers), &query),
         Err(_) => error(StatusCode::BAD_REQUEST, "validation_error", "Invalid request format"),
     }
 }
 
 /// One page of events, newest first (FlexPrice orders by timestamp, then id, descending), in
 /// the window `start_time`..=`end_time` (default: the last 7 days), `page_size` 1–50 (default
-/// 50), `offset`, or after `iter_last_key` ("<nanos>::<id>" of the previous page's last event).
-fn events_page(shared: &Shared, query: &HashMap<String, Value>) -> Response {
+/// 50), `offset`, or after `iter_last_key` ("<nanos>::<id>" of the previous page's last event);
+/// the events of `environment` only (the key's).
+fn events_page(shared: &Shared, environment: &str, query: &HashMap<String, Value>) -> Response {
     let text = |k: &str| -> Option<String> {
         match query.get(k)? {
             Value::String(s) if s.is_empty() => None,
@@ -536,9 +542,10 @@ fn events_page(shared: &Shared, query: &HashMap<String, Value>) -> Response {
     let mut total = 0u64;
     let mut last_key = None;
     let mut first_key = None;
-    let window = (start, String::new())..(end.saturating_add(1), String::new());
-    for ((nanos, id), timestamp) in data.events_by_time.range(window).rev() {
-        let e = &data.events[&(id.clone(), timestamp.clone())];
+    let env = environment.to_owned();
+    let window = (env.clone(), start, String::new())..(env.clone(), end.saturating_add(1), String::new());
+    for ((_, nanos, id), timestamp) in data.events_by_time.range(window).rev() {
+        let e = &data.events[&(env.clone(), id.clone(), timestamp.clone())];
         if !matches(id, e) {
             continue;
         }
@@ -562,7 +569,7 @@ fn events_page(shared: &Shared, query: &HashMap<String, Value>) -> Response {
                     .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                 "source": e.get("source").cloned().unwrap_or(json!("")),
                 "properties": e.get("properties").cloned().unwrap_or(json!({})),
-                "environment_id": "env_main",
+                "environment_id": environment,
             }));
         }
     }

@@ -3,15 +3,20 @@
 
 use serde_json::{json, Value};
 
-use crate::stand_in::{Config, Fault, StandIn, API_KEY};
+use crate::stand_in::{Config, Fault, StandIn, API_KEY, CONFIG_KEY, OTHER_KEY};
 use crate::support::{stderr_of, Env};
 
 fn get(server: &StandIn, path_and_query: &str) -> (u16, Value) {
-    let answer = reqwest::blocking::Client::new()
-        .get(format!("{}{path_and_query}", server.url))
-        .header("x-api-key", API_KEY)
-        .send()
-        .unwrap();
+    get_as(server, path_and_query, &[("x-api-key", API_KEY)])
+}
+
+/// `GET` with these headers (the key, an environment).
+fn get_as(server: &StandIn, path_and_query: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::blocking::Client::new().get(format!("{}{path_and_query}", server.url));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer = request.send().unwrap();
     let status = answer.status().as_u16();
     (status, serde_json::from_slice(&answer.bytes().unwrap()).unwrap())
 }
@@ -592,4 +597,50 @@ fn verify_resends_missing_customers_features_and_prices_as_run_sends_them() {
     assert_eq!(server.data().requests["POST /v1/prices/bulk"], 2);
     // The ledger already had them as this task's.
     assert_eq!(env.count("SELECT COUNT(*) FROM delivered_records"), ledger);
+}
+
+#[test]
+fn events_are_kept_per_environment_and_another_environments_key_reads_none() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 10);
+    let task = deliver(&env, &server, &file);
+    let window = "/v1/events?start_time=2026-11-01T00:00:00Z&end_time=2026-11-02T00:00:00Z";
+    let count = |headers: &[(&str, &str)]| get_as(&server, window, headers).1["total_count"].clone();
+    assert_eq!(count(&[("x-api-key", API_KEY)]), 10);
+    // A stored key reads its own environment's events, whatever the header says.
+    assert_eq!(count(&[("x-api-key", OTHER_KEY), ("x-environment-id", "env_main")]), 0);
+    // A key from the server's config file reads the environment it names.
+    assert_eq!(
+        count(&[("x-api-key", CONFIG_KEY), ("x-environment-id", "env_main")]),
+        10
+    );
+    assert_eq!(
+        count(&[("x-api-key", CONFIG_KEY), ("x-environment-id", "env_other")]),
+        0
+    );
+    // verify with the other environment's key: nothing this key delivered, no proof.
+    let out = remote(&env, &server)
+        .env("FLEXPRICE_API_KEY", OTHER_KEY)
+        .args(["verify", &task, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("delivered nothing to") && stderr_of(&out).contains("with this API key"),
+        "{}",
+        stderr_of(&out)
+    );
+    // A ledger from before keys were part of it is read as any key's: read with the other
+    // environment's key, the server has none of the events there.
+    env.conn().execute("UPDATE remote_targets SET key_id = ''", []).unwrap();
+    let out = remote(&env, &server)
+        .env("FLEXPRICE_API_KEY", OTHER_KEY)
+        .args(["verify", &task, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json, json!({"checked": 10, "found": 0, "missing": 10, "different": 0}));
+    assert_eq!(verify(&env, &server, &task, &[]).1["found"], 10);
 }

@@ -1,6 +1,8 @@
-//! Reading events back: `GET /v1/events` by time window, one window per up to
-//! `WINDOW_EVENTS` expected events (in timestamp order), paged by `offset` until the server
-//! has no more; each found event compared with what was sent.
+//! Reading events back: `GET /v1/events` by time window, one window per run of expected
+//! events (in timestamp order), paged by keyset (`iter_last_key`, or `offset` from a server
+//! that gives no key) until the server has no more in the window; each found event compared
+//! with what was sent. How many expected events a window holds is chosen by `Sizer` from how
+//! many events the server held in the windows before.
 
 use std::collections::HashMap;
 
@@ -11,35 +13,66 @@ use crate::store::verify::{Expected, State};
 use crate::target::flexprice::client::{Api, CallError};
 use crate::target::RequestStats;
 
-/// Expected events per window: FlexPrice's largest page, so that a window holding only the
-/// task's events takes one request (1M events: 20,000 requests).
-pub const WINDOW_EVENTS: usize = 50;
 /// FlexPrice's most events per page (`page_size` 1–50).
-const PAGE_SIZE: usize = 50;
+pub const PAGE_SIZE: usize = 50;
+/// The most expected events one window holds, when the server holds few of them (most
+/// lost): the pages still cover what it holds, and the window's ids stay a small map.
+pub const MAX_WINDOW: usize = 1000;
 
 /// What became of one expected record: (seq, state, reason).
 pub type Settled = (i64, State, Option<String>);
 
+/// What reading one window back did.
+#[derive(Debug, Default)]
+pub struct WindowRead {
+    pub settled: Vec<Settled>,
+    /// Expected events in the window.
+    pub expected: usize,
+    /// Events the server listed in the window (the task's and any other).
+    pub listed: usize,
+    /// Requests it took.
+    pub pages: usize,
+}
+
 /// Reads back the events of one window (`expected` in timestamp order, not empty) and
-/// settles each. `Err`: the server cannot be read (its answer, or why there is none).
-pub async fn check_window(api: &Api, expected: &[Expected]) -> Result<Vec<Settled>, String> {
+/// settles each. A window of one event asks for it by `event_id` too, so that one page holds
+/// it however many other events share its time. `Err`: the server cannot be read (its
+/// answer, or why there is none).
+pub async fn check_window(api: &Api, expected: &[Expected]) -> Result<WindowRead, String> {
     let first = expected.first().map_or(0, |e| e.ts);
     let last = expected.last().map_or(0, |e| e.ts);
     let mut wanted: HashMap<&str, &Expected> = expected.iter().map(|e| (e.record_id.as_str(), e)).collect();
-    let mut settled = Vec::with_capacity(expected.len());
+    let mut read = WindowRead {
+        settled: Vec::with_capacity(expected.len()),
+        expected: expected.len(),
+        ..WindowRead::default()
+    };
+    // Where the next page starts: after the last page's key, or at an offset.
+    let mut last_key: Option<String> = None;
     let mut offset = 0usize;
     let mut stats = RequestStats::default();
     loop {
         let mut url = api.url(&["v1", "events"]);
-        url.query_pairs_mut()
-            .append_pair("start_time", &rfc3339(first))
-            .append_pair("end_time", &rfc3339(last))
-            .append_pair("page_size", &PAGE_SIZE.to_string())
-            .append_pair("offset", &offset.to_string());
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("start_time", &rfc3339(first))
+                .append_pair("end_time", &rfc3339(last))
+                .append_pair("page_size", &PAGE_SIZE.to_string());
+            if let [only] = expected {
+                query.append_pair("event_id", &only.record_id);
+            }
+            match &last_key {
+                Some(key) => query.append_pair("iter_last_key", key),
+                None if offset > 0 => query.append_pair("offset", &offset.to_string()),
+                None => &mut query,
+            };
+        }
         let answer = match api.call(Method::GET, url, None, true, &mut stats).await {
             Ok(answer) => answer,
             Err(CallError::GaveUp(m) | CallError::Unknown(m) | CallError::Fatal(m)) => return Err(m),
         };
+        read.pages += 1;
         if !answer.status.is_success() {
             return Err(format!(
                 "GET /v1/events answered {}: {}",
@@ -54,19 +87,65 @@ pub async fn check_window(api: &Api, expected: &[Expected]) -> Result<Vec<Settle
         for found in events {
             let Some(id) = found["id"].as_str() else { continue };
             if let Some(e) = wanted.remove(id) {
-                settled.push(match difference(&e.body, found) {
+                read.settled.push(match difference(&e.body, found) {
                     None => (e.seq, State::Found, None),
                     Some(why) => (e.seq, State::Different, Some(why)),
                 });
             }
         }
+        read.listed += events.len();
         offset += events.len();
         if wanted.is_empty() || events.is_empty() || page["has_more"] != Value::Bool(true) {
             break;
         }
+        // Keyset paging where the server offers it: no deeper offset to skip each time.
+        last_key = page["iter_last_key"]
+            .as_str()
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned);
     }
-    settled.extend(wanted.values().map(|e| (e.seq, State::Missing, None)));
-    Ok(settled)
+    read.settled
+        .extend(wanted.values().map(|e| (e.seq, State::Missing, None)));
+    Ok(read)
+}
+
+/// How many expected events the next windows hold: as many as one page of the server's
+/// events covers. It starts from the task's own density (the server holds just the expected
+/// events: `PAGE_SIZE` of them per window), shrinks where the server holds other events among
+/// them (a full page with more to come), down to one event per window (asked for by id), and
+/// widens where it holds fewer (lost events), up to `MAX_WINDOW`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizer {
+    size: usize,
+}
+
+impl Default for Sizer {
+    fn default() -> Sizer {
+        Sizer { size: PAGE_SIZE }
+    }
+}
+
+impl Sizer {
+    /// Expected events per window now.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Learns from the windows of the last round: expected events, and events the server
+    /// listed for them.
+    pub fn learn(&mut self, expected: usize, listed: usize) {
+        if expected == 0 {
+            return;
+        }
+        self.size = if listed == 0 {
+            // All lost, or a server that lists nothing here: twice as wide.
+            self.size.saturating_mul(2)
+        } else {
+            // Listed events per expected one, and a page's worth of them.
+            (PAGE_SIZE as u128 * expected as u128 / listed as u128) as usize
+        }
+        .clamp(1, MAX_WINDOW);
+    }
 }
 
 /// RFC 3339 in UTC with nanoseconds, as FlexPrice's filters take it.
@@ -117,6 +196,22 @@ pub fn difference(sent: &str, found: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn windows_shrink_where_the_server_holds_other_events_and_widen_where_it_lost_some() {
+        let mut sizer = Sizer::default();
+        assert_eq!(sizer.size(), 50);
+        sizer.learn(200, 200);
+        assert_eq!(sizer.size(), 50, "just the task's events: a page per 50");
+        sizer.learn(200, 1000);
+        assert_eq!(sizer.size(), 10, "five events listed per one expected");
+        sizer.learn(10, 10_000);
+        assert_eq!(sizer.size(), 1, "never below one, asked for by id");
+        sizer.learn(100, 10);
+        assert_eq!(sizer.size(), 500, "one in ten kept: wider");
+        sizer.learn(100, 0);
+        assert_eq!(sizer.size(), MAX_WINDOW);
+    }
 
     #[test]
     fn an_event_differs_by_its_first_differing_field_and_timestamps_compare_as_instants() {

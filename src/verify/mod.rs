@@ -92,16 +92,14 @@ pub fn check(
     states: &[State],
     progress: &mut RowsProgress,
 ) -> Result<Result<(), String>> {
-    // Events: a window of up to 50 per request; the others: one request each.
-    let per_request = if entity == EntityType::Events {
-        events::WINDOW_EVENTS
-    } else {
-        1
-    };
     let windows_per_round = api.config.concurrency.max(1) * WINDOWS_PER_PERMIT;
+    // Events: windows sized from what the server held in the last round; the others: one
+    // request each.
+    let mut sizer = events::Sizer::default();
     let mut after = (i64::MIN, i64::MIN);
     let mut done = 0u64;
     loop {
+        let per_request = if entity == EntityType::Events { sizer.size() } else { 1 };
         let rows = table.next(after, per_request * windows_per_round, states)?;
         let Some(last) = rows.last() else { return Ok(Ok(())) };
         after = (last.ts, last.seq);
@@ -113,7 +111,12 @@ pub fn check(
                 async move {
                     match entity {
                         EntityType::Events => events::check_window(&api, &window).await,
-                        _ => rows::check_one(&api, entity, &window[0]).await.map(|s| vec![s]),
+                        _ => rows::check_one(&api, entity, &window[0])
+                            .await
+                            .map(|s| events::WindowRead {
+                                settled: vec![s],
+                                ..Default::default()
+                            }),
                     }
                 },
                 runtime.handle(),
@@ -126,16 +129,20 @@ pub fn check(
             }
             all
         });
+        let (mut expected, mut listed) = (0, 0);
         for joined in results {
             match joined {
-                Ok(Ok(settled)) => {
-                    done += settled.len() as u64;
-                    table.settle(&settled)?;
+                Ok(Ok(read)) => {
+                    done += read.settled.len() as u64;
+                    expected += read.expected;
+                    listed += read.listed;
+                    table.settle(&read.settled)?;
                 }
                 Ok(Err(reason)) => return Ok(Err(reason)),
                 Err(e) => anyhow::bail!("reading events back: {e}"),
             }
         }
+        sizer.learn(expected, listed);
         progress.set_rows(done);
     }
 }

@@ -67,6 +67,9 @@ pub struct Data {
     pub events_by_time: BTreeMap<(String, i64, String), String>,
     /// Events answered 202 and then lost (the lose fault).
     pub events_lost: u64,
+    /// Pages of events asked for after an `iter_last_key` (keyset), and at an `offset` > 0.
+    pub event_pages_by_key: u64,
+    pub event_pages_by_offset: u64,
     pub prices: Vec<Value>,
     /// The environment each price of `prices` was created in (as the key decides).
     pub price_environments: Vec<String>,
@@ -531,7 +534,10 @@ fn events_page(shared: &Shared, environment: &str, query: &HashMap<String, Value
         let (n, id) = k.split_once("::")?;
         Some((n.parse().ok()?, id.to_owned()))
     });
-    let data = shared.data.lock().unwrap();
+    let mut data = shared.data.lock().unwrap();
+    data.event_pages_by_key += u64::from(after.is_some());
+    data.event_pages_by_offset += u64::from(offset > 0);
+    let data = data;
     let matches = |id: &str, e: &Value| {
         ["event_name", "external_customer_id", "source"]
             .iter()

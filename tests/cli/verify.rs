@@ -644,3 +644,54 @@ fn events_are_kept_per_environment_and_another_environments_key_reads_none() {
     assert_eq!(json, json!({"checked": 10, "found": 0, "missing": 10, "different": 0}));
     assert_eq!(verify(&env, &server, &task, &[]).1["found"], 10);
 }
+
+#[test]
+fn verify_shrinks_its_windows_where_the_server_holds_other_events_among_the_tasks() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 1000);
+    let task = deliver(&env, &server, &file);
+    // Four events of someone else's between each two of the task's (a second apart).
+    let others: Vec<Value> = (1..=1000)
+        .flat_map(|i| {
+            (1..=4).map(move |k| {
+                json!({"event_id": format!("other_{i}_{k}"), "event_name": "api_call",
+                       "external_customer_id": "cust_x",
+                       "timestamp": format!("2026-11-01T09:{:02}:{:02}.{k}Z", i / 60 % 60, i % 60)})
+            })
+        })
+        .collect();
+    for chunk in others.chunks(1000) {
+        assert_eq!(post(&server, "/v1/events/bulk", &json!({ "events": chunk })).0, 202);
+    }
+    let (code, json, stderr) = verify(&env, &server, &task, &["--concurrency", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 1000, "found": 1000, "missing": 0, "different": 0})
+    );
+    let data = server.data();
+    // The first round's four windows of 50 hold 250 events each: five pages, by keyset. The
+    // windows after it hold 10 of the task's and fit one page each.
+    assert_eq!(data.event_pages_by_offset, 0);
+    assert_eq!(data.event_pages_by_key, 16);
+    assert_eq!(data.requests["GET /v1/events"], 20 + 80);
+}
+
+#[test]
+fn verify_widens_its_windows_where_the_server_lost_most_events() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events((1..=1000).filter(|i| i % 10 != 0).map(|i| format!("ev_{i}")));
+    let (file, _) = events_file(&env, 1000);
+    let task = deliver(&env, &server, &file);
+    let (code, json, stderr) = verify(&env, &server, &task, &["--concurrency", "1"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 1000, "found": 100, "missing": 900, "different": 0})
+    );
+    // Four windows of 50 hold 5 events each; then windows of 500 hold 50: one page each,
+    // where windows of 50 would have taken 20 requests.
+    assert_eq!(server.data().requests["GET /v1/events"], 4 + 2);
+}

@@ -97,8 +97,8 @@ fn print_page(items: &[Task], interrupted: &[bool], total: u64, filter: &TaskFil
 }
 
 /// Why an empty listing is empty: the page is past the matches, the filters match none of
-/// the tenant's tasks, the tenant's tasks are archived, or the store holds only other
-/// tenants' tasks (named, with how to see them).
+/// the tenant's tasks, the tenant's tasks are archived, or the tenant has none (never a word
+/// about other tenants' tasks, nor whether there are any).
 fn nothing_listed(store: &Store, args: &ListArgs, filter: &TaskFilter, matched: u64) -> Result<String> {
     let path = store.path().display();
     if matched > 0 {
@@ -136,27 +136,9 @@ fn nothing_listed(store: &Store, args: &ListArgs, filter: &TaskFilter, matched: 
             }
         ));
     }
-    let others: Vec<(String, u64)> = store
-        .tasks()
-        .per_tenant()?
-        .into_iter()
-        .filter(|(t, _)| t != tenant)
-        .collect();
-    if others.is_empty() {
-        return Ok(format!("no tasks yet in {path}"));
-    }
-    const NAMED: usize = 5;
-    let total: u64 = others.iter().map(|(_, n)| n).sum();
-    let mut names: Vec<String> = others.iter().take(NAMED).map(|(t, n)| format!("{t} ({n})")).collect();
-    if others.len() > NAMED {
-        names.push(format!("{} more", others.len() - NAMED));
-    }
-    Ok(format!(
-        "no tasks for tenant {tenant} in {path}; it holds {} of other tenants: {} \
-         (--tenant ID or FLEXPRICE_TENANT_ID lists a tenant's tasks)",
-        count(total, "task"),
-        names.join(", ")
-    ))
+    // Whether other tenants have tasks here, or any at all, is theirs to know: a tenant is
+    // told about its own tasks only.
+    Ok(format!("no tasks for tenant {tenant} in {path}"))
 }
 
 /// The filters given on the command line, as typed (`--status failed --since 7d`).

@@ -64,20 +64,6 @@ impl<'c> SqliteTaskRepository<'c> {
     pub fn new(conn: &'c Connection) -> Self {
         SqliteTaskRepository { conn }
     }
-
-    /// Tasks (archived ones included, deleted ones not) per tenant, most first: what `list`
-    /// tells a user who finds no task of their own tenant.
-    pub fn per_tenant(&self) -> Result<Vec<(String, u64)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT tenant_id, count(*) AS n FROM tasks WHERE status != 'deleted' \
-             GROUP BY tenant_id ORDER BY n DESC, tenant_id",
-        )?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .context("counting tasks per tenant")?;
-        Ok(rows)
-    }
 }
 
 const COLUMNS: &str = "id, tenant_id, task_type, entity_type, file_url, file_type, task_status, \

@@ -32,6 +32,9 @@ pub struct WindowRead {
     pub listed: usize,
     /// Requests it took.
     pub pages: usize,
+    /// The window was one event, asked for by its id: `listed` says nothing of how many
+    /// other events share its time.
+    pub by_id: bool,
 }
 
 /// Reads back the events of one window (`expected` in timestamp order, not empty) and
@@ -45,6 +48,7 @@ pub async fn check_window(api: &Api, expected: &[Expected]) -> Result<WindowRead
     let mut read = WindowRead {
         settled: Vec::with_capacity(expected.len()),
         expected: expected.len(),
+        by_id: expected.len() == 1,
         ..WindowRead::default()
     };
     // Where the next page starts: after the last page's key, or at an offset.
@@ -113,15 +117,26 @@ pub async fn check_window(api: &Api, expected: &[Expected]) -> Result<WindowRead
 /// events covers. It starts from the task's own density (the server holds just the expected
 /// events: `PAGE_SIZE` of them per window), shrinks where the server holds other events among
 /// them (a full page with more to come), down to one event per window (asked for by id), and
-/// widens where it holds fewer (lost events), up to `MAX_WINDOW`.
+/// widens where it holds fewer (lost events), up to `MAX_WINDOW`. Events asked for by id tell
+/// nothing of how crowded their time is, so after `PROBE_AFTER` such rounds a round of windows
+/// of two looks again: a crowd that has passed does not leave the rest of the task at one
+/// request per event.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizer {
     size: usize,
+    /// Rounds in a row that told nothing (every window asked for by id).
+    blind: u32,
 }
+
+/// Rounds of single events asked for by id before windows of two look again.
+const PROBE_AFTER: u32 = 4;
 
 impl Default for Sizer {
     fn default() -> Sizer {
-        Sizer { size: PAGE_SIZE }
+        Sizer {
+            size: PAGE_SIZE,
+            blind: 0,
+        }
     }
 }
 
@@ -131,12 +146,18 @@ impl Sizer {
         self.size
     }
 
-    /// Learns from the windows of the last round: expected events, and events the server
-    /// listed for them.
+    /// Learns from the windows of the last round that were not asked for by id: expected
+    /// events, and events the server listed for them (0 and 0 when there were none).
     pub fn learn(&mut self, expected: usize, listed: usize) {
         if expected == 0 {
+            self.blind += 1;
+            if self.blind >= PROBE_AFTER {
+                self.blind = 0;
+                self.size = self.size.max(2);
+            }
             return;
         }
+        self.blind = 0;
         self.size = if listed == 0 {
             // All lost, or a server that lists nothing here: twice as wide.
             self.size.saturating_mul(2)
@@ -207,6 +228,14 @@ mod tests {
         assert_eq!(sizer.size(), 10, "five events listed per one expected");
         sizer.learn(10, 10_000);
         assert_eq!(sizer.size(), 1, "never below one, asked for by id");
+        for _ in 0..3 {
+            sizer.learn(0, 0);
+            assert_eq!(sizer.size(), 1);
+        }
+        sizer.learn(0, 0);
+        assert_eq!(sizer.size(), 2, "after four rounds by id, windows of two look again");
+        sizer.learn(8, 488);
+        assert_eq!(sizer.size(), 1, "still crowded");
         sizer.learn(100, 10);
         assert_eq!(sizer.size(), 500, "one in ten kept: wider");
         sizer.learn(100, 0);

@@ -134,8 +134,10 @@ pub fn check(
             match joined {
                 Ok(Ok(read)) => {
                     done += read.settled.len() as u64;
-                    expected += read.expected;
-                    listed += read.listed;
+                    if !read.by_id {
+                        expected += read.expected;
+                        listed += read.listed;
+                    }
                     table.settle(&read.settled)?;
                 }
                 Ok(Err(reason)) => return Ok(Err(reason)),

@@ -695,3 +695,35 @@ fn verify_widens_its_windows_where_the_server_lost_most_events() {
     // where windows of 50 would have taken 20 requests.
     assert_eq!(server.data().requests["GET /v1/events"], 4 + 2);
 }
+
+#[test]
+fn verify_asks_for_single_events_by_id_where_the_server_is_crowded() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 300);
+    let task = deliver(&env, &server, &file);
+    // Sixty events of someone else's at the very instant of each of the task's.
+    let others: Vec<Value> = (1..=300)
+        .flat_map(|i| {
+            (1..=60).map(move |k| {
+                json!({"event_id": format!("other_{i}_{k}"), "event_name": "api_call",
+                       "external_customer_id": "cust_x",
+                       "timestamp": format!("2026-11-01T09:{:02}:{:02}Z", i / 60 % 60, i % 60)})
+            })
+        })
+        .collect();
+    for chunk in others.chunks(1000) {
+        assert_eq!(post(&server, "/v1/events/bulk", &json!({ "events": chunk })).0, 202);
+    }
+    let (code, json, stderr) = verify(&env, &server, &task, &["--concurrency", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        json,
+        json!({"checked": 300, "found": 300, "missing": 0, "different": 0})
+    );
+    // The first four windows of 50 hold 3,050 events each (61 pages). The other 100 events
+    // are asked for one by one, by id, a page each however many share their instant, with a
+    // look every fifth round at windows of two (122 events: 3 pages each), still crowded:
+    // four cycles of 16 by id and 8 in 12 pages, then the last 4 by id.
+    assert_eq!(server.data().requests["GET /v1/events"], 4 * 61 + 4 * (16 + 12) + 4);
+}

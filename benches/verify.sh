@@ -3,7 +3,8 @@
 # ../shared/tools/gen_events.py, starts the FlexPrice stand-in (examples/stand_in.rs, release
 # build, keeping every event so that GET /v1/events can answer) on 127.0.0.1, delivers the file
 # once, then reads it back with `verify` at each concurrency (default 4). Prints wall time,
-# events/s, requests and peak RSS (from /usr/bin/time) of each verify.
+# events/s, CPU time (user + system: on a machine shared with other work, steadier than the
+# wall time) and peak RSS (from /usr/bin/time) of each verify.
 #
 # Usage: benches/verify.sh [ROWS] [CONCURRENCY...]
 # Needs: python3, curl, /usr/bin/time (Debian: time).
@@ -41,11 +42,11 @@ task=$("$bin" --db "$work/verify.db" --quiet run "$input" --target flexprice --a
 echo "$rows rows delivered as $task; stand-in: $(curl -s "$url/_stand_in/stats")"
 for c in $levels; do
     status=0
-    /usr/bin/time -f "%e %M" -o "$work/time.txt" \
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" \
         "$bin" --db "$work/verify.db" --quiet verify "$task" --json --concurrency "$c" \
         >"$work/verify.json" 2>"$work/stderr.txt" || status=$?
     [ "$status" -eq 0 ] || { echo "concurrency $c exited $status:" >&2; tail -5 "$work/stderr.txt" >&2; }
     awk -v c="$c" -v rows="$rows" -v out="$(cat "$work/verify.json")" \
-        '{ printf "verify concurrency %-3s %8.2f s %10.0f events/s %8.1f MB peak RSS   %s\n", c, $1, rows / $1, $2 / 1024, out }' \
+        '{ printf "verify concurrency %-3s %8.2f s %10.0f events/s %8.2f s CPU %8.1f MB peak RSS   %s\n", c, $1, rows / $1, $3 + $4, $2 / 1024, out }' \
         "$work/time.txt"
 done

@@ -200,3 +200,152 @@ fn a_plan_lookup_key_is_unique_per_environment_only() {
         .collect();
     assert_eq!(envs, vec!["env_main", "env_other"]);
 }
+
+const FEATURES: &str = "name,type,lookup_key,event_name,aggregation_type,aggregation_field\n\
+API calls,metered,api_calls,api_request,COUNT,\n\
+Tokens,metered,tokens,llm_usage,SUM,tokens\n\
+SSO,boolean,sso,,,\n\
+Region,static,region,,,\n";
+
+/// Three prices by key, one naming a plan that does not exist (line 4), one a feature that is
+/// not metered (line 6), one by server ids (line 7).
+const PRICES: &str = "amount,currency,entity_type,entity_key,entity_id,type,billing_period,billing_model,invoice_cadence,feature_key,meter_id,lookup_key\n\
+29.00,USD,PLAN,pro,,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,,pro_monthly\n\
+0.01,USD,PLAN,pro,,USAGE,MONTHLY,FLAT_FEE,ARREAR,api_calls,,pro_calls\n\
+9.00,USD,PLAN,enterprise,,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,,ent_monthly\n\
+5.00,USD,ADDON,extra_seats,,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,,seats_monthly\n\
+1.00,USD,PLAN,pro,,USAGE,MONTHLY,FLAT_FEE,ARREAR,sso,,pro_sso\n\
+2.00,USD,PLAN,,plan_given,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,,by_id\n";
+
+/// The seeded catalog's features, plans and addons, on the local store or the stand-in.
+fn seed(env: &Env, server: Option<&StandIn>) {
+    for (name, text) in [("features.csv", FEATURES), ("plans.csv", PLANS), ("addons.csv", ADDONS)] {
+        let file = env.write(name, text);
+        match server {
+            Some(server) => remote(env, server, &file, 0),
+            None => env.run_json(&[file.to_str().unwrap()], 0),
+        };
+    }
+}
+
+#[test]
+fn prices_name_their_plan_and_meter_by_key_and_an_unknown_key_is_that_rows_error() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    let prices = env.write("prices.csv", PRICES);
+    let task = remote(&env, &server, &prices, 3);
+    assert_eq!(counters(&task), (6, 4, 2, 0));
+    let errors = env.errors(task["id"].as_str().unwrap());
+    assert_eq!(
+        errors,
+        vec![
+            (4, "processing".into(), "plan lookup_key 'enterprise' not found".into()),
+            (
+                6,
+                "processing".into(),
+                "feature lookup_key 'sso' has no meter_id (only a metered feature has a meter)".into()
+            ),
+        ]
+    );
+    let conn = env.conn();
+    let column: String = conn
+        .query_row("SELECT \"column\" FROM task_errors WHERE line = 4", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(column, "entity_key");
+    let data = server.data();
+    let id_of = |list: &[Value], key: &str| {
+        list.iter()
+            .find(|r| r["lookup_key"] == key)
+            .map(|r| r["id"].clone())
+            .unwrap()
+    };
+    let pro = id_of(&data.catalog.plans, "pro");
+    let seats = id_of(&data.catalog.addons, "extra_seats");
+    let calls_meter = data.features.values().find(|f| f["lookup_key"] == "api_calls").unwrap()["meter_id"].clone();
+    let mut sent: Vec<Value> = data
+        .prices
+        .iter()
+        .map(|p| {
+            pick(
+                p,
+                &[
+                    "lookup_key",
+                    "entity_type",
+                    "entity_id",
+                    "meter_id",
+                    "amount",
+                    "entity_key",
+                    "feature_key",
+                ],
+            )
+        })
+        .collect();
+    sent.sort_by_key(|p| p["lookup_key"].as_str().unwrap().to_owned());
+    assert_eq!(
+        sent,
+        vec![
+            json!({"lookup_key":"by_id","entity_type":"PLAN","entity_id":"plan_given","amount":"2.00"}),
+            json!({"lookup_key":"pro_calls","entity_type":"PLAN","entity_id":pro,"meter_id":calls_meter,"amount":"0.01"}),
+            json!({"lookup_key":"pro_monthly","entity_type":"PLAN","entity_id":pro,"amount":"29.00"}),
+            json!({"lookup_key":"seats_monthly","entity_type":"ADDON","entity_id":seats,"amount":"5.00"}),
+        ]
+    );
+    // One lookup per distinct key: "pro", named by three rows, and "enterprise" (the two before
+    // are the plans' own upserts); the same for features (four upserts, then api_calls, sso).
+    assert_eq!(data.requests["GET /v1/plans"], 2 + 2, "{:?}", data.requests);
+    assert_eq!(data.requests["GET /v1/features"], 4 + 2, "{:?}", data.requests);
+}
+
+#[test]
+fn the_local_target_checks_keys_against_its_own_tables() {
+    let env = Env::new();
+    seed(&env, None);
+    let prices = env.write("prices.csv", PRICES);
+    let task = env.run_json(&[prices.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (6, 4, 2, 0));
+    let errors = env.errors(task["id"].as_str().unwrap());
+    assert_eq!(
+        errors[0],
+        (4, "processing".into(), "plan lookup_key 'enterprise' not found".into())
+    );
+    assert_eq!(errors[1].0, 6);
+    let plan: String = env
+        .conn()
+        .query_row("SELECT id FROM plans WHERE lookup_key = 'pro'", [], |r| r.get(0))
+        .unwrap();
+    let feature: String = env
+        .conn()
+        .query_row("SELECT id FROM features WHERE lookup_key = 'api_calls'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        rows(
+            &env,
+            "prices",
+            "lookup_key, entity_key, entity_id, feature_key, meter_id"
+        ),
+        vec![
+            json!({"lookup_key":"pro_monthly","entity_key":"pro","entity_id":plan,"feature_key":null,"meter_id":null}),
+            json!({"lookup_key":"pro_calls","entity_key":"pro","entity_id":plan,"feature_key":"api_calls","meter_id":format!("meter_{}", &feature[5..])}),
+            json!({"lookup_key":"seats_monthly","entity_key":"extra_seats","entity_id":env.conn().query_row("SELECT id FROM addons WHERE lookup_key = 'extra_seats'", [], |r| r.get::<_, String>(0)).unwrap(),"feature_key":null,"meter_id":null}),
+            json!({"lookup_key":"by_id","entity_key":null,"entity_id":"plan_given","feature_key":null,"meter_id":null}),
+        ]
+    );
+    // A price needs a parent by key or id, and a USAGE price a meter by key or id.
+    let bad = env.write(
+        "prices_bad.csv",
+        "amount,currency,entity_type,type,billing_period,billing_model,invoice_cadence\n\
+         1,USD,PLAN,FIXED,MONTHLY,FLAT_FEE,ADVANCE\n",
+    );
+    let task = env.run_json(&[bad.to_str().unwrap()], 3);
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![(
+            2,
+            "validation".into(),
+            "a price needs entity_key (its plan's or addon's lookup_key) or entity_id".into()
+        )]
+    );
+}

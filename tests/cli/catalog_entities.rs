@@ -543,3 +543,208 @@ fn entitlements_reach_the_server_and_a_rerun_updates_instead_of_creating() {
     assert!(reason.contains("reads usage_limit 0 as no limit"), "{reason}");
     assert_eq!(snapshot(&server)[3]["usage_limit"], 20000);
 }
+
+const CUSTOMERS: &str = "external_id,name\ncust_acme,Acme\ncust_beta,Beta\n";
+
+const SUBSCRIPTIONS: &str =
+    "external_customer_id,plan_key,currency,billing_period,start_date,lookup_key,subscription_status\n\
+cust_acme,pro,USD,MONTHLY,2026-01-01T00:00:00Z,,\n\
+cust_beta,pro,usd,MONTHLY,,beta_pro,\n\
+cust_ghost,pro,USD,MONTHLY,,,\n\
+cust_acme,enterprise,USD,MONTHLY,,,\n\
+cust_beta,free,USD,MONTHLY,,,active\n";
+
+/// The catalog a subscription needs: features, plans, addons, prices (the server picks a
+/// subscription's line items from its plan's prices), customers.
+fn seed_for_subscriptions(env: &Env, server: Option<&StandIn>) {
+    seed(env, server);
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key\n\
+         29.00,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly\n\
+         0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE,free_monthly\n",
+    );
+    let customers = env.write("customers.csv", CUSTOMERS);
+    for file in [prices, customers] {
+        match server {
+            Some(server) => remote(env, server, &file, 0),
+            None => env.run_json(&[file.to_str().unwrap()], 0),
+        };
+    }
+}
+
+#[test]
+fn subscriptions_are_drafts_by_default_and_created_once() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed_for_subscriptions(&env, Some(&server));
+    let file = env.write("subscriptions.csv", SUBSCRIPTIONS);
+    let task = remote(&env, &server, &file, 3);
+    assert_eq!(task["entity_type"], "SUBSCRIPTIONS");
+    assert_eq!(counters(&task), (5, 3, 2, 0));
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![
+            (
+                4,
+                "processing".into(),
+                "customer external_id 'cust_ghost' not found".into()
+            ),
+            (5, "processing".into(), "plan lookup_key 'enterprise' not found".into()),
+        ]
+    );
+    let snapshot = |server: &StandIn| {
+        let data = server.data();
+        let plan_key = |id: &Value| {
+            data.catalog.plans.iter().find(|p| p["id"] == *id).unwrap()["lookup_key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let mut got: Vec<Value> = data
+            .catalog
+            .subscriptions
+            .iter()
+            .map(|s| {
+                let mut s = pick(
+                    s,
+                    &[
+                        "external_customer_id",
+                        "plan_id",
+                        "currency",
+                        "billing_period",
+                        "billing_period_count",
+                        "billing_cycle",
+                        "lookup_key",
+                        "subscription_status",
+                        "start_date",
+                    ],
+                );
+                s["plan_id"] = json!(plan_key(&s["plan_id"]));
+                if s["start_date"] != "2026-01-01T00:00:00Z" {
+                    // The server's now.
+                    s.as_object_mut().unwrap().remove("start_date");
+                }
+                s
+            })
+            .collect();
+        got.sort_by_key(|s| s.to_string());
+        (got, data.catalog.invoices.len())
+    };
+    assert_eq!(
+        snapshot(&server),
+        (
+            vec![
+                json!({"external_customer_id":"cust_acme","plan_id":"pro","currency":"usd","billing_period":"MONTHLY","billing_period_count":1,"billing_cycle":"anniversary","subscription_status":"draft","start_date":"2026-01-01T00:00:00Z"}),
+                json!({"external_customer_id":"cust_beta","plan_id":"pro","currency":"usd","billing_period":"MONTHLY","billing_period_count":1,"billing_cycle":"anniversary","lookup_key":"beta_pro","subscription_status":"draft"}),
+                json!({"external_customer_id":"cust_beta","plan_id":"free","currency":"usd","billing_period":"MONTHLY","billing_period_count":1,"billing_cycle":"anniversary","subscription_status":"active"}),
+            ],
+            // Only the subscription the row asked to be active was invoiced.
+            1
+        )
+    );
+    // From a fresh store: each subscription is found (by lookup_key, else by customer and
+    // plan) and reported as existing; nothing is created.
+    let fresh = Env::new();
+    let again = fresh.write("subscriptions.csv", SUBSCRIPTIONS);
+    let before = snapshot(&server);
+    let task = remote(&fresh, &server, &again, 3);
+    assert_eq!(counters(&task), (5, 0, 2, 3));
+    let errors = fresh.errors(task["id"].as_str().unwrap());
+    assert_eq!(errors[0].1, "duplicate");
+    assert!(
+        errors[0].2.starts_with("subscription subs_")
+            && errors[0].2.contains("(draft) with customer cust_acme and plan plan_")
+            && errors[0].2.ends_with("already exists on the server; not created again"),
+        "{}",
+        errors[0].2
+    );
+    assert!(
+        errors[1].2.contains("with lookup_key beta_pro already exists"),
+        "{}",
+        errors[1].2
+    );
+    assert_eq!(snapshot(&server), before);
+}
+
+#[test]
+fn subscriptions_locally_check_customer_and_plan_and_are_created_once() {
+    let env = Env::new();
+    seed_for_subscriptions(&env, None);
+    let file = env.write("subscriptions.csv", SUBSCRIPTIONS);
+    let task = env.run_json(&[file.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (5, 3, 2, 0));
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![
+            (
+                4,
+                "processing".into(),
+                "customer external_id 'cust_ghost' not found".into()
+            ),
+            (5, "processing".into(), "plan lookup_key 'enterprise' not found".into()),
+        ]
+    );
+    let acme: String = env
+        .conn()
+        .query_row("SELECT id FROM customers WHERE external_id = 'cust_acme'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let pro: String = env
+        .conn()
+        .query_row("SELECT id FROM plans WHERE lookup_key = 'pro'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows(
+            &env,
+            "subscriptions",
+            "external_customer_id, customer_id, plan_key, plan_id, currency, billing_period_count, subscription_status"
+        )[0],
+        json!({"external_customer_id":"cust_acme","customer_id":acme,"plan_key":"pro","plan_id":pro,"currency":"usd","billing_period_count":1,"subscription_status":"draft"})
+    );
+    // A second file for the same customer and plan: already there, counted as a duplicate.
+    let again = env.write(
+        "subscriptions_2.csv",
+        "external_customer_id,plan_key,currency,billing_period\ncust_acme,pro,EUR,ANNUAL\n",
+    );
+    let task = env.run_json(&[again.to_str().unwrap(), "--entity", "subscriptions"], 0);
+    assert_eq!(counters(&task), (1, 0, 0, 1));
+    let reason = &env.errors(task["id"].as_str().unwrap())[0].2;
+    assert!(reason.contains("is already stored; not created again"), "{reason}");
+    assert_eq!(env.count("SELECT count(*) FROM subscriptions"), 3);
+}
+
+#[test]
+fn subscription_rules_are_checked_before_anything_is_sent() {
+    let env = Env::new();
+    let file = env.write(
+        "subscriptions.csv",
+        "external_customer_id,plan_key,plan_id,currency,billing_period,billing_cycle,billing_anchor,start_date,subscription_status,phases\n\
+         c1,pro,,US,MONTHLY,,,,,\n\
+         c1,,,USD,MONTHLY,,,,,\n\
+         c1,pro,,USD,MONTHLY,calendar,2026-01-15T00:00:00Z,,,\n\
+         c1,pro,,USD,MONTHLY,,,,,\"[{\"\"start_date\"\":\"\"2026-01-01T00:00:00Z\"\"}]\"\n\
+         c1,pro,,USD,MONTHLY,,,2026-02-01T00:00:00Z,active,\"[{\"\"start_date\"\":\"\"2026-01-01T00:00:00Z\"\"}]\"\n\
+         c1,pro,,USD,ONETIME,,,,,\n\
+         c1,pro,,USD,MONTHLY,,,,paused,\n",
+    );
+    let task = env.run_json(&[file.to_str().unwrap()], 3);
+    let reasons: Vec<String> = env
+        .errors(task["id"].as_str().unwrap())
+        .into_iter()
+        .map(|(line, _, reason)| format!("{line}: {reason}"))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "2: currency \"US\" is not a 3-letter code like USD",
+            "3: a subscription needs plan_key (its plan's lookup_key) or plan_id",
+            "4: billing_anchor is only allowed with billing_cycle anniversary",
+            "5: phases are not allowed on a draft subscription (FlexPrice refuses them): set subscription_status active",
+            "6: start_date must equal phases[0].start_date (FlexPrice's rule)",
+            "7: billing_period \"ONETIME\" is not one of MONTHLY, ANNUAL, WEEKLY, DAILY, QUARTERLY, HALF_YEARLY",
+            "8: subscription_status \"paused\" is not one of draft, active",
+        ]
+    );
+}

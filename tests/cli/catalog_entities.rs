@@ -748,3 +748,74 @@ fn subscription_rules_are_checked_before_anything_is_sent() {
         ]
     );
 }
+
+#[test]
+fn a_price_rerun_creates_nothing_and_a_pricing_change_is_refused_not_made_silently() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key,description,metadata.team\n\
+         29.00,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,Pro,growth\n\
+         290.00,USD,PLAN,pro,FIXED,ANNUAL,FLAT_FEE,ADVANCE,pro_annual,Pro yearly,growth\n\
+         0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE,free_monthly,Free,\n",
+    );
+    remote(&env, &server, &prices, 0);
+    let stored = |server: &StandIn| {
+        let mut p: Vec<Value> = server
+            .data()
+            .prices
+            .iter()
+            .map(|p| {
+                pick(
+                    p,
+                    &["id", "lookup_key", "amount", "description", "metadata", "end_date"],
+                )
+            })
+            .collect();
+        p.sort_by_key(|p| p["lookup_key"].as_str().unwrap().to_owned());
+        p
+    };
+    let before = stored(&server);
+    // The same file from a fresh store: the server has each lookup_key with the same
+    // pricing: three duplicates, nothing created.
+    let fresh = Env::new();
+    let again = fresh.write("prices.csv", &std::fs::read_to_string(&prices).unwrap());
+    let task = remote(&fresh, &server, &again, 0);
+    assert_eq!(counters(&task), (3, 0, 0, 3));
+    assert_eq!(
+        fresh.errors(task["id"].as_str().unwrap())[0].2,
+        format!(
+            "price lookup_key pro_monthly already exists on the server (price {}) with the same pricing; not created again",
+            before[2]["id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(stored(&server), before);
+    // A new description and metadata key: updated in place (same id, metadata merged); a new
+    // amount: refused with the reason, the stored price untouched.
+    let edited = fresh.write(
+        "prices_2.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key,description,metadata.region\n\
+         29,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,Pro (monthly),eu\n\
+         300.00,USD,PLAN,pro,FIXED,ANNUAL,FLAT_FEE,ADVANCE,pro_annual,Pro yearly,\n",
+    );
+    let task = remote(&fresh, &server, &edited, 3);
+    assert_eq!(counters(&task), (2, 1, 1, 0));
+    assert_eq!(task["metadata"]["updated_records"], 1);
+    let reason = &fresh.errors(task["id"].as_str().unwrap())[0].2;
+    assert!(
+        reason.starts_with(&format!(
+            "lookup_key pro_annual already exists on the server (price {}) with amount \"290.00\", here \"300.00\"",
+            before[1]["id"].as_str().unwrap()
+        )),
+        "{reason}"
+    );
+    let after = stored(&server);
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[1], before[1]);
+    assert_eq!(after[2]["id"], before[2]["id"]);
+    assert_eq!(after[2]["description"], "Pro (monthly)");
+    assert_eq!(after[2]["metadata"], json!({"team":"growth","region":"eu"}));
+    assert_eq!(after[2]["amount"], "29.00");
+}

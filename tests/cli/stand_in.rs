@@ -217,7 +217,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/events", get(list_events))
         .route("/v1/events/query", post(query_events))
         .route("/v1/prices/bulk", post(prices_bulk))
-        .route("/v1/prices", post(create_price))
+        .route("/v1/prices", post(create_price).get(catalog::list_prices))
         .route("/v1/prices/lookup/{lookup_key}", get(price_by_lookup_key))
         .route("/v1/customers", post(create_customer).get(list_customers))
         .route("/v1/customers/external/{external_id}", get(customer_by_external_id))

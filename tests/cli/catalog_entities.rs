@@ -819,3 +819,180 @@ fn a_price_rerun_creates_nothing_and_a_pricing_change_is_refused_not_made_silent
     assert_eq!(after[2]["metadata"], json!({"team":"growth","region":"eu"}));
     assert_eq!(after[2]["amount"], "29.00");
 }
+
+/// A table's rows without bookkeeping, sorted: what must survive an export and an import.
+fn records(env: &Env, table: &str) -> Vec<String> {
+    let conn = env.conn();
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let mut out: Vec<String> = stmt
+        .query_map([], |row| {
+            let mut cells = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                if ["id", "tenant_key", "task_id", "source_line", "created_at", "updated_at"].contains(&name.as_str()) {
+                    continue;
+                }
+                cells.push(format!("{name}={:?}", row.get::<_, rusqlite::types::Value>(i)?));
+            }
+            Ok(cells.join(" "))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_local_catalog_exports_in_the_format_import_reads_with_keys() {
+    let source = Env::new();
+    seed_for_subscriptions(&source, None);
+    let extra = source.write("features_2.csv", "name,type,lookup_key\nTheme,config,theme\n");
+    source.run_json(&[extra.to_str().unwrap()], 0);
+    let entitlements = source.write(
+        "entitlements.csv",
+        &format!(
+            "{}PLAN,pro,theme,,,,,\n",
+            ENTITLEMENTS.replace("PLAN,enterprise,sso,,,true,,\n", "")
+        ),
+    );
+    source.run_json(&[entitlements.to_str().unwrap()], 0);
+    let config = source.write(
+        "entitlements_config.jsonl",
+        "{\"entity_key\":\"free\",\"feature_key\":\"theme\",\"config_value\":{\"dark\":true}}\n",
+    );
+    source.run_json(&[config.to_str().unwrap(), "--entity", "entitlements"], 0);
+    let subscriptions = source.write(
+        "subscriptions.csv",
+        "external_customer_id,plan_key,currency,billing_period,start_date,subscription_status,phases,metadata.source\n\
+         cust_acme,pro,USD,MONTHLY,2026-01-01T00:00:00Z,,,seed\n\
+         cust_beta,free,USD,MONTHLY,,active,\"[{\"\"start_date\"\":\"\"2026-02-01T00:00:00Z\"\"}]\",\n",
+    );
+    source.run_json(&[subscriptions.to_str().unwrap()], 0);
+    let order = [
+        ("features", "features"),
+        ("plans", "plans"),
+        ("addons", "addons"),
+        ("prices", "prices"),
+        ("entitlements", "entitlements"),
+        ("customers", "customers"),
+        ("subscriptions", "subscriptions"),
+    ];
+    for format in ["csv", "jsonl", "json"] {
+        let fresh = Env::new();
+        for (entity, table) in order {
+            let path = source.dir.path().join(format!("{entity}-out.{format}"));
+            let out = source
+                .cmd()
+                .args(["export", entity, "-o", path.to_str().unwrap(), "--json"])
+                .assert()
+                .code(0)
+                .get_output()
+                .clone();
+            let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let expected = records(&source, table);
+            assert!(!expected.is_empty(), "{table}");
+            assert_eq!(task["successful_records"].as_u64().unwrap(), expected.len() as u64);
+            let imported = fresh.run_json(&[path.to_str().unwrap(), "--entity", entity], 0);
+            assert_eq!(imported["failed_records"], 0, "{entity} through {format}");
+            assert_eq!(records(&fresh, table), expected, "{entity} through {format}");
+        }
+    }
+    // Keys, booleans and JSON survive as import reads them.
+    let csv = std::fs::read_to_string(source.dir.path().join("entitlements-out.csv")).unwrap();
+    assert!(
+        csv.starts_with("entity_type,entity_key,entity_id,feature_key,feature_id,feature_type,is_enabled"),
+        "{csv}"
+    );
+    assert!(csv.contains(",pro,"), "{csv}");
+    let jsonl = std::fs::read_to_string(source.dir.path().join("entitlements-out.jsonl")).unwrap();
+    assert!(jsonl.contains("\"config_value\":{\"dark\":true}"), "{jsonl}");
+    assert!(jsonl.contains("\"is_enabled\":false"), "{jsonl}");
+}
+
+#[test]
+fn archived_records_are_not_found_by_key_and_either_status_of_a_missing_parent_fails_its_row() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    // FlexPrice's DELETE archives: the plan keeps its lookup_key, but only published records
+    // are found by key.
+    for plan in server
+        .data()
+        .catalog
+        .plans
+        .iter_mut()
+        .filter(|p| p["lookup_key"] == "free")
+    {
+        plan["status"] = json!("archived");
+    }
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence\n\
+         0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE\n",
+    );
+    let task = remote(&env, &server, &prices, 3);
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![(2, "processing".into(), "plan lookup_key 'free' not found".into())]
+    );
+    // A plan row with the archived plan's key creates a new plan; the archived one stays.
+    let plans = env.write("plans_again.csv", "name,lookup_key\nFree again,free\n");
+    let task = remote(&env, &server, &plans, 0);
+    assert!(task["metadata"]["updated_records"].is_null(), "{task}");
+    {
+        let data = server.data();
+        let free: Vec<(&str, &str)> = data
+            .catalog
+            .plans
+            .iter()
+            .filter(|p| p["lookup_key"] == "free")
+            .map(|p| (p["name"].as_str().unwrap(), p["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(free, vec![("Free", "archived"), ("Free again", "published")]);
+    }
+    // Server ids naming no plan: FlexPrice answers 404 or 400 for the same fault (the stand-in
+    // alternates); either is that row's error, and the next row is created.
+    let sso = server
+        .data()
+        .features
+        .values()
+        .find(|f| f["lookup_key"] == "sso")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pro = server
+        .data()
+        .catalog
+        .plans
+        .iter()
+        .find(|p| p["lookup_key"] == "pro")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = env.write(
+        "entitlements.csv",
+        &format!(
+            "entity_type,entity_id,feature_id,feature_type\n\
+             PLAN,plan_gone,{sso},boolean\n\
+             PLAN,plan_gone_too,{sso},boolean\n\
+             PLAN,{pro},{sso},boolean\n"
+        ),
+    );
+    let task = remote(&env, &server, &file, 3);
+    assert_eq!(counters(&task), (3, 1, 2, 0));
+    let errors = env.errors(task["id"].as_str().unwrap());
+    // The two rows go concurrently: which one got which status is not known.
+    let mut statuses: Vec<&str> = errors
+        .iter()
+        .map(|e| &e.2["the server refused the entitlement: ".len()..][..3])
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec!["400", "404"], "{errors:?}");
+    assert!(errors.iter().all(|e| e.2.contains("not found")), "{errors:?}");
+    let data = server.data();
+    assert_eq!(data.catalog.entitlements.len(), 1);
+    assert_eq!(data.catalog.entitlements[0]["entity_id"], pro.as_str());
+}

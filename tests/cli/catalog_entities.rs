@@ -996,3 +996,32 @@ fn archived_records_are_not_found_by_key_and_either_status_of_a_missing_parent_f
     assert_eq!(data.catalog.entitlements.len(), 1);
     assert_eq!(data.catalog.entitlements[0]["entity_id"], pro.as_str());
 }
+
+#[test]
+fn a_dry_run_checks_keys_only_where_the_records_are() {
+    // For the local target the store holds the plans: an unknown key is that row's error.
+    let env = Env::new();
+    seed(&env, None);
+    let prices = env.write("prices.csv", PRICES);
+    let task = env.run_json(&[prices.to_str().unwrap(), "--dry-run"], 3);
+    assert_eq!(counters(&task), (6, 4, 2, 0));
+    assert_eq!(env.count("SELECT count(*) FROM prices"), 0);
+    // For a server the plans live there, and a dry run never contacts it: keys are left to the
+    // run, the rows' own rules are checked.
+    let server = StandIn::start(Config::default());
+    let fresh = Env::new();
+    let prices = fresh.write("prices.csv", PRICES);
+    let out = fresh
+        .cmd()
+        .env("FLEXPRICE_TARGET", "flexprice")
+        .env("FLEXPRICE_API_URL", &server.url)
+        .env("FLEXPRICE_API_KEY", API_KEY)
+        .args(["run", prices.to_str().unwrap(), "--dry-run", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counters(&task), (6, 6, 0, 0));
+    assert!(server.data().requests.is_empty());
+}

@@ -1025,3 +1025,70 @@ fn a_dry_run_checks_keys_only_where_the_records_are() {
     assert_eq!(counters(&task), (6, 6, 0, 0));
     assert!(server.data().requests.is_empty());
 }
+
+#[test]
+fn a_whole_catalog_seeded_twice_creates_nothing_the_second_time() {
+    let server = StandIn::start(Config::default());
+    let files = [
+        ("features.csv", FEATURES.to_owned()),
+        // Every plan with a key: a plan without one has nothing to be found by.
+        (
+            "plans.csv",
+            PLANS.replace("Legacy,,No key: created once per file,,\n", ""),
+        ),
+        ("addons.csv", ADDONS.to_owned()),
+        (
+            "prices.csv",
+            PRICES
+                .lines()
+                .filter(|l| !l.contains("enterprise") && !l.contains(",sso,"))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        ),
+        (
+            "entitlements.csv",
+            ENTITLEMENTS.replace("PLAN,enterprise,sso,,,true,,\n", ""),
+        ),
+        ("customers.csv", CUSTOMERS.to_owned()),
+        (
+            "subscriptions.csv",
+            "external_customer_id,plan_key,currency,billing_period,lookup_key\n\
+             cust_acme,pro,USD,MONTHLY,\n\
+             cust_beta,pro,USD,MONTHLY,beta_pro\n"
+                .to_owned(),
+        ),
+    ];
+    let counts = |server: &StandIn| {
+        let d = server.data();
+        [
+            d.features.len(),
+            d.catalog.plans.len(),
+            d.catalog.addons.len(),
+            d.prices.len(),
+            d.catalog.entitlements.len(),
+            d.customers.len(),
+            d.catalog.subscriptions.len(),
+        ]
+    };
+    let first = Env::new();
+    for (name, text) in &files {
+        let task = remote(&first, &server, &first.write(name, text), 0);
+        assert_eq!(task["failed_records"], 0, "{name}");
+    }
+    assert_eq!(counts(&server), [4, 2, 2, 4, 5, 2, 2]);
+    let before: Vec<Value> = server.data().prices.clone();
+    // Another store (a CI job's fresh checkout) seeds the same files: everything is found by
+    // its key and updated in place or reported as there already; nothing is created.
+    let second = Env::new();
+    for (name, text) in &files {
+        let task = remote(&second, &server, &second.write(name, text), 0);
+        let (processed, successful, failed, duplicates) = counters(&task);
+        assert_eq!(failed, 0, "{name}");
+        assert_eq!(processed, successful + duplicates, "{name}");
+        let updated = task["metadata"]["updated_records"].as_u64().unwrap_or(0);
+        assert_eq!(updated, successful, "{name}: every stored row was an update");
+    }
+    assert_eq!(counts(&server), [4, 2, 2, 4, 5, 2, 2]);
+    assert_eq!(server.data().prices, before);
+    assert!(server.data().catalog.invoices.is_empty(), "drafts only");
+}

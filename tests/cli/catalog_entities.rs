@@ -1092,3 +1092,32 @@ fn a_whole_catalog_seeded_twice_creates_nothing_the_second_time() {
     assert_eq!(server.data().prices, before);
     assert!(server.data().catalog.invoices.is_empty(), "drafts only");
 }
+
+#[test]
+fn an_entitlement_created_meanwhile_is_found_again_whichever_status_says_so() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    // Between the tool's lookup and its create, another client creates the same two
+    // entitlements: FlexPrice refuses the creates with 409 for one and 500 database_error for
+    // the other (its doubly-marked error). Each is looked up again and updated.
+    server.data().catalog.lose_entitlement_races = 2;
+    let file = env.write(
+        "entitlements.csv",
+        "entity_key,feature_key,usage_limit\npro,api_calls,100\nfree,api_calls,10\n",
+    );
+    let task = remote(&env, &server, &file, 0);
+    assert_eq!(counters(&task), (2, 2, 0, 0));
+    assert_eq!(task["metadata"]["updated_records"], 2);
+    let data = server.data();
+    let mut limits: Vec<i64> = data
+        .catalog
+        .entitlements
+        .iter()
+        .map(|e| e["usage_limit"].as_i64().unwrap())
+        .collect();
+    limits.sort();
+    assert_eq!(limits, vec![10, 100]);
+    assert_eq!(data.requests["POST /v1/entitlements"], 2);
+    assert_eq!(data.requests["PUT /v1/entitlements/:id"], 2);
+}

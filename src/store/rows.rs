@@ -245,13 +245,19 @@ fn existing(
     row: &Row,
     key_columns: &[&'static str],
 ) -> Result<Option<(String, String)>> {
-    let clauses: Vec<String> = key_columns.iter().map(|c| format!("{c} IS ?")).collect();
+    // `=` where the row has a value, so that the partial unique indexes (`lookup_key IS NOT
+    // NULL`) serve the lookup.
+    let mut clauses: Vec<String> = Vec::with_capacity(key_columns.len());
     let mut bound = vec![Sql::Integer(tenant.key)];
-    bound.extend(
-        key_columns
-            .iter()
-            .map(|c| row.values.get(c).map_or(Sql::Null, sql_value)),
-    );
+    for column in key_columns {
+        match row.values.get(column) {
+            Some(value) => {
+                clauses.push(format!("{column} = ?"));
+                bound.push(sql_value(value));
+            }
+            None => clauses.push(format!("{column} IS NULL")),
+        }
+    }
     Ok(conn
         .prepare_cached(&format!(
             "SELECT id, metadata FROM {table} WHERE tenant_key = ? AND {}",

@@ -380,6 +380,7 @@ fn upsert_of(entity: EntityType) -> Upsert {
         EntityType::Addons => ("addon", "addons", Some(&["name", "description", "metadata"])),
         // `UpdateEntitlementRequest`: limits and values only.
         EntityType::Entitlements => ("entitlement", "entitlements", Some(ENTITLEMENT_UPDATE_FIELDS)),
+        // Subscriptions, created once and never updated (events and prices go in bulk).
         _ => ("subscription", "subscriptions", Some(&[])),
     };
     Upsert {
@@ -409,15 +410,6 @@ const ENTITLEMENT_UPDATE_FIELDS: &[&str] = &[
 /// row's keys, since FlexPrice's PUT replaces the whole map. A row that would change what
 /// FlexPrice cannot change (a feature's type or meter) is refused with that reason.
 pub async fn upsert(
-    api: &Api,
-    entity: EntityType,
-    item: &Item,
-    stats: &mut RequestStats,
-) -> Result<Upserted, TargetFailed> {
-    upsert_fate(api, entity, item, stats).await
-}
-
-async fn upsert_fate(
     api: &Api,
     entity: EntityType,
     item: &Item,

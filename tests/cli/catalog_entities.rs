@@ -1121,3 +1121,48 @@ fn an_entitlement_created_meanwhile_is_found_again_whichever_status_says_so() {
     assert_eq!(data.requests["POST /v1/entitlements"], 2);
     assert_eq!(data.requests["PUT /v1/entitlements/:id"], 2);
 }
+
+#[test]
+fn the_stand_in_lists_a_catalog_page_by_page_per_environment() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    let get = |key: &str, path: &str| -> Value {
+        let answer = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", server.url))
+            .header("x-api-key", key)
+            .send()
+            .unwrap();
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        serde_json::from_slice(&answer.bytes().unwrap()).unwrap()
+    };
+    let first = get(API_KEY, "/v1/plans?limit=2");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    // FlexPrice's returned offset is the request's offset plus the limit.
+    assert_eq!(first["pagination"], json!({"total": 3, "limit": 2, "offset": 2}));
+    let second = get(API_KEY, "/v1/plans?limit=2&offset=2");
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(get(API_KEY, "/v1/addons")["pagination"]["total"], 2);
+    assert_eq!(get(OTHER_KEY, "/v1/plans")["pagination"]["total"], 0);
+    for plan in server.data().catalog.plans.iter_mut().filter(|p| p["name"] == "Legacy") {
+        plan["status"] = json!("archived");
+    }
+    assert_eq!(get(API_KEY, "/v1/plans")["pagination"]["total"], 2);
+    assert_eq!(get(API_KEY, "/v1/plans?status=archived")["pagination"]["total"], 1);
+    let entitlements = env.write("entitlements.csv", ENTITLEMENTS);
+    remote(&env, &server, &entitlements, 3);
+    assert_eq!(get(API_KEY, "/v1/entitlements?limit=1000")["pagination"]["total"], 5);
+    let pro = server
+        .data()
+        .catalog
+        .plans
+        .iter()
+        .find(|p| p["lookup_key"] == "pro")
+        .unwrap()["id"]
+        .clone();
+    let of_pro = get(
+        API_KEY,
+        &format!("/v1/entitlements?entity_ids={}", pro.as_str().unwrap()),
+    );
+    assert_eq!(of_pro["pagination"]["total"], 2);
+}

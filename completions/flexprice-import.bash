@@ -261,7 +261,7 @@ _flexprice__import() {
             fi
             case "${prev}" in
                 --entity)
-                    COMPREPLY=($(compgen -W "events prices customers features" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "events prices customers features plans addons entitlements subscriptions" -- "${cur}"))
                     return 0
                     ;;
                 --format)
@@ -418,7 +418,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__export)
-            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features"
+            opts="-o -q -h --output --format --since --until --customer --event-name --json --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features plans addons entitlements subscriptions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -811,7 +811,7 @@ _flexprice__import() {
                     return 0
                     ;;
                 --entity)
-                    COMPREPLY=($(compgen -W "events prices customers features" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "events prices customers features plans addons entitlements subscriptions" -- "${cur}"))
                     return 0
                     ;;
                 --status)
@@ -1089,7 +1089,7 @@ _flexprice__import() {
                     return 0
                     ;;
                 --entity)
-                    COMPREPLY=($(compgen -W "events prices customers features" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "events prices customers features plans addons entitlements subscriptions" -- "${cur}"))
                     return 0
                     ;;
                 --format)
@@ -1271,7 +1271,7 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__templates)
-            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features"
+            opts="-q -h --format --dir --db --tenant --actor --quiet --progress --lock-timeout --help events prices customers features plans addons entitlements subscriptions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -213,6 +213,7 @@ impl Query {
             if sink.is_csv() {
                 let mut cells: Vec<String> = (0..columns.len())
                     .map(|i| match row.get::<_, Sql>(i) {
+                        Ok(Sql::Integer(v)) if matches!(columns[i].kind, Kind::Boolean) => Ok((v != 0).to_string()),
                         Ok(Sql::Integer(v)) => Ok(v.to_string()),
                         Ok(Sql::Real(v)) => Ok(v.to_string()),
                         Ok(Sql::Text(t)) => Ok(t),
@@ -231,9 +232,10 @@ impl Query {
                 for (i, column) in columns.iter().enumerate() {
                     let value = match row.get::<_, Sql>(i)? {
                         Sql::Null | Sql::Blob(_) => continue,
+                        Sql::Integer(v) if matches!(column.kind, Kind::Boolean) => Value::Bool(v != 0),
                         Sql::Integer(v) => Value::from(v),
                         Sql::Real(v) => Value::from(v),
-                        Sql::Text(t) if matches!(column.kind, Kind::JsonArray) => {
+                        Sql::Text(t) if matches!(column.kind, Kind::JsonArray | Kind::Json) => {
                             serde_json::from_str(&t).unwrap_or(Value::String(t))
                         }
                         Sql::Text(t) => Value::String(t),

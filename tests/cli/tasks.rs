@@ -67,7 +67,7 @@ fn create_json_prints_the_task_and_refuses_what_could_never_run() {
         .success()
         .stdout(predicate::str::contains("\"entity_type\": \"PRICES\""));
     env.cmd()
-        .args(["create", "x.csv", "--entity", "plans"])
+        .args(["create", "x.csv", "--entity", "coupons"])
         .assert()
         .code(2);
 }

@@ -68,7 +68,7 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     let checked = match Ledger::find(store.conn(), &remote, &task.id)? {
         Some(ledger) => {
             let job = job_of(&task)?;
-            crate::verify::collect(store.conn(), ledger, job, &table)?
+            crate::verify::collect(store.conn(), ledger, job, &table, &runtime, &api)?
         }
         None => {
             // Never run against this server with this key: nothing to prove, and a summary of
@@ -172,6 +172,10 @@ fn singular(entity: EntityType) -> &'static str {
         EntityType::Prices => "price",
         EntityType::Customers => "customer",
         EntityType::Features => "feature",
+        EntityType::Plans => "plan",
+        EntityType::Addons => "addon",
+        EntityType::Entitlements => "entitlement",
+        EntityType::Subscriptions => "subscription",
     }
 }
 

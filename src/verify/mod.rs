@@ -20,8 +20,8 @@ use crate::pipeline::{self, Job};
 use crate::store::ledger::{self, Ledger};
 use crate::store::verify::{Expected, ExpectedTable, State};
 use crate::target::flexprice::client::Api;
-use crate::target::flexprice::send::{self, Fate, Item};
-use crate::target::flexprice::{body, item, row_id, upsert_all};
+use crate::target::flexprice::send::{self, Fate, Item, Upserted};
+use crate::target::flexprice::{body, item, resolve, resolved, row_id, upsert_all};
 use crate::target::RequestStats;
 use crate::task::EntityType;
 
@@ -30,10 +30,21 @@ use crate::task::EntityType;
 const WINDOWS_PER_PERMIT: usize = 4;
 
 /// Fills `table` with the records of `job`'s input that `ledger` says this task delivered
-/// (its own id at its own line). Returns how many.
-pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &ExpectedTable<'_>) -> Result<u64> {
+/// (its own id at its own line). Returns how many. A row naming records by key (a price's
+/// `entity_key`, an entitlement's `feature_key`, …) gets the ids those keys name on the server
+/// now, through the target's own resolver, so that it is found and compared as it was sent; a
+/// key that names nothing any more leaves the row as read (checked by its own key, if any).
+pub fn collect(
+    conn: &rusqlite::Connection,
+    ledger: Ledger,
+    job: Job,
+    table: &ExpectedTable<'_>,
+    runtime: &tokio::runtime::Runtime,
+    api: &Api,
+) -> Result<u64> {
     let job_entity = job.entity.entity_type();
     let mut total = 0u64;
+    let resolver = resolve::Resolver::default();
     pipeline::read_valid(job, |records| {
         let mut expected = Vec::with_capacity(records.len());
         for record in records {
@@ -48,6 +59,12 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
             if !by.this_task || by.source_line != line {
                 continue;
             }
+            let mut stats = RequestStats::default();
+            let record = match runtime.block_on(resolved(api, &resolver, &record, &mut stats)) {
+                Ok(Ok(Some(resolved))) => resolved,
+                Ok(_) => record,
+                Err(failed) => return Err(anyhow::anyhow!("resolving keys: {}", failed.0)),
+            };
             expected.push(match record {
                 ValidRecord::Event(e) => Expected {
                     seq: 0,
@@ -176,7 +193,7 @@ pub fn resend(
     let per_round = match entity {
         EntityType::Events => send::EVENTS.max_items,
         EntityType::Prices => send::PRICES.max_items,
-        EntityType::Customers | EntityType::Features => 100,
+        _ => 100,
     };
     loop {
         let rows = table.next(after, per_round, &[State::Missing])?;
@@ -191,11 +208,13 @@ pub fn resend(
             .collect();
         let fates = runtime.block_on(async {
             match entity {
-                EntityType::Events => send::bulk(api, &send::EVENTS, send::EVENTS.max_items, &items, &mut stats).await,
-                EntityType::Prices => send::bulk(api, &send::PRICES, send::PRICES.max_items, &items, &mut stats).await,
-                EntityType::Customers | EntityType::Features => {
-                    upsert_all(Arc::clone(api), entity, items, &mut stats).await
+                EntityType::Events => send::bulk(api, &send::EVENTS, send::EVENTS.max_items, &items, &mut stats)
+                    .await
+                    .map(|fates| fates.into_iter().map(Upserted::Fate).collect()),
+                EntityType::Prices => {
+                    send::bulk_upserted(api, &send::PRICES, send::PRICES.max_items, &items, &mut stats).await
                 }
+                _ => upsert_all(Arc::clone(api), entity, items, &mut stats).await,
             }
         });
         let fates = match fates {
@@ -204,8 +223,9 @@ pub fn resend(
         };
         for (e, fate) in rows.iter().zip(fates) {
             match fate {
-                Fate::Failed(reason) => refused.push((e.line, e.record_id.clone(), reason)),
-                Fate::Created | Fate::Updated => sent += 1,
+                Upserted::Fate(Fate::Failed(reason)) => refused.push((e.line, e.record_id.clone(), reason)),
+                // Already there (a subscription found by its customer and plan): present now.
+                Upserted::Fate(Fate::Created | Fate::Updated) | Upserted::Exists(_) => sent += 1,
             }
         }
     }

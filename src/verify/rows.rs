@@ -28,7 +28,7 @@ pub async fn check_one(api: &Api, entity: EntityType, expected: &Expected) -> Re
     let mut stats = RequestStats::default();
     let found = match entity {
         EntityType::Prices => price(api, key, &mut stats).await?,
-        _ => match send::find(api, entity, key, &mut stats).await {
+        _ => match send::find_for(api, entity, key, &row_sent(expected), &mut stats).await {
             Ok(found) => found,
             Err(Ok(reason)) | Err(Err(crate::target::TargetFailed(reason))) => return Err(reason),
         },
@@ -40,6 +40,11 @@ pub async fn check_one(api: &Api, entity: EntityType, expected: &Expected) -> Re
             Some(why) => (expected.seq, State::Different, Some(why)),
         },
     })
+}
+
+/// The body the record was sent with (`Value::Null` if it is not JSON, which it always is).
+fn row_sent(expected: &Expected) -> Value {
+    serde_json::from_str(&expected.body).unwrap_or(Value::Null)
 }
 
 /// The price with this lookup_key as the server holds it: 404 with FlexPrice's JSON

@@ -1166,3 +1166,131 @@ fn the_stand_in_lists_a_catalog_page_by_page_per_environment() {
     );
     assert_eq!(of_pro["pagination"]["total"], 2);
 }
+
+/// `verify TASK --json` against the stand-in with the main key: (exit code, summary, stderr).
+fn verify(env: &Env, server: &StandIn, task: &Value, args: &[&str]) -> (i32, Value, String) {
+    let out = env
+        .cmd()
+        .env("FLEXPRICE_API_URL", &server.url)
+        .env("FLEXPRICE_API_KEY", API_KEY)
+        .args(["verify", task["id"].as_str().unwrap(), "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), json, stderr_of(&out))
+}
+
+/// What `verify TASK` (without --json) tells a person: the records missing or different.
+fn verify_says(env: &Env, server: &StandIn, task: &Value) -> String {
+    let out = env
+        .cmd()
+        .env("FLEXPRICE_API_URL", &server.url)
+        .env("FLEXPRICE_API_KEY", API_KEY)
+        .args(["verify", task["id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    stderr_of(&out)
+}
+
+#[test]
+fn verify_reads_back_catalog_records_named_by_key_and_resends_what_is_missing() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed_for_subscriptions(&env, Some(&server));
+    let plans = env.write(
+        "plans2.csv",
+        "name,lookup_key,metadata.tier\nTeam,team,c\nScale,scale,d\n",
+    );
+    let plans = remote(&env, &server, &plans, 0);
+    let (code, json, stderr) = verify(&env, &server, &plans, &[]);
+    assert_eq!(
+        (code, json),
+        (0, json!({"checked": 2, "found": 2, "missing": 0, "different": 0})),
+        "{stderr}"
+    );
+    server
+        .data()
+        .catalog
+        .plans
+        .iter_mut()
+        .find(|p| p["lookup_key"] == "scale")
+        .unwrap()["name"] = json!("Big");
+    let (code, json, stderr) = verify(&env, &server, &plans, &[]);
+    assert_eq!(
+        (code, json),
+        (3, json!({"checked": 2, "found": 1, "missing": 0, "different": 1})),
+        "{stderr}"
+    );
+    let says = verify_says(&env, &server, &plans);
+    assert!(
+        says.contains("line 3: scale different") && says.contains("\"Big\""),
+        "{says}"
+    );
+
+    // Entitlements name their plan and feature by key: verify finds them by the ids those
+    // keys name now. Line 7 (an unknown plan) was never delivered, so it is not checked.
+    let file = env.write("entitlements.csv", ENTITLEMENTS);
+    let entitlements = remote(&env, &server, &file, 3);
+    let (code, json, stderr) = verify(&env, &server, &entitlements, &[]);
+    assert_eq!(
+        (code, json),
+        (0, json!({"checked": 5, "found": 5, "missing": 0, "different": 0})),
+        "{stderr}"
+    );
+    {
+        let mut data = server.data();
+        let entitlements = &mut data.catalog.entitlements;
+        let limited = entitlements.iter_mut().find(|e| e["usage_limit"] == 10000).unwrap();
+        limited["usage_limit"] = json!(9);
+        entitlements.retain(|e| e["feature_type"] != "static");
+    }
+    let (code, json, stderr) = verify(&env, &server, &entitlements, &[]);
+    assert_eq!(
+        (code, json),
+        (3, json!({"checked": 5, "found": 3, "missing": 1, "different": 1})),
+        "{stderr}"
+    );
+    let says = verify_says(&env, &server, &entitlements);
+    assert!(says.contains("line 5: ") && says.contains("missing"), "{says}");
+    assert!(says.contains("line 2: ") && says.contains("usage_limit"), "{says}");
+    let (code, json, stderr) = verify(&env, &server, &entitlements, &["--resend"]);
+    assert_eq!(
+        (code, json),
+        (3, json!({"checked": 5, "found": 4, "missing": 0, "different": 1})),
+        "{stderr}"
+    );
+    let static_values: Vec<Value> = server
+        .data()
+        .catalog
+        .entitlements
+        .iter()
+        .filter(|e| e["feature_type"] == "static")
+        .map(|e| e["static_value"].clone())
+        .collect();
+    assert_eq!(static_values, vec![json!("eu")]);
+
+    // Subscriptions are found by their customer and plan; one cancelled on the server is
+    // missing.
+    let file = env.write("subscriptions.csv", SUBSCRIPTIONS);
+    let subscriptions = remote(&env, &server, &file, 3);
+    let (code, json, stderr) = verify(&env, &server, &subscriptions, &[]);
+    assert_eq!(
+        (code, json),
+        (0, json!({"checked": 3, "found": 3, "missing": 0, "different": 0})),
+        "{stderr}"
+    );
+    server
+        .data()
+        .catalog
+        .subscriptions
+        .retain(|s| s["lookup_key"] != "beta_pro");
+    let (code, json, stderr) = verify(&env, &server, &subscriptions, &[]);
+    assert_eq!(
+        (code, json),
+        (3, json!({"checked": 3, "found": 2, "missing": 1, "different": 0})),
+        "{stderr}"
+    );
+    let says = verify_says(&env, &server, &subscriptions);
+    assert!(says.contains("line 3: ") && says.contains("missing"), "{says}");
+}

@@ -457,8 +457,8 @@ pub async fn upsert_all(
 }
 
 /// The record with its keys resolved to the server's ids (`None`: it names nothing by key).
-/// `Ok(Err)`: the row's error.
-async fn resolved(
+/// `Ok(Err)`: the row's error. Also what `verify` reads back: a row as it was sent.
+pub async fn resolved(
     api: &Api,
     resolver: &resolve::Resolver,
     record: &ValidRecord,

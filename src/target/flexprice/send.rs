@@ -498,8 +498,9 @@ fn subscription_exists(stored: &Value, row: &Value) -> String {
 }
 
 /// The record an upsert updates: by key, or for an entitlement and a subscription by what
-/// the row's keys resolved to.
-async fn find_for(
+/// the row's keys resolved to. `row`: the request body as sent. Also what `verify` finds a
+/// record by.
+pub async fn find_for(
     api: &Api,
     entity: EntityType,
     key: &str,

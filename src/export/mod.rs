@@ -1,19 +1,24 @@
-//! Records out of the local store, streamed row by row in exactly the columns and shapes
-//! that import reads, so that an export imported into a fresh store gives the same records.
+//! Records written out in exactly the columns and shapes that import reads, so that an export
+//! imported into a fresh store (or another FlexPrice environment) gives the same records.
+//! Where they come from: the local store (`store::export`, read here) or a FlexPrice server's
+//! list endpoints (`flexprice`, with keys instead of the server's ids).
+
+pub mod flexprice;
+pub mod mapping;
 
 use std::io::Write;
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
-use rusqlite::types::Value as Sql;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{Map, Value};
 
-use crate::entity::spec::Kind;
-use crate::entity::{self, Event};
+use crate::entity::spec::{Column, Kind};
+use crate::entity::{self};
 use crate::reader::Format;
 use crate::target::flexprice::body;
 use crate::task::EntityType;
+
+pub use crate::store::export::{Filters, Query};
 
 /// The columns of an events export: those import reads, with `properties` as one JSON
 /// object so that typed values survive.
@@ -27,129 +32,29 @@ const EVENT_COLUMNS: &[&str] = &[
     "properties",
 ];
 
-/// Which records an export takes.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Filters {
-    /// Events at or after this time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<DateTime<Utc>>,
-    /// Events before this time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub until: Option<DateTime<Utc>>,
-    /// Events of this customer: its external_customer_id or customer_id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_name: Option<String>,
+/// The columns a table entity is written with: those its import declares.
+pub fn table_columns(entity: EntityType) -> &'static [Column] {
+    entity::table_spec(entity)
+        .expect("table entities have a spec")
+        .columns()
 }
 
-/// A query over one entity's table for one tenant.
-pub struct Query {
-    sql_from: String,
-    values: Vec<Sql>,
-    entity: EntityType,
-}
-
-impl Query {
-    /// `None` when the tenant has never stored anything.
-    pub fn new(conn: &Connection, tenant_id: &str, entity: EntityType, filters: &Filters) -> Result<Option<Query>> {
-        let tenant_key: Option<i64> = conn
-            .query_row(
-                "SELECT tenant_key FROM tenants WHERE tenant_id = ?1",
-                [tenant_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(tenant_key) = tenant_key else { return Ok(None) };
-        let table = match entity {
-            EntityType::Events => "events",
-            other => entity::table_spec(other).expect("table entities have a spec").table(),
-        };
-        let mut clauses = vec!["tenant_key = ?".to_owned()];
-        let mut values = vec![Sql::Integer(tenant_key)];
-        if entity == EntityType::Events {
-            // Compared as times, not text: "…00Z" and "…00.5Z" do not sort as they should.
-            if let Some(since) = filters.since {
-                clauses.push("julianday(timestamp) >= julianday(?)".into());
-                values.push(Sql::Text(since.to_rfc3339()));
-            }
-            if let Some(until) = filters.until {
-                clauses.push("julianday(timestamp) < julianday(?)".into());
-                values.push(Sql::Text(until.to_rfc3339()));
-            }
-            if let Some(customer) = &filters.customer {
-                clauses.push("(external_customer_id = ? OR customer_id = ?)".into());
-                values.push(Sql::Text(customer.clone()));
-                values.push(Sql::Text(customer.clone()));
-            }
-            if let Some(name) = &filters.event_name {
-                clauses.push("event_name = ?".into());
-                values.push(Sql::Text(name.clone()));
-            }
-        }
-        Ok(Some(Query {
-            sql_from: format!("FROM {table} WHERE {}", clauses.join(" AND ")),
-            values,
-            entity,
-        }))
-    }
-
-    pub fn count(&self, conn: &Connection) -> Result<u64> {
-        Ok(conn.query_row(
-            &format!("SELECT count(*) {}", self.sql_from),
-            params_from_iter(&self.values),
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Writes every record to `out` in `format`, calling `progress` with the count so far
-    /// every `every` records; `progress` may stop the export with an error.
-    pub fn write(
-        &self,
-        conn: &Connection,
-        format: Format,
-        out: &mut dyn Write,
-        every: u64,
-        progress: &mut dyn FnMut(u64) -> Result<()>,
-    ) -> Result<u64> {
+/// Writes every record `query` selects from the local store to `out` in `format`, calling
+/// `progress` with the count so far every `every` records; `progress` may stop the export
+/// with an error. Returns how many were written.
+pub fn write_local(
+    conn: &Connection,
+    query: &Query,
+    format: Format,
+    out: &mut dyn Write,
+    every: u64,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<u64> {
+    let mut n = 0;
+    if query.entity() == EntityType::Events {
         let mut sink = Sink::new(format, out);
-        let written = match self.entity {
-            EntityType::Events => self.write_events(conn, &mut sink, every, progress)?,
-            _ => self.write_rows(conn, &mut sink, every, progress)?,
-        };
-        sink.finish()?;
-        Ok(written)
-    }
-
-    fn write_events(
-        &self,
-        conn: &Connection,
-        sink: &mut Sink<'_>,
-        every: u64,
-        progress: &mut dyn FnMut(u64) -> Result<()>,
-    ) -> Result<u64> {
         sink.header(EVENT_COLUMNS)?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT event_id, event_name, external_customer_id, customer_id, timestamp, source, properties {} \
-             ORDER BY rowid",
-            self.sql_from
-        ))?;
-        let mut rows = stmt.query(params_from_iter(&self.values))?;
-        let mut n = 0;
-        while let Some(row) = rows.next()? {
-            let event = Event {
-                event_id: row.get(0)?,
-                event_name: row.get(1)?,
-                external_customer_id: row.get(2)?,
-                customer_id: row.get(3)?,
-                timestamp: row.get(4)?,
-                timestamp_given: true,
-                source: row.get(5)?,
-                properties: row.get(6)?,
-                line: 0,
-                element_line: None,
-                raw: Vec::new(),
-            };
+        query.each_event(conn, &mut |event| {
             if sink.is_csv() {
                 sink.csv_row(&[
                     &event.event_id,
@@ -167,90 +72,106 @@ impl Query {
             if n % every == 0 {
                 progress(n)?;
             }
-        }
-        Ok(n)
+            Ok(())
+        })?;
+        sink.finish()?;
+        return Ok(n);
     }
+    let columns = table_columns(query.entity());
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    // A CSV header names every metadata key any row has.
+    let metadata_keys = if format == Format::Csv {
+        query.metadata_keys(conn)?
+    } else {
+        Vec::new()
+    };
+    let mut writer = TableWriter::start(format, out, columns, metadata_keys)?;
+    query.each_row(conn, &names, &mut |row| {
+        writer.write(&row.cells, &row.metadata)?;
+        n += 1;
+        if n % every == 0 {
+            progress(n)?;
+        }
+        Ok(())
+    })?;
+    writer.finish()?;
+    Ok(n)
+}
 
-    fn write_rows(
-        &self,
-        conn: &Connection,
-        sink: &mut Sink<'_>,
-        every: u64,
-        progress: &mut dyn FnMut(u64) -> Result<()>,
-    ) -> Result<u64> {
-        let spec = entity::table_spec(self.entity).expect("table entities have a spec");
-        let columns = spec.columns();
-        let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
-        // A CSV header names every metadata key any row has.
-        let metadata_keys: Vec<String> = if sink.is_csv() {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT DISTINCT j.key FROM (SELECT metadata {}) t, json_each(t.metadata) j ORDER BY 1",
-                self.sql_from
-            ))?;
-            let keys = stmt
-                .query_map(params_from_iter(&self.values), |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            keys
-        } else {
-            Vec::new()
-        };
-        let header: Vec<String> = names
+/// Writes rows of a table entity: its declared columns, then `metadata.<key>` columns (CSV)
+/// or a `metadata` object (JSON).
+pub struct TableWriter<'w> {
+    sink: Sink<'w>,
+    columns: &'static [Column],
+    metadata_keys: Vec<String>,
+}
+
+impl<'w> TableWriter<'w> {
+    /// Writes the header (CSV: the columns and `metadata.<key>` for each of `metadata_keys`,
+    /// which a CSV export must know before its first row; JSON: the array's opening).
+    pub fn start(
+        format: Format,
+        out: &'w mut dyn Write,
+        columns: &'static [Column],
+        metadata_keys: Vec<String>,
+    ) -> Result<TableWriter<'w>> {
+        let mut sink = Sink::new(format, out);
+        let header: Vec<String> = columns
             .iter()
-            .map(|n| (*n).to_owned())
+            .map(|c| c.name.to_owned())
             .chain(metadata_keys.iter().map(|k| format!("metadata.{k}")))
             .collect();
         sink.header(&header.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {}, metadata {} ORDER BY rowid",
-            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
-            self.sql_from
-        ))?;
-        let mut rows = stmt.query(params_from_iter(&self.values))?;
-        let mut n = 0;
-        while let Some(row) = rows.next()? {
-            let metadata: Map<String, Value> =
-                serde_json::from_str(&row.get::<_, String>(columns.len())?).unwrap_or_default();
-            if sink.is_csv() {
-                let mut cells: Vec<String> = (0..columns.len())
-                    .map(|i| match row.get::<_, Sql>(i) {
-                        Ok(Sql::Integer(v)) => Ok(v.to_string()),
-                        Ok(Sql::Real(v)) => Ok(v.to_string()),
-                        Ok(Sql::Text(t)) => Ok(t),
-                        Ok(Sql::Null | Sql::Blob(_)) => Ok(String::new()),
-                        Err(e) => Err(e),
-                    })
-                    .collect::<rusqlite::Result<_>>()?;
-                cells.extend(metadata_keys.iter().map(|k| match metadata.get(k) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                }));
-                sink.csv_row(&cells.iter().map(String::as_str).collect::<Vec<_>>())?;
-            } else {
-                let mut obj = Map::new();
-                for (i, column) in columns.iter().enumerate() {
-                    let value = match row.get::<_, Sql>(i)? {
-                        Sql::Null | Sql::Blob(_) => continue,
-                        Sql::Integer(v) => Value::from(v),
-                        Sql::Real(v) => Value::from(v),
-                        Sql::Text(t) if matches!(column.kind, Kind::JsonArray) => {
-                            serde_json::from_str(&t).unwrap_or(Value::String(t))
-                        }
-                        Sql::Text(t) => Value::String(t),
-                    };
-                    obj.insert(column.name.to_owned(), value);
-                }
-                if !metadata.is_empty() {
-                    obj.insert("metadata".into(), Value::Object(metadata));
-                }
-                sink.json_text(&Value::Object(obj).to_string())?;
-            }
-            n += 1;
-            if n % every == 0 {
-                progress(n)?;
-            }
+        Ok(TableWriter {
+            sink,
+            columns,
+            metadata_keys,
+        })
+    }
+
+    /// One row: `cells` in the order of the columns (`None`: not given). A JSON column's
+    /// value may be its text (as the store keeps it) or the JSON itself.
+    pub fn write(&mut self, cells: &[Option<Value>], metadata: &Map<String, Value>) -> Result<()> {
+        if self.sink.is_csv() {
+            let mut row: Vec<String> = cells
+                .iter()
+                .map(|v| v.as_ref().map(csv_cell).unwrap_or_default())
+                .collect();
+            row.extend(
+                self.metadata_keys
+                    .iter()
+                    .map(|k| metadata.get(k).map(csv_cell).unwrap_or_default()),
+            );
+            return self.sink.csv_row(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
-        Ok(n)
+        let mut obj = Map::new();
+        for (column, value) in self.columns.iter().zip(cells) {
+            let Some(value) = value else { continue };
+            let value = match value {
+                Value::String(t) if matches!(column.kind, Kind::JsonArray) => {
+                    serde_json::from_str(t).unwrap_or_else(|_| value.clone())
+                }
+                other => other.clone(),
+            };
+            obj.insert(column.name.to_owned(), value);
+        }
+        if !metadata.is_empty() {
+            obj.insert("metadata".into(), Value::Object(metadata.clone()));
+        }
+        self.sink.json_text(&Value::Object(obj).to_string())
+    }
+
+    pub fn finish(self) -> Result<()> {
+        self.sink.finish()
+    }
+}
+
+/// A value as a CSV cell: text as it is, anything else as JSON (numbers with their digits).
+fn csv_cell(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 
@@ -323,12 +244,7 @@ impl<'w> Sink<'w> {
 pub fn write_empty(entity: EntityType, format: Format, out: &mut dyn Write) -> Result<()> {
     let header: Vec<&str> = match entity {
         EntityType::Events => EVENT_COLUMNS.to_vec(),
-        other => entity::table_spec(other)
-            .expect("table entities have a spec")
-            .columns()
-            .iter()
-            .map(|c| c.name)
-            .collect(),
+        other => table_columns(other).iter().map(|c| c.name).collect(),
     };
     let mut sink = Sink::new(format, out);
     sink.header(&header)?;

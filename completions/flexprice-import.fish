@@ -54,7 +54,11 @@ complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -f -a "h
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l entity -d 'What the file holds [default: from the file name (prices_2026.csv), else events]' -r -f -a "events\t''
 prices\t''
 customers\t''
-features\t''"
+features\t''
+plans\t''
+addons\t''
+entitlements\t''
+subscriptions\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l format -d 'The file\'s format [default: from its extension: .csv, .tsv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
@@ -87,7 +91,11 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l entity -d 'What the file holds [default: from the file name (prices_2026.csv), else events]' -r -f -a "events\t''
 prices\t''
 customers\t''
-features\t''"
+features\t''
+plans\t''
+addons\t''
+entitlements\t''
+subscriptions\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l format -d 'The file\'s format [default: from its extension: .csv, .tsv, .json, .jsonl/.ndjson]' -r -f -a "csv\t''
 json\t'A JSON array of objects (or objects one after another)'
 jsonl\t'One JSON object per line (also .ndjson)'"
@@ -136,7 +144,11 @@ export\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l entity -d 'Only tasks of this entity' -r -f -a "events\t''
 prices\t''
 customers\t''
-features\t''"
+features\t''
+plans\t''
+addons\t''
+entitlements\t''
+subscriptions\t''"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l status -d 'Only tasks with this status (a PROCESSING task whose process died is shown as interrupted)' -r -f -a "pending\t''
 processing\t''
 completed\t''
@@ -399,10 +411,18 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templa
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "prices"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "customers"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "features"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "plans"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "addons"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "entitlements"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -f -a "subscriptions"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "events"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "prices"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "customers"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "features"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "plans"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "addons"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "entitlements"
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -f -a "subscriptions"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -f -a "bash"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -f -a "elvish"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -f -a "fish"

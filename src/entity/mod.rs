@@ -1,14 +1,18 @@
 //! Raw records to validated records or row errors. One module per entity behind one trait;
 //! a new entity is a module and a line in `registry`.
 
+pub mod addons;
 mod countries;
 pub mod customers;
 pub mod decimal;
+pub mod entitlements;
 pub mod events;
 pub mod features;
 pub mod mapping;
+pub mod plans;
 pub mod prices;
 pub mod spec;
+pub mod subscriptions;
 pub mod table;
 
 use serde_json::Value;
@@ -23,7 +27,7 @@ pub use events::Event;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValidRecord {
     Event(Event),
-    /// A price, customer or feature.
+    /// A row of a table entity (a price, customer, feature, plan, …).
     Row(table::Row),
 }
 
@@ -180,6 +184,10 @@ static ENTITIES: &[&dyn Entity] = &[
     &table::TableEntity(&prices::PRICES),
     &table::TableEntity(&customers::CUSTOMERS),
     &table::TableEntity(&features::FEATURES),
+    &table::TableEntity(&plans::PLANS),
+    &table::TableEntity(&addons::ADDONS),
+    &table::TableEntity(&entitlements::ENTITLEMENTS),
+    &table::TableEntity(&subscriptions::SUBSCRIPTIONS),
 ];
 
 pub fn registry(entity: EntityType) -> Option<&'static dyn Entity> {

@@ -31,6 +31,10 @@ pub enum Kind {
     Timestamp,
     /// A JSON array (tiers).
     JsonArray,
+    /// Any JSON value (an entitlement's config_value); in CSV, the cell's JSON text.
+    Json,
+    /// `true` or `false` (any case in CSV; a JSON boolean).
+    Boolean,
     /// An email address.
     Email,
     /// An ISO 3166-1 alpha-2 country code.
@@ -92,6 +96,8 @@ impl Column {
             Kind::Integer { min } => format!("a whole number of {min} or more"),
             Kind::Timestamp => "an RFC 3339 time like 2024-03-20T15:04:05Z".into(),
             Kind::JsonArray => "a JSON array".into(),
+            Kind::Json => "a JSON value".into(),
+            Kind::Boolean => "true or false".into(),
             Kind::Email => "an email address".into(),
             Kind::Country => "an ISO 3166-1 alpha-2 country code like US".into(),
             Kind::TimeZone => "an IANA time zone like Europe/Berlin".into(),
@@ -351,6 +357,17 @@ pub fn check(column: &Column, raw: Raw<'_>) -> Result<Value, RowError> {
                 )),
                 Err(e) => Err(invalid(name, format!("{name} {} is not valid JSON: {e}", quoted(text)))),
             },
+        },
+        Kind::Json => match raw {
+            Raw::Json(v) => Ok(v.clone()),
+            Raw::Text(text) => serde_json::from_str::<Value>(text)
+                .map_err(|e| invalid(name, format!("{name} {} is not valid JSON: {e}", quoted(text)))),
+        },
+        Kind::Boolean => match raw {
+            Raw::Json(Value::Bool(b)) => Ok(Value::Bool(*b)),
+            Raw::Text(t) if t.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
+            Raw::Text(t) if t.eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
+            _ => Err(wrong()),
         },
         Kind::Email => {
             let Raw::Text(text) = raw else { return Err(wrong()) };

@@ -1,5 +1,6 @@
-//! Entities kept as rows of their own table (prices, customers, features): declared columns,
-//! a rule check across columns, and how a row is identified in the store.
+//! Entities kept as rows of their own table (prices, customers, features, plans, addons,
+//! entitlements, subscriptions): declared columns, a rule check across columns, the keys that
+//! name other records, and how a row is identified in the store.
 
 use serde_json::Value;
 
@@ -19,6 +20,138 @@ pub enum Identity {
     UpsertBy(&'static str),
     /// As `UpsertBy` when the column is given, else `Derived`.
     UpsertByOrDerived(&'static str),
+    /// A row whose values in all these columns are stored (after its keys are resolved)
+    /// updates that row: an entitlement is one per (entity, feature).
+    UpsertByAll(&'static [&'static str]),
+    /// Created once, never updated: a row whose `key` column is given and stored, or without
+    /// one whose `otherwise` columns all match a stored row, is reported as already there
+    /// (a subscription: FlexPrice cannot change one's plan or customer).
+    Once {
+        key: &'static str,
+        otherwise: &'static [&'static str],
+    },
+}
+
+/// What a key column names: a record found by its key in the same environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Referent {
+    Plan,
+    Addon,
+    Feature,
+    Customer,
+    /// A plan or an addon, as the row's `entity_type` says.
+    Parent,
+}
+
+impl Referent {
+    /// The record's name in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Referent::Plan => "plan",
+            Referent::Addon => "addon",
+            Referent::Feature => "feature",
+            Referent::Customer => "customer",
+            Referent::Parent => "plan or addon",
+        }
+    }
+
+    /// The field the key is matched against.
+    pub fn key_field(self) -> &'static str {
+        match self {
+            Referent::Customer => "external_id",
+            _ => "lookup_key",
+        }
+    }
+
+    /// For `Parent`, the referent the row's entity_type names; `None` for another type.
+    pub fn of_row(self, values: &Values) -> Option<Referent> {
+        match (self, values.str("entity_type")) {
+            (Referent::Parent, Some("PLAN")) => Some(Referent::Plan),
+            (Referent::Parent, Some("ADDON")) => Some(Referent::Addon),
+            (Referent::Parent, _) => None,
+            (other, _) => Some(other),
+        }
+    }
+}
+
+/// A column that names another record by its key (`entity_key`, `feature_key`, `plan_key`,
+/// `external_customer_id`), resolved by the target to that record's id in its own store or
+/// environment, so that one file fits every environment (see ../shared/flexprice-catalog.md,
+/// "CSV": `*_key → id before POST`).
+#[derive(Debug, Clone, Copy)]
+pub struct Reference {
+    /// The key column.
+    pub key: &'static str,
+    pub referent: Referent,
+    /// The id column the key is resolved into; a server id given there instead of a key is
+    /// used as it is, and one given beside a key is replaced by the key's.
+    pub id: &'static str,
+    /// The found record's field that becomes `id`.
+    pub id_field: &'static str,
+    /// Further columns taken from the found record: `(column, field)`. A value the row gives
+    /// in such a column must equal the record's (an entitlement's feature_type).
+    pub also: &'static [(&'static str, &'static str)],
+}
+
+impl Reference {
+    /// Writes what was found into the row. `found` is the record as the store or the server
+    /// has it. `Err`: the row's error (the record lacks a field the row needs, or the row
+    /// contradicts it).
+    pub fn apply(&self, values: &mut Values, referent: Referent, key: &str, found: &Value) -> Result<(), RowError> {
+        let field_of = |field: &str| match found.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Some(Value::String(s.clone())),
+            _ => None,
+        };
+        let Some(id) = field_of(self.id_field) else {
+            return Err(super::spec::invalid(
+                self.key,
+                format!(
+                    "{} {} '{key}' has no {}{}",
+                    referent.noun(),
+                    referent.key_field(),
+                    self.id_field,
+                    if self.id_field == "meter_id" {
+                        " (only a metered feature has a meter)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        };
+        for (column, field) in self.also {
+            let Some(theirs) = field_of(field) else { continue };
+            match values.get(column) {
+                Some(given)
+                    if !given
+                        .as_str()
+                        .unwrap_or_default()
+                        .eq_ignore_ascii_case(theirs.as_str().unwrap_or_default()) =>
+                {
+                    return Err(super::spec::invalid(
+                        column,
+                        format!(
+                            "{column} {} does not match {} {} '{key}', whose {field} is {}",
+                            given.as_str().unwrap_or_default(),
+                            referent.noun(),
+                            referent.key_field(),
+                            theirs.as_str().unwrap_or_default()
+                        ),
+                    ))
+                }
+                _ => values.set(column, theirs),
+            }
+        }
+        values.set(self.id, id);
+        Ok(())
+    }
+}
+
+/// The row's error for a key that names nothing: `plan lookup_key 'pro' not found`.
+pub fn not_found(reference: &Reference, referent: Referent, key: &str) -> RowError {
+    super::spec::invalid(
+        reference.key,
+        format!("{} {} '{key}' not found", referent.noun(), referent.key_field()),
+    )
 }
 
 /// What one entity declares.
@@ -32,6 +165,20 @@ pub trait TableSpec: Sync {
     fn identity(&self) -> Identity;
     /// FlexPrice's rules across columns; may fill in defaults.
     fn check(&self, values: &mut Values) -> Result<(), RowError>;
+    /// Columns that name other records by key, resolved by the target before it stores or
+    /// sends the row.
+    fn references(&self) -> &'static [Reference] {
+        &[]
+    }
+    /// Rules that need what the keys resolved to (an entitlement's rules depend on its
+    /// feature's type); run by the target after `references` are resolved.
+    fn check_resolved(&self, _values: &mut Values) -> Result<(), RowError> {
+        Ok(())
+    }
+    /// Columns the tool reads but FlexPrice does not take: left out of the request.
+    fn tool_only(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A validated row of a table entity.

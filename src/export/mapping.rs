@@ -81,6 +81,9 @@ pub struct Mapping {
     /// Nested objects of the server's record flattened into import columns.
     pub flatten: &'static [(&'static str, &'static [(&'static str, &'static str)])],
     pub renames: &'static [Rename],
+    /// Fields of the server's record that are not copied, though import has a column for
+    /// them (a subscription's status: a copy starts as draft).
+    pub omit: &'static [&'static str],
 }
 
 /// Every entity a catalog holds, in the order they are read from a server (and imported):
@@ -114,12 +117,35 @@ pub static MAPPINGS: &[Mapping] = &[
             ),
         ],
         renames: &[],
+        omit: &[],
+    },
+    Mapping {
+        entity: EntityType::Plans,
+        path: &["v1", "plans"],
+        query: &[],
+        needs: &[],
+        keep: published,
+        learn: learn_plan,
+        flatten: &[],
+        renames: &[],
+        omit: &[],
+    },
+    Mapping {
+        entity: EntityType::Addons,
+        path: &["v1", "addons"],
+        query: &[],
+        needs: &[],
+        keep: published,
+        learn: learn_addon,
+        flatten: &[],
+        renames: &[],
+        omit: &[],
     },
     Mapping {
         entity: EntityType::Prices,
         path: &["v1", "prices"],
         query: &[],
-        needs: &[EntityType::Features],
+        needs: &[EntityType::Features, EntityType::Plans, EntityType::Addons],
         keep: current_catalog_price,
         learn: learn_nothing,
         flatten: &[
@@ -151,6 +177,29 @@ pub static MAPPINGS: &[Mapping] = &[
                 of: KeyOf::Meter,
             },
         ],
+        omit: &[],
+    },
+    Mapping {
+        entity: EntityType::Entitlements,
+        path: &["v1", "entitlements"],
+        query: &[],
+        needs: &[EntityType::Features, EntityType::Plans, EntityType::Addons],
+        keep: catalog_entitlement,
+        learn: learn_nothing,
+        flatten: &[],
+        renames: &[
+            Rename {
+                id: "entity_id",
+                key: "entity_key",
+                of: KeyOf::Parent,
+            },
+            Rename {
+                id: "feature_id",
+                key: "feature_key",
+                of: KeyOf::Feature,
+            },
+        ],
+        omit: &[],
     },
     Mapping {
         entity: EntityType::Customers,
@@ -161,6 +210,31 @@ pub static MAPPINGS: &[Mapping] = &[
         learn: learn_customer,
         flatten: &[],
         renames: &[],
+        omit: &[],
+    },
+    Mapping {
+        entity: EntityType::Subscriptions,
+        path: &["v1", "subscriptions"],
+        query: &[],
+        needs: &[EntityType::Plans, EntityType::Customers],
+        keep: copied_subscription,
+        learn: learn_nothing,
+        flatten: &[],
+        renames: &[
+            Rename {
+                id: "plan_id",
+                key: "plan_key",
+                of: KeyOf::Plan,
+            },
+            Rename {
+                id: "customer_id",
+                key: "external_customer_id",
+                of: KeyOf::Customer,
+            },
+        ],
+        // A copy is created as a draft (issue 13 item 5: a copied subscription must not
+        // invoice a customer by surprise), and a draft takes no phases.
+        omit: &["subscription_status", "phases"],
     },
 ];
 
@@ -171,6 +245,10 @@ pub fn noun(entity: EntityType) -> &'static str {
         EntityType::Prices => "price",
         EntityType::Customers => "customer",
         EntityType::Events => "event",
+        EntityType::Plans => "plan",
+        EntityType::Addons => "addon",
+        EntityType::Entitlements => "entitlement",
+        EntityType::Subscriptions => "subscription",
     }
 }
 
@@ -202,6 +280,34 @@ fn current_catalog_price(record: &Value) -> Result<(), &'static str> {
     }
 }
 
+/// A catalog's entitlements: published ones of a plan or an addon (a subscription's own
+/// entitlements belong to that subscription).
+fn catalog_entitlement(record: &Value) -> Result<(), &'static str> {
+    published(record)?;
+    match record.get("entity_type").and_then(Value::as_str) {
+        // FlexPrice's legacy entitlements name their plan by plan_id alone.
+        Some("PLAN" | "ADDON") | None => Ok(()),
+        _ => Err("of a subscription, not of a plan or addon"),
+    }
+}
+
+/// Subscriptions worth copying: published, not cancelled.
+fn copied_subscription(record: &Value) -> Result<(), &'static str> {
+    published(record)?;
+    match record.get("subscription_status").and_then(Value::as_str) {
+        Some("cancelled") => Err("cancelled"),
+        _ => Ok(()),
+    }
+}
+
+fn learn_plan(record: &mut Value, maps: &mut KeyMaps) -> Option<String> {
+    learn_keyed(record, &mut maps.plans, "plan")
+}
+
+fn learn_addon(record: &mut Value, maps: &mut KeyMaps) -> Option<String> {
+    learn_keyed(record, &mut maps.addons, "addon")
+}
+
 fn learn_nothing(_: &mut Value, _: &mut KeyMaps) -> Option<String> {
     None
 }
@@ -227,7 +333,6 @@ fn learn_customer(record: &mut Value, maps: &mut KeyMaps) -> Option<String> {
 }
 
 /// A plan's or addon's lookup_key; one without gets a generated key, stable across exports.
-#[allow(dead_code)]
 fn learn_keyed(record: &mut Value, map: &mut HashMap<String, String>, noun: &str) -> Option<String> {
     let id = str_of(record, "id")?;
     let (key, warning) = key_or_generated(record, "lookup_key", noun, &id);
@@ -291,6 +396,9 @@ pub fn to_row(
                 }
             }
         }
+    }
+    for field in mapping.omit {
+        flat.remove(*field);
     }
     let has = |name: &str| columns.iter().any(|c| c.name == name);
     let id_of = |record: &Value| str_of(record, "id").unwrap_or_else(|| "(no id)".into());

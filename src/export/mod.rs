@@ -132,6 +132,16 @@ impl<'w> TableWriter<'w> {
     /// One row: `cells` in the order of the columns (`None`: not given). A JSON column's
     /// value may be its text (as the store keeps it) or the JSON itself.
     pub fn write(&mut self, cells: &[Option<Value>], metadata: &Map<String, Value>) -> Result<()> {
+        // The store keeps booleans as 0 and 1: written as `true` and `false`, as import reads them.
+        let cells: Vec<Option<Value>> = self
+            .columns
+            .iter()
+            .zip(cells)
+            .map(|(column, value)| match (column.kind, value) {
+                (Kind::Boolean, Some(Value::Number(n))) => Some(Value::Bool(n.as_i64() != Some(0))),
+                _ => value.clone(),
+            })
+            .collect();
         if self.sink.is_csv() {
             let mut row: Vec<String> = cells
                 .iter()
@@ -148,10 +158,10 @@ impl<'w> TableWriter<'w> {
         for (column, value) in self.columns.iter().zip(cells) {
             let Some(value) = value else { continue };
             let value = match value {
-                Value::String(t) if matches!(column.kind, Kind::JsonArray) => {
-                    serde_json::from_str(t).unwrap_or_else(|_| value.clone())
+                Value::String(t) if matches!(column.kind, Kind::JsonArray | Kind::Json) => {
+                    serde_json::from_str(&t).unwrap_or(Value::String(t))
                 }
-                other => other.clone(),
+                other => other,
             };
             obj.insert(column.name.to_owned(), value);
         }

@@ -263,6 +263,102 @@ ALTER TABLE remote_targets_v7 RENAME TO remote_targets;
     ),
     // 8: a customer's `contact` (FlexPrice's CreateCustomerRequest, at most 20 characters).
     M::up("ALTER TABLE customers ADD COLUMN contact TEXT;"),
+    // 9: the rest of a FlexPrice catalog (plans, addons, entitlements, subscriptions), and
+    // prices that name their plan and meter by key. A key column keeps what the file said, its
+    // id column what the key resolved to in this store.
+    M::up(
+        r#"
+CREATE TABLE plans (
+    id            TEXT NOT NULL,
+    tenant_key    INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id     TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    lookup_key    TEXT,
+    description   TEXT,
+    display_order INTEGER,
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    task_id       TEXT NOT NULL,
+    source_line   INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_plans_tenant_id ON plans(tenant_key, id);
+CREATE UNIQUE INDEX idx_plans_lookup_key ON plans(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
+
+CREATE TABLE addons (
+    id          TEXT NOT NULL,
+    tenant_key  INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    lookup_key  TEXT NOT NULL,
+    description TEXT,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    task_id     TEXT NOT NULL,
+    source_line INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_addons_tenant_id ON addons(tenant_key, id);
+CREATE UNIQUE INDEX idx_addons_lookup_key ON addons(tenant_key, lookup_key);
+
+CREATE TABLE entitlements (
+    id                 TEXT NOT NULL,
+    tenant_key         INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id          TEXT NOT NULL,
+    entity_type        TEXT NOT NULL,
+    entity_key         TEXT,
+    entity_id          TEXT NOT NULL,
+    feature_key        TEXT,
+    feature_id         TEXT NOT NULL,
+    feature_type       TEXT NOT NULL,
+    is_enabled         INTEGER,
+    usage_limit        INTEGER,
+    usage_reset_period TEXT,
+    is_soft_limit      INTEGER,
+    static_value       TEXT,
+    config_value       TEXT,
+    metadata           TEXT NOT NULL DEFAULT '{}',
+    task_id            TEXT NOT NULL,
+    source_line        INTEGER NOT NULL,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_entitlements_tenant_id ON entitlements(tenant_key, id);
+CREATE UNIQUE INDEX idx_entitlements_entity_feature ON entitlements(tenant_key, entity_type, entity_id, feature_id);
+
+CREATE TABLE subscriptions (
+    id                   TEXT NOT NULL,
+    tenant_key           INTEGER NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id            TEXT NOT NULL,
+    external_customer_id TEXT NOT NULL,
+    customer_id          TEXT,
+    plan_key             TEXT,
+    plan_id              TEXT NOT NULL,
+    currency             TEXT NOT NULL,
+    billing_period       TEXT NOT NULL,
+    billing_period_count INTEGER NOT NULL DEFAULT 1,
+    billing_cycle        TEXT,
+    billing_anchor       TEXT,
+    start_date           TEXT,
+    end_date             TEXT,
+    lookup_key           TEXT,
+    collection_method    TEXT,
+    payment_behavior     TEXT,
+    subscription_status  TEXT NOT NULL DEFAULT 'draft',
+    phases               TEXT,
+    metadata             TEXT NOT NULL DEFAULT '{}',
+    task_id              TEXT NOT NULL,
+    source_line          INTEGER NOT NULL,
+    created_at           TEXT NOT NULL,
+    updated_at           TEXT NOT NULL
+);
+CREATE UNIQUE INDEX idx_subscriptions_tenant_id ON subscriptions(tenant_key, id);
+CREATE INDEX idx_subscriptions_customer_plan ON subscriptions(tenant_key, external_customer_id, plan_id);
+
+ALTER TABLE prices ADD COLUMN entity_key TEXT;
+ALTER TABLE prices ADD COLUMN feature_key TEXT;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

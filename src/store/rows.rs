@@ -1,5 +1,7 @@
-//! The tables of prices, customers and features. Column names come from the entities'
-//! declarations (static text, never user input).
+//! The tables of the table entities (prices, customers, features, plans, addons,
+//! entitlements, subscriptions). Column names come from the entities' declarations (static
+//! text, never user input). A row naming another record by key is checked against this
+//! store's own tables, and the key resolved to that record's id here.
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -9,16 +11,21 @@ use serde_json::Value;
 
 use super::events::Tenant;
 use super::format_time;
-use crate::entity::table::{Identity, Row, TableSpec};
+use crate::entity::spec::Kind;
+use crate::entity::table::{Identity, Referent, Row, TableSpec};
 
 /// What became of one row offered to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Put {
     Created,
     /// An existing row with the same upsert key was updated.
     Updated,
     /// An identical row (same derived id) is already stored: skipped.
     Duplicate,
+    /// A record created once is already stored (a subscription): skipped, with the reason.
+    Exists(String),
+    /// The row names a record this store does not have, or contradicts it: the row's error.
+    Refused(crate::row_error::RowError),
 }
 
 fn sql_value(value: &Value) -> Sql {
@@ -70,26 +77,112 @@ pub fn put_all<'r>(
 }
 
 pub fn put(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task_id: &str, row: &Row) -> Result<Put> {
-    let upsert = match spec.identity() {
-        Identity::Derived => None,
-        Identity::UpsertBy(column) => Some(column),
-        Identity::UpsertByOrDerived(column) => row.values.has(column).then_some(column),
+    let resolved;
+    let row = if spec.references().is_empty() {
+        row
+    } else {
+        let mut copy = row.clone();
+        let checked = resolve(conn, spec, tenant, &mut copy.values)
+            .with_context(|| format!("looking up the keys of the {} row of line {}", spec.table(), row.line))?
+            .and_then(|()| spec.check_resolved(&mut copy.values));
+        if let Err(e) = checked {
+            return Ok(Put::Refused(e));
+        }
+        resolved = copy;
+        &resolved
     };
-    let result = match upsert {
-        Some(column) => upsert_by(conn, spec, tenant, task_id, row, column),
-        None => insert_derived(conn, spec, tenant, task_id, row),
+    let result = match spec.identity() {
+        Identity::Derived => insert_derived(conn, spec, tenant, task_id, row),
+        Identity::UpsertBy(column) => upsert_by(conn, spec, tenant, task_id, row, &[column]),
+        Identity::UpsertByOrDerived(column) if row.values.has(column) => {
+            upsert_by(conn, spec, tenant, task_id, row, &[column])
+        }
+        Identity::UpsertByOrDerived(_) => insert_derived(conn, spec, tenant, task_id, row),
+        Identity::UpsertByAll(columns) => upsert_by(conn, spec, tenant, task_id, row, columns),
+        Identity::Once { key, otherwise } => {
+            let columns: &[&'static str] = if row.values.has(key) { &[key] } else { otherwise };
+            insert_once(conn, spec, tenant, task_id, row, columns)
+        }
     };
     result.with_context(|| format!("storing the {} row of line {}", spec.table(), row.line))
 }
 
+/// Resolves the row's keys against this store's tables. `Ok(Err)`: the row's error.
+fn resolve(
+    conn: &Connection,
+    spec: &dyn TableSpec,
+    tenant: &Tenant,
+    values: &mut crate::entity::spec::Values,
+) -> Result<Result<(), crate::row_error::RowError>> {
+    for reference in spec.references() {
+        let Some(key) = values.str(reference.key).map(str::to_owned) else {
+            continue;
+        };
+        let Some(referent) = reference.referent.of_row(values) else {
+            continue;
+        };
+        match find(conn, tenant, referent, &key)? {
+            Some(found) => {
+                if let Err(e) = reference.apply(values, referent, &key, &found) {
+                    return Ok(Err(e));
+                }
+            }
+            None => return Ok(Err(crate::entity::table::not_found(reference, referent, &key))),
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The stored record a key names, as `{"id", "type", "meter_id"}` (the fields a reference
+/// takes). A local feature's meter lives inside it, so its meter id is derived from the
+/// feature's id (`meter_<hash>`), the same in every store.
+pub fn find(conn: &Connection, tenant: &Tenant, referent: Referent, key: &str) -> Result<Option<Value>> {
+    let sql = match referent {
+        Referent::Plan => "SELECT id, NULL FROM plans WHERE tenant_key = ?1 AND lookup_key = ?2",
+        Referent::Addon => "SELECT id, NULL FROM addons WHERE tenant_key = ?1 AND lookup_key = ?2",
+        Referent::Feature => "SELECT id, type FROM features WHERE tenant_key = ?1 AND lookup_key = ?2",
+        Referent::Customer => "SELECT id, NULL FROM customers WHERE tenant_key = ?1 AND external_id = ?2",
+        Referent::Parent => return Ok(None),
+    };
+    let found: Option<(String, Option<String>)> = conn
+        .prepare_cached(sql)?
+        .query_row(rusqlite::params![tenant.key, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(found.map(|(id, kind)| {
+        let mut record = serde_json::json!({ "id": id });
+        if let Some(kind) = kind {
+            if kind == "metered" {
+                let hash = id.split_once('_').map_or(id.as_str(), |(_, h)| h);
+                record["meter_id"] = Value::String(format!("meter_{hash}"));
+            }
+            record["type"] = Value::String(kind);
+        }
+        record
+    }))
+}
+
 /// The row's given columns and values, then the bookkeeping ones.
-fn columns_and_values(tenant: &Tenant, task_id: &str, row: &Row) -> (Vec<&'static str>, Vec<Sql>) {
+fn columns_and_values(
+    spec: &dyn TableSpec,
+    tenant: &Tenant,
+    task_id: &str,
+    row: &Row,
+) -> (Vec<&'static str>, Vec<Sql>) {
     let now = format_time(Utc::now());
     let mut columns: Vec<&'static str> = Vec::new();
     let mut values: Vec<Sql> = Vec::new();
     for (name, value) in &row.values.values {
         columns.push(name);
-        values.push(sql_value(value));
+        // A JSON column keeps its JSON text, a string included, so that export gives it back.
+        let json = spec
+            .columns()
+            .iter()
+            .any(|c| c.name == *name && matches!(c.kind, Kind::Json));
+        values.push(if json {
+            Sql::Text(value.to_string())
+        } else {
+            sql_value(value)
+        });
     }
     columns.extend([
         "metadata",
@@ -123,7 +216,7 @@ fn insert_derived(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task
     // identical rows on different lines stay two.
     let content = row.to_json().to_string();
     let id = derived_id(spec.id_prefix(), &[&row.line.to_string(), &content]);
-    let (columns, mut values) = columns_and_values(tenant, task_id, row);
+    let (columns, mut values) = columns_and_values(spec, tenant, task_id, row);
     let now = values.last().cloned().unwrap_or(Sql::Null);
     values.extend([Sql::Text(id), now]);
     let sql = insert_sql(
@@ -137,23 +230,86 @@ fn insert_derived(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task
     Ok(if changed == 1 { Put::Created } else { Put::Duplicate })
 }
 
+/// The stored row whose `key_columns` hold the row's values (a missing value matches NULL):
+/// its id and metadata.
+fn existing(
+    conn: &Connection,
+    table: &str,
+    tenant: &Tenant,
+    row: &Row,
+    key_columns: &[&'static str],
+) -> Result<Option<(String, String)>> {
+    let clauses: Vec<String> = key_columns.iter().map(|c| format!("{c} IS ?")).collect();
+    let mut bound = vec![Sql::Integer(tenant.key)];
+    bound.extend(
+        key_columns
+            .iter()
+            .map(|c| row.values.get(c).map_or(Sql::Null, sql_value)),
+    );
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT id, metadata FROM {table} WHERE tenant_key = ? AND {}",
+            clauses.join(" AND ")
+        ))?
+        .query_row(params_from_iter(bound), |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// The key values of a row, for its derived id.
+fn key_text(row: &Row, key_columns: &[&'static str]) -> Vec<String> {
+    key_columns
+        .iter()
+        .map(|c| match row.values.get(c) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        })
+        .collect()
+}
+
+/// Stores a row created once: one already stored under the same key is reported, not
+/// changed.
+fn insert_once(
+    conn: &Connection,
+    spec: &dyn TableSpec,
+    tenant: &Tenant,
+    task_id: &str,
+    row: &Row,
+    key_columns: &[&'static str],
+) -> Result<Put> {
+    if let Some((id, _)) = existing(conn, spec.table(), tenant, row, key_columns)? {
+        let given: Vec<String> = key_columns
+            .iter()
+            .zip(key_text(row, key_columns))
+            .map(|(c, v)| format!("{c} {v}"))
+            .collect();
+        return Ok(Put::Exists(format!(
+            "{} {id} with {} is already stored; not created again",
+            spec.id_prefix(),
+            given.join(", ")
+        )));
+    }
+    let keys = key_text(row, key_columns);
+    let id = derived_id(spec.id_prefix(), &keys.iter().map(String::as_str).collect::<Vec<_>>());
+    let (columns, mut values) = columns_and_values(spec, tenant, task_id, row);
+    let now = values.last().cloned().unwrap_or(Sql::Null);
+    values.extend([Sql::Text(id), now]);
+    conn.prepare_cached(&insert_sql(spec.table(), &columns, ""))?
+        .execute(params_from_iter(values))?;
+    Ok(Put::Created)
+}
+
 fn upsert_by(
     conn: &Connection,
     spec: &dyn TableSpec,
     tenant: &Tenant,
     task_id: &str,
     row: &Row,
-    key_column: &'static str,
+    key_columns: &[&'static str],
 ) -> Result<Put> {
-    let key = row.values.str(key_column).unwrap_or_default().to_owned();
     let table = spec.table();
-    let existing: Option<(String, String)> = conn
-        .prepare_cached(&format!(
-            "SELECT id, metadata FROM {table} WHERE tenant_key = ?1 AND {key_column} = ?2"
-        ))?
-        .query_row(rusqlite::params![tenant.key, key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (columns, mut values) = columns_and_values(tenant, task_id, row);
+    let existing = existing(conn, table, tenant, row, key_columns)?;
+    let (columns, mut values) = columns_and_values(spec, tenant, task_id, row);
     match existing {
         Some((id, metadata)) => {
             // Given columns replace the stored ones; empty cells keep them, as in FlexPrice's
@@ -179,7 +335,8 @@ fn upsert_by(
             Ok(Put::Updated)
         }
         None => {
-            let id = derived_id(spec.id_prefix(), &[&key]);
+            let keys = key_text(row, key_columns);
+            let id = derived_id(spec.id_prefix(), &keys.iter().map(String::as_str).collect::<Vec<_>>());
             let now = values.last().cloned().unwrap_or(Sql::Null);
             values.extend([Sql::Text(id), now]);
             conn.prepare_cached(&insert_sql(table, &columns, ""))?

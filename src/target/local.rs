@@ -126,6 +126,22 @@ impl LocalTarget {
                     element_line: row.element_line,
                     raw: Some(row.raw.clone()),
                 }),
+                Put::Exists(reason) => delivery.rejected.push(RowError {
+                    line: row.line,
+                    column: None,
+                    kind: ErrorKind::Duplicate,
+                    reason,
+                    element_line: row.element_line,
+                    raw: Some(row.raw.clone()),
+                }),
+                // A key naming nothing in this store: the row's error, the others go on.
+                Put::Refused(mut error) => {
+                    error.line = row.line;
+                    error.element_line = row.element_line;
+                    error.kind = ErrorKind::Processing;
+                    error.raw = Some(row.raw.clone());
+                    delivery.rejected.push(error);
+                }
             }
         }
         Ok(())

@@ -67,7 +67,16 @@ flexprice_enum!(
 );
 flexprice_enum!(
     /// The kind of record a task carries.
-    EntityType { Events => "EVENTS" / "events", Prices => "PRICES" / "prices", Customers => "CUSTOMERS" / "customers", Features => "FEATURES" / "features" }
+    EntityType {
+        Events => "EVENTS" / "events",
+        Prices => "PRICES" / "prices",
+        Customers => "CUSTOMERS" / "customers",
+        Features => "FEATURES" / "features",
+        Plans => "PLANS" / "plans",
+        Addons => "ADDONS" / "addons",
+        Entitlements => "ENTITLEMENTS" / "entitlements",
+        Subscriptions => "SUBSCRIPTIONS" / "subscriptions",
+    }
 );
 flexprice_enum!(
     /// FlexPrice's file types. JSON Lines is recorded as JSON, with the exact format in metadata.

@@ -8,6 +8,7 @@ mod tmux;
 
 mod api;
 mod catalog;
+mod catalog_entities;
 mod completions;
 mod dialects;
 mod duplicates;

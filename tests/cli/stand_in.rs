@@ -18,6 +18,10 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+// A path relative to this file, so that examples/stand_in.rs finds it too.
+#[path = "stand_in_catalog.rs"]
+pub mod catalog;
+
 /// A key stored in FlexPrice, bound to environment `env_main`: `X-Environment-ID` is ignored.
 pub const API_KEY: &str = "test-key-ab12cd34";
 /// Another stored key, bound to `env_other`.
@@ -73,6 +77,8 @@ pub struct Data {
     pub customers: BTreeMap<String, Value>,
     /// Features by id, each with its `environment_id`.
     pub features: BTreeMap<String, Value>,
+    /// Plans, addons, entitlements, subscriptions (see stand_in_catalog.rs).
+    pub catalog: catalog::Catalog,
     /// Requests by "METHOD path-pattern".
     pub requests: BTreeMap<String, u64>,
     /// The environment header of the last request.
@@ -233,6 +239,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/customers/{id}", put(update_customer))
         .route("/v1/features", post(create_feature).get(list_features))
         .route("/v1/features/{id}", put(update_feature))
+        .merge(catalog::routes())
         // Not FlexPrice's: what the stand-in received, for the benchmark script.
         .route("/_stand_in/stats", get(stats))
         // gin's answer for a route it does not have: plain text, not FlexPrice's JSON.

@@ -40,7 +40,7 @@ fn push_field(out: &mut String, name: &str, value: &str) {
     out.push_str(&Value::from(value).to_string());
 }
 
-/// A price, customer or feature as its create (and update) request takes it.
+/// A row of a table entity as its create (and update) request takes it.
 pub fn row(row: &Row) -> Value {
     let mut flat: Map<String, Value> = row
         .values
@@ -103,7 +103,23 @@ pub fn row(row: &Row) -> Value {
                 flat.insert("meter".into(), Value::Object(meter));
             }
         }
-        EntityType::Customers | EntityType::Events => {}
+        // FlexPrice's create takes "draft" only; without it a subscription starts active.
+        EntityType::Subscriptions => {
+            if flat.get("subscription_status").and_then(Value::as_str) != Some("draft") {
+                flat.remove("subscription_status");
+            }
+        }
+        EntityType::Customers
+        | EntityType::Events
+        | EntityType::Plans
+        | EntityType::Addons
+        | EntityType::Entitlements => {}
+    }
+    // Keys the target resolved into ids: FlexPrice takes the ids.
+    if let Some(spec) = crate::entity::table_spec(row.entity) {
+        for column in spec.tool_only() {
+            flat.remove(*column);
+        }
     }
     if !row.values.metadata.is_empty() {
         // FlexPrice's metadata is a map of strings.

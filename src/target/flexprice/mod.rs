@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod client;
+pub mod resolve;
 pub mod send;
 
 use std::collections::{HashMap, VecDeque};
@@ -19,7 +20,7 @@ use rusqlite::Transaction;
 use tokio::task::JoinHandle;
 
 use self::client::{Api, ApiConfig};
-use self::send::{Fate, Item};
+use self::send::{Fate, Item, Upserted};
 use super::{Delivery, RequestStats, Target, TargetFailed};
 use crate::entity::events;
 use crate::entity::ValidRecord;
@@ -35,6 +36,8 @@ pub const EVENTS_PER_REQUEST: usize = 1000;
 pub struct FlexPriceTarget {
     runtime: tokio::runtime::Runtime,
     api: Arc<Api>,
+    /// Keys resolved to the server's ids, once per key per run.
+    resolver: Arc<resolve::Resolver>,
     remote: RemoteTarget,
     ledger: Option<Ledger>,
     entity: EntityType,
@@ -76,7 +79,16 @@ enum FlightState {
 enum Settled {
     Created,
     Updated,
-    Failed { reason: String, raw: Vec<u8> },
+    /// The server has it already (a subscription found by customer and plan): not sent.
+    Exists {
+        reason: String,
+        raw: Vec<u8>,
+    },
+    Failed {
+        reason: String,
+        column: Option<String>,
+        raw: Vec<u8>,
+    },
 }
 
 /// What is kept of a sent record to account for it.
@@ -113,13 +125,14 @@ impl FlexPriceTarget {
         // Customers and features are looked up, then created or updated: two chunks at once
         // could both create the same one. Their requests run concurrently within a chunk.
         let window = match entity {
-            EntityType::Customers | EntityType::Features => 1,
             EntityType::Events | EntityType::Prices => 2 * config.concurrency.max(1),
+            _ => 1,
         };
         let api = Api::new(config).map_err(anyhow::Error::msg)?;
         Ok(FlexPriceTarget {
             runtime,
             api: Arc::new(api),
+            resolver: Arc::default(),
             remote,
             ledger: None,
             entity,
@@ -276,33 +289,60 @@ impl FlexPriceTarget {
 
     fn spawn(&self, records: Arc<Vec<ValidRecord>>) -> JoinHandle<Result<Sent, TargetFailed>> {
         let api = Arc::clone(&self.api);
+        let resolver = Arc::clone(&self.resolver);
         let entity = self.entity;
         self.runtime.spawn(async move {
-            // Serialized here, on the runtime's threads, beside the reading and the ledger.
-            let items: Vec<Item> = records.iter().map(item).collect();
             let mut stats = RequestStats::default();
-            let fates = match entity {
+            // Keys to ids first: a row whose key names nothing is settled here, not sent.
+            let mut settled: Vec<Option<Settled>> = Vec::with_capacity(records.len());
+            let mut items: Vec<Item> = Vec::with_capacity(records.len());
+            for record in records.iter() {
+                match resolved(&api, &resolver, record, &mut stats).await? {
+                    Ok(resolved) => {
+                        // Serialized here, on the runtime's threads, beside the reading and the ledger.
+                        items.push(item(resolved.as_ref().unwrap_or(record)));
+                        settled.push(None);
+                    }
+                    Err(e) => settled.push(Some(Settled::Failed {
+                        reason: e.reason,
+                        column: e.column,
+                        raw: raw_text(record),
+                    })),
+                }
+            }
+            let fates: Vec<Upserted> = match entity {
                 EntityType::Events => {
                     let per_request = api.config.batch_size.clamp(1, send::EVENTS.max_items);
-                    send::bulk(&api, &send::EVENTS, per_request, &items, &mut stats).await?
+                    let fates = send::bulk(&api, &send::EVENTS, per_request, &items, &mut stats).await?;
+                    fates.into_iter().map(Upserted::Fate).collect()
                 }
                 EntityType::Prices => {
                     let per_request = api.config.batch_size.clamp(1, send::PRICES.max_items);
-                    send::bulk(&api, &send::PRICES, per_request, &items, &mut stats).await?
+                    let fates = send::bulk(&api, &send::PRICES, per_request, &items, &mut stats).await?;
+                    fates.into_iter().map(Upserted::Fate).collect()
                 }
-                EntityType::Customers | EntityType::Features => upsert_all(api, entity, items, &mut stats).await?,
+                _ => upsert_all(api, entity, items, &mut stats).await?,
             };
             // The text of a refused record, for its error row and the reject file.
-            let fates = fates
+            let mut fates = fates.into_iter();
+            let fates = settled
                 .into_iter()
                 .zip(records.iter())
-                .map(|(fate, record)| match fate {
-                    Fate::Failed(reason) => Settled::Failed {
-                        reason,
-                        raw: raw_text(record),
+                .map(|(known, record)| match known {
+                    Some(known) => known,
+                    None => match fates.next().unwrap_or(Upserted::Fate(Fate::Created)) {
+                        Upserted::Fate(Fate::Failed(reason)) => Settled::Failed {
+                            reason,
+                            column: None,
+                            raw: raw_text(record),
+                        },
+                        Upserted::Exists(reason) => Settled::Exists {
+                            reason,
+                            raw: raw_text(record),
+                        },
+                        Upserted::Fate(Fate::Created) => Settled::Created,
+                        Upserted::Fate(Fate::Updated) => Settled::Updated,
                     },
-                    Fate::Created => Settled::Created,
-                    Fate::Updated => Settled::Updated,
                 })
                 .collect();
             Ok((fates, stats))
@@ -338,7 +378,7 @@ impl FlexPriceTarget {
             .items
             .iter()
             .zip(&fates)
-            .filter(|(_, fate)| !matches!(fate, Settled::Failed { .. }))
+            .filter(|(_, fate)| matches!(fate, Settled::Created | Settled::Updated))
             .map(|(meta, _)| (meta.id.as_str(), meta.line, meta.content));
         ledger.record(tx, delivered)?;
         for (meta, fate) in flight.items.into_iter().zip(fates) {
@@ -348,9 +388,17 @@ impl FlexPriceTarget {
                     delivery.delivered += 1;
                     delivery.updated += 1;
                 }
-                Settled::Failed { reason, raw } => delivery.rejected.push(RowError {
+                Settled::Exists { reason, raw } => delivery.rejected.push(RowError {
                     line: meta.line,
                     column: None,
+                    kind: ErrorKind::Duplicate,
+                    reason,
+                    element_line: meta.element_line,
+                    raw: Some(raw),
+                }),
+                Settled::Failed { reason, column, raw } => delivery.rejected.push(RowError {
+                    line: meta.line,
+                    column,
                     kind: ErrorKind::Processing,
                     reason,
                     element_line: meta.element_line,
@@ -366,7 +414,8 @@ fn joined<T>(result: Result<Result<T, TargetFailed>, tokio::task::JoinError>) ->
     result.unwrap_or_else(|e| Err(TargetFailed(format!("sending stopped: {e}"))))
 }
 
-/// Customers and features, one request (or two) per row, `concurrency` rows at a time. Rows
+/// Records created or updated one by one (all but events and prices), one request (or two)
+/// per row, `concurrency` rows at a time. Rows
 /// with the same key go to the same lane, in file order, so a later row updates an earlier one
 /// instead of racing it.
 async fn upsert_all(
@@ -374,7 +423,7 @@ async fn upsert_all(
     entity: EntityType,
     items: Vec<Item>,
     stats: &mut RequestStats,
-) -> Result<Vec<Fate>, TargetFailed> {
+) -> Result<Vec<Upserted>, TargetFailed> {
     let lanes = api.config.concurrency.max(1);
     let mut by_lane: Vec<Vec<(usize, Item)>> = (0..lanes).map(|_| Vec::new()).collect();
     for (i, item) in items.into_iter().enumerate() {
@@ -397,7 +446,7 @@ async fn upsert_all(
             Ok::<_, TargetFailed>((fates, stats))
         });
     }
-    let mut fates = vec![Fate::Created; total];
+    let mut fates = vec![Upserted::Fate(Fate::Created); total];
     while let Some(joined_lane) = tasks.join_next().await {
         let (lane_fates, lane_stats) = joined(joined_lane)?;
         stats.add(lane_stats);
@@ -406,6 +455,27 @@ async fn upsert_all(
         }
     }
     Ok(fates)
+}
+
+/// The record with its keys resolved to the server's ids (`None`: it names nothing by key).
+/// `Ok(Err)`: the row's error.
+async fn resolved(
+    api: &Api,
+    resolver: &resolve::Resolver,
+    record: &ValidRecord,
+    stats: &mut RequestStats,
+) -> Result<Result<Option<ValidRecord>, RowError>, TargetFailed> {
+    let ValidRecord::Row(row) = record else {
+        return Ok(Ok(None));
+    };
+    let Some(spec) = crate::entity::table_spec(row.entity).filter(|s| !s.references().is_empty()) else {
+        return Ok(Ok(None));
+    };
+    let mut row = row.clone();
+    Ok(resolver
+        .resolve(api, spec, &mut row, stats)
+        .await?
+        .map(|()| Some(ValidRecord::Row(row))))
 }
 
 /// A record as a request element.
@@ -418,19 +488,36 @@ pub fn item(record: &ValidRecord) -> Item {
         ValidRecord::Row(r) => {
             let json = body::row(r);
             Item {
-                key: match r.entity {
-                    EntityType::Customers => json.get("external_id"),
-                    // Features: given, or derived from the name by `body::row` as FlexPrice does.
-                    // Prices: to name the one a refused row's lookup_key collides with.
-                    EntityType::Features | EntityType::Prices => json.get("lookup_key"),
-                    EntityType::Events => None,
-                }
-                .and_then(serde_json::Value::as_str)
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned),
+                key: upsert_key(r.entity, &json),
                 json: json.to_string(),
             }
         }
+    }
+}
+
+/// What an upsert finds a record by on the server (rows with one key share a lane, in file
+/// order); for prices, what names the one a refused row's lookup_key collides with.
+fn upsert_key(entity: EntityType, json: &serde_json::Value) -> Option<String> {
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(serde_json::Value::as_str)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+    };
+    match entity {
+        EntityType::Customers => field("external_id"),
+        // Features: given, or derived from the name by `body::row` as FlexPrice does.
+        EntityType::Features | EntityType::Prices | EntityType::Plans | EntityType::Addons => field("lookup_key"),
+        // One per (entity, feature): the ids the keys resolved to.
+        EntityType::Entitlements => Some(format!(
+            "{}/{}/{}",
+            field("entity_type").unwrap_or_default(),
+            field("entity_id").unwrap_or_default(),
+            field("feature_id").unwrap_or_default()
+        )),
+        // A customer's subscriptions are looked up together: one lane per customer.
+        EntityType::Subscriptions => field("customer_id").or_else(|| field("external_customer_id")),
+        EntityType::Events => None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Getting records to the server: bulk requests for events and prices (split in two until
 //! the rows the server refuses are found), and a lookup then a create or an update for each
-//! customer and feature.
+//! customer, feature, plan, addon and entitlement; a subscription is created once.
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -17,7 +17,7 @@ pub const BODY_CAP: usize = 32 * 1024 * 1024;
 pub struct Item {
     /// The record as the request carries it.
     pub json: String,
-    /// For customers and features: the value the upsert looks up.
+    /// For the records created or updated one by one: the value the upsert looks up.
     pub key: Option<String>,
 }
 
@@ -28,6 +28,20 @@ pub enum Fate {
     Updated,
     /// Not delivered, for this reason.
     Failed(String),
+}
+
+/// What became of one item sent one by one: a fate, or a record the server has already and
+/// that is not to be changed (a subscription), so it was not sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upserted {
+    Fate(Fate),
+    Exists(String),
+}
+
+impl From<Fate> for Upserted {
+    fn from(fate: Fate) -> Upserted {
+        Upserted::Fate(fate)
+    }
 }
 
 /// A bulk endpoint.
@@ -196,42 +210,104 @@ fn wrap<'a>(wrapper: &str, records: impl Iterator<Item = &'a str>) -> Vec<u8> {
     body
 }
 
-/// Creates the customer or feature, or updates the one with the same external_id or
-/// lookup_key. A create whose answer was lost is looked up again rather than sent twice.
+/// What the one-by-one upsert of an entity needs: its route and the fields its update takes.
+struct Upsert {
+    noun: &'static str,
+    collection: &'static str,
+    /// Fields FlexPrice's PUT takes (`None`: every field of the row).
+    update_fields: Option<&'static [&'static str]>,
+}
+
+fn upsert_of(entity: EntityType) -> Upsert {
+    let (noun, collection, update_fields): (_, _, Option<&'static [&'static str]>) = match entity {
+        EntityType::Customers => ("customer", "customers", None),
+        EntityType::Features => ("feature", "features", Some(FEATURE_UPDATE_FIELDS)),
+        // `UpdatePlanRequest` (internal/api/dto/plan.go).
+        EntityType::Plans => (
+            "plan",
+            "plans",
+            Some(&["name", "lookup_key", "description", "display_order", "metadata"]),
+        ),
+        // `UpdateAddonRequest`: the lookup_key cannot change.
+        EntityType::Addons => ("addon", "addons", Some(&["name", "description", "metadata"])),
+        // `UpdateEntitlementRequest`: limits and values only.
+        EntityType::Entitlements => ("entitlement", "entitlements", Some(ENTITLEMENT_UPDATE_FIELDS)),
+        _ => ("subscription", "subscriptions", Some(&[])),
+    };
+    Upsert {
+        noun,
+        collection,
+        update_fields,
+    }
+}
+
+/// Fields of an entitlement that `PUT /v1/entitlements/{id}` changes.
+const ENTITLEMENT_UPDATE_FIELDS: &[&str] = &[
+    "is_enabled",
+    "usage_limit",
+    "usage_reset_period",
+    "is_soft_limit",
+    "static_value",
+    "config_value",
+];
+
+/// Creates the record, or updates the one with the same key (a customer's external_id; a
+/// feature's, plan's or addon's lookup_key; an entitlement's entity and feature). A create
+/// whose answer was lost, or refused as a duplicate (409, or 500 `database_error` where
+/// FlexPrice maps one fault either way), is looked up again rather than sent twice. A
+/// subscription is never updated: one the server has already is reported as existing.
 ///
 /// An update sends FlexPrice's update fields only, with the stored `metadata` merged under the
-/// row's keys, since FlexPrice's PUT replaces the whole map. A feature row that would change
-/// what FlexPrice cannot change (type, meter) is refused with that reason.
+/// row's keys, since FlexPrice's PUT replaces the whole map. A row that would change what
+/// FlexPrice cannot change (a feature's type or meter) is refused with that reason.
 pub async fn upsert(
     api: &Api,
     entity: EntityType,
     item: &Item,
     stats: &mut RequestStats,
-) -> Result<Fate, TargetFailed> {
-    let noun = match entity {
-        EntityType::Customers => "customer",
-        _ => "feature",
-    };
+) -> Result<Upserted, TargetFailed> {
+    upsert_fate(api, entity, item, stats).await
+}
+
+async fn upsert_fate(
+    api: &Api,
+    entity: EntityType,
+    item: &Item,
+    stats: &mut RequestStats,
+) -> Result<Upserted, TargetFailed> {
+    let failed = |reason: String| Upserted::Fate(Fate::Failed(reason));
+    let Upsert {
+        noun,
+        collection,
+        update_fields,
+    } = upsert_of(entity);
+    let row: Value = serde_json::from_str(&item.json).unwrap_or_default();
     let mut lookups_left = 2;
+    let mut created_before = false;
     loop {
         lookups_left -= 1;
         let existing = match &item.key {
-            Some(key) => match find(api, entity, key, stats).await {
+            Some(key) => match find_for(api, entity, key, &row, stats).await {
                 Ok(found) => found,
-                Err(reason) => return reason.map(Fate::Failed),
+                Err(reason) => return reason.map(failed),
             },
             None => None,
         };
-        let collection = match entity {
-            EntityType::Customers => "customers",
-            _ => "features",
-        };
+        if entity == EntityType::Subscriptions {
+            if let Some(stored) = &existing {
+                // Ours, if our create's answer was lost; else one made before this run.
+                if created_before {
+                    return Ok(Fate::Created.into());
+                }
+                return Ok(Upserted::Exists(subscription_exists(stored, &row)));
+            }
+        }
         let (method, url, idempotent, body) = match &existing {
             Some(stored) => {
                 let id = stored.get("id").and_then(Value::as_str).unwrap_or_default();
-                let body = match update_body(entity, &item.json, stored) {
+                let body = match update_body(entity, update_fields, &item.json, stored) {
                     Ok(body) => body,
-                    Err(reason) => return Ok(Fate::Failed(reason)),
+                    Err(reason) => return Ok(failed(reason)),
                 };
                 (Method::PUT, api.url(&["v1", collection, id]), true, body)
             }
@@ -249,14 +325,122 @@ pub async fn upsert(
                 Fate::Updated
             } else {
                 Fate::Created
-            }),
+            }
+            .into()),
             // Created meanwhile, or created by the request whose answer was lost.
-            Ok(a) if a.status == StatusCode::CONFLICT && can_look_again => continue,
-            Err(CallError::Unknown(_)) if can_look_again => continue,
-            Ok(a) => Ok(Fate::Failed(format!("the server refused the {noun}: {}", a.message()))),
-            Err(e) => failure_reason(e, noun).map(Fate::Failed),
+            Ok(a) if (a.status == StatusCode::CONFLICT || rolled_back(&a)) && can_look_again => continue,
+            Err(CallError::Unknown(_)) if can_look_again => {
+                created_before = true;
+                continue;
+            }
+            Ok(a) => Ok(failed(format!("the server refused the {noun}: {}", a.message()))),
+            Err(e) => failure_reason(e, noun).map(failed),
         };
     }
+}
+
+/// Why a subscription row is not created: the customer has it.
+fn subscription_exists(stored: &Value, row: &Value) -> String {
+    let field = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let by = match row.get("lookup_key").and_then(Value::as_str) {
+        Some(key) => format!("lookup_key {key}"),
+        None => format!(
+            "customer {} and plan {}",
+            field(row, "external_customer_id"),
+            field(row, "plan_id")
+        ),
+    };
+    format!(
+        "subscription {} ({}) with {by} already exists on the server; not created again",
+        field(stored, "id"),
+        field(stored, "subscription_status")
+    )
+}
+
+/// The record an upsert updates: by key, or for an entitlement and a subscription by what
+/// the row's keys resolved to.
+async fn find_for(
+    api: &Api,
+    entity: EntityType,
+    key: &str,
+    row: &Value,
+    stats: &mut RequestStats,
+) -> Result<Option<Value>, Result<String, TargetFailed>> {
+    let field = |name: &str| row.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    match entity {
+        // `GET /v1/entitlements?entity_ids=` (FlexPrice ignores plan_ids and entity_type there).
+        EntityType::Entitlements => {
+            let mut url = api.url(&["v1", "entitlements"]);
+            url.query_pairs_mut()
+                .append_pair("entity_ids", &field("entity_id"))
+                .append_pair("feature_ids", &field("feature_id"))
+                .append_pair("status", "published")
+                .append_pair("limit", "1000");
+            let items = list(api, url, stats).await?;
+            Ok(items.into_iter().find(|e| {
+                e.get("entity_id").and_then(Value::as_str) == Some(&field("entity_id"))
+                    && e.get("feature_id").and_then(Value::as_str) == Some(&field("feature_id"))
+                    && e.get("entity_type")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t.eq_ignore_ascii_case(&field("entity_type")))
+                    && published(e)
+            }))
+        }
+        // The customer's subscriptions: the one with the row's lookup_key, else one to the
+        // same plan that is not cancelled.
+        EntityType::Subscriptions => {
+            let mut url = api.url(&["v1", "subscriptions"]);
+            {
+                let mut query = url.query_pairs_mut();
+                match row.get("customer_id").and_then(Value::as_str) {
+                    Some(id) => query.append_pair("customer_id", id),
+                    None => query.append_pair("external_customer_id", &field("external_customer_id")),
+                };
+                query.append_pair("limit", "1000");
+            }
+            let items = list(api, url, stats).await?;
+            let lookup_key = row.get("lookup_key").and_then(Value::as_str);
+            Ok(items.into_iter().find(|s| {
+                let same = match lookup_key {
+                    Some(k) => s.get("lookup_key").and_then(Value::as_str) == Some(k),
+                    None => s.get("plan_id").and_then(Value::as_str) == Some(&field("plan_id")),
+                };
+                same && published(s) && s.get("subscription_status").and_then(Value::as_str) != Some("cancelled")
+            }))
+        }
+        _ => find(api, entity, key, stats).await,
+    }
+}
+
+fn published(record: &Value) -> bool {
+    record
+        .get("status")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s == "published")
+}
+
+/// The `items` of a list answer.
+async fn list(
+    api: &Api,
+    url: reqwest::Url,
+    stats: &mut RequestStats,
+) -> Result<Vec<Value>, Result<String, TargetFailed>> {
+    let answer: Answer = match api.call(Method::GET, url, None, true, stats).await {
+        Ok(a) => a,
+        Err(e) => return Err(failure_reason(e, "record")),
+    };
+    if !answer.status.is_success() {
+        return Err(Ok(format!("looking it up, the server answered {}", answer.message())));
+    }
+    answer
+        .json()
+        .and_then(|v| v.get("items").and_then(Value::as_array).cloned())
+        .ok_or_else(|| {
+            Ok(format!(
+                "looking it up, the server answered {} without a list of items",
+                answer.status
+            ))
+        })
 }
 
 /// Fields of a feature that `PUT /v1/features/{id}` changes (FlexPrice's UpdateFeatureRequest).
@@ -269,16 +453,30 @@ const FEATURE_UPDATE_FIELDS: &[&str] = &[
     "group_id",
 ];
 
-/// The PUT body for a stored record: the row's fields (for a feature, those FlexPrice's update
-/// takes) with the stored metadata merged under the row's. `Err`: the row changes what
-/// FlexPrice cannot change.
-fn update_body(entity: EntityType, row: &str, stored: &Value) -> Result<Vec<u8>, String> {
+/// The PUT body for a stored record: the row's fields (those FlexPrice's update takes) with
+/// the stored metadata merged under the row's. `Err`: the row changes what FlexPrice cannot
+/// change.
+fn update_body(
+    entity: EntityType,
+    update_fields: Option<&[&str]>,
+    row: &str,
+    stored: &Value,
+) -> Result<Vec<u8>, String> {
     let mut body: Value = serde_json::from_str(row).unwrap_or_default();
     if entity == EntityType::Features {
         unchangeable(&body, stored)?;
-        if let Value::Object(fields) = &mut body {
-            fields.retain(|k, _| FEATURE_UPDATE_FIELDS.contains(&k.as_str()));
-        }
+    }
+    // FlexPrice's entitlement update reads a usage_limit of 0 as "no limit": a limit of 0
+    // would become unlimited.
+    if entity == EntityType::Entitlements && body.get("usage_limit").and_then(Value::as_i64) == Some(0) {
+        return Err(format!(
+            "the entitlement exists on the server ({}) and FlexPrice's update reads usage_limit 0 as no \
+             limit: set is_enabled false instead, or delete the entitlement and import the row again",
+            stored.get("id").and_then(Value::as_str).unwrap_or_default()
+        ));
+    }
+    if let (Some(fields), Value::Object(given)) = (update_fields, &mut body) {
+        given.retain(|k, _| fields.contains(&k.as_str()));
     }
     if let (Some(Value::Object(given)), Some(Value::Object(kept))) = (body.get("metadata"), stored.get("metadata")) {
         let mut merged = kept.clone();
@@ -325,17 +523,28 @@ fn unchangeable(row: &Value, stored: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The published customer with this external_id, or feature with this lookup_key, as the
-/// server has it. Customers are listed by `external_id` (an id holding `/` cannot be looked
-/// up by path); features by `lookup_key` with `status=published` (else archived ones come too)
-/// and their meter expanded, to compare it.
+/// The published customer with this external_id, or feature, plan or addon with this
+/// lookup_key, as the server has it. Customers are listed by `external_id` (an id holding `/`
+/// cannot be looked up by path); features and plans by `lookup_key` with `status=published`
+/// (else archived ones come too), features with their meter expanded, to compare it; addons
+/// by `GET /v1/addons/lookup/{key}`.
 pub async fn find(
     api: &Api,
     entity: EntityType,
     key: &str,
     stats: &mut RequestStats,
 ) -> Result<Option<Value>, Result<String, TargetFailed>> {
+    if entity == EntityType::Addons {
+        return find_addon(api, key, stats).await;
+    }
     let (url, field) = match entity {
+        EntityType::Plans => {
+            let mut url = api.url(&["v1", "plans"]);
+            url.query_pairs_mut()
+                .append_pair("lookup_key", key)
+                .append_pair("status", "published");
+            (url, "lookup_key")
+        }
         EntityType::Customers => {
             let mut url = api.url(&["v1", "customers"]);
             url.query_pairs_mut().append_pair("external_id", key);
@@ -370,4 +579,19 @@ pub async fn find(
         r.get(field).and_then(Value::as_str) == Some(key)
             && r.get("status").and_then(Value::as_str).is_none_or(|s| s == "published")
     }))
+}
+
+/// The published addon with this lookup_key (`GET /v1/addons/lookup/{key}`; 404 when none).
+async fn find_addon(
+    api: &Api,
+    key: &str,
+    stats: &mut RequestStats,
+) -> Result<Option<Value>, Result<String, TargetFailed>> {
+    let url = api.url(&["v1", "addons", "lookup", key]);
+    match api.call(Method::GET, url, None, true, stats).await {
+        Ok(a) if a.status.is_success() => Ok(a.json().filter(published)),
+        Ok(a) if a.status == StatusCode::NOT_FOUND => Ok(None),
+        Ok(a) => Err(Ok(format!("looking it up, the server answered {}", a.message()))),
+        Err(e) => Err(failure_reason(e, "addon")),
+    }
 }

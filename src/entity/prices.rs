@@ -1,10 +1,13 @@
-//! Prices, with FlexPrice's columns and rules.
+//! Prices, with FlexPrice's columns and rules. A price names its plan or addon by
+//! `entity_key` (with `entity_type`) and its meter by `feature_key` (the metered feature's
+//! lookup_key); the target resolves them to `entity_id` and `meter_id`, which may also be
+//! given as server ids.
 
 use serde_json::Value;
 
 use super::decimal::Exact;
 use super::spec::{invalid, Column, Kind, Values};
-use super::table::{Identity, TableSpec};
+use super::table::{Identity, Reference, Referent, TableSpec};
 use crate::row_error::RowError;
 use crate::task::EntityType;
 
@@ -33,13 +36,15 @@ const COLUMNS: &[Column] = &[
     Column::of("amount", Kind::Decimal { non_negative: true }, "10.00"),
     Column::key("currency", "USD").required(),
     Column::of("entity_type", Kind::Enum(ENTITY_TYPES), "PLAN").required(),
-    Column::key("entity_id", "plan_01HXYZ").required(),
+    Column::key("entity_key", "pro"),
+    Column::key("entity_id", ""),
     Column::of("type", Kind::Enum(TYPES), "FIXED").required(),
     Column::of("price_unit_type", Kind::Enum(UNIT_TYPES), "FIAT"),
     Column::of("billing_period", Kind::Enum(PERIODS), "MONTHLY").required(),
     Column::of("billing_period_count", Kind::Integer { min: 1 }, "1"),
     Column::of("billing_model", Kind::Enum(MODELS), "FLAT_FEE").required(),
     Column::of("invoice_cadence", Kind::Enum(CADENCES), "ADVANCE").required(),
+    Column::key("feature_key", ""),
     Column::key("meter_id", ""),
     Column::key("lookup_key", "pro_monthly"),
     Column::of("trial_period_days", Kind::Integer { min: 0 }, "14"),
@@ -56,6 +61,23 @@ const COLUMNS: &[Column] = &[
     Column::of("end_date", Kind::Timestamp, ""),
     Column::of("min_quantity", Kind::Integer { min: 0 }, ""),
     Column::key("group_id", ""),
+];
+
+const REFERENCES: &[Reference] = &[
+    Reference {
+        key: "entity_key",
+        referent: Referent::Parent,
+        id: "entity_id",
+        id_field: "id",
+        also: &[],
+    },
+    Reference {
+        key: "feature_key",
+        referent: Referent::Feature,
+        id: "meter_id",
+        id_field: "meter_id",
+        also: &[],
+    },
 ];
 
 impl TableSpec for Prices {
@@ -79,7 +101,30 @@ impl TableSpec for Prices {
         Identity::Derived
     }
 
+    fn references(&self) -> &'static [Reference] {
+        REFERENCES
+    }
+
+    fn tool_only(&self) -> &'static [&'static str] {
+        &["entity_key", "feature_key"]
+    }
+
     fn check(&self, v: &mut Values) -> Result<(), RowError> {
+        if !v.has("entity_key") && !v.has("entity_id") {
+            return Err(invalid(
+                "entity_key",
+                "a price needs entity_key (its plan's or addon's lookup_key) or entity_id",
+            ));
+        }
+        if v.has("entity_key") && !matches!(v.str("entity_type"), Some("PLAN" | "ADDON")) {
+            return Err(invalid(
+                "entity_key",
+                format!(
+                    "entity_key names a plan or an addon; a {} price needs entity_id",
+                    v.str("entity_type").unwrap_or_default()
+                ),
+            ));
+        }
         let currency = v.str("currency").unwrap_or_default().to_owned();
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(invalid(
@@ -164,8 +209,11 @@ impl TableSpec for Prices {
             check_custom(v, &model)?;
         }
         if kind == "USAGE" {
-            if !v.has("meter_id") {
-                return Err(invalid("meter_id", "type USAGE needs meter_id"));
+            if !v.has("meter_id") && !v.has("feature_key") {
+                return Err(invalid(
+                    "feature_key",
+                    "type USAGE needs feature_key (its metered feature's lookup_key) or meter_id",
+                ));
             }
             if v.has("min_quantity") {
                 return Err(invalid("min_quantity", "type USAGE may not set min_quantity"));

@@ -293,18 +293,34 @@ fn templates_come_from_the_declarations_and_their_examples_import() {
             .get_output()
             .clone(),
     );
-    assert!(header.starts_with("amount,currency,entity_type,entity_id,type,price_unit_type,billing_period"));
+    assert!(header.starts_with("amount,currency,entity_type,entity_key,entity_id,type,price_unit_type,billing_period"));
     let dir = env.dir.path().join("templates");
     env.cmd()
         .args(["templates", "--dir", dir.to_str().unwrap()])
         .assert()
         .success();
-    for entity in ["events", "prices", "customers", "features"] {
+    // In dependency order: the examples name each other by key (a price its plan "pro").
+    for entity in [
+        "events",
+        "features",
+        "plans",
+        "addons",
+        "prices",
+        "entitlements",
+        "customers",
+        "subscriptions",
+    ] {
         let csv = std::fs::read_to_string(dir.join(format!("{entity}.csv"))).unwrap();
         assert_eq!(csv.lines().count(), 1, "{entity}.csv is a header only");
         // The example record is valid: it imports.
-        env.run_json(&[dir.join(format!("{entity}.json")).to_str().unwrap()], 0);
+        let task = env.run_json(&[dir.join(format!("{entity}.json")).to_str().unwrap()], 0);
+        assert_eq!(task["successful_records"], 1, "{entity}");
     }
+    assert_eq!(
+        text(&env, "SELECT entity_id FROM prices"),
+        text(&env, "SELECT id FROM plans WHERE lookup_key = 'pro'")
+    );
+    assert_eq!(text(&env, "SELECT subscription_status FROM subscriptions"), "draft");
     env.cmd().arg("templates").assert().code(2);
 }
 

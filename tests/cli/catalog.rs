@@ -21,6 +21,63 @@ fn folder(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// A whole catalog, every entity naming the others by key.
+const FEATURES: &str = "name,type,lookup_key,description,unit_singular,unit_plural,event_name,aggregation_type,\
+aggregation_field,metadata.team\n\
+API calls,metered,api_calls,Calls to the public API,call,calls,api_request,COUNT,,platform\n\
+Tokens,metered,tokens,LLM tokens,token,tokens,llm_usage,SUM,tokens,ml\n\
+SSO,boolean,sso,Single sign-on,,,,,,\n\
+Seats included,static,seats,,seat,seats,,,,\n";
+const PLANS: &str = "name,lookup_key,description,display_order,metadata.tier\n\
+Free,free,For trying it out,0,a\n\
+Pro,pro,For growing teams,1,b\n";
+const ADDONS: &str = "name,lookup_key,description,metadata.kind\n\
+Extra seats,extra_seats,Ten more seats,seats\n";
+const PRICES: &str = "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,\
+feature_key,lookup_key,tier_mode,tiers,metadata.region\n\
+29.00,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,pro_monthly,,,eu\n\
+,USD,PLAN,pro,USAGE,MONTHLY,TIERED,ARREAR,tokens,,VOLUME,\"[{\"\"up_to\"\":1000,\"\"unit_amount\"\":\"\"0.01\"\"},{\"\"up_to\"\":null,\"\"unit_amount\"\":\"\"0.005\"\"}]\",\n\
+0.002,USD,PLAN,pro,USAGE,MONTHLY,FLAT_FEE,ARREAR,api_calls,pro_calls,,,\n\
+0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,free_monthly,,,\n\
+5.00,USD,ADDON,extra_seats,FIXED,MONTHLY,FLAT_FEE,ADVANCE,,seats_monthly,,,\n";
+const ENTITLEMENTS: &str =
+    "entity_type,entity_key,feature_key,usage_limit,usage_reset_period,is_enabled,static_value\n\
+PLAN,pro,api_calls,10000,MONTHLY,,\n\
+PLAN,pro,sso,,,true,\n\
+PLAN,free,seats,,,,3\n\
+ADDON,extra_seats,seats,,,,10\n";
+const SUBSCRIPTIONS: &str = "external_customer_id,plan_key,currency,billing_period,lookup_key,metadata.source\n\
+cust_acme,pro,USD,MONTHLY,acme_pro,crm\n\
+cust_globex,free,USD,MONTHLY,,\n";
+
+/// The catalog above, with the customers fixture, in a folder of the test's.
+fn whole_catalog(env: &Env, name: &str) -> PathBuf {
+    folder(
+        env,
+        name,
+        &[
+            ("features.csv", FEATURES),
+            ("plans.csv", PLANS),
+            ("addons.csv", ADDONS),
+            ("prices.csv", PRICES),
+            ("entitlements.csv", ENTITLEMENTS),
+            ("customers.csv", &fixture_text("customers.csv")),
+            ("subscriptions.csv", SUBSCRIPTIONS),
+        ],
+    )
+}
+
+/// Every entity of a catalog, in import order.
+const ENTITIES: [&str; 7] = [
+    "features",
+    "plans",
+    "addons",
+    "prices",
+    "entitlements",
+    "customers",
+    "subscriptions",
+];
+
 fn fixture_text(name: &str) -> String {
     std::fs::read_to_string(fixture(name)).unwrap()
 }
@@ -65,7 +122,7 @@ fn table(env: &Env, sql: &str) -> Vec<Vec<Option<String>>> {
 
 /// The catalog's tables of the local store, every column but the store's own ids and times.
 fn local_catalog(env: &Env) -> Vec<Vec<Vec<Option<String>>>> {
-    ["features", "prices", "customers"]
+    ENTITIES
         .iter()
         .map(|t| {
             let columns: Vec<String> = {
@@ -138,7 +195,8 @@ fn a_folder_is_imported_in_dependency_order_one_task_per_file() {
     assert!(created.windows(2).all(|w| w[0] <= w[1]), "{created:?}");
     assert!(
         stderr.contains(&format!(
-            "warning: ignoring {}: not a catalog file (one of features, prices, customers with .csv, .json or .jsonl)",
+            "warning: ignoring {}: not a catalog file (one of features, plans, addons, prices, entitlements, \
+             customers, subscriptions with .csv, .json or .jsonl)",
             dir.join("notes.txt").display()
         )),
         "{stderr}"
@@ -301,7 +359,8 @@ fn two_files_for_one_entity_an_empty_folder_and_a_missing_one_are_usage_errors()
         .clone();
     assert!(
         stderr_of(&out).contains(&format!(
-            "flexprice-import: {} holds no catalog file: name them after their entity (features, prices, customers), each .csv, .json or .jsonl",
+            "flexprice-import: {} holds no catalog file: name them after their entity (features, plans, addons, \
+             prices, entitlements, customers, subscriptions), each .csv, .json or .jsonl",
             empty.display()
         )),
         "{}",
@@ -399,16 +458,13 @@ fn the_summary_table_fits_80_columns_and_names_each_task() {
 #[test]
 fn a_catalog_exported_from_the_local_store_imports_into_another_store_as_the_same_records() {
     let env = Env::new();
-    let dir = folder(
-        &env,
-        "seed",
-        &[
-            ("features.csv", &fixture_text("features.csv")),
-            ("prices.csv", &fixture_text("prices.csv")),
-            ("customers.csv", &fixture_text("customers.csv")),
-        ],
-    );
-    catalog_import(&env, &dir, &[], 0);
+    let dir = whole_catalog(&env, "seed");
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 0);
+    let stored: Vec<u64> = outcomes
+        .iter()
+        .map(|o| o["task"]["successful_records"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stored, [4, 2, 1, 5, 4, 3, 2], "{stderr}");
     for format in ["csv", "json", "jsonl"] {
         let out_dir = env.dir.path().join(format!("out_{format}"));
         env.cmd()
@@ -420,43 +476,68 @@ fn a_catalog_exported_from_the_local_store_imports_into_another_store_as_the_sam
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(
-            names,
-            [
-                format!("customers.{format}"),
-                format!("features.{format}"),
-                format!("prices.{format}")
-            ]
-        );
+        let mut expected: Vec<String> = ENTITIES.iter().map(|e| format!("{e}.{format}")).collect();
+        expected.sort();
+        assert_eq!(names, expected);
         let other = Env::new();
         let (outcomes, stderr) = catalog_import(&other, &out_dir, &[], 0);
-        assert_eq!(outcomes.len(), 3, "{stderr}");
+        assert_eq!(outcomes.len(), 7, "{stderr}");
         assert_eq!(local_catalog(&other), local_catalog(&env), "{format}");
     }
 }
 
-/// The stand-in's catalog of one environment, by key, without what the server made (ids,
-/// the environment): features by lookup_key, prices by lookup_key (or their content, for
-/// those without one), customers by external_id.
+/// The stand-in's catalog of one environment, by key, with the server's ids replaced by the
+/// keys they stand for and what the server stamps (ids, environment, times) left out:
+/// features, plans and addons by lookup_key, prices by lookup_key (or their content),
+/// entitlements by (entity, feature), customers by external_id, subscriptions by (customer,
+/// plan).
 fn server_catalog(server: &StandIn, environment: &str) -> BTreeMap<String, Value> {
     let data = server.data();
-    let strip = |v: &Value, extra: &[&str]| {
+    let mine = |r: &&Value| r["environment_id"] == environment;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut keys: BTreeMap<String, String> = BTreeMap::new();
+    for f in data.features.values().filter(mine) {
+        keys.insert(text(&f["id"]), text(&f["lookup_key"]));
+        if let Some(meter) = f["meter_id"].as_str() {
+            keys.insert(meter.to_owned(), text(&f["lookup_key"]));
+        }
+    }
+    for r in data.catalog.plans.iter().chain(&data.catalog.addons).filter(mine) {
+        keys.insert(text(&r["id"]), text(&r["lookup_key"]));
+    }
+    for c in data.customers.values().filter(mine) {
+        keys.insert(text(&c["id"]), text(&c["external_id"]));
+    }
+    let normal = |v: &Value| {
         let mut v = v.clone();
         let o = v.as_object_mut().unwrap();
-        for field in ["id", "environment_id", "meter_id"].iter().chain(extra) {
-            o.remove(*field);
+        for field in [
+            "id",
+            "environment_id",
+            "tenant_id",
+            "created_at",
+            "updated_at",
+            "line_items",
+        ] {
+            o.remove(field);
+        }
+        for field in ["entity_id", "meter_id", "feature_id", "plan_id", "customer_id"] {
+            if let Some(Value::String(id)) = o.get(field) {
+                let key = keys.get(id).cloned().unwrap_or_else(|| format!("unknown id {id}"));
+                o.insert(field.to_owned(), Value::String(key));
+            }
         }
         v
     };
     let mut out = BTreeMap::new();
-    for f in data.features.values().filter(|f| f["environment_id"] == environment) {
-        out.insert(format!("feature {}", f["lookup_key"].as_str().unwrap()), strip(f, &[]));
+    for f in data.features.values().filter(mine) {
+        out.insert(format!("feature {}", text(&f["lookup_key"])), normal(f));
     }
-    for c in data.customers.values().filter(|c| c["environment_id"] == environment) {
-        out.insert(
-            format!("customer {}", c["external_id"].as_str().unwrap()),
-            strip(c, &[]),
-        );
+    for p in data.catalog.plans.iter().filter(mine) {
+        out.insert(format!("plan {}", text(&p["lookup_key"])), normal(p));
+    }
+    for a in data.catalog.addons.iter().filter(mine) {
+        out.insert(format!("addon {}", text(&a["lookup_key"])), normal(a));
     }
     for (p, _) in data
         .prices
@@ -464,12 +545,29 @@ fn server_catalog(server: &StandIn, environment: &str) -> BTreeMap<String, Value
         .zip(&data.price_environments)
         .filter(|(_, e)| *e == environment)
     {
-        let p = strip(p, &[]);
+        let p = normal(p);
         let key = match p["lookup_key"].as_str() {
             Some(key) => key.to_owned(),
             None => p.to_string(),
         };
         out.insert(format!("price {key}"), p);
+    }
+    for e in data.catalog.entitlements.iter().filter(mine) {
+        let e = normal(e);
+        out.insert(
+            format!("entitlement {} {}", text(&e["entity_id"]), text(&e["feature_id"])),
+            e,
+        );
+    }
+    for c in data.customers.values().filter(mine) {
+        out.insert(format!("customer {}", text(&c["external_id"])), normal(c));
+    }
+    for s in data.catalog.subscriptions.iter().filter(mine) {
+        let s = normal(s);
+        out.insert(
+            format!("subscription {} {}", text(&s["customer_id"]), text(&s["plan_id"])),
+            s,
+        );
     }
     out
 }
@@ -480,80 +578,61 @@ fn remote(env: &Env, server: &StandIn, key: &str) -> assert_cmd::Command {
     cmd
 }
 
+/// `catalog import DIR --target flexprice --json` with `key`: the outcomes and stderr.
+fn import_remote(env: &Env, server: &StandIn, key: &str, dir: &Path, code: i32) -> (Vec<Value>, String) {
+    let out = remote(env, server, key)
+        .args([
+            "catalog",
+            "import",
+            dir.to_str().unwrap(),
+            "--target",
+            "flexprice",
+            "--json",
+        ])
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let outcomes = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr_of(&out)));
+    (outcomes, stderr_of(&out))
+}
+
+fn stored(outcomes: &[Value]) -> Vec<u64> {
+    outcomes
+        .iter()
+        .map(|o| o["task"]["successful_records"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn a_catalog_copied_between_two_environments_of_a_server_has_the_same_records_by_key() {
     let server = StandIn::start(Config::default());
     let env = Env::new();
-    // Prices of the catalog are current ones: the fixture's price with an end_date is not
-    // copied, and is left out of the comparison.
-    let prices = fixture_text("prices.csv");
-    let seed = folder(
-        &env,
-        "seed",
-        &[
-            ("features.csv", &fixture_text("features.csv")),
-            ("prices.csv", &prices),
-            ("customers.csv", &fixture_text("customers.csv")),
-        ],
-    );
-    let out = remote(&env, &server, API_KEY)
-        .args([
-            "catalog",
-            "import",
-            seed.to_str().unwrap(),
-            "--target",
-            "flexprice",
-            "--json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let first: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        first
-            .iter()
-            .map(|o| o["task"]["successful_records"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [5, 6, 3],
-        "{}",
-        stderr_of(&out)
-    );
+    let seed = whole_catalog(&env, "seed");
+    let (first, stderr) = import_remote(&env, &server, API_KEY, &seed, 0);
+    assert_eq!(stored(&first), [4, 2, 1, 5, 4, 3, 2], "{stderr}");
     let seeded = server_catalog(&server, "env_main");
-    assert_eq!(seeded.len(), 5 + 6 + 3);
+    assert_eq!(seeded.len(), 4 + 2 + 1 + 5 + 4 + 3 + 2, "{seeded:#?}");
+    assert!(
+        seeded.values().all(|r| !r.to_string().contains("unknown id")),
+        "every id names a record of env_main: {seeded:#?}"
+    );
+    // Subscriptions are drafts: no opening invoice.
+    assert!(server.data().catalog.invoices.is_empty());
 
-    // A rerun creates nothing: every row was delivered before.
-    let requests_before = server.data().requests.clone();
-    let out = remote(&env, &server, API_KEY)
-        .args([
-            "catalog",
-            "import",
-            seed.to_str().unwrap(),
-            "--target",
-            "flexprice",
-            "--json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let again: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // A rerun creates nothing.
+    let (again, stderr) = import_remote(&env, &server, API_KEY, &seed, 0);
     for o in &again {
+        let t = &o["task"];
         assert_eq!(
-            o["task"]["metadata"]["duplicate_records"], o["task"]["processed_records"],
-            "{o}"
+            t["successful_records"].as_u64().unwrap(),
+            t["metadata"]["updated_records"].as_u64().unwrap_or(0),
+            "{stderr}\n{t}"
         );
     }
     assert_eq!(server_catalog(&server, "env_main"), seeded);
-    let posts = |r: &BTreeMap<String, u64>| {
-        r.iter()
-            .filter(|(k, _)| !k.starts_with("GET"))
-            .map(|(_, n)| n)
-            .sum::<u64>()
-    };
-    assert_eq!(posts(&server.data().requests), posts(&requests_before));
 
-    // Export env_main's catalog, import it with env_other's key.
+    // Export env_main's catalog, with keys instead of ids.
     let copy = env.dir.path().join("copy");
     let out = remote(&env, &server, API_KEY)
         .args(["catalog", "export", copy.to_str().unwrap(), "--from", "flexprice"])
@@ -562,44 +641,164 @@ fn a_catalog_copied_between_two_environments_of_a_server_has_the_same_records_by
         .get_output()
         .clone();
     let stderr = stderr_of(&out);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let prices = std::fs::read_to_string(copy.join("prices.csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(prices.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let refs: Vec<(String, String, String, String)> = rows
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let cell = |name: &str| r[column(name)].to_owned();
+            (
+                cell("entity_key"),
+                cell("entity_id"),
+                cell("feature_key"),
+                cell("meter_id"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str, &str, &str)> = refs
+        .iter()
+        .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("pro", "", "", ""),
+            ("pro", "", "tokens", ""),
+            ("pro", "", "api_calls", ""),
+            ("free", "", "", ""),
+            ("extra_seats", "", "", "")
+        ],
+        "{prices}"
+    );
+    // The other environment's key: the copy lands in env_other, equal by keys.
+    let (copied, stderr) = import_remote(&env, &server, OTHER_KEY, &copy, 0);
+    assert_eq!(stored(&copied), [4, 2, 1, 5, 4, 3, 2], "{stderr}");
+    assert_eq!(server_catalog(&server, "env_other"), seeded);
+    assert_eq!(server_catalog(&server, "env_main"), seeded, "env_main is untouched");
+    // And nothing of env_main was named by id in env_other.
+    let data = server.data();
+    let main_ids: Vec<&str> = data
+        .catalog
+        .plans
+        .iter()
+        .chain(&data.catalog.addons)
+        .filter(|r| r["environment_id"] == "env_main")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for (p, e) in data.prices.iter().zip(&data.price_environments) {
+        if e == "env_other" {
+            assert!(!main_ids.contains(&p["entity_id"].as_str().unwrap()), "{p}");
+        }
+    }
+}
+
+#[test]
+fn export_from_flexprice_leaves_out_ended_prices_and_generates_keys_it_needs() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let seed = whole_catalog(&env, "seed");
+    import_remote(&env, &server, API_KEY, &seed, 0);
+    {
+        let mut data = server.data();
+        // A plan made without a lookup_key (the UI allows it), with a price; a price ended;
+        // a subscription's own price.
+        let id = data.new_id("plan");
+        data.catalog
+            .plans
+            .push(json!({"id": id, "name": "Nameless", "environment_id": "env_main",
+            "status": "published", "display_order": 0}));
+        let mut price = data.prices[0].clone();
+        price["id"] = json!(data.new_id("price"));
+        price["entity_id"] = json!(id);
+        price["lookup_key"] = json!("nameless_monthly");
+        data.prices.push(price.clone());
+        data.price_environments.push("env_main".into());
+        price["id"] = json!(data.new_id("price"));
+        price["lookup_key"] = json!("ended");
+        price["end_date"] = json!("2099-01-01T00:00:00Z");
+        data.prices.push(price.clone());
+        data.price_environments.push("env_main".into());
+        price["id"] = json!(data.new_id("price"));
+        price["lookup_key"] = json!("override");
+        price["end_date"] = Value::Null;
+        price["entity_type"] = json!("SUBSCRIPTION");
+        data.prices.push(price);
+        data.price_environments.push("env_main".into());
+    }
+    let nameless = server.data().catalog.plans.last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let copy = env.dir.path().join("copy");
+    let run_export = || {
+        let out = remote(&env, &server, API_KEY)
+            .args([
+                "catalog",
+                "export",
+                copy.to_str().unwrap(),
+                "--from",
+                "flexprice",
+                "--format",
+                "jsonl",
+            ])
+            .assert()
+            .code(0)
+            .get_output()
+            .clone();
+        stderr_of(&out)
+    };
+    let stderr = run_export();
+    assert!(
+        stderr.contains(&format!(
+            "warning: plan {nameless} has no lookup_key: exported with the generated lookup_key generated_{nameless}"
+        )),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("warning: 1 price not exported: ended (an end_date)"),
         "{stderr}"
     );
-    let exported = std::fs::read_to_string(copy.join("features.csv")).unwrap();
-    assert_eq!(
-        exported.lines().next().unwrap(),
-        "name,type,lookup_key,description,unit_singular,unit_plural,meter_name,event_name,aggregation_type,\
-aggregation_field,aggregation_multiplier,aggregation_bucket_size,reset_usage,metadata.team"
+    assert!(
+        stderr.contains("warning: 1 price not exported: of a subscription or cost sheet, not of a plan or addon"),
+        "{stderr}"
     );
-    let out = remote(&env, &server, OTHER_KEY)
-        .args([
-            "catalog",
-            "import",
-            copy.to_str().unwrap(),
-            "--target",
-            "flexprice",
-            "--json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let copied: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        copied
-            .iter()
-            .map(|o| o["task"]["successful_records"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [5, 5, 3],
-        "{}",
-        stderr_of(&out)
+    let read = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(copy.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let plans = read("plans.jsonl");
+    assert_eq!(plans.last().unwrap()["lookup_key"], format!("generated_{nameless}"));
+    let prices = read("prices.jsonl");
+    let nameless_price = prices.iter().find(|p| p["lookup_key"] == "nameless_monthly").unwrap();
+    assert_eq!(nameless_price["entity_key"], format!("generated_{nameless}"));
+    assert!(nameless_price.get("entity_id").is_none());
+    assert!(!prices
+        .iter()
+        .any(|p| p["lookup_key"] == "ended" || p["lookup_key"] == "override"));
+    // The same key on every export.
+    run_export();
+    assert_eq!(read("plans.jsonl"), plans);
+    // Subscriptions are copied without their status: a copy is a draft.
+    let subscriptions = read("subscriptions.jsonl");
+    assert_eq!(subscriptions.len(), 2);
+    assert!(
+        subscriptions.iter().all(|s| s.get("subscription_status").is_none()),
+        "{subscriptions:?}"
     );
-    let mut expected = seeded.clone();
-    expected.retain(|_, p| p.get("end_date").is_none_or(Value::is_null));
-    assert_eq!(server_catalog(&server, "env_other"), expected);
-    // env_main is untouched.
-    assert_eq!(server_catalog(&server, "env_main"), seeded);
+    // (Created concurrently: in any order.)
+    let acme = subscriptions
+        .iter()
+        .find(|s| s["external_customer_id"] == "cust_acme")
+        .expect("cust_acme's subscription");
+    assert_eq!(acme["plan_key"], "pro");
+    assert_eq!(acme["lookup_key"], "acme_pro");
 }
 
 #[test]

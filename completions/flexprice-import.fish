@@ -315,7 +315,6 @@ always\t'Also into a pipe or log: a plain progress line every 2 s'
 never\t'No progress at all'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l lock-timeout -d 'How long a write waits while another process holds the store\'s write lock (it says so after a moment), before giving up (e.g. 30s, 2m)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l keep-going -d 'Run the later files even after a file had rejected rows or failed (they may name records the earlier file did not create)'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l dry-run -d 'Validate every file and write nothing but the tasks and their rejected rows'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l json -d 'Print the tasks run as a JSON array on stdout instead of the table'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -653,9 +653,6 @@ pub struct CatalogImportArgs {
     /// request (as `run --batch-size`)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_size: Option<u64>,
-    /// Validate every file and write nothing but the tasks and their rejected rows
-    #[arg(long)]
-    pub dry_run: bool,
     /// Print the tasks run as a JSON array on stdout instead of the table
     #[arg(long)]
     pub json: bool,

@@ -233,7 +233,9 @@ fn import_file(
         settings,
         &path,
         &input_args,
-        args.dry_run,
+        // No --dry-run for a catalog: a dry run stores nothing, so the keys a later file names
+        // (a price's plan) would not be found.
+        false,
         &args.target_args,
         &args.notify_args,
     ) {

@@ -543,3 +543,456 @@ fn entitlements_reach_the_server_and_a_rerun_updates_instead_of_creating() {
     assert!(reason.contains("reads usage_limit 0 as no limit"), "{reason}");
     assert_eq!(snapshot(&server)[3]["usage_limit"], 20000);
 }
+
+const CUSTOMERS: &str = "external_id,name\ncust_acme,Acme\ncust_beta,Beta\n";
+
+const SUBSCRIPTIONS: &str =
+    "external_customer_id,plan_key,currency,billing_period,start_date,lookup_key,subscription_status\n\
+cust_acme,pro,USD,MONTHLY,2026-01-01T00:00:00Z,,\n\
+cust_beta,pro,usd,MONTHLY,,beta_pro,\n\
+cust_ghost,pro,USD,MONTHLY,,,\n\
+cust_acme,enterprise,USD,MONTHLY,,,\n\
+cust_beta,free,USD,MONTHLY,,,active\n";
+
+/// The catalog a subscription needs: features, plans, addons, prices (the server picks a
+/// subscription's line items from its plan's prices), customers.
+fn seed_for_subscriptions(env: &Env, server: Option<&StandIn>) {
+    seed(env, server);
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key\n\
+         29.00,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly\n\
+         0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE,free_monthly\n",
+    );
+    let customers = env.write("customers.csv", CUSTOMERS);
+    for file in [prices, customers] {
+        match server {
+            Some(server) => remote(env, server, &file, 0),
+            None => env.run_json(&[file.to_str().unwrap()], 0),
+        };
+    }
+}
+
+#[test]
+fn subscriptions_are_drafts_by_default_and_created_once() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed_for_subscriptions(&env, Some(&server));
+    let file = env.write("subscriptions.csv", SUBSCRIPTIONS);
+    let task = remote(&env, &server, &file, 3);
+    assert_eq!(task["entity_type"], "SUBSCRIPTIONS");
+    assert_eq!(counters(&task), (5, 3, 2, 0));
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![
+            (
+                4,
+                "processing".into(),
+                "customer external_id 'cust_ghost' not found".into()
+            ),
+            (5, "processing".into(), "plan lookup_key 'enterprise' not found".into()),
+        ]
+    );
+    let snapshot = |server: &StandIn| {
+        let data = server.data();
+        let plan_key = |id: &Value| {
+            data.catalog.plans.iter().find(|p| p["id"] == *id).unwrap()["lookup_key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let mut got: Vec<Value> = data
+            .catalog
+            .subscriptions
+            .iter()
+            .map(|s| {
+                let mut s = pick(
+                    s,
+                    &[
+                        "external_customer_id",
+                        "plan_id",
+                        "currency",
+                        "billing_period",
+                        "billing_period_count",
+                        "billing_cycle",
+                        "lookup_key",
+                        "subscription_status",
+                        "start_date",
+                    ],
+                );
+                s["plan_id"] = json!(plan_key(&s["plan_id"]));
+                if s["start_date"] != "2026-01-01T00:00:00Z" {
+                    // The server's now.
+                    s.as_object_mut().unwrap().remove("start_date");
+                }
+                s
+            })
+            .collect();
+        got.sort_by_key(|s| s.to_string());
+        (got, data.catalog.invoices.len())
+    };
+    assert_eq!(
+        snapshot(&server),
+        (
+            vec![
+                json!({"external_customer_id":"cust_acme","plan_id":"pro","currency":"usd","billing_period":"MONTHLY","billing_period_count":1,"billing_cycle":"anniversary","subscription_status":"draft","start_date":"2026-01-01T00:00:00Z"}),
+                json!({"external_customer_id":"cust_beta","plan_id":"pro","currency":"usd","billing_period":"MONTHLY","billing_period_count":1,"billing_cycle":"anniversary","lookup_key":"beta_pro","subscription_status":"draft"}),
+                json!({"external_customer_id":"cust_beta","plan_id":"free","currency":"usd","billing_period":"MONTHLY","billing_period_count":1,"billing_cycle":"anniversary","subscription_status":"active"}),
+            ],
+            // Only the subscription the row asked to be active was invoiced.
+            1
+        )
+    );
+    // From a fresh store: each subscription is found (by lookup_key, else by customer and
+    // plan) and reported as existing; nothing is created.
+    let fresh = Env::new();
+    let again = fresh.write("subscriptions.csv", SUBSCRIPTIONS);
+    let before = snapshot(&server);
+    let task = remote(&fresh, &server, &again, 3);
+    assert_eq!(counters(&task), (5, 0, 2, 3));
+    let errors = fresh.errors(task["id"].as_str().unwrap());
+    assert_eq!(errors[0].1, "duplicate");
+    assert!(
+        errors[0].2.starts_with("subscription subs_")
+            && errors[0].2.contains("(draft) with customer cust_acme and plan plan_")
+            && errors[0].2.ends_with("already exists on the server; not created again"),
+        "{}",
+        errors[0].2
+    );
+    assert!(
+        errors[1].2.contains("with lookup_key beta_pro already exists"),
+        "{}",
+        errors[1].2
+    );
+    assert_eq!(snapshot(&server), before);
+}
+
+#[test]
+fn subscriptions_locally_check_customer_and_plan_and_are_created_once() {
+    let env = Env::new();
+    seed_for_subscriptions(&env, None);
+    let file = env.write("subscriptions.csv", SUBSCRIPTIONS);
+    let task = env.run_json(&[file.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (5, 3, 2, 0));
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![
+            (
+                4,
+                "processing".into(),
+                "customer external_id 'cust_ghost' not found".into()
+            ),
+            (5, "processing".into(), "plan lookup_key 'enterprise' not found".into()),
+        ]
+    );
+    let acme: String = env
+        .conn()
+        .query_row("SELECT id FROM customers WHERE external_id = 'cust_acme'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let pro: String = env
+        .conn()
+        .query_row("SELECT id FROM plans WHERE lookup_key = 'pro'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows(
+            &env,
+            "subscriptions",
+            "external_customer_id, customer_id, plan_key, plan_id, currency, billing_period_count, subscription_status"
+        )[0],
+        json!({"external_customer_id":"cust_acme","customer_id":acme,"plan_key":"pro","plan_id":pro,"currency":"usd","billing_period_count":1,"subscription_status":"draft"})
+    );
+    // A second file for the same customer and plan: already there, counted as a duplicate.
+    let again = env.write(
+        "subscriptions_2.csv",
+        "external_customer_id,plan_key,currency,billing_period\ncust_acme,pro,EUR,ANNUAL\n",
+    );
+    let task = env.run_json(&[again.to_str().unwrap(), "--entity", "subscriptions"], 0);
+    assert_eq!(counters(&task), (1, 0, 0, 1));
+    let reason = &env.errors(task["id"].as_str().unwrap())[0].2;
+    assert!(reason.contains("is already stored; not created again"), "{reason}");
+    assert_eq!(env.count("SELECT count(*) FROM subscriptions"), 3);
+}
+
+#[test]
+fn subscription_rules_are_checked_before_anything_is_sent() {
+    let env = Env::new();
+    let file = env.write(
+        "subscriptions.csv",
+        "external_customer_id,plan_key,plan_id,currency,billing_period,billing_cycle,billing_anchor,start_date,subscription_status,phases\n\
+         c1,pro,,US,MONTHLY,,,,,\n\
+         c1,,,USD,MONTHLY,,,,,\n\
+         c1,pro,,USD,MONTHLY,calendar,2026-01-15T00:00:00Z,,,\n\
+         c1,pro,,USD,MONTHLY,,,,,\"[{\"\"start_date\"\":\"\"2026-01-01T00:00:00Z\"\"}]\"\n\
+         c1,pro,,USD,MONTHLY,,,2026-02-01T00:00:00Z,active,\"[{\"\"start_date\"\":\"\"2026-01-01T00:00:00Z\"\"}]\"\n\
+         c1,pro,,USD,ONETIME,,,,,\n\
+         c1,pro,,USD,MONTHLY,,,,paused,\n",
+    );
+    let task = env.run_json(&[file.to_str().unwrap()], 3);
+    let reasons: Vec<String> = env
+        .errors(task["id"].as_str().unwrap())
+        .into_iter()
+        .map(|(line, _, reason)| format!("{line}: {reason}"))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "2: currency \"US\" is not a 3-letter code like USD",
+            "3: a subscription needs plan_key (its plan's lookup_key) or plan_id",
+            "4: billing_anchor is only allowed with billing_cycle anniversary",
+            "5: phases are not allowed on a draft subscription (FlexPrice refuses them): set subscription_status active",
+            "6: start_date must equal phases[0].start_date (FlexPrice's rule)",
+            "7: billing_period \"ONETIME\" is not one of MONTHLY, ANNUAL, WEEKLY, DAILY, QUARTERLY, HALF_YEARLY",
+            "8: subscription_status \"paused\" is not one of draft, active",
+        ]
+    );
+}
+
+#[test]
+fn a_price_rerun_creates_nothing_and_a_pricing_change_is_refused_not_made_silently() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key,description,metadata.team\n\
+         29.00,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,Pro,growth\n\
+         290.00,USD,PLAN,pro,FIXED,ANNUAL,FLAT_FEE,ADVANCE,pro_annual,Pro yearly,growth\n\
+         0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE,free_monthly,Free,\n",
+    );
+    remote(&env, &server, &prices, 0);
+    let stored = |server: &StandIn| {
+        let mut p: Vec<Value> = server
+            .data()
+            .prices
+            .iter()
+            .map(|p| {
+                pick(
+                    p,
+                    &["id", "lookup_key", "amount", "description", "metadata", "end_date"],
+                )
+            })
+            .collect();
+        p.sort_by_key(|p| p["lookup_key"].as_str().unwrap().to_owned());
+        p
+    };
+    let before = stored(&server);
+    // The same file from a fresh store: the server has each lookup_key with the same
+    // pricing: three duplicates, nothing created.
+    let fresh = Env::new();
+    let again = fresh.write("prices.csv", &std::fs::read_to_string(&prices).unwrap());
+    let task = remote(&fresh, &server, &again, 0);
+    assert_eq!(counters(&task), (3, 0, 0, 3));
+    assert_eq!(
+        fresh.errors(task["id"].as_str().unwrap())[0].2,
+        format!(
+            "price lookup_key pro_monthly already exists on the server (price {}) with the same pricing; not created again",
+            before[2]["id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(stored(&server), before);
+    // A new description and metadata key: updated in place (same id, metadata merged); a new
+    // amount: refused with the reason, the stored price untouched.
+    let edited = fresh.write(
+        "prices_2.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key,description,metadata.region\n\
+         29,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,Pro (monthly),eu\n\
+         300.00,USD,PLAN,pro,FIXED,ANNUAL,FLAT_FEE,ADVANCE,pro_annual,Pro yearly,\n",
+    );
+    let task = remote(&fresh, &server, &edited, 3);
+    assert_eq!(counters(&task), (2, 1, 1, 0));
+    assert_eq!(task["metadata"]["updated_records"], 1);
+    let reason = &fresh.errors(task["id"].as_str().unwrap())[0].2;
+    assert!(
+        reason.starts_with(&format!(
+            "lookup_key pro_annual already exists on the server (price {}) with amount \"290.00\", here \"300.00\"",
+            before[1]["id"].as_str().unwrap()
+        )),
+        "{reason}"
+    );
+    let after = stored(&server);
+    assert_eq!(after.len(), 3);
+    assert_eq!(after[1], before[1]);
+    assert_eq!(after[2]["id"], before[2]["id"]);
+    assert_eq!(after[2]["description"], "Pro (monthly)");
+    assert_eq!(after[2]["metadata"], json!({"team":"growth","region":"eu"}));
+    assert_eq!(after[2]["amount"], "29.00");
+}
+
+/// A table's rows without bookkeeping, sorted: what must survive an export and an import.
+fn records(env: &Env, table: &str) -> Vec<String> {
+    let conn = env.conn();
+    let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let mut out: Vec<String> = stmt
+        .query_map([], |row| {
+            let mut cells = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                if ["id", "tenant_key", "task_id", "source_line", "created_at", "updated_at"].contains(&name.as_str()) {
+                    continue;
+                }
+                cells.push(format!("{name}={:?}", row.get::<_, rusqlite::types::Value>(i)?));
+            }
+            Ok(cells.join(" "))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_local_catalog_exports_in_the_format_import_reads_with_keys() {
+    let source = Env::new();
+    seed_for_subscriptions(&source, None);
+    let extra = source.write("features_2.csv", "name,type,lookup_key\nTheme,config,theme\n");
+    source.run_json(&[extra.to_str().unwrap()], 0);
+    let entitlements = source.write(
+        "entitlements.csv",
+        &format!(
+            "{}PLAN,pro,theme,,,,,\n",
+            ENTITLEMENTS.replace("PLAN,enterprise,sso,,,true,,\n", "")
+        ),
+    );
+    source.run_json(&[entitlements.to_str().unwrap()], 0);
+    let config = source.write(
+        "entitlements_config.jsonl",
+        "{\"entity_key\":\"free\",\"feature_key\":\"theme\",\"config_value\":{\"dark\":true}}\n",
+    );
+    source.run_json(&[config.to_str().unwrap(), "--entity", "entitlements"], 0);
+    let subscriptions = source.write(
+        "subscriptions.csv",
+        "external_customer_id,plan_key,currency,billing_period,start_date,subscription_status,phases,metadata.source\n\
+         cust_acme,pro,USD,MONTHLY,2026-01-01T00:00:00Z,,,seed\n\
+         cust_beta,free,USD,MONTHLY,,active,\"[{\"\"start_date\"\":\"\"2026-02-01T00:00:00Z\"\"}]\",\n",
+    );
+    source.run_json(&[subscriptions.to_str().unwrap()], 0);
+    let order = [
+        ("features", "features"),
+        ("plans", "plans"),
+        ("addons", "addons"),
+        ("prices", "prices"),
+        ("entitlements", "entitlements"),
+        ("customers", "customers"),
+        ("subscriptions", "subscriptions"),
+    ];
+    for format in ["csv", "jsonl", "json"] {
+        let fresh = Env::new();
+        for (entity, table) in order {
+            let path = source.dir.path().join(format!("{entity}-out.{format}"));
+            let out = source
+                .cmd()
+                .args(["export", entity, "-o", path.to_str().unwrap(), "--json"])
+                .assert()
+                .code(0)
+                .get_output()
+                .clone();
+            let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let expected = records(&source, table);
+            assert!(!expected.is_empty(), "{table}");
+            assert_eq!(task["successful_records"].as_u64().unwrap(), expected.len() as u64);
+            let imported = fresh.run_json(&[path.to_str().unwrap(), "--entity", entity], 0);
+            assert_eq!(imported["failed_records"], 0, "{entity} through {format}");
+            assert_eq!(records(&fresh, table), expected, "{entity} through {format}");
+        }
+    }
+    // Keys, booleans and JSON survive as import reads them.
+    let csv = std::fs::read_to_string(source.dir.path().join("entitlements-out.csv")).unwrap();
+    assert!(
+        csv.starts_with("entity_type,entity_key,entity_id,feature_key,feature_id,feature_type,is_enabled"),
+        "{csv}"
+    );
+    assert!(csv.contains(",pro,"), "{csv}");
+    let jsonl = std::fs::read_to_string(source.dir.path().join("entitlements-out.jsonl")).unwrap();
+    assert!(jsonl.contains("\"config_value\":{\"dark\":true}"), "{jsonl}");
+    assert!(jsonl.contains("\"is_enabled\":false"), "{jsonl}");
+}
+
+#[test]
+fn archived_records_are_not_found_by_key_and_either_status_of_a_missing_parent_fails_its_row() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    // FlexPrice's DELETE archives: the plan keeps its lookup_key, but only published records
+    // are found by key.
+    for plan in server
+        .data()
+        .catalog
+        .plans
+        .iter_mut()
+        .filter(|p| p["lookup_key"] == "free")
+    {
+        plan["status"] = json!("archived");
+    }
+    let prices = env.write(
+        "prices.csv",
+        "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence\n\
+         0,USD,PLAN,free,FIXED,MONTHLY,FLAT_FEE,ADVANCE\n",
+    );
+    let task = remote(&env, &server, &prices, 3);
+    assert_eq!(
+        env.errors(task["id"].as_str().unwrap()),
+        vec![(2, "processing".into(), "plan lookup_key 'free' not found".into())]
+    );
+    // A plan row with the archived plan's key creates a new plan; the archived one stays.
+    let plans = env.write("plans_again.csv", "name,lookup_key\nFree again,free\n");
+    let task = remote(&env, &server, &plans, 0);
+    assert!(task["metadata"]["updated_records"].is_null(), "{task}");
+    {
+        let data = server.data();
+        let free: Vec<(&str, &str)> = data
+            .catalog
+            .plans
+            .iter()
+            .filter(|p| p["lookup_key"] == "free")
+            .map(|p| (p["name"].as_str().unwrap(), p["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(free, vec![("Free", "archived"), ("Free again", "published")]);
+    }
+    // Server ids naming no plan: FlexPrice answers 404 or 400 for the same fault (the stand-in
+    // alternates); either is that row's error, and the next row is created.
+    let sso = server
+        .data()
+        .features
+        .values()
+        .find(|f| f["lookup_key"] == "sso")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pro = server
+        .data()
+        .catalog
+        .plans
+        .iter()
+        .find(|p| p["lookup_key"] == "pro")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = env.write(
+        "entitlements.csv",
+        &format!(
+            "entity_type,entity_id,feature_id,feature_type\n\
+             PLAN,plan_gone,{sso},boolean\n\
+             PLAN,plan_gone_too,{sso},boolean\n\
+             PLAN,{pro},{sso},boolean\n"
+        ),
+    );
+    let task = remote(&env, &server, &file, 3);
+    assert_eq!(counters(&task), (3, 1, 2, 0));
+    let errors = env.errors(task["id"].as_str().unwrap());
+    // The two rows go concurrently: which one got which status is not known.
+    let mut statuses: Vec<&str> = errors
+        .iter()
+        .map(|e| &e.2["the server refused the entitlement: ".len()..][..3])
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec!["400", "404"], "{errors:?}");
+    assert!(errors.iter().all(|e| e.2.contains("not found")), "{errors:?}");
+    let data = server.data();
+    assert_eq!(data.catalog.entitlements.len(), 1);
+    assert_eq!(data.catalog.entitlements[0]["entity_id"], pro.as_str());
+}

@@ -344,15 +344,19 @@ fn a_lookup_key_the_server_has_fails_only_its_row_and_the_others_of_the_request_
         "{stderr}"
     );
     let errors = env.errors(task["id"].as_str().unwrap());
-    let rule = "FlexPrice keeps lookup_key unique among prices without an end_date";
+    // A stored price with other pricing: FlexPrice would end it and mint a new id.
+    let rule = |key: &str, id: &str, theirs: &str, ours: &str| {
+        format!(
+            "lookup_key {key} already exists on the server (price {id}) with amount \"{theirs}\", here \"{ours}\"; \
+             FlexPrice keeps lookup_key unique among prices without an end_date, and changes a price's amount \
+             only by ending it and creating a new price with a new id, which a rerun does not do silently: end \
+             the old price (DELETE /v1/prices/{id} with an end_date) or give this row another lookup_key"
+        )
+    };
     assert_eq!(
         errors,
         vec![
-            (
-                4,
-                "processing".to_owned(),
-                format!("lookup_key taken already exists on the server (price {taken_id}); {rule}")
-            ),
+            (4, "processing".to_owned(), rule("taken", &taken_id, "1", "35")),
             (9, "processing".to_owned(), {
                 let twice = server
                     .data()
@@ -361,7 +365,7 @@ fn a_lookup_key_the_server_has_fails_only_its_row_and_the_others_of_the_request_
                     .find(|p| p["lookup_key"] == "twice")
                     .map(|p| p["id"].as_str().unwrap().to_owned())
                     .unwrap();
-                format!("lookup_key twice already exists on the server (price {twice}); {rule}")
+                rule("twice", &twice, "65", "85")
             }),
         ]
     );

@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxumState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -66,6 +66,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/v1/subscriptions", post(create_subscription).get(list_subscriptions))
         .route("/v1/subscriptions/{id}", get(get_subscription))
         .route("/v1/subscriptions/{id}/activate", post(activate_subscription))
+        .route("/v1/prices/{id}", put(update_price))
 }
 
 /// FlexPrice's request DTOs with their Go types (`internal/api/dto/{plan,addon,entitlement,
@@ -1059,6 +1060,69 @@ async fn activate_subscription(
     data.catalog.invoices.push(invoice);
     drop(data);
     answer(fault, StatusCode::OK, s)
+}
+
+// ---- prices (created by stand_in.rs; listed and updated here) ----
+
+/// Fields whose change ends the price and mints a new one (FlexPrice's UpdatePrice).
+const PRICING_FIELDS: &[&str] = &[
+    "amount",
+    "billing_model",
+    "tiers",
+    "tier_mode",
+    "transform_quantity",
+    "billing_period",
+    "invoice_cadence",
+];
+
+/// `PUT /v1/prices/{id}`: lookup_key, description, display_name, metadata (replaced) change in
+/// place; a pricing field ends this price and creates a new one with a new id.
+async fn update_price(AxumState(shared): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let fault = match admit(&shared, &headers, "PUT /v1/prices/:id").await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let update = match body_json(&body) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let env = environment_of(&headers);
+    let mut data = shared.data.lock().unwrap();
+    let Some(at) = data
+        .prices
+        .iter()
+        .zip(&data.price_environments)
+        .position(|(p, e)| str_of(p, "id") == id && *e == env)
+    else {
+        return error(StatusCode::NOT_FOUND, "not_found", "price not found");
+    };
+    let repriced = PRICING_FIELDS
+        .iter()
+        .any(|f| update.get(*f).is_some_and(|v| Some(v) != data.prices[at].get(*f)));
+    if repriced {
+        let mut new = data.prices[at].clone();
+        data.prices[at]["end_date"] = json!(now());
+        apply_update(&mut new, &update, PRICING_FIELDS);
+        apply_update(
+            &mut new,
+            &update,
+            &["lookup_key", "description", "display_name", "metadata"],
+        );
+        new["id"] = json!(data.new_id("price"));
+        data.prices.push(new.clone());
+        data.price_environments.push(env);
+        drop(data);
+        return answer(fault, StatusCode::OK, new);
+    }
+    let price = &mut data.prices[at];
+    apply_update(
+        price,
+        &update,
+        &["lookup_key", "description", "display_name", "metadata"],
+    );
+    let price = price.clone();
+    drop(data);
+    answer(fault, StatusCode::OK, price)
 }
 
 /// The metadata of a record, for tests.

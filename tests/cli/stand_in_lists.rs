@@ -38,8 +38,8 @@ pub fn page(items: Vec<Value>, query: &HashMap<String, String>) -> Response {
         .into_response()
 }
 
-/// `GET /v1/prices`: the environment's prices, `entity_type` and `entity_ids` (repeated)
-/// filtering them; prices whose end_date has passed are hidden unless
+/// `GET /v1/prices`: the environment's prices, `entity_type`, `entity_ids` (repeated or
+/// comma-separated) and `lookup_key` filtering them; prices whose end_date has passed are hidden unless
 /// `allow_expired_prices=true`.
 pub async fn list_prices(
     AxumState(shared): St,
@@ -71,6 +71,11 @@ pub async fn list_prices(
                 .is_none_or(|t| p["entity_type"].as_str() == Some(t))
         })
         .filter(|p| entity_ids.is_empty() || entity_ids.contains(&p["entity_id"].as_str().unwrap_or_default()))
+        .filter(|p| {
+            query
+                .get("lookup_key")
+                .is_none_or(|k| p["lookup_key"].as_str() == Some(k))
+        })
         .filter(|p| {
             expired_too
                 || p["end_date"]

@@ -318,8 +318,7 @@ impl FlexPriceTarget {
                 }
                 EntityType::Prices => {
                     let per_request = api.config.batch_size.clamp(1, send::PRICES.max_items);
-                    let fates = send::bulk(&api, &send::PRICES, per_request, &items, &mut stats).await?;
-                    fates.into_iter().map(Upserted::Fate).collect()
+                    send::bulk_upserted(&api, &send::PRICES, per_request, &items, &mut stats).await?
                 }
                 _ => upsert_all(api, entity, items, &mut stats).await?,
             };

@@ -82,7 +82,27 @@ pub async fn bulk(
     items: &[Item],
     stats: &mut RequestStats,
 ) -> Result<Vec<Fate>, TargetFailed> {
-    let mut fates = vec![Fate::Created; items.len()];
+    let upserted = bulk_upserted(api, endpoint, max_items, items, stats).await?;
+    Ok(upserted
+        .into_iter()
+        .map(|u| match u {
+            Upserted::Fate(fate) => fate,
+            Upserted::Exists(reason) => Fate::Failed(reason),
+        })
+        .collect())
+}
+
+/// As `bulk`; a price whose lookup_key the server has already, with the same pricing, is
+/// reported as existing (or, when only its description, display name or metadata differ,
+/// updated in place) instead of failed: see `settle_existing_price`.
+pub async fn bulk_upserted(
+    api: &Api,
+    endpoint: &Bulk,
+    max_items: usize,
+    items: &[Item],
+    stats: &mut RequestStats,
+) -> Result<Vec<Upserted>, TargetFailed> {
+    let mut fates = vec![Upserted::Fate(Fate::Created); items.len()];
     let overhead = endpoint.wrapper.len() + 8;
     // Packed in file order; the stack is worked from its end, so the first group goes first.
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -91,11 +111,11 @@ pub async fn bulk(
     for (i, item) in items.iter().enumerate() {
         let len = item.json.len() + 1;
         if overhead + len > BODY_CAP {
-            fates[i] = Fate::Failed(format!(
+            fates[i] = Upserted::Fate(Fate::Failed(format!(
                 "the {} is {:.1} MiB as JSON; FlexPrice takes at most 32 MiB in one request",
                 endpoint.noun,
                 len as f64 / (1024.0 * 1024.0)
-            ));
+            )));
             continue;
         }
         if group.len() >= max_items || size + len > BODY_CAP {
@@ -128,27 +148,31 @@ pub async fn bulk(
             }
             Ok(a) if rolled_back(&a) => {
                 let i = group[0];
-                fates[i] = Fate::Failed(match &items[i].key {
-                    Some(key) => match existing_price(api, key, stats).await? {
-                        Some(id) => format!(
-                            "lookup_key {key} already exists on the server (price {id}); FlexPrice keeps \
-                             lookup_key unique among prices without an end_date"
-                        ),
-                        None => format!("the server refused the {}: {}", endpoint.noun, a.message()),
+                let refused = || {
+                    Upserted::Fate(Fate::Failed(format!(
+                        "the server refused the {}: {}",
+                        endpoint.noun,
+                        a.message()
+                    )))
+                };
+                fates[i] = match &items[i].key {
+                    Some(key) => match stored_price(api, key, stats).await? {
+                        Some(stored) => settle_existing_price(api, key, &items[i].json, &stored, stats).await?,
+                        None => refused(),
                     },
-                    None => format!("the server refused the {}: {}", endpoint.noun, a.message()),
-                });
+                    None => refused(),
+                };
             }
             Ok(a) => {
                 let reason = format!("the server refused the {}: {}", endpoint.noun, a.message());
                 for &i in &group {
-                    fates[i] = Fate::Failed(reason.clone());
+                    fates[i] = Upserted::Fate(Fate::Failed(reason.clone()));
                 }
             }
             Err(e) => {
                 let reason = failure_reason(e, endpoint.noun)?;
                 for &i in &group {
-                    fates[i] = Fate::Failed(reason.clone());
+                    fates[i] = Upserted::Fate(Fate::Failed(reason.clone()));
                 }
             }
         }
@@ -169,18 +193,142 @@ fn rolled_back(answer: &Answer) -> bool {
     answer.status == StatusCode::INTERNAL_SERVER_ERROR && answer.code().as_deref() == Some("database_error")
 }
 
-/// The id of the price with this lookup_key (`GET /v1/prices/lookup/{key}`), if there is one.
-pub async fn existing_price(api: &Api, key: &str, stats: &mut RequestStats) -> Result<Option<String>, TargetFailed> {
+/// The price with this lookup_key (`GET /v1/prices/lookup/{key}`), as the server has it.
+async fn stored_price(api: &Api, key: &str, stats: &mut RequestStats) -> Result<Option<Value>, TargetFailed> {
     let url = api.url(&["v1", "prices", "lookup", key]);
     match api.call(Method::GET, url, None, true, stats).await {
-        Ok(a) if a.status.is_success() => Ok(Some(
-            a.json()
-                .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| "without an id".into()),
-        )),
+        Ok(a) if a.status.is_success() => Ok(a.json().filter(|p| p.get("id").is_some())),
         Ok(_) => Ok(None),
         Err(e) => failure_reason(e, "price").map(|_| None),
     }
+}
+
+/// Fields whose change FlexPrice makes by ending the price and creating a new one with a new
+/// id (`internal/ee/service/price.go` UpdatePrice).
+const PRICING_FIELDS: &[&str] = &[
+    "amount",
+    "currency",
+    "entity_type",
+    "entity_id",
+    "type",
+    "price_unit_type",
+    "billing_period",
+    "billing_period_count",
+    "billing_model",
+    "invoice_cadence",
+    "meter_id",
+    "tier_mode",
+    "tiers",
+    "transform_quantity",
+    "price_unit_config",
+    "trial_period_days",
+    "min_quantity",
+];
+/// Fields `PUT /v1/prices/{id}` edits in place.
+const PRICE_UPDATE_FIELDS: &[&str] = &["lookup_key", "description", "display_name", "metadata"];
+
+/// A row whose lookup_key names a price the server has. The same pricing: reported as
+/// existing (a rerun), or, when its description, display name or metadata differ, updated in
+/// place (metadata merged, since FlexPrice's PUT replaces it). Other pricing: refused with the
+/// field and both values, since FlexPrice would end the stored price and mint a new id, which
+/// a rerun must not do silently.
+async fn settle_existing_price(
+    api: &Api,
+    key: &str,
+    row: &str,
+    stored: &Value,
+    stats: &mut RequestStats,
+) -> Result<Upserted, TargetFailed> {
+    let row: Value = serde_json::from_str(row).unwrap_or_default();
+    let id = stored.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    for field in PRICING_FIELDS {
+        let Some(ours) = row.get(*field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let theirs = stored.get(*field).cloned().unwrap_or(Value::Null);
+        if canonical(ours) != canonical(&theirs) {
+            return Ok(Upserted::Fate(Fate::Failed(format!(
+                "lookup_key {key} already exists on the server (price {id}) with {field} {theirs}, here {ours}; \
+                 FlexPrice keeps lookup_key unique among prices without an end_date, and changes a price's \
+                 {field} only by ending it and creating a new price with a new id, which a rerun does not do \
+                 silently: end the old price (DELETE /v1/prices/{id} with an end_date) or give this row another \
+                 lookup_key"
+            ))));
+        }
+    }
+    let kept = stored
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let given = row
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let metadata_same = given.iter().all(|(k, v)| kept.get(k) == Some(v));
+    let text_same = ["description", "display_name"]
+        .iter()
+        .all(|f| row.get(*f).is_none_or(|v| stored.get(*f) == Some(v)));
+    if metadata_same && text_same {
+        return Ok(Upserted::Exists(format!(
+            "price lookup_key {key} already exists on the server (price {id}) with the same pricing; not created again"
+        )));
+    }
+    let mut body = serde_json::Map::new();
+    for field in PRICE_UPDATE_FIELDS {
+        if let Some(v) = row.get(*field) {
+            body.insert((*field).to_owned(), v.clone());
+        }
+    }
+    let mut merged = kept;
+    merged.extend(given);
+    body.insert("metadata".into(), Value::Object(merged));
+    let url = api.url(&["v1", "prices", &id]);
+    let body = Value::Object(body).to_string().into_bytes();
+    Ok(Upserted::Fate(
+        match api.call(Method::PUT, url, Some(body), true, stats).await {
+            Ok(a) if a.status.is_success() => Fate::Updated,
+            Ok(a) => Fate::Failed(format!("the server refused the price's update: {}", a.message())),
+            Err(e) => Fate::Failed(failure_reason(e, "price")?),
+        },
+    ))
+}
+
+/// A value compared as FlexPrice means it: decimals by value ("29.00" is 29), the rest as is.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(canonical_decimal(s).unwrap_or_else(|| s.clone())),
+        Value::Number(n) => Value::String(canonical_decimal(&n.to_string()).unwrap_or_else(|| n.to_string())),
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), canonical(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A plain decimal without its sign's `+`, leading zeros and trailing fraction zeros; `None`
+/// when the text is not one.
+fn canonical_decimal(text: &str) -> Option<String> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty() || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let mut out = String::new();
+    if negative && !(whole.is_empty() && fraction.is_empty()) {
+        out.push('-');
+    }
+    out.push_str(if whole.is_empty() { "0" } else { whole });
+    if !fraction.is_empty() {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    Some(out)
 }
 
 /// The reason rows fail when a call has no answer; a fatal failure stops the task.
@@ -593,5 +741,24 @@ async fn find_addon(
         Ok(a) if a.status == StatusCode::NOT_FOUND => Ok(None),
         Ok(a) => Err(Ok(format!("looking it up, the server answered {}", a.message()))),
         Err(e) => Err(failure_reason(e, "addon")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_compare_by_value() {
+        assert_eq!(canonical_decimal("29.00").as_deref(), Some("29"));
+        assert_eq!(canonical_decimal("0029.50").as_deref(), Some("29.5"));
+        assert_eq!(canonical_decimal("-0.0").as_deref(), Some("0"));
+        assert_eq!(canonical_decimal(".5").as_deref(), Some("0.5"));
+        assert_eq!(canonical_decimal("1e3"), None);
+        assert_eq!(canonical_decimal("usd"), None);
+        assert_eq!(
+            canonical(&serde_json::json!([{"up_to": 1000, "unit_amount": "0.010"}])),
+            serde_json::json!([{"up_to": "1000", "unit_amount": "0.01"}])
+        );
     }
 }

@@ -128,7 +128,7 @@ impl Source {
             timeout: args.api_args.request_timeout,
             batch_size: crate::export::flexprice::PAGE_LIMIT,
         };
-        Ok(Source::Flexprice(Box::new(Remote::new(config)?)))
+        Ok(Source::Flexprice(Box::new(Remote::new(config, entities)?)))
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Remote {
     maps: KeyMaps,
     /// Entities whose records the maps have learnt.
     learnt: HashSet<EntityType>,
+    /// Entities whose key maps an entity exported later in this run needs: only theirs are
+    /// kept while they are exported (a customers export alone keeps no map of customers).
+    needed_later: HashSet<EntityType>,
 }
 
 /// What one entity's export did.
@@ -46,7 +49,8 @@ pub struct Exported {
 }
 
 impl Remote {
-    pub fn new(config: ApiConfig) -> Result<Remote> {
+    /// A server to export `entities` from, in this order.
+    pub fn new(config: ApiConfig, entities: &[EntityType]) -> Result<Remote> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("flexprice-http")
@@ -58,6 +62,11 @@ impl Remote {
             api: Api::new(config).map_err(|e| anyhow!(e))?,
             maps: KeyMaps::default(),
             learnt: HashSet::new(),
+            needed_later: entities
+                .iter()
+                .filter_map(|e| mapping::mapping(*e))
+                .flat_map(|m| m.needs.iter().copied())
+                .collect(),
         })
     }
 
@@ -115,6 +124,7 @@ impl Remote {
         let mut metadata_keys = BTreeSet::new();
         let mut skipped: Vec<(String, u64)> = Vec::new();
         let mut seen = 0u64;
+        let learn = self.needed_later.contains(&entity);
         self.pages(m, &mut |total, records, maps| {
             for mut record in records {
                 seen += 1;
@@ -125,7 +135,14 @@ impl Remote {
                     }
                     continue;
                 }
-                if let Some(warning) = (m.learn)(&mut record, maps) {
+                // A record's generated key is needed for its own row too, so the mapping's learn
+                // runs on a throwaway map when nothing after needs this entity's keys.
+                let warning = if learn {
+                    (m.learn)(&mut record, maps)
+                } else {
+                    (m.learn)(&mut record, &mut KeyMaps::default())
+                };
+                if let Some(warning) = warning {
                     done.warnings.push(warning);
                 }
                 match mapping::to_row(m, &record, maps, columns, &mut done.warnings) {
@@ -144,7 +161,9 @@ impl Remote {
             }
             progress(seen, total)
         })?;
-        self.learnt.insert(entity);
+        if learn {
+            self.learnt.insert(entity);
+        }
         done.skipped = skipped;
         let mut spool = spool
             .into_inner()

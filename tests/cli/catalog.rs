@@ -896,3 +896,48 @@ fn export_from_flexprice_says_what_it_needs_and_what_it_cannot_read() {
     );
     assert!(!env.dir.path().join("f.csv").exists(), "no partial file is left");
 }
+
+#[test]
+fn a_task_that_cannot_start_fails_its_file_and_stops_the_rest() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let seed = whole_catalog(&env, "seed");
+    // No API key: the first file's task fails before any row; the others are not run.
+    let out = env
+        .cmd()
+        .env("FLEXPRICE_API_URL", &server.url)
+        .args([
+            "catalog",
+            "import",
+            seed.to_str().unwrap(),
+            "--target",
+            "flexprice",
+            "--json",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let outcomes: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["FAILED", "not run", "not run", "not run", "not run", "not run", "not run"]
+    );
+    let reason = format!(
+        "no API key for the FlexPrice server at {}: pass --api-key KEY or set FLEXPRICE_API_KEY",
+        server.url
+    );
+    assert_eq!(outcomes[0]["reason"], reason.as_str());
+    assert_eq!(outcomes[0]["task"]["task_status"], "FAILED");
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(
+            "not run: plans.csv, addons.csv, prices.csv, entitlements.csv, customers.csv, subscriptions.csv: \
+             features.csv FAILED (--keep-going runs the later files anyway)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM tasks"), 1);
+    assert!(server.data().features.is_empty());
+}

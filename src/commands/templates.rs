@@ -42,7 +42,8 @@ pub fn run(args: &TemplatesArgs, quiet: bool) -> Result<ExitStatus> {
     }
     let Some(entity) = args.entity else {
         return Err(usage(
-            "name an entity (events, prices, customers, features) or pass --dir DIR for all",
+            "name an entity (events, prices, customers, features, plans, addons, entitlements, \
+             subscriptions) or pass --dir DIR for all",
         ));
     };
     print!("{}", render(entity, args.format)?);

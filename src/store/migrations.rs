@@ -354,6 +354,7 @@ CREATE TABLE subscriptions (
 );
 CREATE UNIQUE INDEX idx_subscriptions_tenant_id ON subscriptions(tenant_key, id);
 CREATE INDEX idx_subscriptions_customer_plan ON subscriptions(tenant_key, external_customer_id, plan_id);
+CREATE INDEX idx_subscriptions_lookup_key ON subscriptions(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
 
 ALTER TABLE prices ADD COLUMN entity_key TEXT;
 ALTER TABLE prices ADD COLUMN feature_key TEXT;

@@ -48,13 +48,16 @@ fn derived_id(prefix: &str, parts: &[&str]) -> String {
     format!("{prefix}_{:032x}", hasher.digest128())
 }
 
-/// Stores every row of a batch; with `undo`, inside a savepoint that is rolled back.
+/// Stores every row of a batch; with `undo`, inside a savepoint that is rolled back. Without
+/// `check_keys` (a dry run for a server, whose records this store does not hold) a row naming
+/// another record by key is counted as created and not looked at further.
 pub fn put_all<'r>(
     conn: &Connection,
     tenant: &Tenant,
     task_id: &str,
     batch: &'r [crate::entity::ValidRecord],
     undo: bool,
+    check_keys: bool,
 ) -> Result<Vec<(&'r Row, Put)>> {
     if undo {
         conn.execute_batch("SAVEPOINT dry_run_rows")?;
@@ -67,6 +70,9 @@ pub fn put_all<'r>(
         })
         .map(|row| {
             let spec = crate::entity::table_spec(row.entity).expect("rows belong to table entities");
+            if !check_keys && spec.references().iter().any(|r| row.values.has(r.key)) {
+                return Ok((row, Put::Created));
+            }
             put(conn, spec, tenant, task_id, row).map(|p| (row, p))
         })
         .collect();
@@ -239,13 +245,19 @@ fn existing(
     row: &Row,
     key_columns: &[&'static str],
 ) -> Result<Option<(String, String)>> {
-    let clauses: Vec<String> = key_columns.iter().map(|c| format!("{c} IS ?")).collect();
+    // `=` where the row has a value, so that the partial unique indexes (`lookup_key IS NOT
+    // NULL`) serve the lookup.
+    let mut clauses: Vec<String> = Vec::with_capacity(key_columns.len());
     let mut bound = vec![Sql::Integer(tenant.key)];
-    bound.extend(
-        key_columns
-            .iter()
-            .map(|c| row.values.get(c).map_or(Sql::Null, sql_value)),
-    );
+    for column in key_columns {
+        match row.values.get(column) {
+            Some(value) => {
+                clauses.push(format!("{column} = ?"));
+                bound.push(sql_value(value));
+            }
+            None => clauses.push(format!("{column} IS NULL")),
+        }
+    }
     Ok(conn
         .prepare_cached(&format!(
             "SELECT id, metadata FROM {table} WHERE tenant_key = ? AND {}",

@@ -14,6 +14,9 @@ pub struct LocalTarget {
     tenant: Option<Tenant>,
     task_id: String,
     dry_run: bool,
+    /// Whether keys naming other records are resolved against this store's tables (not for a
+    /// dry run of a task bound for a server, whose records live there).
+    check_keys: bool,
     outcomes: Vec<Stored>,
     done: Vec<Delivery>,
 }
@@ -25,9 +28,17 @@ impl LocalTarget {
             tenant: None,
             task_id: task_id.to_owned(),
             dry_run,
+            check_keys: true,
             outcomes: Vec::new(),
             done: Vec::new(),
         }
+    }
+
+    /// For a dry run of a task bound for a server: rows naming records by key are not checked
+    /// against this store (the server resolves them), only against their own rules.
+    pub fn without_key_checks(mut self) -> Self {
+        self.check_keys = false;
+        self
     }
 
     fn tenant(&mut self, tx: &Transaction<'_>) -> Result<Tenant> {
@@ -109,7 +120,7 @@ impl LocalTarget {
         }
         // A dry run stores the batch's rows to learn what would be created, updated or
         // skipped, then undoes it.
-        let puts = rows::put_all(tx, tenant, &self.task_id, batch, self.dry_run)?;
+        let puts = rows::put_all(tx, tenant, &self.task_id, batch, self.dry_run, self.check_keys)?;
         for (row, put) in puts {
             let spec = entity::table_spec(row.entity).expect("rows belong to table entities");
             match put {

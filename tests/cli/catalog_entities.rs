@@ -996,3 +996,173 @@ fn archived_records_are_not_found_by_key_and_either_status_of_a_missing_parent_f
     assert_eq!(data.catalog.entitlements.len(), 1);
     assert_eq!(data.catalog.entitlements[0]["entity_id"], pro.as_str());
 }
+
+#[test]
+fn a_dry_run_checks_keys_only_where_the_records_are() {
+    // For the local target the store holds the plans: an unknown key is that row's error.
+    let env = Env::new();
+    seed(&env, None);
+    let prices = env.write("prices.csv", PRICES);
+    let task = env.run_json(&[prices.to_str().unwrap(), "--dry-run"], 3);
+    assert_eq!(counters(&task), (6, 4, 2, 0));
+    assert_eq!(env.count("SELECT count(*) FROM prices"), 0);
+    // For a server the plans live there, and a dry run never contacts it: keys are left to the
+    // run, the rows' own rules are checked.
+    let server = StandIn::start(Config::default());
+    let fresh = Env::new();
+    let prices = fresh.write("prices.csv", PRICES);
+    let out = fresh
+        .cmd()
+        .env("FLEXPRICE_TARGET", "flexprice")
+        .env("FLEXPRICE_API_URL", &server.url)
+        .env("FLEXPRICE_API_KEY", API_KEY)
+        .args(["run", prices.to_str().unwrap(), "--dry-run", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counters(&task), (6, 6, 0, 0));
+    assert!(server.data().requests.is_empty());
+}
+
+#[test]
+fn a_whole_catalog_seeded_twice_creates_nothing_the_second_time() {
+    let server = StandIn::start(Config::default());
+    let files = [
+        ("features.csv", FEATURES.to_owned()),
+        // Every plan with a key: a plan without one has nothing to be found by.
+        (
+            "plans.csv",
+            PLANS.replace("Legacy,,No key: created once per file,,\n", ""),
+        ),
+        ("addons.csv", ADDONS.to_owned()),
+        (
+            "prices.csv",
+            PRICES
+                .lines()
+                .filter(|l| !l.contains("enterprise") && !l.contains(",sso,"))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        ),
+        (
+            "entitlements.csv",
+            ENTITLEMENTS.replace("PLAN,enterprise,sso,,,true,,\n", ""),
+        ),
+        ("customers.csv", CUSTOMERS.to_owned()),
+        (
+            "subscriptions.csv",
+            "external_customer_id,plan_key,currency,billing_period,lookup_key\n\
+             cust_acme,pro,USD,MONTHLY,\n\
+             cust_beta,pro,USD,MONTHLY,beta_pro\n"
+                .to_owned(),
+        ),
+    ];
+    let counts = |server: &StandIn| {
+        let d = server.data();
+        [
+            d.features.len(),
+            d.catalog.plans.len(),
+            d.catalog.addons.len(),
+            d.prices.len(),
+            d.catalog.entitlements.len(),
+            d.customers.len(),
+            d.catalog.subscriptions.len(),
+        ]
+    };
+    let first = Env::new();
+    for (name, text) in &files {
+        let task = remote(&first, &server, &first.write(name, text), 0);
+        assert_eq!(task["failed_records"], 0, "{name}");
+    }
+    assert_eq!(counts(&server), [4, 2, 2, 4, 5, 2, 2]);
+    let before: Vec<Value> = server.data().prices.clone();
+    // Another store (a CI job's fresh checkout) seeds the same files: everything is found by
+    // its key and updated in place or reported as there already; nothing is created.
+    let second = Env::new();
+    for (name, text) in &files {
+        let task = remote(&second, &server, &second.write(name, text), 0);
+        let (processed, successful, failed, duplicates) = counters(&task);
+        assert_eq!(failed, 0, "{name}");
+        assert_eq!(processed, successful + duplicates, "{name}");
+        let updated = task["metadata"]["updated_records"].as_u64().unwrap_or(0);
+        assert_eq!(updated, successful, "{name}: every stored row was an update");
+    }
+    assert_eq!(counts(&server), [4, 2, 2, 4, 5, 2, 2]);
+    assert_eq!(server.data().prices, before);
+    assert!(server.data().catalog.invoices.is_empty(), "drafts only");
+}
+
+#[test]
+fn an_entitlement_created_meanwhile_is_found_again_whichever_status_says_so() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    // Between the tool's lookup and its create, another client creates the same two
+    // entitlements: FlexPrice refuses the creates with 409 for one and 500 database_error for
+    // the other (its doubly-marked error). Each is looked up again and updated.
+    server.data().catalog.lose_entitlement_races = 2;
+    let file = env.write(
+        "entitlements.csv",
+        "entity_key,feature_key,usage_limit\npro,api_calls,100\nfree,api_calls,10\n",
+    );
+    let task = remote(&env, &server, &file, 0);
+    assert_eq!(counters(&task), (2, 2, 0, 0));
+    assert_eq!(task["metadata"]["updated_records"], 2);
+    let data = server.data();
+    let mut limits: Vec<i64> = data
+        .catalog
+        .entitlements
+        .iter()
+        .map(|e| e["usage_limit"].as_i64().unwrap())
+        .collect();
+    limits.sort();
+    assert_eq!(limits, vec![10, 100]);
+    assert_eq!(data.requests["POST /v1/entitlements"], 2);
+    assert_eq!(data.requests["PUT /v1/entitlements/:id"], 2);
+}
+
+#[test]
+fn the_stand_in_lists_a_catalog_page_by_page_per_environment() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    seed(&env, Some(&server));
+    let get = |key: &str, path: &str| -> Value {
+        let answer = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", server.url))
+            .header("x-api-key", key)
+            .send()
+            .unwrap();
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        serde_json::from_slice(&answer.bytes().unwrap()).unwrap()
+    };
+    let first = get(API_KEY, "/v1/plans?limit=2");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    // FlexPrice's returned offset is the request's offset plus the limit.
+    assert_eq!(first["pagination"], json!({"total": 3, "limit": 2, "offset": 2}));
+    let second = get(API_KEY, "/v1/plans?limit=2&offset=2");
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(get(API_KEY, "/v1/addons")["pagination"]["total"], 2);
+    assert_eq!(get(OTHER_KEY, "/v1/plans")["pagination"]["total"], 0);
+    for plan in server.data().catalog.plans.iter_mut().filter(|p| p["name"] == "Legacy") {
+        plan["status"] = json!("archived");
+    }
+    assert_eq!(get(API_KEY, "/v1/plans")["pagination"]["total"], 2);
+    assert_eq!(get(API_KEY, "/v1/plans?status=archived")["pagination"]["total"], 1);
+    let entitlements = env.write("entitlements.csv", ENTITLEMENTS);
+    remote(&env, &server, &entitlements, 3);
+    assert_eq!(get(API_KEY, "/v1/entitlements?limit=1000")["pagination"]["total"], 5);
+    let pro = server
+        .data()
+        .catalog
+        .plans
+        .iter()
+        .find(|p| p["lookup_key"] == "pro")
+        .unwrap()["id"]
+        .clone();
+    let of_pro = get(
+        API_KEY,
+        &format!("/v1/entitlements?entity_ids={}", pro.as_str().unwrap()),
+    );
+    assert_eq!(of_pro["pagination"]["total"], 2);
+}

@@ -37,6 +37,9 @@ pub struct Catalog {
     pub invoices: Vec<Value>,
     /// Counts the doubly-marked errors, to alternate their status.
     flips: u64,
+    /// The next this many `POST /v1/entitlements` lose a race: another client creates the
+    /// same entitlement first, and the request is refused as a duplicate (409 or 500).
+    pub lose_entitlement_races: u32,
 }
 
 impl Catalog {
@@ -676,6 +679,22 @@ async fn create_entitlement(AxumState(shared): St, headers: HeaderMap, body: Byt
     let mut data = shared.data.lock().unwrap();
     if let Err(r) = check_entitlement(&mut data, &env, &mut e) {
         return r;
+    }
+    if data.catalog.lose_entitlement_races > 0 && !entitlement_taken(&data, &env, &e) {
+        data.catalog.lose_entitlement_races -= 1;
+        let id = data.new_id("ent");
+        let mut theirs = stamp(e, id, &env);
+        theirs["usage_limit"] = json!(1);
+        data.catalog.entitlements.push(theirs);
+        let status = data
+            .catalog
+            .either(StatusCode::CONFLICT, StatusCode::INTERNAL_SERVER_ERROR);
+        let code = if status == StatusCode::CONFLICT {
+            "already_exists"
+        } else {
+            "database_error"
+        };
+        return error(status, code, "entitlement already exists");
     }
     if entitlement_taken(&data, &env, &e) {
         return error(StatusCode::CONFLICT, "already_exists", "entitlement already exists");

@@ -507,15 +507,18 @@ fn upsert_key(entity: EntityType, json: &serde_json::Value) -> Option<String> {
         EntityType::Customers => field("external_id"),
         // Features: given, or derived from the name by `body::row` as FlexPrice does.
         EntityType::Features | EntityType::Prices | EntityType::Plans | EntityType::Addons => field("lookup_key"),
-        // One per (entity, feature): the ids the keys resolved to.
-        EntityType::Entitlements => Some(format!(
-            "{}/{}/{}",
-            field("entity_type").unwrap_or_default(),
-            field("entity_id").unwrap_or_default(),
-            field("feature_id").unwrap_or_default()
-        )),
-        // A customer's subscriptions are looked up together: one lane per customer.
-        EntityType::Subscriptions => field("customer_id").or_else(|| field("external_customer_id")),
+        // One per (entity, feature): the ids the keys resolved to (`send::find` reads this
+        // shape). Before the keys are resolved (as `verify` sees a row) there is none.
+        EntityType::Entitlements => match (field("entity_id"), field("feature_id")) {
+            (Some(entity), Some(feature)) => Some(format!(
+                "{}/{entity}/{feature}",
+                field("entity_type").unwrap_or_default()
+            )),
+            _ => None,
+        },
+        // A customer's subscriptions are looked up together: one lane per customer, known once
+        // the customer's key is resolved.
+        EntityType::Subscriptions => field("customer_id"),
         EntityType::Events => None,
     }
 }

@@ -380,6 +380,7 @@ fn upsert_of(entity: EntityType) -> Upsert {
         EntityType::Addons => ("addon", "addons", Some(&["name", "description", "metadata"])),
         // `UpdateEntitlementRequest`: limits and values only.
         EntityType::Entitlements => ("entitlement", "entitlements", Some(ENTITLEMENT_UPDATE_FIELDS)),
+        // Subscriptions, created once and never updated (events and prices go in bulk).
         _ => ("subscription", "subscriptions", Some(&[])),
     };
     Upsert {
@@ -409,15 +410,6 @@ const ENTITLEMENT_UPDATE_FIELDS: &[&str] = &[
 /// row's keys, since FlexPrice's PUT replaces the whole map. A row that would change what
 /// FlexPrice cannot change (a feature's type or meter) is refused with that reason.
 pub async fn upsert(
-    api: &Api,
-    entity: EntityType,
-    item: &Item,
-    stats: &mut RequestStats,
-) -> Result<Upserted, TargetFailed> {
-    upsert_fate(api, entity, item, stats).await
-}
-
-async fn upsert_fate(
     api: &Api,
     entity: EntityType,
     item: &Item,
@@ -516,23 +508,15 @@ async fn find_for(
 ) -> Result<Option<Value>, Result<String, TargetFailed>> {
     let field = |name: &str| row.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
     match entity {
-        // `GET /v1/entitlements?entity_ids=` (FlexPrice ignores plan_ids and entity_type there).
         EntityType::Entitlements => {
-            let mut url = api.url(&["v1", "entitlements"]);
-            url.query_pairs_mut()
-                .append_pair("entity_ids", &field("entity_id"))
-                .append_pair("feature_ids", &field("feature_id"))
-                .append_pair("status", "published")
-                .append_pair("limit", "1000");
-            let items = list(api, url, stats).await?;
-            Ok(items.into_iter().find(|e| {
-                e.get("entity_id").and_then(Value::as_str) == Some(&field("entity_id"))
-                    && e.get("feature_id").and_then(Value::as_str) == Some(&field("feature_id"))
-                    && e.get("entity_type")
-                        .and_then(Value::as_str)
-                        .is_none_or(|t| t.eq_ignore_ascii_case(&field("entity_type")))
-                    && published(e)
-            }))
+            find_entitlement(
+                api,
+                &field("entity_type"),
+                &field("entity_id"),
+                &field("feature_id"),
+                stats,
+            )
+            .await
         }
         // The customer's subscriptions: the one with the row's lookup_key, else one to the
         // same plan that is not cancelled.
@@ -558,6 +542,32 @@ async fn find_for(
         }
         _ => find(api, entity, key, stats).await,
     }
+}
+
+/// The published entitlement of this entity and feature: `GET /v1/entitlements?entity_ids=`
+/// (FlexPrice ignores plan_ids and entity_type there), matched here.
+async fn find_entitlement(
+    api: &Api,
+    entity_type: &str,
+    entity_id: &str,
+    feature_id: &str,
+    stats: &mut RequestStats,
+) -> Result<Option<Value>, Result<String, TargetFailed>> {
+    let mut url = api.url(&["v1", "entitlements"]);
+    url.query_pairs_mut()
+        .append_pair("entity_ids", entity_id)
+        .append_pair("feature_ids", feature_id)
+        .append_pair("status", "published")
+        .append_pair("limit", "1000");
+    let items = list(api, url, stats).await?;
+    Ok(items.into_iter().find(|e| {
+        e.get("entity_id").and_then(Value::as_str) == Some(entity_id)
+            && e.get("feature_id").and_then(Value::as_str) == Some(feature_id)
+            && e.get("entity_type")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t.eq_ignore_ascii_case(entity_type))
+            && published(e)
+    }))
 }
 
 fn published(record: &Value) -> bool {
@@ -684,6 +694,16 @@ pub async fn find(
 ) -> Result<Option<Value>, Result<String, TargetFailed>> {
     if entity == EntityType::Addons {
         return find_addon(api, key, stats).await;
+    }
+    // An entitlement's key is `ENTITY_TYPE/entity_id/feature_id` (see flexprice::upsert_key).
+    if entity == EntityType::Entitlements {
+        let mut parts = key.splitn(3, '/');
+        let (kind, entity_id, feature_id) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        return find_entitlement(api, kind, entity_id, feature_id, stats).await;
     }
     let (url, field) = match entity {
         EntityType::Plans => {

@@ -145,7 +145,7 @@ impl Remote {
                 if let Some(warning) = warning {
                     done.warnings.push(warning);
                 }
-                match mapping::to_row(m, &record, maps, columns, &mut done.warnings) {
+                match mapping::to_row(m, &record, maps, columns) {
                     Ok((cells, metadata)) => {
                         metadata_keys.extend(metadata.keys().cloned());
                         serde_json::to_writer(&mut spool, &(cells, metadata))?;

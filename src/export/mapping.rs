@@ -371,15 +371,9 @@ fn str_of(record: &Value, field: &str) -> Option<String> {
 pub type FileRow = (Vec<Option<Value>>, Map<String, Value>);
 
 /// A server record as a row of `columns`: the cells in column order and the metadata map.
-/// Ids the maps cannot turn into keys stay ids when the entity has an id column (with a
-/// warning), else the row is refused with the reason.
-pub fn to_row(
-    mapping: &Mapping,
-    record: &Value,
-    maps: &KeyMaps,
-    columns: &[Column],
-    warnings: &mut Vec<String>,
-) -> Result<FileRow, String> {
+/// A record naming an id the maps cannot turn into a key (an archived plan's price) is
+/// refused with the reason.
+pub fn to_row(mapping: &Mapping, record: &Value, maps: &KeyMaps, columns: &[Column]) -> Result<FileRow, String> {
     let Some(object) = record.as_object() else {
         return Err(format!("the server listed {record} where a record belongs"));
     };
@@ -401,7 +395,6 @@ pub fn to_row(
         flat.remove(*field);
     }
     let has = |name: &str| columns.iter().any(|c| c.name == name);
-    let id_of = |record: &Value| str_of(record, "id").unwrap_or_else(|| "(no id)".into());
     for rename in mapping.renames {
         // Before the entity can name this reference by key, it keeps the id.
         if !has(rename.key) {
@@ -418,15 +411,8 @@ pub fn to_row(
             Some(key) => {
                 flat.insert(rename.key.to_owned(), Value::String(key.clone()));
             }
-            None if has(rename.id) => {
-                warnings.push(format!(
-                    "{} {} names {noun} {id}, which has no key in this export: kept as {}",
-                    self::noun(mapping.entity),
-                    id_of(record),
-                    rename.id
-                ));
-                flat.insert(rename.id.to_owned(), Value::String(id));
-            }
+            // A server's id means nothing in another environment, and the row would fail
+            // there (and stop the catalog's later files): the record is left out, saying why.
             None => {
                 return Err(format!(
                     "it names {noun} {id}, which this environment does not list (archived or deleted?)"
@@ -481,7 +467,7 @@ mod tests {
         assert_eq!(maps.meters["meter_9"], "calls");
         assert_eq!(maps.features["feat_1"], "calls");
         let columns = crate::export::table_columns(EntityType::Features);
-        let (cells, metadata) = to_row(m, &record, &maps, columns, &mut Vec::new()).unwrap();
+        let (cells, metadata) = to_row(m, &record, &maps, columns).unwrap();
         let named: Map<String, Value> = columns
             .iter()
             .zip(cells)
@@ -509,6 +495,24 @@ mod tests {
         let mut again = json!({"id":"plan_7","name":"Pro"});
         learn_keyed(&mut again, &mut maps.plans, "plan");
         assert_eq!(again["lookup_key"], first["lookup_key"]);
+    }
+
+    #[test]
+    fn a_reference_with_no_key_in_the_export_leaves_the_record_out() {
+        let m = mapping(EntityType::Prices).unwrap();
+        let mut maps = KeyMaps::default();
+        maps.plans.insert("plan_1".into(), "pro".into());
+        let columns = crate::export::table_columns(EntityType::Prices);
+        let price = json!({"id":"price_1","entity_type":"PLAN","entity_id":"plan_1","currency":"usd"});
+        let (cells, _) = to_row(m, &price, &maps, columns).unwrap();
+        let at = |name: &str| columns.iter().position(|c| c.name == name).unwrap();
+        assert_eq!(cells[at("entity_key")], Some(json!("pro")));
+        assert_eq!(cells[at("entity_id")], None);
+        let orphan = json!({"id":"price_2","entity_type":"PLAN","entity_id":"plan_archived"});
+        assert_eq!(
+            to_row(m, &orphan, &maps, columns).unwrap_err(),
+            "it names plan plan_archived, which this environment does not list (archived or deleted?)"
+        );
     }
 
     #[test]

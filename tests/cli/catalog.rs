@@ -722,6 +722,18 @@ fn export_from_flexprice_leaves_out_ended_prices_and_generates_keys_it_needs() {
         price["end_date"] = json!("2099-01-01T00:00:00Z");
         data.prices.push(price.clone());
         data.price_environments.push("env_main".into());
+        // A price of an archived plan: the plan is not listed, so neither is its price.
+        let archived = data.new_id("plan");
+        data.catalog
+            .plans
+            .push(json!({"id": archived, "name": "Old", "lookup_key": "old",
+            "environment_id": "env_main", "status": "archived", "display_order": 0}));
+        price["id"] = json!(data.new_id("price"));
+        price["lookup_key"] = json!("orphan");
+        price["end_date"] = Value::Null;
+        price["entity_id"] = json!(archived);
+        data.prices.push(price.clone());
+        data.price_environments.push("env_main".into());
         price["id"] = json!(data.new_id("price"));
         price["lookup_key"] = json!("override");
         price["end_date"] = Value::Null;
@@ -729,10 +741,16 @@ fn export_from_flexprice_leaves_out_ended_prices_and_generates_keys_it_needs() {
         data.prices.push(price);
         data.price_environments.push("env_main".into());
     }
-    let nameless = server.data().catalog.plans.last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (nameless, orphan, archived) = {
+        let data = server.data();
+        let plans = &data.catalog.plans;
+        let orphan = data.prices.iter().find(|p| p["lookup_key"] == "orphan").unwrap();
+        (
+            plans[plans.len() - 2]["id"].as_str().unwrap().to_owned(),
+            orphan["id"].as_str().unwrap().to_owned(),
+            plans[plans.len() - 1]["id"].as_str().unwrap().to_owned(),
+        )
+    };
     let copy = env.dir.path().join("copy");
     let run_export = || {
         let out = remote(&env, &server, API_KEY)
@@ -763,6 +781,13 @@ fn export_from_flexprice_leaves_out_ended_prices_and_generates_keys_it_needs() {
         "{stderr}"
     );
     assert!(
+        stderr.contains(&format!(
+            "warning: price {orphan} not exported: it names plan {archived}, which this environment does \
+             not list (archived or deleted?)"
+        )),
+        "{stderr}"
+    );
+    assert!(
         stderr.contains("warning: 1 price not exported: of a subscription or cost sheet, not of a plan or addon"),
         "{stderr}"
     );
@@ -775,13 +800,14 @@ fn export_from_flexprice_leaves_out_ended_prices_and_generates_keys_it_needs() {
     };
     let plans = read("plans.jsonl");
     assert_eq!(plans.last().unwrap()["lookup_key"], format!("generated_{nameless}"));
+    assert_eq!(plans.len(), 3, "the archived plan is not exported: {plans:?}");
     let prices = read("prices.jsonl");
     let nameless_price = prices.iter().find(|p| p["lookup_key"] == "nameless_monthly").unwrap();
     assert_eq!(nameless_price["entity_key"], format!("generated_{nameless}"));
     assert!(nameless_price.get("entity_id").is_none());
     assert!(!prices
         .iter()
-        .any(|p| p["lookup_key"] == "ended" || p["lookup_key"] == "override"));
+        .any(|p| ["ended", "override", "orphan"].contains(&p["lookup_key"].as_str().unwrap_or_default())));
     // The same key on every export.
     run_export();
     assert_eq!(read("plans.jsonl"), plans);

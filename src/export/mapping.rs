@@ -84,6 +84,8 @@ pub struct Mapping {
     /// Fields of the server's record that are not copied, though import has a column for
     /// them (a subscription's status: a copy starts as draft).
     pub omit: &'static [&'static str],
+    /// Fills in what an older shape of the record leaves out, before the renames.
+    pub normalize: fn(&mut Map<String, Value>),
 }
 
 /// Every entity a catalog holds, in the order they are read from a server (and imported):
@@ -118,6 +120,7 @@ pub static MAPPINGS: &[Mapping] = &[
         ],
         renames: &[],
         omit: &[],
+        normalize: as_given,
     },
     Mapping {
         entity: EntityType::Plans,
@@ -129,6 +132,7 @@ pub static MAPPINGS: &[Mapping] = &[
         flatten: &[],
         renames: &[],
         omit: &[],
+        normalize: as_given,
     },
     Mapping {
         entity: EntityType::Addons,
@@ -140,6 +144,7 @@ pub static MAPPINGS: &[Mapping] = &[
         flatten: &[],
         renames: &[],
         omit: &[],
+        normalize: as_given,
     },
     Mapping {
         entity: EntityType::Prices,
@@ -178,6 +183,7 @@ pub static MAPPINGS: &[Mapping] = &[
             },
         ],
         omit: &[],
+        normalize: as_given,
     },
     Mapping {
         entity: EntityType::Entitlements,
@@ -200,6 +206,7 @@ pub static MAPPINGS: &[Mapping] = &[
             },
         ],
         omit: &[],
+        normalize: legacy_plan_entitlement,
     },
     Mapping {
         entity: EntityType::Customers,
@@ -211,6 +218,7 @@ pub static MAPPINGS: &[Mapping] = &[
         flatten: &[],
         renames: &[],
         omit: &[],
+        normalize: as_given,
     },
     Mapping {
         entity: EntityType::Subscriptions,
@@ -235,6 +243,7 @@ pub static MAPPINGS: &[Mapping] = &[
         // A copy is created as a draft (issue 13 item 5: a copied subscription must not
         // invoice a customer by surprise), and a draft takes no phases.
         omit: &["subscription_status", "phases"],
+        normalize: as_given,
     },
 ];
 
@@ -308,6 +317,26 @@ fn learn_addon(record: &mut Value, maps: &mut KeyMaps) -> Option<String> {
     learn_keyed(record, &mut maps.addons, "addon")
 }
 
+fn as_given(_: &mut Map<String, Value>) {}
+
+/// FlexPrice's older entitlements name their plan by `plan_id` alone (no entity_type or
+/// entity_id; `internal/api/dto/entitlement.go`): read as the plan's.
+fn legacy_plan_entitlement(record: &mut Map<String, Value>) {
+    let has_entity = record
+        .get("entity_id")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    let plan = record
+        .get("plan_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    if let (false, Some(plan)) = (has_entity, plan) {
+        record.insert("entity_id".into(), Value::String(plan));
+        record.insert("entity_type".into(), Value::String("PLAN".into()));
+    }
+}
+
 fn learn_nothing(_: &mut Value, _: &mut KeyMaps) -> Option<String> {
     None
 }
@@ -378,6 +407,10 @@ pub fn to_row(mapping: &Mapping, record: &Value, maps: &KeyMaps, columns: &[Colu
         return Err(format!("the server listed {record} where a record belongs"));
     };
     let mut flat = object.clone();
+    (mapping.normalize)(&mut flat);
+    // The renames look the parent up by the record's entity_type, as normalized.
+    let normalized = Value::Object(flat.clone());
+    let record = &normalized;
     for (path, fields) in mapping.flatten {
         let nested = path
             .split('.')
@@ -513,6 +546,24 @@ mod tests {
             to_row(m, &orphan, &maps, columns).unwrap_err(),
             "it names plan plan_archived, which this environment does not list (archived or deleted?)"
         );
+    }
+
+    #[test]
+    fn an_older_entitlement_naming_its_plan_by_plan_id_is_the_plans() {
+        let m = mapping(EntityType::Entitlements).unwrap();
+        let mut maps = KeyMaps::default();
+        maps.plans.insert("plan_1".into(), "pro".into());
+        maps.features.insert("feat_1".into(), "sso".into());
+        let columns = crate::export::table_columns(EntityType::Entitlements);
+        let legacy = json!({"id":"ent_1","plan_id":"plan_1","feature_id":"feat_1","feature_type":"boolean",
+                            "is_enabled":true,"status":"published"});
+        assert!((m.keep)(&legacy).is_ok());
+        let (cells, _) = to_row(m, &legacy, &maps, columns).unwrap();
+        let at = |name: &str| cells[columns.iter().position(|c| c.name == name).unwrap()].clone();
+        assert_eq!(at("entity_type"), Some(json!("PLAN")));
+        assert_eq!(at("entity_key"), Some(json!("pro")));
+        assert_eq!(at("feature_key"), Some(json!("sso")));
+        assert_eq!(at("entity_id"), None);
     }
 
     #[test]

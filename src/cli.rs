@@ -181,15 +181,30 @@ Examples:
   FLEXPRICE_IMPORT_API_KEYS=sk_a1=tenant-a flexprice-import serve
   flexprice-import serve --listen 127.0.0.1:8080 --workers 2 --api-keys-file keys.txt")]
     Serve(ServeArgs),
-    /// Export an entity from the local store as an EXPORT task, in the format import reads
+    /// Export an entity from the local store, or from a FlexPrice server, as an EXPORT task,
+    /// in the format import reads
     #[command(after_help = "\
 Examples:
   flexprice-import export events -o usage.csv --since 2026-11-01 --customer cust_42
   flexprice-import export prices --format json -o prices.json
   flexprice-import export events -o usage.jsonl.zst
   # To standard output, as CSV
-  flexprice-import export customers")]
+  flexprice-import export customers
+  # A server's prices, naming their features by key (FLEXPRICE_API_URL, FLEXPRICE_API_KEY)
+  flexprice-import export prices --from flexprice -o prices.csv")]
     Export(ExportArgs),
+    /// Import or export a whole catalog (features, prices, customers, …) as a folder with one
+    /// file per entity, in dependency order
+    #[command(after_help = "\
+Examples:
+  # Seed a FlexPrice environment from a folder: features.csv, prices.csv, customers.csv …
+  flexprice-import catalog import seed/ --target flexprice
+  # Copy a catalog from one environment to another (each key is bound to its environment)
+  flexprice-import catalog export copy/ --from flexprice --api-key \"$STAGING_KEY\"
+  flexprice-import catalog import copy/ --target flexprice --api-key \"$PROD_KEY\"
+  # The local store's catalog as JSON Lines files
+  flexprice-import catalog export backup/ --format jsonl")]
+    Catalog(CatalogArgs),
     /// Hide tasks from `list` (`list --all` shows them); `--undo` shows them again
     #[command(after_help = "\
 Examples:
@@ -568,6 +583,98 @@ pub struct ExportArgs {
     /// otherwise)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub source: ExportSourceArgs,
+}
+
+/// Where an export reads its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ExportSource {
+    /// This tool's own store
+    #[default]
+    Local,
+    /// A FlexPrice server, through its list endpoints (published records; prices without an
+    /// end_date), with keys instead of the server's ids
+    Flexprice,
+}
+
+/// Where an export reads from, and how to reach a server.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Source")]
+pub struct ExportSourceArgs {
+    /// Where the records come from
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ExportSource::Local, value_name = "SOURCE")]
+    pub from: ExportSource,
+    /// The FlexPrice server's base URL, e.g. https://api.example.com (for --from flexprice)
+    #[arg(long, env = "FLEXPRICE_API_URL", hide_env_values = true, value_name = "URL", value_hint = ValueHint::Url)]
+    pub api_url: Option<String>,
+    /// The FlexPrice environment to read (sent as X-Environment-ID; a key stored in FlexPrice
+    /// reads its own environment whatever this says)
+    #[arg(long, env = "FLEXPRICE_ENVIRONMENT_ID", value_name = "ID")]
+    pub environment_id: Option<String>,
+    #[command(flatten)]
+    pub api_args: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    #[command(subcommand)]
+    pub command: CatalogCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Import a folder's files (features, plans, addons, prices, entitlements, customers,
+    /// subscriptions; each .csv, .json or .jsonl) in dependency order, one task per file
+    #[command(after_help = "\
+Examples:
+  flexprice-import catalog import seed/
+  flexprice-import catalog import seed/ --target flexprice --keep-going")]
+    Import(CatalogImportArgs),
+    /// Export every entity of a catalog into a folder, one file per entity, named and written
+    /// as `catalog import` reads them
+    #[command(after_help = "\
+Examples:
+  flexprice-import catalog export copy/ --from flexprice
+  flexprice-import catalog export backup/ --format json")]
+    Export(CatalogExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogImportArgs {
+    /// The folder holding the catalog's files, named after their entity (prices.csv)
+    #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+    /// Run the later files even after a file had rejected rows or failed (they may name
+    /// records the earlier file did not create)
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Local target: records per store transaction; flexprice target: records per bulk
+    /// request (as `run --batch-size`)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: Option<u64>,
+    /// Print the tasks run as a JSON array on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target_args: TargetArgs,
+    #[command(flatten)]
+    pub notify_args: NotifyArgs,
+    #[command(flatten)]
+    pub api_args: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogExportArgs {
+    /// The folder to write one file per entity into (created if missing; files already there
+    /// are replaced)
+    #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+    /// The files' format
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Format::Csv, value_name = "FORMAT")]
+    pub format: Format,
+    #[command(flatten)]
+    pub source: ExportSourceArgs,
 }
 
 #[derive(Debug, Args)]

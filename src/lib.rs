@@ -35,6 +35,10 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::List(a) => a.json,
         Command::Inspect(a) => a.json,
         Command::Export(a) => a.json,
+        Command::Catalog(a) => match &a.command {
+            cli::CatalogCommand::Import(i) => i.json,
+            cli::CatalogCommand::Export(_) => false,
+        },
         Command::Verify(a) => a.json,
         Command::Worker(_) | Command::Serve(_) => false,
         Command::Errors(_) | Command::Archive(_) | Command::Prune(_) => false,
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Inspect(args) => commands::inspect::run(args, &settings),
         Command::Errors(args) => commands::errors::run(args, &settings),
         Command::Export(args) => commands::export::run(args, &settings),
+        Command::Catalog(args) => commands::catalog::run(args, &settings),
         Command::Verify(args) => commands::verify::run(args, &settings),
         Command::Worker(args) => commands::worker::run(args, &settings),
         Command::Serve(args) => commands::serve::run(args, &settings),

@@ -1,6 +1,7 @@
 //! `man`: the manual pages, generated from the clap definitions (clap_mangen) like the
-//! completion scripts: `flexprice-import.1` for the tool, and `flexprice-import-<command>.1`
-//! for each command. The sections of a help's `after_help` (`Examples:`, `Exit codes:`) become
+//! completion scripts: `flexprice-import.1` for the tool, `flexprice-import-<command>.1` for
+//! each command, and `flexprice-import-<command>-<subcommand>.1` for a command's own commands
+//! (`catalog import`). The sections of a help's `after_help` (`Examples:`, `Exit codes:`) become
 //! sections of the page, kept as written.
 
 use std::io::Write;
@@ -50,6 +51,16 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
     for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("flexprice-import-{}.1", sub.get_name());
         pages.push((name, page(sub, Some("flexprice-import(1)"))));
+        // A command with commands of its own (`catalog import`): a page each, named
+        // flexprice-import-catalog-import.1 (`man catalog-import`).
+        let parent = format!("flexprice-import-{}(1)", sub.get_name());
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            let name = format!("flexprice-import-{}-{}.1", sub.get_name(), nested.get_name());
+            pages.push((name, page(nested, Some(&parent))));
+        }
     }
     pages
 }

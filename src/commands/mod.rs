@@ -1,5 +1,6 @@
 //! One module per subcommand, each with a `run`.
 
+pub mod catalog;
 pub mod completions;
 pub mod create;
 pub mod errors;

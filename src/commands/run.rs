@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::targets;
 use super::{entity_for, print_json, print_json_line, task_format, ImportInput};
-use crate::cli::{ApiArgs, NotifyArgs, RunArgs, TargetArgs};
+use crate::cli::{ApiArgs, InputArgs, NotifyArgs, RunArgs, TargetArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::output::progress::Progress;
 use crate::output::render;
@@ -112,23 +112,15 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         }
         find_task(&store, settings, &args.input)?
     } else {
-        let input = ImportInput::resolve(&args.input, &args.input_args)?;
-        if input.inferred && !settings.output.quiet {
-            eprintln!(
-                "entity {} (from the file name; --entity overrides)",
-                input.entity.entity_type()
-            );
-        }
-        if let SourceSpec::File(path) = &input.spec {
-            // A file that cannot be opened is not worth a task.
-            drop(std::fs::File::open(path).map_err(|e| anyhow!(e).context(format!("opening {}", path.display())))?);
-        }
-        let mut task = input.new_task(settings)?;
-        task.metadata.dry_run = args.dry_run;
-        targets::choose(&mut task, &args.target_args)?;
-        targets::notify(&mut task, &args.notify_args)?;
-        store.tasks().create(&task)?;
-        task
+        create_for_file(
+            &store,
+            settings,
+            &args.input,
+            &args.input_args,
+            args.dry_run,
+            &args.target_args,
+            &args.notify_args,
+        )?
     };
     let id = task.id.clone();
     let request = RunRequest {
@@ -153,6 +145,37 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     }
     Ok(status)
+}
+
+/// Records a new task for a file (or URL, or `-`) as `run FILE` does: what it holds and how
+/// it is written from `input_args` and its name, where its records go; a file that cannot be
+/// opened is refused before any task is made. Usage errors are `exit::UsageError`.
+pub fn create_for_file(
+    store: &Store,
+    settings: &Settings,
+    file: &str,
+    input_args: &InputArgs,
+    dry_run: bool,
+    target: &TargetArgs,
+    notify: &NotifyArgs,
+) -> Result<Task> {
+    let input = ImportInput::resolve(file, input_args)?;
+    if input.inferred && !settings.output.quiet {
+        eprintln!(
+            "entity {} (from the file name; --entity overrides)",
+            input.entity.entity_type()
+        );
+    }
+    if let SourceSpec::File(path) = &input.spec {
+        // A file that cannot be opened is not worth a task.
+        drop(std::fs::File::open(path).map_err(|e| anyhow!(e).context(format!("opening {}", path.display())))?);
+    }
+    let mut task = input.new_task(settings)?;
+    task.metadata.dry_run = dry_run;
+    targets::choose(&mut task, target)?;
+    targets::notify(&mut task, notify)?;
+    store.tasks().create(&task)?;
+    Ok(task)
 }
 
 pub fn find_task(store: &Store, settings: &Settings, id: &str) -> Result<Task> {

@@ -4,6 +4,7 @@
 pub mod busy;
 pub mod checkpoints;
 pub mod events;
+pub mod export;
 pub mod ledger;
 pub mod live;
 pub mod lock;

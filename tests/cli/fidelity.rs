@@ -273,7 +273,11 @@ c1,Acme,a@acme.example,+1 555 0100,1 Main St,Suite 1,Springfield,IL,62701,US,Ame
     .map(|f| format!("{f}: string"))
     .collect();
     expected.sort();
-    assert_eq!(received(customers.into_iter(), &["id"]), expected);
+    // What the stand-in adds as FlexPrice does: the id, environment and status.
+    assert_eq!(
+        received(customers.into_iter(), &["id", "environment_id", "status"]),
+        expected
+    );
 
     let features = env.write(
         "features.csv",
@@ -306,7 +310,10 @@ SSO,boolean,sso,Single sign-on,,,,,,,,,,\n",
     .map(|f| format!("{f}: string"))
     .collect();
     expected.sort();
-    assert_eq!(received(features.into_iter(), &["id", "status", "meter_id"]), expected);
+    assert_eq!(
+        received(features.into_iter(), &["id", "status", "meter_id", "environment_id"]),
+        expected
+    );
 }
 
 #[test]

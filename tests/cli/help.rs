@@ -17,6 +17,28 @@ fn commands() -> Vec<String> {
         .collect()
 }
 
+/// The commands of commands (`catalog import`), as their words, with their definitions.
+fn nested() -> Vec<(Vec<String>, clap::Command)> {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut out = Vec::new();
+    for sub in cli
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            out.push((
+                vec![sub.get_name().to_owned(), nested.get_name().to_owned()],
+                nested.clone(),
+            ));
+        }
+    }
+    out
+}
+
 /// The binary as a user at an 80-column terminal runs it, with no FLEXPRICE_* variables set
 /// (help shows their values).
 fn help_cmd(env: &Env) -> assert_cmd::Command {
@@ -54,6 +76,19 @@ fn generated_help_snapshots_are_checked_in() {
             &help_of(&env, &name),
         );
     }
+    for (words, _) in nested() {
+        let out = help_cmd(&env)
+            .args(&words)
+            .arg("--help")
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        check_generated(
+            &format!("tests/snapshots/help/flexprice-import-{}.txt", words.join("-")),
+            &stdout_of(&out),
+        );
+    }
 }
 
 #[test]
@@ -61,7 +96,11 @@ fn every_argument_and_option_is_described() {
     let mut cli = Cli::command();
     cli.build();
     let mut bare = Vec::new();
-    for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+    let nested = nested();
+    for cmd in std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .chain(nested.iter().map(|(_, c)| c))
+    {
         for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
             if arg.get_help().or(arg.get_long_help()).is_none() {
                 bare.push(format!("{} {}", cmd.get_name(), arg.get_id()));
@@ -106,6 +145,10 @@ fn every_command_has_examples_and_each_parses() {
     for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
         let after = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
         all.push((sub.get_name().to_owned(), after));
+    }
+    for (words, sub) in nested() {
+        let after = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+        all.push((words.join(" "), after));
     }
     for (name, after) in all {
         let examples = examples(&after);
@@ -197,6 +240,11 @@ fn generated_man_pages_are_checked_in() {
     );
     let mut expected: Vec<String> = std::iter::once("flexprice-import.1".to_owned())
         .chain(commands().iter().map(|c| format!("flexprice-import-{c}.1")))
+        .chain(
+            nested()
+                .iter()
+                .map(|(w, _)| format!("flexprice-import-{}.1", w.join("-"))),
+        )
         .collect();
     expected.sort();
     assert_eq!(written, expected);

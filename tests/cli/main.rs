@@ -7,6 +7,7 @@ mod support;
 mod tmux;
 
 mod api;
+mod catalog;
 mod catalog_entities;
 mod completions;
 mod dialects;

@@ -77,7 +77,10 @@ pub struct Data {
     pub prices: Vec<Value>,
     /// The environment each price of `prices` was created in (as the key decides).
     pub price_environments: Vec<String>,
+    /// Customers by `customer_slot` (env_main's by their external_id), each with its
+    /// `environment_id`.
     pub customers: BTreeMap<String, Value>,
+    /// Features by id, each with its `environment_id`.
     pub features: BTreeMap<String, Value>,
     /// Plans, addons, entitlements, subscriptions (see stand_in_catalog.rs).
     pub catalog: catalog::Catalog,
@@ -106,16 +109,28 @@ impl Data {
         self.events.keys().map(|(_, id, _)| id.clone()).collect()
     }
 
-    /// FlexPrice's unique index: lookup_key among published prices without an end_date.
-    fn lookup_key_taken(&self, key: &str) -> bool {
-        self.prices
-            .iter()
-            .any(|p| p["lookup_key"].as_str() == Some(key) && p.get("end_date").is_none_or(Value::is_null))
+    /// FlexPrice's unique index: lookup_key among an environment's published prices without
+    /// an end_date.
+    fn lookup_key_taken(&self, key: &str, environment: &str) -> bool {
+        self.prices.iter().zip(&self.price_environments).any(|(p, env)| {
+            p["lookup_key"].as_str() == Some(key) && p.get("end_date").is_none_or(Value::is_null) && env == environment
+        })
     }
 
-    fn new_id(&mut self, prefix: &str) -> String {
+    pub fn new_id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}_{:06}", self.next_id)
+    }
+}
+
+/// Where a customer is kept in `Data::customers`: env_main's under their external_id (what
+/// tests look them up by), another environment's under `<environment>\u{1f}<external_id>`,
+/// since an external_id is unique per environment only.
+pub fn customer_slot(environment: &str, external_id: &str) -> String {
+    if environment == "env_main" {
+        external_id.to_owned()
+    } else {
+        format!("{environment}\u{1f}{external_id}")
     }
 }
 
@@ -222,7 +237,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/events", get(list_events))
         .route("/v1/events/query", post(query_events))
         .route("/v1/prices/bulk", post(prices_bulk))
-        .route("/v1/prices", post(create_price).get(catalog::list_prices))
+        .route("/v1/prices", post(create_price).get(lists::list_prices))
         .route("/v1/prices/lookup/{lookup_key}", get(price_by_lookup_key))
         .route("/v1/customers", post(create_customer).get(list_customers))
         .route("/v1/customers/external/{external_id}", get(customer_by_external_id))
@@ -245,6 +260,10 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 type St = AxumState<Arc<Shared>>;
+
+/// List endpoints' paging and the prices list (new handlers live apart from the events code).
+#[path = "stand_in_lists.rs"]
+mod lists;
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
@@ -821,12 +840,13 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
         }
     }
     let mut data = shared.data.lock().unwrap();
+    let environment = environment_of(&headers);
     // One transaction: a lookup_key already taken (by a stored price or an earlier item)
     // violates the unique index, rolls everything back and answers 500.
     let mut keys: Vec<&str> = Vec::new();
     for p in items {
         if let Some(key) = p["lookup_key"].as_str().filter(|k| !k.is_empty()) {
-            if keys.contains(&key) || data.lookup_key_taken(key) {
+            if keys.contains(&key) || data.lookup_key_taken(key, &environment) {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "database_error",
@@ -837,7 +857,6 @@ async fn prices_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
         }
     }
     let mut created = Vec::new();
-    let environment = environment_of(&headers);
     for p in items {
         let mut p = p.clone();
         p["id"] = json!(data.new_id("price"));
@@ -865,7 +884,10 @@ async fn create_price(AxumState(shared): St, headers: HeaderMap, body: Bytes) ->
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
     let mut data = shared.data.lock().unwrap();
-    if p["lookup_key"].as_str().is_some_and(|k| data.lookup_key_taken(k)) {
+    if p["lookup_key"]
+        .as_str()
+        .is_some_and(|k| data.lookup_key_taken(k, &environment_of(&headers)))
+    {
         return error(
             StatusCode::CONFLICT,
             "already_exists",
@@ -884,10 +906,13 @@ async fn price_by_lookup_key(AxumState(shared): St, headers: HeaderMap, Path(loo
         return r;
     }
     let data = shared.data.lock().unwrap();
+    let environment = environment_of(&headers);
     match data
         .prices
         .iter()
-        .find(|p| p["lookup_key"].as_str() == Some(&lookup_key))
+        .zip(&data.price_environments)
+        .find(|(p, env)| p["lookup_key"].as_str() == Some(&lookup_key) && **env == environment)
+        .map(|(p, _)| p)
     {
         Some(p) => axum::Json(p.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", "price not found"),
@@ -922,7 +947,8 @@ async fn create_customer(AxumState(shared): St, headers: HeaderMap, body: Bytes)
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
     let mut data = shared.data.lock().unwrap();
-    let external_id = c["external_id"].as_str().unwrap().to_owned();
+    let environment = environment_of(&headers);
+    let external_id = customer_slot(&environment, c["external_id"].as_str().unwrap());
     if data.customers.contains_key(&external_id) {
         return error(
             StatusCode::CONFLICT,
@@ -931,6 +957,8 @@ async fn create_customer(AxumState(shared): St, headers: HeaderMap, body: Bytes)
         );
     }
     c["id"] = json!(data.new_id("cust"));
+    c["environment_id"] = json!(environment);
+    c["status"] = json!("published");
     data.customers.insert(external_id, c.clone());
     drop(data);
     answer(fault, StatusCode::CREATED, c)
@@ -954,7 +982,8 @@ async fn customer_by_external_id(
         )
             .into_response();
     }
-    match shared.data.lock().unwrap().customers.get(&external_id) {
+    let slot = customer_slot(&environment_of(&headers), &external_id);
+    match shared.data.lock().unwrap().customers.get(&slot) {
         Some(c) => axum::Json(c.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", "customer not found"),
     }
@@ -975,13 +1004,18 @@ async fn update_customer(AxumState(shared): St, headers: HeaderMap, Path(id): Pa
         return error(StatusCode::BAD_REQUEST, "validation_error", &problem);
     }
     let mut data = shared.data.lock().unwrap();
-    let Some(c) = data.customers.values_mut().find(|c| c["id"] == json!(id)) else {
+    let environment = json!(environment_of(&headers));
+    let Some(c) = data
+        .customers
+        .values_mut()
+        .find(|c| c["id"] == json!(id) && c["environment_id"] == environment)
+    else {
         return error(StatusCode::NOT_FOUND, "not_found", "customer not found");
     };
     // A partial update: the fields given replace the stored ones, and `metadata`, when given,
     // replaces the whole stored map (FlexPrice's UpdateCustomer).
     for (field, value) in update.as_object().unwrap() {
-        if !value.is_null() && field != "id" {
+        if !value.is_null() && !["id", "environment_id", "status"].contains(&field.as_str()) {
             c[field] = value.clone();
         }
     }
@@ -1000,9 +1034,11 @@ async fn list_customers(
         return r;
     }
     let data = shared.data.lock().unwrap();
+    let environment = json!(environment_of(&headers));
     let items: Vec<Value> = data
         .customers
         .values()
+        .filter(|c| c["environment_id"] == environment)
         .filter(|c| {
             query
                 .get("external_id")
@@ -1010,8 +1046,7 @@ async fn list_customers(
         })
         .cloned()
         .collect();
-    let total = items.len();
-    axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
+    lists::page(items, &query)
 }
 
 async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -1040,15 +1075,15 @@ async fn create_feature(AxumState(shared): St, headers: HeaderMap, body: Bytes) 
         f["lookup_key"] = json!(generate_lookup_key(f["name"].as_str().unwrap_or("")));
     }
     f["status"] = json!("published");
+    let environment = json!(environment_of(&headers));
+    f["environment_id"] = environment.clone();
     if f.get("meter").is_some() {
         f["meter_id"] = json!(data.new_id("meter"));
     }
     if let Some(key) = f["lookup_key"].as_str() {
-        if data
-            .features
-            .values()
-            .any(|x| x["lookup_key"].as_str() == Some(key) && x["status"] == "published")
-        {
+        if data.features.values().any(|x| {
+            x["lookup_key"].as_str() == Some(key) && x["status"] == "published" && x["environment_id"] == environment
+        }) {
             return error(
                 StatusCode::CONFLICT,
                 "already_exists",
@@ -1075,9 +1110,11 @@ async fn list_features(
     // Archived features are listed too unless `status=published`; the meter only with
     // `expand=meters`.
     let expand_meters = query.get("expand").is_some_and(|e| e.split(',').any(|x| x == "meters"));
+    let environment = json!(environment_of(&headers));
     let items: Vec<Value> = data
         .features
         .values()
+        .filter(|f| f["environment_id"] == environment)
         .filter(|f| {
             query
                 .get("lookup_key")
@@ -1092,12 +1129,14 @@ async fn list_features(
             let mut f = f.clone();
             if !expand_meters {
                 f.as_object_mut().unwrap().remove("meter");
+            } else if f.get("meter").is_some() {
+                // FlexPrice's meter carries its id.
+                f["meter"]["id"] = f["meter_id"].clone();
             }
             f
         })
         .collect();
-    let total = items.len();
-    axum::Json(json!({"items": items, "pagination": {"total": total, "limit": 50, "offset": 0}})).into_response()
+    lists::page(items, &query)
 }
 
 async fn update_feature(AxumState(shared): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
@@ -1112,7 +1151,12 @@ async fn update_feature(AxumState(shared): St, headers: HeaderMap, Path(id): Pat
         return *r;
     }
     let mut data = shared.data.lock().unwrap();
-    let Some(f) = data.features.get_mut(&id) else {
+    let environment = json!(environment_of(&headers));
+    let Some(f) = data
+        .features
+        .get_mut(&id)
+        .filter(|f| f["environment_id"] == environment)
+    else {
         return error(StatusCode::NOT_FOUND, "not_found", "feature not found");
     };
     // Only these fields change (type, lookup_key and the meter cannot); `metadata` replaces

@@ -916,12 +916,14 @@ async fn create_subscription(AxumState(shared): St, headers: HeaderMap, body: By
     let env = environment_of(&headers);
     let mut data = shared.data.lock().unwrap();
     // customer_id wins over external_customer_id.
+    // Customers are the environment's own (an external_id is unique per environment).
     let customer = if str_of(&s, "customer_id").is_empty() {
-        data.customers.get(str_of(&s, "external_customer_id")).cloned()
+        let slot = super::customer_slot(&env, str_of(&s, "external_customer_id"));
+        data.customers.get(&slot).cloned()
     } else {
         data.customers
             .values()
-            .find(|c| str_of(c, "id") == str_of(&s, "customer_id"))
+            .find(|c| str_of(c, "id") == str_of(&s, "customer_id") && str_of(c, "environment_id") == env)
             .cloned()
     };
     let Some(customer) = customer else {
@@ -1080,37 +1082,6 @@ async fn activate_subscription(
 }
 
 // ---- prices (created by stand_in.rs; listed and updated here) ----
-
-/// `GET /v1/prices`: this environment's prices; ended ones only with
-/// `allow_expired_prices=true`; filters `entity_type`, `entity_ids` (comma-separated),
-/// `lookup_key`; `plan_ids` is ignored, as FlexPrice ignores it.
-pub async fn list_prices(
-    AxumState(shared): St,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(r) = admit(&shared, &headers, "GET /v1/prices").await {
-        return r;
-    }
-    let env = environment_of(&headers);
-    let expired = query.get("allow_expired_prices").is_some_and(|v| v == "true");
-    let entities: Option<Vec<&str>> = query.get("entity_ids").map(|v| v.split(',').collect());
-    let data = shared.data.lock().unwrap();
-    let items: Vec<Value> = data
-        .prices
-        .iter()
-        .zip(&data.price_environments)
-        .filter(|(_, e)| **e == env)
-        .map(|(p, _)| p)
-        .filter(|p| expired || p.get("end_date").is_none_or(Value::is_null))
-        .filter(|p| query.get("entity_type").is_none_or(|t| str_of(p, "entity_type") == t))
-        .filter(|p| entities.as_ref().is_none_or(|l| l.contains(&str_of(p, "entity_id"))))
-        .filter(|p| query.get("lookup_key").is_none_or(|k| str_of(p, "lookup_key") == k))
-        .cloned()
-        .collect();
-    drop(data);
-    page(items, &query)
-}
 
 /// Fields whose change ends the price and mints a new one (FlexPrice's UpdatePrice).
 const PRICING_FIELDS: &[&str] = &[

@@ -727,3 +727,74 @@ fn verify_asks_for_single_events_by_id_where_the_server_is_crowded() {
     // four cycles of 16 by id and 8 in 12 pages, then the last 4 by id.
     assert_eq!(server.data().requests["GET /v1/events"], 4 * 61 + 4 * (16 + 12) + 4);
 }
+
+/// FlexPrice decodes `properties` into Go's `map[string]interface{}`: a number is a float64,
+/// so `2.50` comes back as `2.5` and `12345678901234567890` as `12345678901234567000`, and a
+/// number beyond float64's range (`1e400`) fails the decoding of the whole request with an
+/// opaque "Invalid request format".
+#[test]
+fn numbers_in_properties_go_as_flexprice_decodes_them_and_verify_compares_them_so() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let file = env.write(
+        "events.jsonl",
+        concat!(
+            r#"{"event_id":"n1","event_name":"call","external_customer_id":"c1","timestamp":"2026-11-01T10:00:00Z","properties":{"tokens":2.50,"one":1.0,"big":12345678901234567890,"tiny":1e-7}}"#,
+            "\n",
+            r#"{"event_id":"n2","event_name":"call","external_customer_id":"c1","timestamp":"2026-11-01T10:00:01Z","properties":{"n":3,"deep":{"e":[1,1e400]}}}"#,
+            "\n",
+            r#"{"event_id":"n3","event_name":"call","external_customer_id":"c1","timestamp":"2026-11-01T10:00:02Z","properties":{"n":-4.0E+0}}"#,
+            "\n"
+        ),
+    );
+    let out = remote(&env, &server)
+        .arg("run")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.errors(&task),
+        [(
+            2,
+            "validation".to_owned(),
+            "properties.deep: the number 1e+400 is beyond the range of FlexPrice's numbers \
+             (64-bit floating point): FlexPrice would refuse the whole request"
+                .to_owned()
+        )]
+    );
+    let column: String = env
+        .conn()
+        .query_row("SELECT \"column\" FROM task_errors WHERE task_id = ?1", [&task], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(column, "properties.deep");
+    assert!(
+        stderr_of(&out).contains("events.jsonl:2: properties.deep: the number 1e+400 is beyond"),
+        "{}",
+        stderr_of(&out)
+    );
+    {
+        let data = server.data();
+        let mut held = data.event_ids();
+        held.sort();
+        assert_eq!(held, ["n1", "n3"], "the others delivered");
+        let n1 = data.events.values().find(|e| e["event_id"] == "n1").unwrap();
+        assert_eq!(
+            n1["properties"].to_string(),
+            r#"{"big":12345678901234567000,"one":1,"tiny":1e-7,"tokens":2.5}"#,
+            "the stand-in holds them as FlexPrice does"
+        );
+    }
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 2, "found": 2, "missing": 0, "different": 0}));
+    // A number the server holds with another value is still a difference.
+    server.change_event("n3", "properties", json!({"n": -4.5}));
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!((code, json["different"].as_u64()), (3, Some(1)), "{stderr}");
+}

@@ -102,8 +102,8 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
         if !settings.output.quiet {
             let noun = format!("missing {}", singular(task.entity_type));
             eprintln!("{} sent again to {}", super::count(sent, &noun), remote.url);
-            for (line, id, reason) in &refused {
-                eprintln!("  line {line}: {id} refused: {reason}");
+            for (place, id, reason) in &refused {
+                eprintln!("  {place}: {id} refused: {reason}");
             }
         }
         read_back(&[State::Missing], sent)?;
@@ -144,12 +144,13 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     }
     let mut shown = 0;
     if !settings.output.quiet && !args.json {
-        table.each_bad(|line, id, state, reason, _| {
+        table.each_bad(|line, element_line, id, state, reason, _| {
             shown += 1;
             if shown <= 20 {
+                let place = crate::verify::place(line, element_line);
                 match state {
-                    State::Missing => eprintln!("  line {line}: {id} missing"),
-                    _ => eprintln!("  line {line}: {id} different: {reason}"),
+                    State::Missing => eprintln!("  {place}: {id} missing"),
+                    _ => eprintln!("  {place}: {id} different: {reason}"),
                 }
             }
             Ok(())
@@ -187,14 +188,14 @@ fn write_bad(table: &ExpectedTable<'_>, task: &Task, path: &std::path::Path) -> 
             super::task_dialect(task),
             super::task_charset(task).unwrap_or_default(),
         )?;
-        table.each_bad(|line, _, state, reason, raw| {
+        table.each_bad(|line, element_line, _, state, reason, raw| {
             let (kind, reason) = match state {
                 State::Missing => ("missing", "missing on the server".to_owned()),
                 _ => ("different", format!("different on the server: {reason}")),
             };
             writer.row(&TaskErrorRow {
                 line,
-                element_line: None,
+                element_line,
                 column: None,
                 kind: kind.into(),
                 reason,

@@ -44,7 +44,7 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
             let Some(by) = ledger.lookup(conn, &ledger::key(&id))? else {
                 continue;
             };
-            let (line, _) = record.position();
+            let (line, element_line) = record.position();
             if !by.this_task || by.source_line != line {
                 continue;
             }
@@ -55,6 +55,7 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
                     body: body::event(&e),
                     record_id: e.event_id,
                     line,
+                    element_line,
                     raw: e.raw,
                     latest: true,
                 },
@@ -67,6 +68,7 @@ pub fn collect(conn: &rusqlite::Connection, ledger: Ledger, job: Job, table: &Ex
                         body: json,
                         record_id: key.unwrap_or_default(),
                         line,
+                        element_line,
                         raw: record.raw().to_vec(),
                         latest: true,
                     }
@@ -151,8 +153,18 @@ pub fn check(
     }
 }
 
-/// What `resend` did: how many were sent, and the refused ones as (line, id, reason).
-pub type Resent = (u64, Vec<(u64, String, String)>);
+/// What `resend` did: how many were sent, and the refused ones as (where, id, reason), where
+/// as `place` writes it.
+pub type Resent = (u64, Vec<(String, String, String)>);
+
+/// Where a record is, as messages name it: `line 7`, or for an element of a JSON array
+/// (whose `line` is its index) `element 3 (line 17)`, as `run` and `inspect` do.
+pub fn place(line: u64, element_line: Option<u64>) -> String {
+    match element_line {
+        Some(at) => format!("element {line} (line {at})"),
+        None => format!("line {line}"),
+    }
+}
 
 /// Sends the missing records of `table` again as `run` sends them, through the flexprice
 /// target's sending: events with their ids and bodies as first sent (the server collapses a
@@ -204,7 +216,7 @@ pub fn resend(
         };
         for (e, fate) in rows.iter().zip(fates) {
             match fate {
-                Fate::Failed(reason) => refused.push((e.line, e.record_id.clone(), reason)),
+                Fate::Failed(reason) => refused.push((place(e.line, e.element_line), e.record_id.clone(), reason)),
                 Fate::Created | Fate::Updated => sent += 1,
             }
         }

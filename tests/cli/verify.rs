@@ -798,3 +798,34 @@ fn numbers_in_properties_go_as_flexprice_decodes_them_and_verify_compares_them_s
     let (code, json, stderr) = verify(&env, &server, &task, &[]);
     assert_eq!((code, json["different"].as_u64()), (3, Some(1)), "{stderr}");
 }
+
+/// In a JSON array a record's `line` is its element index; messages give the file line too,
+/// as `run` and `inspect` do (`events.json:element 3 (line 17)`).
+#[test]
+fn verify_names_an_array_elements_index_and_file_line() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["a2"]);
+    let file = env.write(
+        "events.json",
+        "[\n  {\"event_id\":\"a1\",\"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:00Z\"},\n  {\"event_id\":\"a2\",\n   \"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:01Z\"}\n]\n",
+    );
+    let task = deliver(&env, &server, &file);
+    let out_path = env.dir.path().join("lost.json");
+    let out = remote(&env, &server)
+        .args(["verify", &task, "-o", out_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let named: Vec<String> = stderr_of(&out)
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(named, ["  element 1 (line 3): a2 missing"]);
+    // The reject file keeps the index under `line`, as `errors` writes it.
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        "[\n{\"line\":1,\"reason\":\"missing on the server\",\"event_id\":\"a2\",\n   \"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:01Z\"}\n]\n"
+    );
+}

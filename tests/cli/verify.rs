@@ -829,3 +829,52 @@ fn verify_names_an_array_elements_index_and_file_line() {
         "[\n{\"line\":1,\"reason\":\"missing on the server\",\"event_id\":\"a2\",\n   \"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:01Z\"}\n]\n"
     );
 }
+
+/// verify reads the task's input again: an input edited since the run would be compared as it
+/// is now (an edited row reads as "different", with a value never sent), so it says so.
+#[test]
+fn verify_warns_when_the_input_changed_since_the_run() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 3);
+    let task = deliver(&env, &server, &file);
+    let (code, _, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("ev_2,api_call", "ev_2,api_calls");
+    std::fs::write(&file, edited).unwrap();
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!((code, json["different"].as_u64()), (3, Some(1)), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: {} changed since task {task} read it (211 bytes then, 212 now)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// A task killed mid-run (`kill -9`) is left PROCESSING: verify proves what the ledger says it
+/// delivered so far, and says the task is not finished.
+#[test]
+fn verify_of_an_unfinished_task_says_only_what_was_delivered_so_far_is_checked() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 4);
+    let task = deliver(&env, &server, &file);
+    // What a process killed mid-run leaves: the task PROCESSING.
+    env.conn()
+        .execute("UPDATE tasks SET task_status = 'PROCESSING' WHERE id = ?1", [&task])
+        .unwrap();
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 4, "found": 4, "missing": 0, "different": 0}));
+    assert!(
+        stderr.contains(&format!(
+            "warning: task {task} is PROCESSING, not COMPLETED: only the records it delivered so far are checked"
+        )),
+        "{stderr}"
+    );
+}

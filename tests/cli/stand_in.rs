@@ -65,6 +65,9 @@ pub struct Data {
     /// → the timestamp text of their key: the order FlexPrice's ClickHouse table keeps them in,
     /// for `GET /v1/events` by time window.
     pub events_by_time: BTreeMap<(String, i64, String), String>,
+    /// The events of the last `POST /v1/events/bulk` as they were sent (`events` holds them
+    /// as FlexPrice keeps them: numbers as float64). Not kept when counting only.
+    pub last_events_sent: Vec<Value>,
     /// Events answered 202 and then lost (the lose fault).
     pub events_lost: u64,
     /// Pages of events asked for after an `iter_last_key` (keyset), and at an `offset` > 0.
@@ -430,6 +433,7 @@ async fn events_bulk(AxumState(shared): St, headers: HeaderMap, body: Bytes) -> 
     let mut full = Value::Null;
     if !shared.config.count_only {
         full = serde_json::from_slice(&body).unwrap();
+        shared.data.lock().unwrap().last_events_sent = full["events"].as_array().cloned().unwrap_or_default();
     }
     for value in full["events"].as_array_mut().into_iter().flatten() {
         if let Some(properties) = value.get_mut("properties") {

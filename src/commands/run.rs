@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 
 use super::targets;
 use super::{entity_for, print_json, print_json_line, task_format, ImportInput};
@@ -547,7 +547,11 @@ fn start(
     size: Option<u64>,
     resume: Option<&Checkpoint>,
 ) -> Result<()> {
-    let now = Utc::now();
+    // To the microsecond the store keeps: `now` becomes `started_at`, the timestamp of every
+    // event given none, and a resumed run reads it back from the store. Had this run sent
+    // nanoseconds, the events in flight at a crash would go again with another timestamp,
+    // which FlexPrice keeps as a second event (it collapses only the same id and timestamp).
+    let now = Utc::now().trunc_subsecs(6);
     let first_start = task.started_at;
     // The run before this one ended when it failed, or, for a process that died, at its last
     // write (its last commit).

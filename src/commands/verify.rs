@@ -21,7 +21,7 @@ use crate::store::verify::{ExpectedTable, State};
 use crate::store::TaskErrorRow;
 use crate::target::flexprice::client::{self, parse_url, Api, ApiConfig};
 use crate::target::flexprice::EVENTS_PER_REQUEST;
-use crate::task::{EntityType, Task};
+use crate::task::{EntityType, Task, TaskStatus};
 
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
@@ -68,6 +68,7 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     let checked = match Ledger::find(store.conn(), &remote, &task.id)? {
         Some(ledger) => {
             let job = job_of(&task)?;
+            warn_if_unlike_the_run(&store, &task, job.fingerprint)?;
             crate::verify::collect(store.conn(), ledger, job, &table, &runtime, &api)?
         }
         None => {
@@ -102,8 +103,8 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
         if !settings.output.quiet {
             let noun = format!("missing {}", singular(task.entity_type));
             eprintln!("{} sent again to {}", super::count(sent, &noun), remote.url);
-            for (line, id, reason) in &refused {
-                eprintln!("  line {line}: {id} refused: {reason}");
+            for (place, id, reason) in &refused {
+                eprintln!("  {place}: {id} refused: {reason}");
             }
         }
         read_back(&[State::Missing], sent)?;
@@ -144,12 +145,13 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     }
     let mut shown = 0;
     if !settings.output.quiet && !args.json {
-        table.each_bad(|line, id, state, reason, _| {
+        table.each_bad(|line, element_line, id, state, reason, _| {
             shown += 1;
             if shown <= 20 {
+                let place = crate::verify::place(line, element_line);
                 match state {
-                    State::Missing => eprintln!("  line {line}: {id} missing"),
-                    _ => eprintln!("  line {line}: {id} different: {reason}"),
+                    State::Missing => eprintln!("  {place}: {id} missing"),
+                    _ => eprintln!("  {place}: {id} different: {reason}"),
                 }
             }
             Ok(())
@@ -191,14 +193,14 @@ fn write_bad(table: &ExpectedTable<'_>, task: &Task, path: &std::path::Path) -> 
             super::task_dialect(task),
             super::task_charset(task).unwrap_or_default(),
         )?;
-        table.each_bad(|line, _, state, reason, raw| {
+        table.each_bad(|line, element_line, _, state, reason, raw| {
             let (kind, reason) = match state {
                 State::Missing => ("missing", "missing on the server".to_owned()),
                 _ => ("different", format!("different on the server: {reason}")),
             };
             writer.row(&TaskErrorRow {
                 line,
-                element_line: None,
+                element_line,
                 column: None,
                 kind: kind.into(),
                 reason,
@@ -243,6 +245,40 @@ fn api_config(args: &VerifyArgs, task: &Task) -> Result<ApiConfig> {
 }
 
 /// The task's input, read as its run read it.
+/// Says so when what verify reads is not what the run delivered from: the input's size or
+/// modification time differs from those kept with the task's last checkpoint (records are
+/// then compared with the file as it is now, and an edited row reads as "different"), or the
+/// task is not COMPLETED (only the records delivered so far are in the ledger). Printed even
+/// with `--quiet`: it qualifies the proof.
+fn warn_if_unlike_the_run(store: &crate::store::Store, task: &Task, now: Option<(u64, i64)>) -> Result<()> {
+    let kept = crate::store::checkpoints::load(store.conn(), &task.id)?.and_then(|c| c.source);
+    if let (Some((size, mtime)), Some((now_size, now_mtime))) = (kept, now) {
+        if (size, mtime) != (now_size, now_mtime) {
+            eprintln!(
+                "flexprice-import: warning: {} changed since task {} read it ({}): its records are \
+                 compared as the file is now, so an edited row reads as different",
+                task.file_url,
+                task.id,
+                if size != now_size {
+                    format!("{size} bytes then, {now_size} now")
+                } else {
+                    "modified since".to_owned()
+                }
+            );
+        }
+    }
+    if task.task_status != TaskStatus::Completed {
+        eprintln!(
+            "flexprice-import: warning: task {} is {}, not COMPLETED: only the records it delivered \
+             so far are checked (`flexprice-import run {}` continues it)",
+            task.id,
+            task.task_status.as_str(),
+            task.id
+        );
+    }
+    Ok(())
+}
+
 fn job_of(task: &Task) -> Result<Job> {
     let spec = SourceSpec::of_task(&task.file_url, task.metadata.source_guard.as_ref());
     if spec == SourceSpec::Stdin {

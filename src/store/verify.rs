@@ -25,8 +25,10 @@ pub struct Expected {
     pub ts: i64,
     /// The event id, or the key a price, customer or feature is found by.
     pub record_id: String,
-    /// Where it is in the input.
+    /// Where it is in the input: the file line, or for a JSON array the element's index.
     pub line: u64,
+    /// For an element of a JSON array: the file line it starts on.
+    pub element_line: Option<u64>,
     /// The JSON body it was sent as.
     pub body: String,
     /// Its bytes as read, for `-o`.
@@ -55,7 +57,7 @@ impl<'c> ExpectedTable<'c> {
         conn.execute_batch(
             "DROP TABLE IF EXISTS temp.verify_expected; \
              CREATE TEMP TABLE verify_expected (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, \
-             record_id TEXT NOT NULL, line INTEGER NOT NULL, body TEXT NOT NULL, raw BLOB NOT NULL, \
+             record_id TEXT NOT NULL, line INTEGER NOT NULL, element_line INTEGER, body TEXT NOT NULL, raw BLOB NOT NULL, \
              state INTEGER NOT NULL DEFAULT 0, reason TEXT, latest INTEGER NOT NULL DEFAULT 1); \
              CREATE INDEX temp.verify_expected_ts ON verify_expected (ts, seq);",
         )
@@ -68,10 +70,11 @@ impl<'c> ExpectedTable<'c> {
         let tx = self.conn.unchecked_transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO verify_expected (ts, record_id, line, body, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO verify_expected (ts, record_id, line, element_line, body, raw) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for r in records {
-                stmt.execute(params![r.ts, r.record_id, r.line, r.body, r.raw])?;
+                stmt.execute(params![r.ts, r.record_id, r.line, r.element_line, r.body, r.raw])?;
             }
         }
         tx.commit().context("writing verify's temporary table")
@@ -96,7 +99,7 @@ impl<'c> ExpectedTable<'c> {
     pub fn next(&self, after: (i64, i64), limit: usize, states: &[State]) -> Result<Vec<Expected>> {
         let wanted: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
         let sql = format!(
-            "SELECT seq, ts, record_id, line, body, raw, latest FROM verify_expected WHERE (ts, seq) > (?1, ?2) \
+            "SELECT seq, ts, record_id, line, body, raw, latest, element_line FROM verify_expected WHERE (ts, seq) > (?1, ?2) \
              AND state IN ({}) ORDER BY ts, seq LIMIT ?3",
             wanted.join(",")
         );
@@ -110,6 +113,7 @@ impl<'c> ExpectedTable<'c> {
                 body: r.get(4)?,
                 raw: r.get(5)?,
                 latest: r.get(6)?,
+                element_line: r.get::<_, Option<i64>>(7)?.map(|l| l as u64),
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -147,11 +151,15 @@ impl<'c> ExpectedTable<'c> {
         Ok(counts)
     }
 
-    /// The missing and different records in input order: (line, id, state, reason, raw),
-    /// handed to `each` one at a time.
-    pub fn each_bad(&self, mut each: impl FnMut(u64, &str, State, &str, &[u8]) -> Result<()>) -> Result<()> {
+    /// The missing and different records in input order: (line, element_line, id, state,
+    /// reason, raw), handed to `each` one at a time.
+    #[allow(clippy::type_complexity)]
+    pub fn each_bad(
+        &self,
+        mut each: impl FnMut(u64, Option<u64>, &str, State, &str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let mut stmt = self.conn.prepare(
-            "SELECT line, record_id, state, COALESCE(reason, ''), raw FROM verify_expected \
+            "SELECT line, record_id, state, COALESCE(reason, ''), raw, element_line FROM verify_expected \
              WHERE state IN (2, 3) ORDER BY seq",
         )?;
         let mut rows = stmt.query([])?;
@@ -164,6 +172,7 @@ impl<'c> ExpectedTable<'c> {
             let raw: Vec<u8> = r.get(4)?;
             each(
                 r.get::<_, i64>(0)? as u64,
+                r.get::<_, Option<i64>>(5)?.map(|l| l as u64),
                 &r.get::<_, String>(1)?,
                 state,
                 &r.get::<_, String>(3)?,

@@ -204,13 +204,35 @@ pub fn difference(sent: &str, found: &Value) -> Option<String> {
         let same = if field == "timestamp" {
             ours.as_str().and_then(nanos) == theirs.as_str().and_then(nanos)
         } else {
-            ours == theirs
+            same_as_go_holds_it(ours, theirs)
         };
         if !same {
             return Some(format!("{field}: sent {ours}, the server holds {theirs}"));
         }
     }
     None
+}
+
+/// Whether the server's `theirs` is `ours` as FlexPrice keeps it: numbers in properties go
+/// through Go's `map[string]interface{}` as float64, so `2.50` comes back `2.5` and
+/// `12345678901234567890` as `12345678901234567000`; they compare as float64 values. The
+/// rest compares exactly.
+fn same_as_go_holds_it(ours: &Value, theirs: &Value) -> bool {
+    match (ours, theirs) {
+        (Value::Number(a), Value::Number(b)) => {
+            let float = |n: &serde_json::Number| n.to_string().parse::<f64>().ok();
+            a == b || float(a).is_some_and(|a| Some(a) == float(b))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_as_go_holds_it(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| same_as_go_holds_it(v, w)))
+        }
+        _ => ours == theirs,
+    }
 }
 
 #[cfg(test)]

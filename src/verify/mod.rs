@@ -55,7 +55,7 @@ pub fn collect(
             let Some(by) = ledger.lookup(conn, &ledger::key(&id))? else {
                 continue;
             };
-            let (line, _) = record.position();
+            let (line, element_line) = record.position();
             if !by.this_task || by.source_line != line {
                 continue;
             }
@@ -72,6 +72,7 @@ pub fn collect(
                     body: body::event(&e),
                     record_id: e.event_id,
                     line,
+                    element_line,
                     raw: e.raw,
                     latest: true,
                 },
@@ -84,6 +85,7 @@ pub fn collect(
                         body: json,
                         record_id: key.unwrap_or_default(),
                         line,
+                        element_line,
                         raw: record.raw().to_vec(),
                         latest: true,
                     }
@@ -168,8 +170,18 @@ pub fn check(
     }
 }
 
-/// What `resend` did: how many were sent, and the refused ones as (line, id, reason).
-pub type Resent = (u64, Vec<(u64, String, String)>);
+/// What `resend` did: how many were sent, and the refused ones as (where, id, reason), where
+/// as `place` writes it.
+pub type Resent = (u64, Vec<(String, String, String)>);
+
+/// Where a record is, as messages name it: `line 7`, or for an element of a JSON array
+/// (whose `line` is its index) `element 3 (line 17)`, as `run` and `inspect` do.
+pub fn place(line: u64, element_line: Option<u64>) -> String {
+    match element_line {
+        Some(at) => format!("element {line} (line {at})"),
+        None => format!("line {line}"),
+    }
+}
 
 /// Sends the missing records of `table` again as `run` sends them, through the flexprice
 /// target's sending: events with their ids and bodies as first sent (the server collapses a
@@ -223,7 +235,9 @@ pub fn resend(
         };
         for (e, fate) in rows.iter().zip(fates) {
             match fate {
-                Upserted::Fate(Fate::Failed(reason)) => refused.push((e.line, e.record_id.clone(), reason)),
+                Upserted::Fate(Fate::Failed(reason)) => {
+                    refused.push((place(e.line, e.element_line), e.record_id.clone(), reason))
+                }
                 // Already there (a subscription found by its customer and plan): present now.
                 Upserted::Fate(Fate::Created | Fate::Updated) | Upserted::Exists(_) => sent += 1,
             }

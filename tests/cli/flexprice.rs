@@ -465,6 +465,85 @@ fn a_run_killed_mid_way_resumes_and_the_server_counts_each_event_once() {
     assert_eq!(ledger, valid as i64);
 }
 
+/// An event without a timestamp is sent with the task's start ("now"), which a resumed run
+/// must send again to the digit: FlexPrice collapses a resend only with the same id and
+/// timestamp. The first run sent nanoseconds while the store kept microseconds, so the events
+/// in flight at a kill -9 reached the server twice after `resume`.
+#[test]
+fn a_run_killed_mid_way_sends_events_without_timestamps_again_with_the_same_timestamp() {
+    let server = StandIn::start(Config::default());
+    server.fault_every(1, Fault::Slow(Duration::from_millis(40)));
+    let env = Env::new();
+    let n = 6_000;
+    let mut text = String::from("event_name,external_customer_id,properties.i\n");
+    for i in 0..n {
+        text.push_str(&format!("call,c{},{i}\n", i % 5));
+    }
+    let file = env.write("events.csv", &text);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--target",
+            "flexprice",
+            "--api-url",
+            &server.url,
+        ])
+        .args(["--batch-size", "100", "--concurrency", "2", "--progress", "never"])
+        .env("FLEXPRICE_API_KEY", API_KEY)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a checkpoint is committed (rows settled), with more in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let committed = || {
+        env.db.exists()
+            && env
+                .conn()
+                .query_row("SELECT COALESCE(MAX(processed_records), 0) FROM tasks", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap_or(0)
+                > 0
+    };
+    while !committed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(server.data().events.len() < n, "killed before the end");
+    *server.shared.every.lock().unwrap() = None;
+    let out = remote(&env, &server)
+        .args(["resume", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task["metadata"]["resumed"], 1);
+    assert_eq!(counters(&task), (n as u64, n as u64, 0, 0));
+    let data = server.data();
+    let stamps: std::collections::BTreeMap<&str, usize> =
+        data.events.keys().fold(Default::default(), |mut m, (_, _, ts)| {
+            *m.entry(ts.as_str()).or_default() += 1;
+            m
+        });
+    assert!(
+        data.ids_with_several_timestamps().is_empty(),
+        "an event sent twice with two timestamps: {stamps:?}, started {}",
+        task["started_at"]
+    );
+    assert_eq!(data.events.len(), n);
+    // Every one at the task's start, as the store keeps it.
+    let started = chrono::DateTime::parse_from_rfc3339(task["started_at"].as_str().unwrap()).unwrap();
+    assert!(data
+        .events
+        .keys()
+        .all(|(_, _, ts)| chrono::DateTime::parse_from_rfc3339(ts).unwrap() == started));
+}
+
 #[test]
 fn a_queued_task_keeps_its_server_and_a_dry_run_sends_nothing() {
     let server = StandIn::start(Config::default());

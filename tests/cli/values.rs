@@ -323,7 +323,8 @@ fn request_bodies_keep_every_digit() {
         .assert()
         .code(0);
     let data = server.data();
-    let sent: Vec<String> = data.events.values().map(Value::to_string).collect();
+    // As sent; the stand-in holds them as FlexPrice does, as float64s.
+    let sent: Vec<String> = data.last_events_sent.iter().map(Value::to_string).collect();
     assert_eq!(
         sent,
         [

@@ -727,3 +727,154 @@ fn verify_asks_for_single_events_by_id_where_the_server_is_crowded() {
     // four cycles of 16 by id and 8 in 12 pages, then the last 4 by id.
     assert_eq!(server.data().requests["GET /v1/events"], 4 * 61 + 4 * (16 + 12) + 4);
 }
+
+/// FlexPrice decodes `properties` into Go's `map[string]interface{}`: a number is a float64,
+/// so `2.50` comes back as `2.5` and `12345678901234567890` as `12345678901234567000`, and a
+/// number beyond float64's range (`1e400`) fails the decoding of the whole request with an
+/// opaque "Invalid request format".
+#[test]
+fn numbers_in_properties_go_as_flexprice_decodes_them_and_verify_compares_them_so() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let file = env.write(
+        "events.jsonl",
+        concat!(
+            r#"{"event_id":"n1","event_name":"call","external_customer_id":"c1","timestamp":"2026-11-01T10:00:00Z","properties":{"tokens":2.50,"one":1.0,"big":12345678901234567890,"tiny":1e-7}}"#,
+            "\n",
+            r#"{"event_id":"n2","event_name":"call","external_customer_id":"c1","timestamp":"2026-11-01T10:00:01Z","properties":{"n":3,"deep":{"e":[1,1e400]}}}"#,
+            "\n",
+            r#"{"event_id":"n3","event_name":"call","external_customer_id":"c1","timestamp":"2026-11-01T10:00:02Z","properties":{"n":-4.0E+0}}"#,
+            "\n"
+        ),
+    );
+    let out = remote(&env, &server)
+        .arg("run")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.errors(&task),
+        [(
+            2,
+            "validation".to_owned(),
+            "properties.deep: the number 1e+400 is beyond the range of FlexPrice's numbers \
+             (64-bit floating point): FlexPrice would refuse the whole request"
+                .to_owned()
+        )]
+    );
+    let column: String = env
+        .conn()
+        .query_row("SELECT \"column\" FROM task_errors WHERE task_id = ?1", [&task], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(column, "properties.deep");
+    assert!(
+        stderr_of(&out).contains("events.jsonl:2: properties.deep: the number 1e+400 is beyond"),
+        "{}",
+        stderr_of(&out)
+    );
+    {
+        let data = server.data();
+        let mut held = data.event_ids();
+        held.sort();
+        assert_eq!(held, ["n1", "n3"], "the others delivered");
+        let n1 = data.events.values().find(|e| e["event_id"] == "n1").unwrap();
+        assert_eq!(
+            n1["properties"].to_string(),
+            r#"{"big":12345678901234567000,"one":1,"tiny":1e-7,"tokens":2.5}"#,
+            "the stand-in holds them as FlexPrice does"
+        );
+    }
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 2, "found": 2, "missing": 0, "different": 0}));
+    // A number the server holds with another value is still a difference.
+    server.change_event("n3", "properties", json!({"n": -4.5}));
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!((code, json["different"].as_u64()), (3, Some(1)), "{stderr}");
+}
+
+/// In a JSON array a record's `line` is its element index; messages give the file line too,
+/// as `run` and `inspect` do (`events.json:element 3 (line 17)`).
+#[test]
+fn verify_names_an_array_elements_index_and_file_line() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    server.lose_events(["a2"]);
+    let file = env.write(
+        "events.json",
+        "[\n  {\"event_id\":\"a1\",\"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:00Z\"},\n  {\"event_id\":\"a2\",\n   \"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:01Z\"}\n]\n",
+    );
+    let task = deliver(&env, &server, &file);
+    let out_path = env.dir.path().join("lost.json");
+    let out = remote(&env, &server)
+        .args(["verify", &task, "-o", out_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let named: Vec<String> = stderr_of(&out)
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(named, ["  element 1 (line 3): a2 missing"]);
+    // The reject file keeps the index under `line`, as `errors` writes it.
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        "[\n{\"line\":1,\"reason\":\"missing on the server\",\"event_id\":\"a2\",\n   \"event_name\":\"x\",\"external_customer_id\":\"c\",\"timestamp\":\"2026-11-06T00:00:01Z\"}\n]\n"
+    );
+}
+
+/// verify reads the task's input again: an input edited since the run would be compared as it
+/// is now (an edited row reads as "different", with a value never sent), so it says so.
+#[test]
+fn verify_warns_when_the_input_changed_since_the_run() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 3);
+    let task = deliver(&env, &server, &file);
+    let (code, _, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("ev_2,api_call", "ev_2,api_calls");
+    std::fs::write(&file, edited).unwrap();
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!((code, json["different"].as_u64()), (3, Some(1)), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: {} changed since task {task} read it (211 bytes then, 212 now)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// A task killed mid-run (`kill -9`) is left PROCESSING: verify proves what the ledger says it
+/// delivered so far, and says the task is not finished.
+#[test]
+fn verify_of_an_unfinished_task_says_only_what_was_delivered_so_far_is_checked() {
+    let env = Env::new();
+    let server = StandIn::start(Config::default());
+    let (file, _) = events_file(&env, 4);
+    let task = deliver(&env, &server, &file);
+    // What a process killed mid-run leaves: the task PROCESSING.
+    env.conn()
+        .execute("UPDATE tasks SET task_status = 'PROCESSING' WHERE id = ?1", [&task])
+        .unwrap();
+    let (code, json, stderr) = verify(&env, &server, &task, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json, json!({"checked": 4, "found": 4, "missing": 0, "different": 0}));
+    assert!(
+        stderr.contains(&format!(
+            "warning: task {task} is PROCESSING, not COMPLETED: only the records it delivered so far are checked"
+        )),
+        "{stderr}"
+    );
+}

@@ -32,6 +32,33 @@ pub fn event(e: &Event) -> String {
     out
 }
 
+/// The first number in an event's `properties` (a JSON object's text) that FlexPrice cannot
+/// decode, as (its top-level property's key, the number's text). FlexPrice reads properties
+/// into Go's `map[string]interface{}`, where every number is a float64: one beyond float64's
+/// range (magnitude over about 1.8e308) fails the decoding of the whole bulk request with a
+/// bare "Invalid request format" (FlexPrice's `internal/api/dto/events.go`, gin's binding).
+pub fn number_beyond_float64(properties: &str) -> Option<(String, String)> {
+    // Only an exponent or over 308 digits can leave the range: most properties are not parsed.
+    if properties.len() < 309 && !properties.bytes().any(|b| b == b'e' || b == b'E') {
+        return None;
+    }
+    fn find(value: &Value) -> Option<String> {
+        match value {
+            Value::Number(n) => {
+                let text = n.to_string();
+                (!text.parse::<f64>().is_ok_and(f64::is_finite)).then_some(text)
+            }
+            Value::Array(items) => items.iter().find_map(find),
+            Value::Object(map) => map.values().find_map(find),
+            _ => None,
+        }
+    }
+    match serde_json::from_str::<Value>(properties).ok()? {
+        Value::Object(map) => map.iter().find_map(|(k, v)| find(v).map(|n| (k.clone(), n))),
+        _ => None,
+    }
+}
+
 fn push_field(out: &mut String, name: &str, value: &str) {
     out.push('"');
     out.push_str(name);

@@ -191,6 +191,24 @@ impl FlexPriceTarget {
         let mut metas = Vec::with_capacity(keyed.len());
         for ((id, record), before) in keyed.into_iter().zip(delivered_before) {
             let (line, element_line) = record.position();
+            // Refused here, by its own line, rather than failing a whole request opaquely.
+            if let ValidRecord::Event(e) = &record {
+                if let Some((key, number)) = body::number_beyond_float64(&e.properties) {
+                    let column = format!("properties.{key}");
+                    known.rejected.push(RowError {
+                        line,
+                        reason: format!(
+                            "{column}: the number {number} is beyond the range of FlexPrice's numbers \
+                             (64-bit floating point): FlexPrice would refuse the whole request"
+                        ),
+                        column: Some(column),
+                        kind: ErrorKind::Validation,
+                        element_line,
+                        raw: Some(raw_text(&record)),
+                    });
+                    continue;
+                }
+            }
             let content = match &record {
                 ValidRecord::Event(e) => Some(ledger::content_key(&e.content())),
                 ValidRecord::Row(_) => None,

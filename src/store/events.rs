@@ -1,4 +1,4 @@
-//! The local target's `events` table.
+//! The local target's events: the `event_rows` table (read through the `events` view).
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -18,7 +18,7 @@ pub enum Stored {
 /// them (see `Event::content`).
 pub type StoredContent = [Option<String>; 6];
 
-/// The content columns of the events table, in `CONTENT_FIELDS` order.
+/// The content columns of `event_rows`, in `CONTENT_FIELDS` order.
 const CONTENT_COLUMNS: &str = "event_name, external_customer_id, customer_id, timestamp, source, properties";
 
 fn read_content(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredContent> {
@@ -40,7 +40,7 @@ fn content_of(conn: &Connection, sql: &str, values: &[&dyn rusqlite::ToSql]) -> 
         .context("reading a stored event")
 }
 
-/// The small number standing for a tenant in the events index, created on first use.
+/// The small number standing for a tenant in `event_rows` and its key, created on first use.
 pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
     let found = conn
         .query_row(
@@ -64,7 +64,7 @@ pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
     .with_context(|| format!("registering tenant {tenant_id}"))
 }
 
-/// The small number standing for a task in the events table, created on first use.
+/// The small number standing for a task in `event_rows`, created on first use.
 pub fn task_key(conn: &Connection, task_id: &str) -> Result<i64> {
     conn.execute(
         "INSERT INTO task_keys (task_id) VALUES (?1) ON CONFLICT DO NOTHING",
@@ -204,32 +204,40 @@ fn insert_keyed(
     Ok(())
 }
 
-/// Migration 9's hook: copies the events of the table before it into `event_rows`, with
-/// their keys, then puts the view `events` in its place.
+/// Migration 9's hook: copies the events of the table before it into `event_rows` with their
+/// keys, makes the indexes (after the copy: building an index sorts once, where inserting
+/// into it at random places is what is slow on a large store), then puts the view `events`
+/// in the table's place.
 pub(super) fn migrate_to_event_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
-    let mut read = tx.prepare(
-        "SELECT e.id, e.tenant_key, e.event_id, e.event_name, e.external_customer_id, e.customer_id, \
-         e.timestamp, e.source, e.properties, k.task_key, e.source_line \
-         FROM events e JOIN task_keys k ON k.task_id = e.task_id ORDER BY e.id",
-    )?;
-    let insert = "INSERT INTO event_rows (key, id, tenant_key, event_id, event_name, external_customer_id, \
-         customer_id, timestamp, source, properties, task_key, source_line) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-    let mut keyed = tx.prepare(&format!("{insert} ON CONFLICT (key) DO NOTHING"))?;
-    let mut unkeyed = tx.prepare(insert)?;
-    let mut rows = read.query([])?;
-    while let Some(row) = rows.next()? {
-        let values: Vec<rusqlite::types::Value> = (0..11).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
-        let tenant_key: i64 = row.get(1)?;
-        let event_id: String = row.get(2)?;
-        let key = rusqlite::types::Value::Integer(event_key(tenant_key, &event_id));
-        let with = |key: rusqlite::types::Value| std::iter::once(key).chain(values.iter().cloned());
-        if keyed.execute(rusqlite::params_from_iter(with(key)))? == 0 {
-            unkeyed.execute(rusqlite::params_from_iter(with(rusqlite::types::Value::Null)))?;
+    {
+        let mut read = tx.prepare(
+            "SELECT e.id, e.tenant_key, e.event_id, e.event_name, e.external_customer_id, e.customer_id, \
+             e.timestamp, e.source, e.properties, k.task_key, e.source_line \
+             FROM events e JOIN task_keys k ON k.task_id = e.task_id ORDER BY e.id",
+        )?;
+        let mut insert = tx.prepare(
+            "INSERT INTO event_rows (key, id, tenant_key, event_id, event_name, external_customer_id, \
+             customer_id, timestamp, source, properties, task_key, source_line) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let values: Vec<rusqlite::types::Value> = (0..11).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
+            let tenant_key: i64 = row.get(1)?;
+            let event_id: String = row.get(2)?;
+            let key = rusqlite::types::Value::Integer(event_key(tenant_key, &event_id));
+            insert.execute(rusqlite::params_from_iter(std::iter::once(key).chain(values)))?;
         }
     }
     tx.execute_batch(
-        "DROP TABLE events;
+        "-- Ids whose key another id holds: the first stored keeps it (see insert).
+         UPDATE event_rows SET key = NULL WHERE id IN (
+             SELECT r.id FROM event_rows r JOIN (SELECT key, min(id) AS first FROM event_rows GROUP BY key
+                                                 HAVING count(*) > 1) c ON c.key = r.key AND r.id != c.first);
+         CREATE UNIQUE INDEX idx_event_rows_key ON event_rows(key);
+         -- Events whose key another id holds (see insert): in practice none.
+         CREATE UNIQUE INDEX idx_event_rows_unkeyed ON event_rows(tenant_key, event_id) WHERE key IS NULL;
+         DROP TABLE events;
          CREATE VIEW events AS
              SELECT r.id, r.tenant_key, t.tenant_id, r.event_id, r.event_name, r.external_customer_id,
                     r.customer_id, r.timestamp, r.source, r.properties, k.task_id, r.source_line

@@ -273,7 +273,8 @@ ALTER TABLE remote_targets_v7 RENAME TO remote_targets;
         // See store::events for the rare id whose key another id holds. `events` stays, as a
         // view with the columns it had, for readers of the store (sqlite3, the tests); only the
         // store writes `event_rows`. No foreign keys: tenants and task keys are never deleted,
-        // and each check would cost a lookup per insert. The hook copies the events.
+        // and each check would cost a lookup per insert. The hook copies the events and makes
+        // the indexes.
         M::up_with_hook(
             r#"
 CREATE TABLE task_keys (
@@ -294,9 +295,6 @@ CREATE TABLE event_rows (
     task_key             INTEGER NOT NULL,
     source_line          INTEGER NOT NULL
 );
-CREATE UNIQUE INDEX idx_event_rows_key ON event_rows(key);
--- Events whose key another id holds (see store::events): in practice none.
-CREATE UNIQUE INDEX idx_event_rows_unkeyed ON event_rows(tenant_key, event_id) WHERE key IS NULL;
 INSERT INTO task_keys (task_id) SELECT DISTINCT task_id FROM events ORDER BY task_id;
 "#,
             super::events::migrate_to_event_rows,

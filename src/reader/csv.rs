@@ -13,7 +13,13 @@ use csv::ByteRecord;
 
 use super::lines::{position_in, LineCounter};
 use super::{mark_record_start, Body, Malformed, Position, ReadError, Record, RecordReader, ResumePoint, Skipped};
-use crate::source::ReadCounters;
+use crate::source::{ReadCounters, RecordTooLong, MAX_RECORD_BYTES};
+
+/// The most a record's bytes may take, its line break (one or two bytes) included.
+const RAW_LIMIT: usize = MAX_RECORD_BYTES as usize + 2;
+/// A record whose fields outgrow this is parsed again once read (see `CsvReader::parse_raw`)
+/// instead of growing a second buffer as long as the record while reading it.
+const SCAN_AFTER_BYTES: usize = 1024 * 1024;
 
 /// How a CSV file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,9 +172,17 @@ impl CsvReader {
         let start_line = self.lines.line;
         mark_record_start(&self.counters, self.byte);
         self.raw.clear();
+        // A long record's buffers are not kept for the records after it.
+        if self.raw.capacity() > super::KEPT_BUFFER_BYTES {
+            self.raw.shrink_to(super::KEPT_BUFFER_BYTES);
+        }
+        if self.fields.len() > SCAN_AFTER_BYTES {
+            self.fields = vec![0; 4096];
+        }
         self.malformed = None;
         let (mut out, mut nends) = (0, 0);
         let mut at_end = false;
+        let mut scanning = false;
         loop {
             let line = self.lines.line;
             let buf = self.input.fill_buf().map_err(|source| ReadError::Io { line, source })?;
@@ -178,6 +192,16 @@ impl CsvReader {
             let (result, nin, nout, nend) =
                 self.core
                     .read_record(buf, &mut self.fields[out..], &mut self.ends[nends..]);
+            // Refused here rather than by the source's guard, which allows for read-ahead:
+            // `raw` then never holds more than the cap (and its line break).
+            if self.raw.len() + nin > RAW_LIMIT {
+                let start = self.byte - self.raw.len() as u64;
+                return Err(ReadError::Io {
+                    line,
+                    source: std::io::Error::other(RecordTooLong { start }),
+                });
+            }
+            super::reserve_capped(&mut self.raw, nin, RAW_LIMIT);
             self.lines.advance(&buf[..nin]);
             self.raw.extend_from_slice(&buf[..nin]);
             self.byte += nin as u64;
@@ -186,6 +210,12 @@ impl CsvReader {
             nends += nend;
             match result {
                 csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull if self.fields.len() >= SCAN_AFTER_BYTES => {
+                    // A long record: its fields are parsed again from `raw` once its end is
+                    // found (see `parse_raw`), so only `raw` grows while it is read.
+                    scanning = true;
+                    out = 0;
+                }
                 csv_core::ReadRecordResult::OutputFull => {
                     let len = self.fields.len();
                     self.fields.resize(len * 2, 0);
@@ -221,6 +251,9 @@ impl CsvReader {
             }
             _ => {}
         }
+        if scanning {
+            nends = self.parse_raw();
+        }
         self.record.clear();
         let mut start = 0;
         for &end in &self.ends[..nends] {
@@ -241,6 +274,41 @@ impl CsvReader {
             }
         }
         Ok(End::Record(start_line))
+    }
+
+    /// Parses the record in `raw` (without its line break) into `fields` and `ends`, in one
+    /// buffer as long as `raw` (a field is never longer than its bytes); returns the number
+    /// of fields. For a record too long to parse while reading it.
+    fn parse_raw(&mut self) -> usize {
+        let mut core = csv_core::ReaderBuilder::new().delimiter(self.dialect.delimiter).build();
+        self.fields = vec![0; self.raw.len() + 1];
+        let (mut at, mut out, mut nends) = (0, 0, 0);
+        loop {
+            // The first byte alone, as in `read_raw`: csv-core strips what looks like a
+            // byte-order mark from the first bytes it sees. Then the rest, then the end.
+            let input = if at == 0 {
+                &self.raw[..self.raw.len().min(1)]
+            } else {
+                &self.raw[at..]
+            };
+            let (result, nin, nout, nend) = core.read_record(input, &mut self.fields[out..], &mut self.ends[nends..]);
+            at += nin;
+            out += nout;
+            nends += nend;
+            match result {
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    self.ends.resize(len * 2, 0);
+                }
+                // Not expected (see above), but never a loop without progress.
+                csv_core::ReadRecordResult::OutputFull => {
+                    let len = self.fields.len();
+                    self.fields.resize(len * 2, 0);
+                }
+                csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => return nends,
+                csv_core::ReadRecordResult::InputEmpty => {}
+            }
+        }
     }
 
     /// A row whose every cell is empty or white space, as spreadsheets write.
@@ -363,6 +431,41 @@ mod tests {
             ));
         }
         (header, rows)
+    }
+
+    #[test]
+    fn a_long_record_is_parsed_again_from_its_bytes_with_the_same_fields() {
+        // Longer than SCAN_AFTER_BYTES, with quotes, escaped quotes, delimiters and a line
+        // break inside fields, so the second parse must follow csv-core's rules as the first did.
+        let long = "y".repeat(3 * SCAN_AFTER_BYTES);
+        let text = format!("a,b,c\n1,\"{long},\"\"\n\"\"\",x\r\n2,3,4\n");
+        let (header, rows) = read_all(text.as_bytes());
+        assert_eq!(header, ["a", "b", "c"]);
+        assert_eq!(
+            rows,
+            [
+                (2, vec!["1".to_string(), format!("{long},\"\n\""), "x".into()]),
+                (4, vec!["2".into(), "3".into(), "4".into()]),
+            ]
+        );
+        let mut r = reader(text.as_bytes(), Dialect::default());
+        let first = r.next_record().unwrap().unwrap();
+        assert_eq!(first.raw.len(), text.len() - "a,b,c\n".len() - "\r\n2,3,4\n".len());
+    }
+
+    #[test]
+    fn a_record_past_the_cap_is_refused_without_reading_it_whole() {
+        let mut text = b"a,b\n1,".to_vec();
+        text.resize(text.len() + MAX_RECORD_BYTES as usize, b'x');
+        text.extend_from_slice(b"\n2,3\n");
+        let mut r = reader(&text, Dialect::default());
+        let err = r.next_record().err().expect("the record is too long");
+        assert_eq!(
+            err.to_string(),
+            "after line 2: a record starting at byte 4 is longer than 64 MiB (an unclosed quote or a \
+             missing line break?)"
+        );
+        assert!(r.raw.capacity() <= RAW_LIMIT, "{}", r.raw.capacity());
     }
 
     #[test]

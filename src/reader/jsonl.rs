@@ -1,7 +1,7 @@
 //! JSON Lines: one value per line. A line that is not JSON is that row's error; the next line
 //! is read as usual.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::sync::Arc;
 
 use super::{mark_record_start, parse_json, Body, Position, ReadError, Record, RecordReader, ResumePoint, Skipped};
@@ -58,13 +58,15 @@ impl RecordReader for JsonLinesReader {
         loop {
             self.line.clear();
             mark_record_start(&self.counters, self.byte);
-            let n = (&mut self.input)
-                .take(MAX_RECORD_BYTES + 1)
-                .read_until(b'\n', &mut self.line)
-                .map_err(|source| ReadError::Io {
-                    line: self.line_number,
-                    source,
-                })?;
+            let n = match super::read_line_capped(&mut self.input, &mut self.line, MAX_RECORD_BYTES as usize + 1) {
+                Ok(n) => n,
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        line: self.line_number,
+                        source,
+                    })
+                }
+            };
             if n == 0 {
                 return Ok(None);
             }
@@ -76,6 +78,10 @@ impl RecordReader for JsonLinesReader {
                     column: None,
                     message: format!("line is longer than {} MiB", MAX_RECORD_BYTES / (1024 * 1024)),
                 });
+            }
+            // A long line's buffer is not kept for the lines after it.
+            if self.line.capacity() > super::KEPT_BUFFER_BYTES && n < super::KEPT_BUFFER_BYTES {
+                self.line.shrink_to(super::KEPT_BUFFER_BYTES);
             }
             if self.line.iter().all(u8::is_ascii_whitespace) {
                 self.skipped.blank_rows += 1;
@@ -113,6 +119,25 @@ fn spread_over_lines(text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_the_cap_is_read_and_one_past_it_is_refused_in_bounded_memory() {
+        let line = |len: usize| {
+            let mut text = b"{\"a\":\"".to_vec();
+            text.resize(len - 2, b'x');
+            text.extend_from_slice(b"\"}\n{\"b\":1}\n");
+            text
+        };
+        let cap = MAX_RECORD_BYTES as usize;
+        let mut r = JsonLinesReader::new(Box::new(std::io::Cursor::new(line(cap))), Arc::default(), None);
+        let first = r.next_record().unwrap().unwrap();
+        assert_eq!(first.raw.len(), cap);
+        assert!(r.next_record().unwrap().is_some());
+        let mut r = JsonLinesReader::new(Box::new(std::io::Cursor::new(line(cap + 1))), Arc::default(), None);
+        let err = r.next_record().err().expect("the line is too long");
+        assert_eq!(err.to_string(), "line 1: line is longer than 64 MiB");
+        assert!(r.line.capacity() <= cap + 1, "{}", r.line.capacity());
+    }
 
     #[test]
     fn lines_blank_lines_crlf_and_broken_lines() {

@@ -281,6 +281,49 @@ fn mark_record_start(counters: &ReadCounters, byte: u64) {
     counters.record_start.store(byte, Ordering::Relaxed);
 }
 
+/// A record buffer larger than this is given back once a shorter record follows, so one huge
+/// record does not hold its memory for the rest of the run.
+const KEPT_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Makes room in `buf` for `extra` more bytes, never past `limit` bytes in all: doubling as
+/// `Vec` does up to `KEPT_BUFFER_BYTES`, then the whole limit at once. The system gives
+/// memory only as it is written, so a long record takes about its own length, where doubling
+/// takes up to twice that and, while copying, keeps the old buffer too.
+fn reserve_capped(buf: &mut Vec<u8>, extra: usize, limit: usize) {
+    let needed = buf.len() + extra;
+    if needed > buf.capacity() {
+        let doubled = buf.capacity() * 2;
+        let target = if doubled <= KEPT_BUFFER_BYTES { doubled } else { limit }.max(needed);
+        buf.reserve_exact(target - buf.len());
+    }
+}
+
+/// `read_until(b'\n')` that stops after `limit` bytes, growing `buf` with `reserve_capped`:
+/// appends the line (with its `\n`, if one came before the limit) and returns how many bytes it
+/// appended, 0 at the end of the input.
+fn read_line_capped(input: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<usize> {
+    let start = buf.len();
+    loop {
+        let available = match input.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let room = limit - (buf.len() - start);
+        let window = &available[..available.len().min(room)];
+        let (take, done) = match memchr::memchr(b'\n', window) {
+            Some(at) => (at + 1, true),
+            None => (window.len(), window.len() == room || window.is_empty()),
+        };
+        reserve_capped(buf, take, start + limit);
+        buf.extend_from_slice(&window[..take]);
+        input.consume(take);
+        if done {
+            return Ok(buf.len() - start);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The local target's `events` table.
+//! The local target's events: the `event_rows` table (read through the `events` view).
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -18,7 +18,7 @@ pub enum Stored {
 /// them (see `Event::content`).
 pub type StoredContent = [Option<String>; 6];
 
-/// The content columns of the events table, in `CONTENT_FIELDS` order.
+/// The content columns of `event_rows`, in `CONTENT_FIELDS` order.
 const CONTENT_COLUMNS: &str = "event_name, external_customer_id, customer_id, timestamp, source, properties";
 
 fn read_content(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredContent> {
@@ -40,7 +40,7 @@ fn content_of(conn: &Connection, sql: &str, values: &[&dyn rusqlite::ToSql]) -> 
         .context("reading a stored event")
 }
 
-/// The small number standing for a tenant in the events index, created on first use.
+/// The small number standing for a tenant in `event_rows` and its key, created on first use.
 pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
     let found = conn
         .query_row(
@@ -64,6 +64,20 @@ pub fn tenant_key(conn: &Connection, tenant_id: &str) -> Result<i64> {
     .with_context(|| format!("registering tenant {tenant_id}"))
 }
 
+/// The small number standing for a task in `event_rows`, created on first use.
+pub fn task_key(conn: &Connection, task_id: &str) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO task_keys (task_id) VALUES (?1) ON CONFLICT DO NOTHING",
+        params![task_id],
+    )?;
+    conn.query_row(
+        "SELECT task_key FROM task_keys WHERE task_id = ?1",
+        params![task_id],
+        |r| r.get(0),
+    )
+    .with_context(|| format!("registering task {task_id} for its events"))
+}
+
 /// A tenant as the events table knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -71,28 +85,96 @@ pub struct Tenant {
     pub id: String,
 }
 
-/// Stores events of one task. A row already brought in by the same task from the same line
-/// (a retried run) counts as inserted again, so a retry's counters match a clean run. For an
-/// id stored before, the stored content is read (only then: duplicates are rare) so that the
-/// caller can tell a resend from a conflict.
+/// The key of an event id within its tenant: a 64-bit xxh3 hash of the id, seeded with the
+/// tenant's key. The unique index of `event_rows` is on this integer (8 bytes, compared as a
+/// number) instead of (tenant, id text): smaller and quicker, which is what counts once the
+/// index outgrows the page cache (issue 14). Two ids with one key are possible (about one
+/// pair in 10^11 among 10M ids): the stored id is always compared, and an id whose key
+/// another id holds is stored without a key (see `insert`).
+pub fn event_key(tenant_key: i64, event_id: &str) -> i64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(event_id.as_bytes(), tenant_key as u64) as i64
+}
+
+/// The event stored under this tenant and id: its task, line and content.
+struct Holder {
+    task_key: i64,
+    source_line: u64,
+    content: StoredContent,
+}
+
+/// The event stored for `tenant_key` and `event_id`, whose key is `key`: the one holding the
+/// key if its id is this one, else one stored without a key (another id held the key).
+fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Result<Option<Holder>> {
+    let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, Holder)> {
+        Ok((
+            row.get(6)?,
+            row.get(7)?,
+            Holder {
+                content: read_content(row)?,
+                task_key: row.get(8)?,
+                source_line: row.get(9)?,
+            },
+        ))
+    };
+    let by_key = conn
+        .prepare_cached(&format!(
+            "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows WHERE key = ?1"
+        ))?
+        .query_row(params![key], read)
+        .optional()
+        .context("reading a stored event")?;
+    match by_key {
+        Some((t, id, holder)) if t == tenant_key && id == event_id => Ok(Some(holder)),
+        // The key is free, so no event has this id (one stored without a key would have
+        // found it held).
+        None => Ok(None),
+        Some(_) => conn
+            .prepare_cached(&format!(
+                "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows \
+                 WHERE key IS NULL AND tenant_key = ?1 AND event_id = ?2"
+            ))?
+            .query_row(params![tenant_key, event_id], read)
+            .optional()
+            .map(|found| found.map(|(_, _, holder)| holder))
+            .context("reading a stored event"),
+    }
+}
+
+/// Stores events of one task, `task_key` being `task_key(conn, task_id)`; `events` are best
+/// in `event_key` order (each index page is then written once per call, not once per
+/// event). A row already brought in by the same task from the same line (a retried run)
+/// counts as inserted again, so a retry's counters match a clean run. For an id stored
+/// before, the stored content is read (only then: duplicates are rare) so that the caller
+/// can tell a resend from a conflict.
 pub fn insert(
     conn: &Connection,
     tenant: &Tenant,
-    task_id: &str,
+    task_key: i64,
     events: &[&Event],
     outcomes: &mut Vec<Stored>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (tenant_key, tenant_id, event_id, event_name, external_customer_id, customer_id, \
-         timestamp, source, properties, task_id, source_line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-         ON CONFLICT (tenant_key, event_id) DO UPDATE SET event_id = excluded.event_id \
-         WHERE events.task_id = excluded.task_id AND events.source_line = excluded.source_line",
-    )?;
+    insert_keyed(conn, tenant, task_key, events, outcomes, event_key)
+}
+
+/// `insert` with the key function given, so that tests can make ids share a key.
+fn insert_keyed(
+    conn: &Connection,
+    tenant: &Tenant,
+    task_key: i64,
+    events: &[&Event],
+    outcomes: &mut Vec<Stored>,
+    key_of: fn(i64, &str) -> i64,
+) -> Result<()> {
+    const INSERT: &str = "INSERT INTO event_rows (key, tenant_key, event_id, event_name, external_customer_id, \
+         customer_id, timestamp, source, properties, task_key, source_line) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    let mut keyed = conn.prepare_cached(&format!("{INSERT} ON CONFLICT (key) DO NOTHING"))?;
     for e in events {
-        let changed = stmt
-            .execute(params![
+        let key = key_of(tenant.key, &e.event_id);
+        let store = |stmt: &mut rusqlite::CachedStatement<'_>, key: Option<i64>| {
+            stmt.execute(params![
+                key,
                 tenant.key,
-                tenant.id,
                 e.event_id,
                 e.event_name,
                 e.external_customer_id,
@@ -100,18 +182,68 @@ pub fn insert(
                 e.timestamp,
                 e.source,
                 e.properties,
-                task_id,
+                task_key,
                 e.line,
             ])
-            .with_context(|| format!("storing event {} (line {})", e.event_id, e.line))?;
-        outcomes.push(if changed == 1 {
-            Stored::Inserted
-        } else {
-            let sql = format!("SELECT {CONTENT_COLUMNS} FROM events WHERE tenant_key = ?1 AND event_id = ?2");
-            let stored = content_of(conn, &sql, &[&tenant.key, &e.event_id])?;
-            Stored::Duplicate(Box::new(stored.context("reading the event that holds this id")?))
+        };
+        let context = || format!("storing event {} (line {})", e.event_id, e.line);
+        if store(&mut keyed, Some(key)).with_context(context)? == 1 {
+            outcomes.push(Stored::Inserted);
+            continue;
+        }
+        outcomes.push(match holder(conn, tenant.key, key, &e.event_id)? {
+            Some(h) if h.task_key == task_key && h.source_line == e.line => Stored::Inserted,
+            Some(h) => Stored::Duplicate(Box::new(h.content)),
+            None => {
+                // Another id holds this key: stored without one, found by its id.
+                store(&mut conn.prepare_cached(INSERT)?, None).with_context(context)?;
+                Stored::Inserted
+            }
         });
     }
+    Ok(())
+}
+
+/// Migration 9's hook: copies the events of the table before it into `event_rows` with their
+/// keys, makes the indexes (after the copy: building an index sorts once, where inserting
+/// into it at random places is what is slow on a large store), then puts the view `events`
+/// in the table's place.
+pub(super) fn migrate_to_event_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
+    {
+        let mut read = tx.prepare(
+            "SELECT e.id, e.tenant_key, e.event_id, e.event_name, e.external_customer_id, e.customer_id, \
+             e.timestamp, e.source, e.properties, k.task_key, e.source_line \
+             FROM events e JOIN task_keys k ON k.task_id = e.task_id ORDER BY e.id",
+        )?;
+        let mut insert = tx.prepare(
+            "INSERT INTO event_rows (key, id, tenant_key, event_id, event_name, external_customer_id, \
+             customer_id, timestamp, source, properties, task_key, source_line) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let values: Vec<rusqlite::types::Value> = (0..11).map(|i| row.get(i)).collect::<rusqlite::Result<_>>()?;
+            let tenant_key: i64 = row.get(1)?;
+            let event_id: String = row.get(2)?;
+            let key = rusqlite::types::Value::Integer(event_key(tenant_key, &event_id));
+            insert.execute(rusqlite::params_from_iter(std::iter::once(key).chain(values)))?;
+        }
+    }
+    tx.execute_batch(
+        "-- Ids whose key another id holds: the first stored keeps it (see insert).
+         UPDATE event_rows SET key = NULL WHERE id IN (
+             SELECT r.id FROM event_rows r JOIN (SELECT key, min(id) AS first FROM event_rows GROUP BY key
+                                                 HAVING count(*) > 1) c ON c.key = r.key AND r.id != c.first);
+         CREATE UNIQUE INDEX idx_event_rows_key ON event_rows(key);
+         -- Events whose key another id holds (see insert): in practice none.
+         CREATE UNIQUE INDEX idx_event_rows_unkeyed ON event_rows(tenant_key, event_id) WHERE key IS NULL;
+         DROP TABLE events;
+         CREATE VIEW events AS
+             SELECT r.id, r.tenant_key, t.tenant_id, r.event_id, r.event_name, r.external_customer_id,
+                    r.customer_id, r.timestamp, r.source, r.properties, k.task_id, r.source_line
+             FROM event_rows r JOIN tenants t ON t.tenant_key = r.tenant_key
+             JOIN task_keys k ON k.task_key = r.task_key;",
+    )?;
     Ok(())
 }
 
@@ -121,15 +253,14 @@ pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &m
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY, {CONTENT_COLUMNS}) WITHOUT ROWID"
     ))?;
-    let in_store = format!("SELECT {CONTENT_COLUMNS} FROM events WHERE tenant_key = ?1 AND event_id = ?2");
     let in_run = format!("SELECT {CONTENT_COLUMNS} FROM temp.dry_run_seen WHERE event_id = ?1");
     let mut seen = conn.prepare_cached(&format!(
         "INSERT INTO temp.dry_run_seen (event_id, {CONTENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
          ON CONFLICT DO NOTHING"
     ))?;
     for e in events {
-        if let Some(stored) = content_of(conn, &in_store, &[&tenant.key, &e.event_id])? {
-            outcomes.push(Stored::Duplicate(Box::new(stored)));
+        if let Some(stored) = holder(conn, tenant.key, event_key(tenant.key, &e.event_id), &e.event_id)? {
+            outcomes.push(Stored::Duplicate(Box::new(stored.content)));
             continue;
         }
         let [name, customer, customer_id, timestamp, source, properties] = e.content();
@@ -168,4 +299,207 @@ pub fn to_json(e: &Event) -> String {
     let props = serde_json::from_str(&e.properties).unwrap_or_default();
     obj.insert("properties".into(), props);
     serde_json::Value::Object(obj).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, customer: &str, line: u64) -> Event {
+        Event {
+            event_id: id.into(),
+            event_name: "api".into(),
+            external_customer_id: customer.into(),
+            customer_id: None,
+            timestamp: "2026-11-01T00:00:00.000000Z".into(),
+            timestamp_given: true,
+            source: Some("sdk".into()),
+            properties: r#"{"n":"1"}"#.into(),
+            line,
+            element_line: None,
+            raw: Vec::new(),
+        }
+    }
+
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        String,
+        String,
+        i64,
+    );
+
+    /// Every stored event, as the `events` view shows it, in insertion order.
+    fn rows(conn: &Connection) -> Vec<Row> {
+        conn.prepare(
+            "SELECT tenant_id, event_id, external_customer_id, customer_id, timestamp, source, properties, \
+             task_id, source_line FROM events ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    fn stored(
+        conn: &Connection,
+        tenant: &Tenant,
+        task_key: i64,
+        events: &[Event],
+        key_of: fn(i64, &str) -> i64,
+    ) -> Vec<Stored> {
+        let mut outcomes = Vec::new();
+        let refs: Vec<&Event> = events.iter().collect();
+        insert_keyed(conn, tenant, task_key, &refs, &mut outcomes, key_of).unwrap();
+        outcomes
+    }
+
+    fn duplicate_of(customer: &str) -> Stored {
+        Stored::Duplicate(Box::new([
+            Some("api".into()),
+            Some(customer.into()),
+            None,
+            Some("2026-11-01T00:00:00.000000Z".into()),
+            Some("sdk".into()),
+            Some(r#"{"n":"1"}"#.into()),
+        ]))
+    }
+
+    /// A store written before migration 10 (events with their tenant and task as text, and a
+    /// unique index on (tenant, event_id)) keeps every event, and its ids stay taken.
+    #[test]
+    fn a_store_of_the_schema_before_keys_keeps_its_events_and_their_ids() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let mut before: Vec<_> = super::super::migrations::migrations();
+        before.truncate(9);
+        rusqlite_migration::Migrations::new(before)
+            .to_latest(&mut conn)
+            .unwrap();
+        // As the version before wrote them (its store::events::insert).
+        conn.execute_batch(
+            "INSERT INTO tenants (tenant_id) VALUES ('tenant_a'), ('tenant_b');
+             INSERT INTO events (tenant_key, tenant_id, event_id, event_name, external_customer_id, customer_id,
+                                 timestamp, source, properties, task_id, source_line) VALUES
+                 (1, 'tenant_a', 'e1', 'api', 'cust_a', NULL, '2026-11-01T00:00:00.000000Z', 'sdk', '{\"n\":\"1\"}', 'task_old', 2),
+                 (1, 'tenant_a', 'e2', 'api', 'cust_b', 'c_2', '2026-11-01T00:00:00.000000Z', NULL, '{}', 'task_old', 3),
+                 (2, 'tenant_b', 'e1', 'api', 'cust_c', NULL, '2026-11-01T00:00:00.000000Z', 'sdk', '{}', 'task_other', 7);",
+        )
+        .unwrap();
+        let old = rows(&conn);
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        assert_eq!(rows(&conn), old, "the view shows every event as the table did");
+        let keys: Vec<(i64, i64, String)> = conn
+            .prepare("SELECT key, tenant_key, event_id FROM event_rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (key, tenant_key, id) in keys {
+            assert_eq!(key, event_key(tenant_key, &id));
+        }
+        let tenant = Tenant {
+            key: tenant_key(&conn, "tenant_a").unwrap(),
+            id: "tenant_a".into(),
+        };
+        assert_eq!(tenant.key, 1);
+        let task = task_key(&conn, "task_new").unwrap();
+        let outcomes = stored(
+            &conn,
+            &tenant,
+            task,
+            &[event("e1", "cust_a", 2), event("e3", "cust_a", 3)],
+            event_key,
+        );
+        assert_eq!(outcomes, [duplicate_of("cust_a"), Stored::Inserted]);
+        // The task that stored e2 before, running again from its line: counted as stored.
+        let old_task = task_key(&conn, "task_old").unwrap();
+        assert_eq!(
+            stored(&conn, &tenant, old_task, &[event("e2", "cust_b", 3)], event_key),
+            [Stored::Inserted]
+        );
+        assert_eq!(rows(&conn).len(), 4);
+        assert_eq!(rows(&conn)[3].1, "e3");
+        assert_eq!(rows(&conn)[3].7, "task_new");
+    }
+
+    /// Ids whose keys are equal (forced here: every id gets key 7) are still told apart by
+    /// their text, so de-duplication stays exact.
+    #[test]
+    fn ids_that_share_a_key_are_stored_and_told_apart_exactly() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let task = task_key(conn, "task_a").unwrap();
+        let same_key = |_: i64, _: &str| 7;
+        let first = stored(
+            conn,
+            &tenant,
+            task,
+            &[
+                event("a", "cust_a", 2),
+                event("b", "cust_b", 3),
+                event("c", "cust_c", 4),
+            ],
+            same_key,
+        );
+        assert_eq!(first, [Stored::Inserted, Stored::Inserted, Stored::Inserted]);
+        let again = stored(
+            conn,
+            &tenant,
+            task,
+            &[
+                event("a", "cust_x", 9),
+                event("b", "cust_b", 3), // the same task and line: a retry, counted as stored
+                event("c", "cust_y", 10),
+                event("d", "cust_d", 11),
+            ],
+            same_key,
+        );
+        assert_eq!(
+            again,
+            [
+                duplicate_of("cust_a"),
+                Stored::Inserted,
+                duplicate_of("cust_c"),
+                Stored::Inserted
+            ]
+        );
+        let held: Vec<(Option<i64>, String, String)> = conn
+            .prepare("SELECT key, event_id, external_customer_id FROM event_rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            held,
+            [
+                (Some(7), "a".into(), "cust_a".into()),
+                (None, "b".into(), "cust_b".into()),
+                (None, "c".into(), "cust_c".into()),
+                (None, "d".into(), "cust_d".into()),
+            ]
+        );
+    }
 }

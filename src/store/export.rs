@@ -53,7 +53,9 @@ impl Query {
             .optional()?;
         let Some(tenant_key) = tenant_key else { return Ok(None) };
         let table = match entity {
-            EntityType::Events => "events",
+            // The table, not the `events` view: it has the rowid (the order stored) and
+            // needs no join.
+            EntityType::Events => "event_rows",
             other => entity::table_spec(other).expect("table entities have a spec").table(),
         };
         let mut clauses = vec!["tenant_key = ?".to_owned()];

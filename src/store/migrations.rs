@@ -5,10 +5,12 @@ use anyhow::{bail, Result};
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, SchemaVersion, M};
 
-const MIGRATIONS: &[M<'static>] = &[
-    // 1: the design's tasks table, every rejected row, and the local target's events.
-    M::up(
-        r#"
+/// Every migration, in order. A function, not a constant: migration 10 has a hook (Rust code).
+pub(super) fn migrations() -> Vec<M<'static>> {
+    vec![
+        // 1: the design's tasks table, every rejected row, and the local target's events.
+        M::up(
+            r#"
 CREATE TABLE tasks (
     id                 TEXT PRIMARY KEY,
     tenant_id          TEXT NOT NULL,
@@ -72,10 +74,10 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX idx_events_tenant_event ON events(tenant_key, event_id);
 "#,
-    ),
-    // 2: checkpoints, so that an interrupted task continues where it was.
-    M::up(
-        r#"
+        ),
+        // 2: checkpoints, so that an interrupted task continues where it was.
+        M::up(
+            r#"
 CREATE TABLE task_checkpoints (
     task_id         TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
     position        TEXT NOT NULL,
@@ -85,10 +87,10 @@ CREATE TABLE task_checkpoints (
     updated_at      TEXT NOT NULL
 );
 "#,
-    ),
-    // 3: prices, customers and features, with FlexPrice's columns.
-    M::up(
-        r#"
+        ),
+        // 3: prices, customers and features, with FlexPrice's columns.
+        M::up(
+            r#"
 CREATE TABLE prices (
     id                           TEXT NOT NULL,
     tenant_key                   INTEGER NOT NULL REFERENCES tenants(tenant_key),
@@ -176,11 +178,11 @@ CREATE TABLE features (
 CREATE UNIQUE INDEX idx_features_tenant_id ON features(tenant_key, id);
 CREATE UNIQUE INDEX idx_features_lookup_key ON features(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
 "#,
-    ),
-    // What each FlexPrice server has confirmed: a rerun, a retry or another task skips what
-    // is here instead of sending it twice.
-    M::up(
-        r#"
+        ),
+        // What each FlexPrice server has confirmed: a rerun, a retry or another task skips what
+        // is here instead of sending it twice.
+        M::up(
+            r#"
 CREATE TABLE remote_targets (
     target_key     INTEGER PRIMARY KEY,
     url            TEXT NOT NULL,
@@ -207,11 +209,11 @@ CREATE TABLE delivered_records (
     PRIMARY KEY (target_key, record_id)
 ) WITHOUT ROWID;
 "#,
-    ),
-    // Phase 2: webhook deliveries written in the transaction of the change they announce (an
-    // outbox, so a crash loses none), and the leases of tasks workers run.
-    M::up(
-        r#"
+        ),
+        // Phase 2: webhook deliveries written in the transaction of the change they announce (an
+        // outbox, so a crash loses none), and the leases of tasks workers run.
+        M::up(
+            r#"
 CREATE TABLE webhook_deliveries (
     id              TEXT PRIMARY KEY,
     task_id         TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
@@ -234,17 +236,17 @@ CREATE TABLE task_leases (
     expires_at TEXT NOT NULL
 );
 "#,
-    ),
-    // 6: the content key of each delivered event (see store::ledger::content_key), so that an
-    // id sent again with other content is told from a resend. Rows delivered before keep NULL:
-    // their resends count as duplicates, as they did.
-    M::up("ALTER TABLE delivered_records ADD COLUMN content BLOB;"),
-    // 7: a server's records are per API key too (a key stored in FlexPrice is bound to its
-    // environment, whatever X-Environment-ID says): `key_id` is a hash of the key, never the
-    // key. Targets recorded before keep '' and are adopted by the first key that uses them
-    // (see store::ledger::Ledger::open).
-    M::up(
-        r#"
+        ),
+        // 6: the content key of each delivered event (see store::ledger::content_key), so that an
+        // id sent again with other content is told from a resend. Rows delivered before keep NULL:
+        // their resends count as duplicates, as they did.
+        M::up("ALTER TABLE delivered_records ADD COLUMN content BLOB;"),
+        // 7: a server's records are per API key too (a key stored in FlexPrice is bound to its
+        // environment, whatever X-Environment-ID says): `key_id` is a hash of the key, never the
+        // key. Targets recorded before keep '' and are adopted by the first key that uses them
+        // (see store::ledger::Ledger::open).
+        M::up(
+            r#"
 CREATE TABLE remote_targets_v7 (
     target_key     INTEGER PRIMARY KEY,
     url            TEXT NOT NULL,
@@ -260,14 +262,14 @@ INSERT INTO remote_targets_v7 (target_key, url, key_id, environment_id, tenant_i
 DROP TABLE remote_targets;
 ALTER TABLE remote_targets_v7 RENAME TO remote_targets;
 "#,
-    ),
-    // 8: a customer's `contact` (FlexPrice's CreateCustomerRequest, at most 20 characters).
-    M::up("ALTER TABLE customers ADD COLUMN contact TEXT;"),
-    // 9: the rest of a FlexPrice catalog (plans, addons, entitlements, subscriptions), and
-    // prices that name their plan and meter by key. A key column keeps what the file said, its
-    // id column what the key resolved to in this store.
-    M::up(
-        r#"
+        ),
+        // 8: a customer's `contact` (FlexPrice's CreateCustomerRequest, at most 20 characters).
+        M::up("ALTER TABLE customers ADD COLUMN contact TEXT;"),
+        // 9: the rest of a FlexPrice catalog (plans, addons, entitlements, subscriptions), and
+        // prices that name their plan and meter by key. A key column keeps what the file said, its
+        // id column what the key resolved to in this store.
+        M::up(
+            r#"
 CREATE TABLE plans (
     id            TEXT NOT NULL,
     tenant_key    INTEGER NOT NULL REFERENCES tenants(tenant_key),
@@ -359,21 +361,58 @@ CREATE INDEX idx_subscriptions_lookup_key ON subscriptions(tenant_key, lookup_ke
 ALTER TABLE prices ADD COLUMN entity_key TEXT;
 ALTER TABLE prices ADD COLUMN feature_key TEXT;
 "#,
-    ),
-];
+        ),
+        // 10: events keep their tenant and task as small integers, and a 64-bit key of their
+        // (tenant, event_id) for the unique index (issue 14). The tenant's and the task's ids as
+        // text were a third of each row (73 of about 230 bytes), and every byte of a row is
+        // written twice (the WAL, then the checkpoint); an integer key makes the index that
+        // every insert probes at a random place about a third smaller, and quicker to compare.
+        // See store::events for the rare id whose key another id holds. `events` stays, as a
+        // view with the columns it had, for readers of the store (sqlite3, the tests); only the
+        // store writes `event_rows`. No foreign keys: tenants and task keys are never deleted,
+        // and each check would cost a lookup per insert. The hook copies the events and makes
+        // the indexes.
+        M::up_with_hook(
+            r#"
+CREATE TABLE task_keys (
+    task_key INTEGER PRIMARY KEY,
+    task_id  TEXT NOT NULL UNIQUE
+);
+CREATE TABLE event_rows (
+    id                   INTEGER PRIMARY KEY,
+    key                  INTEGER,
+    tenant_key           INTEGER NOT NULL,
+    event_id             TEXT NOT NULL,
+    event_name           TEXT NOT NULL,
+    external_customer_id TEXT NOT NULL,
+    customer_id          TEXT,
+    timestamp            TEXT NOT NULL,
+    source               TEXT,
+    properties           TEXT NOT NULL DEFAULT '{}',
+    task_key             INTEGER NOT NULL,
+    source_line          INTEGER NOT NULL
+);
+INSERT INTO task_keys (task_id) SELECT DISTINCT task_id FROM events ORDER BY task_id;
+"#,
+            super::events::migrate_to_event_rows,
+        ),
+    ]
+}
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
-    let migrations = Migrations::from_slice(MIGRATIONS);
+    let all = migrations();
+    let count = all.len();
+    let migrations = Migrations::new(all);
     if let SchemaVersion::Outside(found) = migrations.current_version(conn)? {
         bail!(
             "the store's schema is version {found}, newer than this flexprice-import knows ({}); \
              upgrade flexprice-import",
-            MIGRATIONS.len()
+            count
         );
     }
     // Another process may migrate between our reading the version and our transaction: then
     // ours fails ("table already exists") while the store is in fact up to date.
-    let latest = SchemaVersion::Inside(std::num::NonZeroUsize::new(MIGRATIONS.len()).expect("migrations exist"));
+    let latest = SchemaVersion::Inside(std::num::NonZeroUsize::new(count).expect("migrations exist"));
     let mut attempts = 0;
     loop {
         match migrations.to_latest(conn) {
@@ -394,7 +433,7 @@ mod tests {
 
     #[test]
     fn migrations_are_valid() {
-        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+        Migrations::new(migrations()).validate().unwrap();
     }
 
     #[test]

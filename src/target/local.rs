@@ -13,6 +13,8 @@ pub struct LocalTarget {
     tenant_id: String,
     tenant: Option<Tenant>,
     task_id: String,
+    /// The task's key in the events table, once registered.
+    task_key: Option<i64>,
     dry_run: bool,
     /// Whether keys naming other records are resolved against this store's tables (not for a
     /// dry run of a task bound for a server, whose records live there).
@@ -27,6 +29,7 @@ impl LocalTarget {
             tenant_id: tenant_id.to_owned(),
             tenant: None,
             task_id: task_id.to_owned(),
+            task_key: None,
             dry_run,
             check_keys: true,
             outcomes: Vec::new(),
@@ -69,12 +72,16 @@ impl LocalTarget {
             .collect();
         // Inserting in key order touches each page of the unique index once per batch instead
         // of once per row. The sort is stable, so the first of two equal ids in the file wins.
-        batch_events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        batch_events.sort_by_cached_key(|e| events::event_key(tenant.key, &e.event_id));
         self.outcomes.clear();
         if self.dry_run {
             events::check(tx, tenant, &batch_events, &mut self.outcomes)?;
         } else {
-            events::insert(tx, tenant, &self.task_id, &batch_events, &mut self.outcomes)?;
+            let task_key = match self.task_key {
+                Some(key) => key,
+                None => *self.task_key.insert(events::task_key(tx, &self.task_id)?),
+            };
+            events::insert(tx, tenant, task_key, &batch_events, &mut self.outcomes)?;
         }
         for (event, outcome) in batch_events.iter().zip(&self.outcomes) {
             let Stored::Duplicate(stored) = outcome else {

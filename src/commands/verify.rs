@@ -46,12 +46,7 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
         )));
     }
     let config = api_config(args, &task)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("flexprice-http")
-        .enable_all()
-        .build()
-        .context("starting the HTTP runtime")?;
+    let runtime = crate::target::flexprice::client::runtime()?;
     let api = Arc::new(Api::new(config).map_err(|e| anyhow!(e))?);
     let mut remote = RemoteTarget {
         url: client::display(&api.config.url),

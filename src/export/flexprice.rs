@@ -51,12 +51,7 @@ pub struct Exported {
 impl Remote {
     /// A server to export `entities` from, in this order.
     pub fn new(config: ApiConfig, entities: &[EntityType]) -> Result<Remote> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("flexprice-http")
-            .enable_all()
-            .build()
-            .context("starting the HTTP runtime")?;
+        let runtime = crate::target::flexprice::client::runtime()?;
         Ok(Remote {
             runtime,
             api: Api::new(config).map_err(|e| anyhow!(e))?,

@@ -50,6 +50,19 @@ impl std::fmt::Debug for ApiConfig {
 
 /// Parses a server URL for the API, dropping any credentials written into it (FlexPrice
 /// authenticates with the key header; a password in the URL would end up in the store).
+/// The runtime requests to a FlexPrice server run on: two worker threads (the machine's
+/// requests wait on the network, not the CPU), named `flexprice-http` for a debugger.
+/// Errors: the operating system refused the threads.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flexprice-http")
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")
+}
+
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let trimmed = text.trim();
     let mut url = Url::parse(trimmed).map_err(|e| format!("{:?} is not a URL: {e}", redact(trimmed)))?;

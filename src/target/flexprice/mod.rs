@@ -15,7 +15,7 @@ pub mod send;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rusqlite::Transaction;
 use tokio::task::JoinHandle;
 
@@ -108,12 +108,7 @@ enum Seen {
 
 impl FlexPriceTarget {
     pub fn new(config: ApiConfig, tenant_id: &str, entity: EntityType, task_id: &str) -> Result<FlexPriceTarget> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("flexprice-http")
-            .enable_all()
-            .build()
-            .context("starting the HTTP runtime")?;
+        let runtime = client::runtime()?;
         let remote = RemoteTarget {
             url: client::display(&config.url),
             key_id: ledger::key_id(&config.key),

@@ -967,3 +967,62 @@ fn a_task_that_cannot_start_fails_its_file_and_stops_the_rest() {
     assert_eq!(env.count("SELECT count(*) FROM tasks"), 1);
     assert!(server.data().features.is_empty());
 }
+
+#[test]
+fn a_semicolon_catalog_with_bom_and_crlf_imports_with_delimiter_and_its_json_files_are_read_as_json() {
+    let env = Env::new();
+    let dir = folder(
+        &env,
+        "semi",
+        &[
+            (
+                "features.csv",
+                "\u{feff}name;type;lookup_key\r\nSSO;boolean;sso\r\nSeats;static;seats\r\n",
+            ),
+            (
+                "plans.jsonl",
+                "\u{feff}{\"name\":\"Pro\",\"lookup_key\":\"pro\"}\r\n\r\n",
+            ),
+            (
+                "entitlements.csv",
+                "entity_key;feature_key;static_value\r\npro;seats;5\r\npro;sso;\r\n",
+            ),
+        ],
+    );
+    // Without --delimiter the first CSV file fails, and the hint names a flag this command takes.
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 1);
+    assert_eq!(outcomes[0]["status"], "FAILED", "{stderr}");
+    assert!(stderr.contains("pass --delimiter ';'"), "{stderr}");
+    assert_eq!(env.count("SELECT count(*) FROM features"), 0);
+
+    // With it every CSV file is read as ;-separated, the JSON Lines file as JSON Lines.
+    let (outcomes, stderr) = catalog_import(&env, &dir, &["--delimiter", ";"], 0);
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["COMPLETED"; 3], "{stderr}");
+    assert_eq!(
+        table(&env, "SELECT lookup_key, name, type FROM features ORDER BY lookup_key"),
+        [
+            [Some("seats".into()), Some("Seats".into()), Some("static".into())],
+            [Some("sso".into()), Some("SSO".into()), Some("boolean".into())],
+        ]
+    );
+    assert_eq!(
+        table(&env, "SELECT lookup_key, name FROM plans"),
+        [[Some("pro".into()), Some("Pro".into())]]
+    );
+    assert_eq!(
+        table(
+            &env,
+            "SELECT entity_key, feature_key, feature_type, static_value FROM entitlements ORDER BY feature_key"
+        ),
+        [
+            [
+                Some("pro".into()),
+                Some("seats".into()),
+                Some("static".into()),
+                Some("5".into())
+            ],
+            [Some("pro".into()), Some("sso".into()), Some("boolean".into()), None],
+        ]
+    );
+}

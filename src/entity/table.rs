@@ -257,9 +257,14 @@ impl<S: TableSpec> Entity for TableEntity<S> {
             let required: Vec<&str> = self.0.columns().iter().filter(|c| c.required).map(|c| c.name).collect();
             super::check_required(header, &required)?;
         }
+        let reader = ColumnReader::new(self.0.columns(), header);
+        if let Some(header) = header {
+            let entity = self.0.entity_type().as_str().to_ascii_lowercase();
+            super::check_known(header, &entity, |name| reader.is_known(name))?;
+        }
         Ok(Box::new(TableValidator {
             spec: self.0,
-            reader: ColumnReader::new(self.0.columns(), header),
+            reader,
             unknown_json: Default::default(),
         }))
     }

@@ -1026,3 +1026,49 @@ fn a_semicolon_catalog_with_bom_and_crlf_imports_with_delimiter_and_its_json_fil
         ]
     );
 }
+
+#[test]
+fn an_entitlements_file_whose_header_names_no_column_fails_with_the_delimiter_hint_instead_of_rejecting_every_row() {
+    let env = Env::new();
+    let dir = folder(
+        &env,
+        "semi",
+        &[
+            (
+                "features.jsonl",
+                "{\"name\":\"SSO\",\"type\":\"boolean\",\"lookup_key\":\"sso\"}\n",
+            ),
+            ("plans.json", "[{\"name\":\"Pro\",\"lookup_key\":\"pro\"}]"),
+            ("entitlements.csv", "entity_key;feature_key;is_enabled\npro;sso;true\n"),
+        ],
+    );
+    // entitlements have no single required column (entity_key or entity_id): the header check
+    // must still see that `entity_key;feature_key;is_enabled` is one unknown column.
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 1);
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["COMPLETED", "COMPLETED", "FAILED"], "{stderr}");
+    let reason = outcomes[2]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("line 1: the header names none of the entitlements columns"),
+        "{reason}"
+    );
+    assert!(reason.contains("pass --delimiter ';'"), "{reason}");
+    let task = outcomes[2]["task"]["id"].as_str().unwrap();
+    assert_eq!(env.errors(task), [], "no row is rejected for the header");
+    assert_eq!(env.count("SELECT count(*) FROM entitlements"), 0);
+
+    let (outcomes, stderr) = catalog_import(&env, &dir, &["--delimiter", ";"], 0);
+    assert_eq!(outcomes[2]["status"], "COMPLETED", "{stderr}");
+    assert_eq!(
+        table(
+            &env,
+            "SELECT entity_key, feature_key, feature_type, is_enabled FROM entitlements"
+        ),
+        [[
+            Some("pro".into()),
+            Some("sso".into()),
+            Some("boolean".into()),
+            Some("1".into())
+        ]]
+    );
+}

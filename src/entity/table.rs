@@ -175,6 +175,12 @@ pub trait TableSpec: Sync {
     fn check_resolved(&self, _values: &mut Values) -> Result<(), RowError> {
         Ok(())
     }
+    /// A column FlexPrice keeps unique among the table's current rows (those without an
+    /// `end_date`), which the local target then keeps unique too: a price's `lookup_key`
+    /// (`ent/schema/price.go`; the server refuses a second one with 409 or 500).
+    fn unique_while_current(&self) -> Option<&'static str> {
+        None
+    }
     /// Columns the tool reads but FlexPrice does not take: left out of the request.
     fn tool_only(&self) -> &'static [&'static str] {
         &[]

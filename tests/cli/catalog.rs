@@ -1072,3 +1072,57 @@ fn an_entitlements_file_whose_header_names_no_column_fails_with_the_delimiter_hi
         ]]
     );
 }
+
+#[test]
+fn the_local_target_keeps_a_price_lookup_key_unique_among_current_prices_as_flexprice_does() {
+    let env = Env::new();
+    let dir = folder(
+        &env,
+        "dup",
+        &[
+            ("plans.csv", "name,lookup_key\nPro,pro\n"),
+            (
+                "prices.csv",
+                "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key,end_date\n\
+                 1,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,\n\
+                 2,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,\n\
+                 3,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,2026-01-01T00:00:00Z\n",
+            ),
+        ],
+    );
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 3);
+    let task = outcomes[1]["task"]["id"].as_str().unwrap();
+    assert_eq!(
+        env.errors(task),
+        [(
+            3,
+            "processing".to_owned(),
+            "lookup_key pro_monthly is already held by a current price (line 2 of task ".to_owned()
+                + task
+                + "): FlexPrice keeps lookup_key unique among prices without an end_date"
+        )],
+        "{stderr}"
+    );
+    assert_eq!(
+        table(&env, "SELECT \"column\" FROM task_errors"),
+        [[Some("lookup_key".to_owned())]]
+    );
+    // The current price and the ended one are stored; the counters say so.
+    assert_eq!(
+        table(&env, "SELECT amount, lookup_key, end_date FROM prices ORDER BY amount"),
+        [
+            [Some("1".into()), Some("pro_monthly".into()), None],
+            [
+                Some("3".into()),
+                Some("pro_monthly".into()),
+                Some("2026-01-01T00:00:00Z".into())
+            ],
+        ]
+    );
+    assert_eq!(outcomes[1]["task"]["successful_records"], 2);
+    assert_eq!(outcomes[1]["task"]["failed_records"], 1);
+    // A rerun stores nothing new and refuses the same row again.
+    let (outcomes, _) = catalog_import(&env, &dir, &[], 3);
+    assert_eq!(outcomes[1]["task"]["failed_records"], 1);
+    assert_eq!(env.count("SELECT count(*) FROM prices"), 2);
+}

@@ -417,12 +417,16 @@ _flexprice__import() {
             return 0
             ;;
         flexprice__import__subcmd__catalog__subcmd__import)
-            opts="-q -h --keep-going --batch-size --json --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --lock-timeout --help"
+            opts="-q -h --keep-going --delimiter --batch-size --json --target --api-url --environment-id --webhook-url --webhook-progress --api-key --concurrency --max-retries --request-timeout --db --tenant --actor --quiet --progress --lock-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --delimiter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --batch-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -649,6 +649,10 @@ pub struct CatalogImportArgs {
     /// records the earlier file did not create)
     #[arg(long)]
     pub keep_going: bool,
+    /// The character between fields of the folder's CSV files: , ; tab (or \t) or |
+    /// [default: ,]; its JSON and JSON Lines files are read as they are
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub delimiter: Option<char>,
     /// Local target: records per store transaction; flexprice target: records per bulk
     /// request (as `run --batch-size`)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

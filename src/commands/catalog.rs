@@ -200,6 +200,11 @@ fn import(args: &CatalogImportArgs, settings: &Settings) -> Result<ExitStatus> {
     Ok(worst)
 }
 
+/// Whether `path` is one of the folder's CSV files (`scan` takes .csv, .json and .jsonl).
+fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
 /// Severity of a file's exit status, to keep the worst: 0, then 3, then 1.
 fn rank(status: ExitStatus) -> u8 {
     match status {
@@ -222,7 +227,8 @@ fn import_file(
     let input_args = InputArgs {
         entity: Some(file.entity),
         format: None,
-        delimiter: None,
+        // `--delimiter` describes the folder's CSV files; `run` refuses it for a JSON file.
+        delimiter: args.delimiter.filter(|_| is_csv(&file.path)),
         encoding: None,
         map: Vec::new(),
         property_types: Vec::new(),

@@ -57,6 +57,30 @@ pub enum HeaderError {
     MissingColumns { columns: Vec<String>, hint: String },
     #[error("the header names the column {0} more than once")]
     DuplicateColumn(String),
+    #[error("the header names none of the {entity} columns{hint}")]
+    NoKnownColumns { entity: String, hint: String },
+}
+
+/// Checks that a CSV `header` names at least one column the entity reads (`is_known`). An
+/// entity without a required column (entitlements: `entity_key` or `entity_id`) would
+/// otherwise take a `;`-separated file's one long column `a;b;c` as unknown and reject every
+/// row for what it lacks, instead of saying the delimiter is wrong once.
+pub fn check_known(header: &[String], entity: &str, is_known: impl Fn(&str) -> bool) -> Result<(), HeaderError> {
+    if header.iter().all(|h| h.is_empty()) || header.iter().any(|h| is_known(h)) {
+        return Ok(());
+    }
+    let delimiter = [(';', ";"), ('\t', "\\t"), ('|', "|"), (',', ",")]
+        .into_iter()
+        .find(|(d, _)| header.iter().flat_map(|h| h.split(*d)).any(|n| is_known(n.trim())))
+        .map(|(_, shown)| shown);
+    let hint = match delimiter {
+        Some(d) => format!(" (the header reads as {d}-separated: pass --delimiter '{d}')"),
+        None => format!(" (`flexprice-import templates {entity}` prints them)"),
+    };
+    Err(HeaderError::NoKnownColumns {
+        entity: entity.to_owned(),
+        hint,
+    })
 }
 
 /// Checks that `header` has every `required` column; a column present in another case is

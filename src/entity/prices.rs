@@ -105,6 +105,10 @@ impl TableSpec for Prices {
         REFERENCES
     }
 
+    fn unique_while_current(&self) -> Option<&'static str> {
+        Some("lookup_key")
+    }
+
     fn tool_only(&self) -> &'static [&'static str] {
         &["entity_key", "feature_key"]
     }

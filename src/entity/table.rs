@@ -175,6 +175,12 @@ pub trait TableSpec: Sync {
     fn check_resolved(&self, _values: &mut Values) -> Result<(), RowError> {
         Ok(())
     }
+    /// A column FlexPrice keeps unique among the table's current rows (those without an
+    /// `end_date`), which the local target then keeps unique too: a price's `lookup_key`
+    /// (`ent/schema/price.go`; the server refuses a second one with 409 or 500).
+    fn unique_while_current(&self) -> Option<&'static str> {
+        None
+    }
     /// Columns the tool reads but FlexPrice does not take: left out of the request.
     fn tool_only(&self) -> &'static [&'static str] {
         &[]
@@ -257,9 +263,14 @@ impl<S: TableSpec> Entity for TableEntity<S> {
             let required: Vec<&str> = self.0.columns().iter().filter(|c| c.required).map(|c| c.name).collect();
             super::check_required(header, &required)?;
         }
+        let reader = ColumnReader::new(self.0.columns(), header);
+        if let Some(header) = header {
+            let entity = self.0.entity_type().as_str().to_ascii_lowercase();
+            super::check_known(header, &entity, |name| reader.is_known(name))?;
+        }
         Ok(Box::new(TableValidator {
             spec: self.0,
-            reader: ColumnReader::new(self.0.columns(), header),
+            reader,
             unknown_json: Default::default(),
         }))
     }

@@ -222,6 +222,9 @@ fn insert_derived(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task
     // identical rows on different lines stay two.
     let content = row.to_json().to_string();
     let id = derived_id(spec.id_prefix(), &[&row.line.to_string(), &content]);
+    if let Some(holder) = current_holder(conn, spec, tenant, row, &id)? {
+        return Ok(Put::Refused(holder));
+    }
     let (columns, mut values) = columns_and_values(spec, tenant, task_id, row);
     let now = values.last().cloned().unwrap_or(Sql::Null);
     values.extend([Sql::Text(id), now]);
@@ -234,6 +237,42 @@ fn insert_derived(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task
     );
     let changed = conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(if changed == 1 { Put::Created } else { Put::Duplicate })
+}
+
+/// Another current row (no `end_date`) holding the value of the row's
+/// `unique_while_current` column, as the row's error: the row would be refused by FlexPrice.
+fn current_holder(
+    conn: &Connection,
+    spec: &dyn TableSpec,
+    tenant: &Tenant,
+    row: &Row,
+    id: &str,
+) -> Result<Option<crate::row_error::RowError>> {
+    let Some(column) = spec.unique_while_current() else {
+        return Ok(None);
+    };
+    let (Some(value), false) = (row.values.str(column), row.values.has("end_date")) else {
+        return Ok(None);
+    };
+    let table = spec.table();
+    let sql = format!(
+        "SELECT source_line, task_id FROM {table} \
+         WHERE tenant_key = ?1 AND {column} = ?2 AND end_date IS NULL AND id != ?3 LIMIT 1"
+    );
+    let holder: Option<(i64, String)> = conn
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params![tenant.key, value, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(holder.map(|(line, task)| {
+        crate::entity::spec::invalid(
+            column,
+            format!(
+                "{column} {value} is already held by a current {noun} (line {line} of task {task}): \
+                 FlexPrice keeps {column} unique among {table} without an end_date",
+                noun = table.trim_end_matches('s'),
+            ),
+        )
+    }))
 }
 
 /// The stored row whose `key_columns` hold the row's values (a missing value matches NULL):

@@ -967,3 +967,162 @@ fn a_task_that_cannot_start_fails_its_file_and_stops_the_rest() {
     assert_eq!(env.count("SELECT count(*) FROM tasks"), 1);
     assert!(server.data().features.is_empty());
 }
+
+#[test]
+fn a_semicolon_catalog_with_bom_and_crlf_imports_with_delimiter_and_its_json_files_are_read_as_json() {
+    let env = Env::new();
+    let dir = folder(
+        &env,
+        "semi",
+        &[
+            (
+                "features.csv",
+                "\u{feff}name;type;lookup_key\r\nSSO;boolean;sso\r\nSeats;static;seats\r\n",
+            ),
+            (
+                "plans.jsonl",
+                "\u{feff}{\"name\":\"Pro\",\"lookup_key\":\"pro\"}\r\n\r\n",
+            ),
+            (
+                "entitlements.csv",
+                "entity_key;feature_key;static_value\r\npro;seats;5\r\npro;sso;\r\n",
+            ),
+        ],
+    );
+    // Without --delimiter the first CSV file fails, and the hint names a flag this command takes.
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 1);
+    assert_eq!(outcomes[0]["status"], "FAILED", "{stderr}");
+    assert!(stderr.contains("pass --delimiter ';'"), "{stderr}");
+    assert_eq!(env.count("SELECT count(*) FROM features"), 0);
+
+    // With it every CSV file is read as ;-separated, the JSON Lines file as JSON Lines.
+    let (outcomes, stderr) = catalog_import(&env, &dir, &["--delimiter", ";"], 0);
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["COMPLETED"; 3], "{stderr}");
+    assert_eq!(
+        table(&env, "SELECT lookup_key, name, type FROM features ORDER BY lookup_key"),
+        [
+            [Some("seats".into()), Some("Seats".into()), Some("static".into())],
+            [Some("sso".into()), Some("SSO".into()), Some("boolean".into())],
+        ]
+    );
+    assert_eq!(
+        table(&env, "SELECT lookup_key, name FROM plans"),
+        [[Some("pro".into()), Some("Pro".into())]]
+    );
+    assert_eq!(
+        table(
+            &env,
+            "SELECT entity_key, feature_key, feature_type, static_value FROM entitlements ORDER BY feature_key"
+        ),
+        [
+            [
+                Some("pro".into()),
+                Some("seats".into()),
+                Some("static".into()),
+                Some("5".into())
+            ],
+            [Some("pro".into()), Some("sso".into()), Some("boolean".into()), None],
+        ]
+    );
+}
+
+#[test]
+fn an_entitlements_file_whose_header_names_no_column_fails_with_the_delimiter_hint_instead_of_rejecting_every_row() {
+    let env = Env::new();
+    let dir = folder(
+        &env,
+        "semi",
+        &[
+            (
+                "features.jsonl",
+                "{\"name\":\"SSO\",\"type\":\"boolean\",\"lookup_key\":\"sso\"}\n",
+            ),
+            ("plans.json", "[{\"name\":\"Pro\",\"lookup_key\":\"pro\"}]"),
+            ("entitlements.csv", "entity_key;feature_key;is_enabled\npro;sso;true\n"),
+        ],
+    );
+    // entitlements have no single required column (entity_key or entity_id): the header check
+    // must still see that `entity_key;feature_key;is_enabled` is one unknown column.
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 1);
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["COMPLETED", "COMPLETED", "FAILED"], "{stderr}");
+    let reason = outcomes[2]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("line 1: the header names none of the entitlements columns"),
+        "{reason}"
+    );
+    assert!(reason.contains("pass --delimiter ';'"), "{reason}");
+    let task = outcomes[2]["task"]["id"].as_str().unwrap();
+    assert_eq!(env.errors(task), [], "no row is rejected for the header");
+    assert_eq!(env.count("SELECT count(*) FROM entitlements"), 0);
+
+    let (outcomes, stderr) = catalog_import(&env, &dir, &["--delimiter", ";"], 0);
+    assert_eq!(outcomes[2]["status"], "COMPLETED", "{stderr}");
+    assert_eq!(
+        table(
+            &env,
+            "SELECT entity_key, feature_key, feature_type, is_enabled FROM entitlements"
+        ),
+        [[
+            Some("pro".into()),
+            Some("sso".into()),
+            Some("boolean".into()),
+            Some("1".into())
+        ]]
+    );
+}
+
+#[test]
+fn the_local_target_keeps_a_price_lookup_key_unique_among_current_prices_as_flexprice_does() {
+    let env = Env::new();
+    let dir = folder(
+        &env,
+        "dup",
+        &[
+            ("plans.csv", "name,lookup_key\nPro,pro\n"),
+            (
+                "prices.csv",
+                "amount,currency,entity_type,entity_key,type,billing_period,billing_model,invoice_cadence,lookup_key,end_date\n\
+                 1,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,\n\
+                 2,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,\n\
+                 3,USD,PLAN,pro,FIXED,MONTHLY,FLAT_FEE,ADVANCE,pro_monthly,2026-01-01T00:00:00Z\n",
+            ),
+        ],
+    );
+    let (outcomes, stderr) = catalog_import(&env, &dir, &[], 3);
+    let task = outcomes[1]["task"]["id"].as_str().unwrap();
+    assert_eq!(
+        env.errors(task),
+        [(
+            3,
+            "processing".to_owned(),
+            "lookup_key pro_monthly is already held by a current price (line 2 of task ".to_owned()
+                + task
+                + "): FlexPrice keeps lookup_key unique among prices without an end_date"
+        )],
+        "{stderr}"
+    );
+    assert_eq!(
+        table(&env, "SELECT \"column\" FROM task_errors"),
+        [[Some("lookup_key".to_owned())]]
+    );
+    // The current price and the ended one are stored; the counters say so.
+    assert_eq!(
+        table(&env, "SELECT amount, lookup_key, end_date FROM prices ORDER BY amount"),
+        [
+            [Some("1".into()), Some("pro_monthly".into()), None],
+            [
+                Some("3".into()),
+                Some("pro_monthly".into()),
+                Some("2026-01-01T00:00:00Z".into())
+            ],
+        ]
+    );
+    assert_eq!(outcomes[1]["task"]["successful_records"], 2);
+    assert_eq!(outcomes[1]["task"]["failed_records"], 1);
+    // A rerun stores nothing new and refuses the same row again.
+    let (outcomes, _) = catalog_import(&env, &dir, &[], 3);
+    assert_eq!(outcomes[1]["task"]["failed_records"], 1);
+    assert_eq!(env.count("SELECT count(*) FROM prices"), 2);
+}

@@ -541,6 +541,12 @@ fn entitlements_reach_the_server_and_a_rerun_updates_instead_of_creating() {
     let task = remote(&fresh, &server, &zero, 3);
     let reason = &fresh.errors(task["id"].as_str().unwrap())[0].2;
     assert!(reason.contains("reads usage_limit 0 as no limit"), "{reason}");
+    // api_calls is metered, whose entitlement cannot be disabled (the tool refuses is_enabled
+    // false there): the way out offered must be one that works.
+    assert!(
+        reason.ends_with(": delete the entitlement on the server and import the row again"),
+        "{reason}"
+    );
     assert_eq!(snapshot(&server)[3]["usage_limit"], 20000);
 }
 

@@ -626,12 +626,19 @@ fn update_body(
         unchangeable(&body, stored)?;
     }
     // FlexPrice's entitlement update reads a usage_limit of 0 as "no limit": a limit of 0
-    // would become unlimited.
+    // would become unlimited. Only a boolean feature's entitlement can be disabled instead
+    // (FlexPrice enables every other one, and the row check refuses is_enabled false there).
     if entity == EntityType::Entitlements && body.get("usage_limit").and_then(Value::as_i64) == Some(0) {
+        let boolean = body.get("feature_type").and_then(Value::as_str) == Some("boolean");
         return Err(format!(
             "the entitlement exists on the server ({}) and FlexPrice's update reads usage_limit 0 as no \
-             limit: set is_enabled false instead, or delete the entitlement and import the row again",
-            stored.get("id").and_then(Value::as_str).unwrap_or_default()
+             limit: {}delete the entitlement on the server and import the row again",
+            stored.get("id").and_then(Value::as_str).unwrap_or_default(),
+            if boolean {
+                "set is_enabled false instead, or "
+            } else {
+                ""
+            }
         ));
     }
     if let (Some(fields), Value::Object(given)) = (update_fields, &mut body) {

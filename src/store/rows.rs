@@ -113,6 +113,49 @@ pub fn put(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task_id: &s
     result.with_context(|| format!("storing the {} row of line {}", spec.table(), row.line))
 }
 
+/// FlexPrice creates a subscription's line items from its plan's prices, and refuses one whose
+/// plan has no current price in the subscription's currency and billing period (400 "no valid
+/// prices found for subscription"; ../shared/flexprice-catalog.md, Subscriptions). The local
+/// target refuses it alike, so that a seed checked locally is not refused by a server. A plan
+/// this store does not hold (given by a server's `plan_id`) is not judged.
+fn subscription_without_price(
+    conn: &Connection,
+    tenant: &Tenant,
+    values: &crate::entity::spec::Values,
+) -> Result<Option<crate::row_error::RowError>> {
+    let (Some(plan_id), Some(currency), Some(period)) = (
+        values.str("plan_id"),
+        values.str("currency"),
+        values.str("billing_period"),
+    ) else {
+        return Ok(None);
+    };
+    let plan_known: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM plans WHERE tenant_key = ?1 AND id = ?2)")?
+        .query_row(rusqlite::params![tenant.key, plan_id], |r| r.get(0))?;
+    if !plan_known {
+        return Ok(None);
+    }
+    let priced: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM prices WHERE tenant_key = ?1 AND entity_type = 'PLAN' \
+             AND entity_id = ?2 AND lower(currency) = lower(?3) AND billing_period = ?4 \
+             AND (end_date IS NULL OR julianday(end_date) > julianday('now')))",
+        )?
+        .query_row(rusqlite::params![tenant.key, plan_id, currency, period], |r| r.get(0))?;
+    Ok((!priced).then(|| {
+        let plan = values.str("plan_key").unwrap_or(plan_id);
+        crate::entity::spec::invalid(
+            "currency",
+            format!(
+                "no valid prices found for subscription: plan {plan:?} has no current price in {} \
+                 billed {period} (FlexPrice refuses it)",
+                currency.to_ascii_uppercase()
+            ),
+        )
+    }))
+}
+
 /// Resolves the row's keys against this store's tables. `Ok(Err)`: the row's error.
 fn resolve(
     conn: &Connection,
@@ -339,6 +382,13 @@ fn insert_once(
             spec.id_prefix(),
             given.join(", ")
         )));
+    }
+    // As the flexprice target does: an existing subscription is found first, then a new one
+    // must have a price to be made of.
+    if spec.entity_type() == crate::task::EntityType::Subscriptions {
+        if let Some(refused) = subscription_without_price(conn, tenant, &row.values)? {
+            return Ok(Put::Refused(refused));
+        }
     }
     let keys = key_text(row, key_columns);
     let id = derived_id(spec.id_prefix(), &keys.iter().map(String::as_str).collect::<Vec<_>>());

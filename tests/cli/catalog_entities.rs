@@ -1300,3 +1300,65 @@ fn verify_reads_back_catalog_records_named_by_key_and_resends_what_is_missing() 
     let says = verify_says(&env, &server, &subscriptions);
     assert!(says.contains("line 3: ") && says.contains("missing"), "{says}");
 }
+
+#[test]
+fn a_subscription_whose_plan_has_no_price_in_its_currency_and_period_is_refused_locally_as_by_the_server() {
+    let file_text = "external_customer_id,plan_key,currency,billing_period\n\
+                     cust_acme,pro,EUR,MONTHLY\n\
+                     cust_beta,pro,USD,ANNUAL\n\
+                     cust_beta,pro,usd,MONTHLY\n";
+    let local = Env::new();
+    seed_for_subscriptions(&local, None);
+    let file = local.write("subscriptions.csv", file_text);
+    let task = local.run_json(&[file.to_str().unwrap()], 3);
+    assert_eq!(counters(&task), (3, 1, 2, 0));
+    let errors = local.errors(task["id"].as_str().unwrap());
+    assert_eq!(
+        errors,
+        vec![
+            (
+                2,
+                "processing".into(),
+                "no valid prices found for subscription: plan \"pro\" has no current price in EUR billed MONTHLY (FlexPrice refuses it)".into()
+            ),
+            (
+                3,
+                "processing".into(),
+                "no valid prices found for subscription: plan \"pro\" has no current price in USD billed ANNUAL (FlexPrice refuses it)".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        rows(
+            &local,
+            "subscriptions",
+            "external_customer_id, currency, billing_period"
+        ),
+        vec![json!({"external_customer_id":"cust_beta","currency":"usd","billing_period":"MONTHLY"})]
+    );
+
+    // The server refuses the same two rows and creates the same one.
+    let server = StandIn::start(Config::default());
+    let remote_env = Env::new();
+    seed_for_subscriptions(&remote_env, Some(&server));
+    let file = remote_env.write("subscriptions.csv", file_text);
+    let task = remote(&remote_env, &server, &file, 3);
+    assert_eq!(counters(&task), (3, 1, 2, 0));
+    let lines: Vec<i64> = remote_env
+        .errors(task["id"].as_str().unwrap())
+        .into_iter()
+        .map(|(line, _, reason)| {
+            assert!(reason.contains("no valid prices found for subscription"), "{reason}");
+            line
+        })
+        .collect();
+    assert_eq!(lines, vec![2, 3]);
+    let held: Vec<Value> = server
+        .data()
+        .catalog
+        .subscriptions
+        .iter()
+        .map(|s| json!({"external_customer_id": s["external_customer_id"], "currency": s["currency"]}))
+        .collect();
+    assert_eq!(held, vec![json!({"external_customer_id":"cust_beta","currency":"usd"})]);
+}

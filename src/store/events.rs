@@ -118,7 +118,9 @@ fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Resul
     };
     let by_key = conn
         .prepare_cached(&format!(
-            "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows WHERE key = ?1"
+            "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows \
+             WHERE id = coalesce((SELECT row FROM event_keys_recent WHERE key = ?1), \
+                                 (SELECT row FROM event_keys WHERE key = ?1))"
         ))?
         .query_row(params![key], read)
         .optional()
@@ -140,39 +142,162 @@ fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Resul
     }
 }
 
+/// Keys `event_keys_recent` holds before they are merged into `event_keys` (migration 11).
+/// About 18 bytes each: 1M keys take some 18 MB of the 48 MiB page cache, so inserting them
+/// in any order stays in memory, and a merge comes once per million new events.
+pub const RECENT_KEYS_MAX: i64 = 1 << 20;
+
+/// The most bits a `MergedKeys` filter takes: 12 MiB, inside the tool's 100 MB budget. That
+/// is 10 bits a key (about 1% false positives) up to some 10M merged keys; beyond, the filter
+/// still spares a share of the probes.
+const FILTER_MAX_BITS: u64 = 96 << 20;
+
+/// A filter is built once this run has taken at least 1/FILTER_PAYBACK as many keys as
+/// `event_keys` holds: building reads every key of it (some 0.1 µs each, in key order),
+/// while each key taken without it probes the table at a random place (a page read once the
+/// table outgrows the cache, some microseconds). So a small import into a large store never
+/// pays for a filter it does not use.
+const FILTER_PAYBACK: i64 = 16;
+
+/// What this process knows of `event_keys`: a Bloom filter of its keys, so that a new key
+/// (nearly every key of an import) is taken without probing that table; only a key the filter
+/// may hold is looked up. The filter is this table's only while `event_keys_state.merge_id`
+/// is the one it was built or last merged for: another process's merge, or a merge of this
+/// one rolled back, changes it, and the filter is dropped (never trusted to say "absent").
+#[derive(Default)]
+pub struct MergedKeys {
+    filter: Option<Filter>,
+    /// Keys taken since the filter was last dropped (or this process started).
+    taken_without: i64,
+}
+
+struct Filter {
+    bloom: fastbloom::BloomFilter,
+    merge_id: i64,
+    /// The keys it was sized for: once `event_keys` holds more, it is built again larger.
+    sized_for: i64,
+}
+
+impl Filter {
+    /// Reads every key of `event_keys` into a filter sized for `merged` and as many again.
+    fn build(conn: &Connection, merged: i64, merge_id: i64) -> Result<Filter> {
+        let sized_for = (merged * 2).max(RECENT_KEYS_MAX * 2);
+        let bits = (sized_for as u64 * 10).min(FILTER_MAX_BITS);
+        let mut bloom = fastbloom::BloomFilter::with_num_bits(bits as usize).expected_items(sized_for as usize);
+        let mut read = conn.prepare("SELECT key FROM event_keys")?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            bloom.insert(&row.get::<_, i64>(0)?);
+        }
+        Ok(Filter {
+            bloom,
+            merge_id,
+            sized_for,
+        })
+    }
+}
+
+/// `event_keys_state`'s one row.
+struct KeysState {
+    recent: i64,
+    merged: i64,
+    merge_id: i64,
+}
+
+fn keys_state(conn: &Connection) -> Result<KeysState> {
+    conn.prepare_cached("SELECT recent, merged, merge_id FROM event_keys_state")?
+        .query_row([], |r| {
+            Ok(KeysState {
+                recent: r.get(0)?,
+                merged: r.get(1)?,
+                merge_id: r.get(2)?,
+            })
+        })
+        .context("reading the state of the event keys")
+}
+
+impl MergedKeys {
+    /// The filter, if it is still `event_keys`'s; built when it pays (see FILTER_PAYBACK).
+    fn current(&mut self, conn: &Connection, state: &KeysState) -> Result<Option<&Filter>> {
+        if self.filter.as_ref().is_some_and(|f| f.merge_id != state.merge_id) {
+            self.filter = None;
+            self.taken_without = 0;
+        }
+        if self.filter.is_none() && self.taken_without * FILTER_PAYBACK >= state.merged {
+            self.filter = Some(Filter::build(conn, state.merged, state.merge_id)?);
+        }
+        Ok(self.filter.as_ref())
+    }
+}
+
 /// Stores events of one task, `task_key` being `task_key(conn, task_id)`; `events` are best
-/// in `event_key` order (each index page is then written once per call, not once per
-/// event). A row already brought in by the same task from the same line (a retried run)
-/// counts as inserted again, so a retry's counters match a clean run. For an id stored
-/// before, the stored content is read (only then: duplicates are rare) so that the caller
-/// can tell a resend from a conflict.
+/// in `event_key` order. A row already brought in by the same task from the same line (a
+/// retried run) counts as inserted again, so a retry's counters match a clean run. For an id
+/// stored before, the stored content is read (only then: duplicates are rare) so that the
+/// caller can tell a resend from a conflict.
+///
+/// A key is taken in `event_keys_recent` where neither table holds it (`event_keys` is only
+/// probed where `merged`'s filter may hold the key); the row then gets the id it was taken
+/// for. Once the recent keys reach `RECENT_KEYS_MAX` they are merged into `event_keys`, in
+/// this transaction (see migration 11 for why).
 pub fn insert(
     conn: &Connection,
+    merged: &mut MergedKeys,
     tenant: &Tenant,
     task_key: i64,
     events: &[&Event],
     outcomes: &mut Vec<Stored>,
 ) -> Result<()> {
-    insert_keyed(conn, tenant, task_key, events, outcomes, event_key)
+    insert_keyed(
+        conn,
+        merged,
+        tenant,
+        task_key,
+        events,
+        outcomes,
+        event_key,
+        RECENT_KEYS_MAX,
+    )
 }
 
-/// `insert` with the key function given, so that tests can make ids share a key.
+/// `insert` with the key function and the merge size given, so that tests can make ids
+/// share a key and merge often.
+#[allow(clippy::too_many_arguments)]
 fn insert_keyed(
     conn: &Connection,
+    merged: &mut MergedKeys,
     tenant: &Tenant,
     task_key: i64,
     events: &[&Event],
     outcomes: &mut Vec<Stored>,
     key_of: fn(i64, &str) -> i64,
+    recent_max: i64,
 ) -> Result<()> {
-    const INSERT: &str = "INSERT INTO event_rows (key, tenant_key, event_id, event_name, external_customer_id, \
+    let state = keys_state(conn)?;
+    let filter = merged.current(conn, &state)?;
+    // Ids are given here, not by SQLite, so that a key can name its row before the row is
+    // written; the write lock is held (an immediate transaction), so no one else takes them.
+    let mut next_id: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM event_rows")?
+        .query_row([], |r| r.get(0))?;
+    let mut take_key =
+        conn.prepare_cached("INSERT INTO event_keys_recent (key, row) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
+    let mut take_key_probed = conn.prepare_cached(
+        "INSERT INTO event_keys_recent (key, row) SELECT ?1, ?2 \
+         WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?1) ON CONFLICT DO NOTHING",
+    )?;
+    let mut insert_row = conn.prepare_cached(
+        "INSERT INTO event_rows (id, key, tenant_key, event_id, event_name, external_customer_id, \
          customer_id, timestamp, source, properties, task_key, source_line) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-    let mut keyed = conn.prepare_cached(&format!("{INSERT} ON CONFLICT (key) DO NOTHING"))?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    let mut taken = 0;
     for e in events {
         let key = key_of(tenant.key, &e.event_id);
-        let store = |stmt: &mut rusqlite::CachedStatement<'_>, key: Option<i64>| {
+        let context = || format!("storing event {} (line {})", e.event_id, e.line);
+        let store = |stmt: &mut rusqlite::CachedStatement<'_>, id: i64, key: Option<i64>| {
             stmt.execute(params![
+                id,
                 key,
                 tenant.key,
                 e.event_id,
@@ -186,8 +311,14 @@ fn insert_keyed(
                 e.line,
             ])
         };
-        let context = || format!("storing event {} (line {})", e.event_id, e.line);
-        if store(&mut keyed, Some(key)).with_context(context)? == 1 {
+        let take = match filter {
+            Some(f) if !f.bloom.contains(&key) => &mut take_key,
+            _ => &mut take_key_probed,
+        };
+        if take.execute(params![key, next_id]).with_context(context)? == 1 {
+            store(&mut insert_row, next_id, Some(key)).with_context(context)?;
+            next_id += 1;
+            taken += 1;
             outcomes.push(Stored::Inserted);
             continue;
         }
@@ -196,10 +327,59 @@ fn insert_keyed(
             Some(h) => Stored::Duplicate(Box::new(h.content)),
             None => {
                 // Another id holds this key: stored without one, found by its id.
-                store(&mut conn.prepare_cached(INSERT)?, None).with_context(context)?;
+                store(&mut insert_row, next_id, None).with_context(context)?;
+                next_id += 1;
                 Stored::Inserted
             }
         });
+    }
+    if taken == 0 {
+        return Ok(());
+    }
+    if merged.filter.is_none() {
+        merged.taken_without += taken;
+    }
+    conn.prepare_cached("UPDATE event_keys_state SET recent = recent + ?1")?
+        .execute(params![taken])?;
+    if state.recent + taken >= recent_max {
+        merge_recent_keys(conn, merged, &state)?;
+    }
+    Ok(())
+}
+
+/// Moves the recent keys into `event_keys`, in key order (the recent table's own order), so
+/// that each page of it is read and written once per merge; this process's filter takes them
+/// too, and stays that table's under the merge's new id.
+fn merge_recent_keys(conn: &Connection, merged: &mut MergedKeys, before: &KeysState) -> Result<()> {
+    if let Some(filter) = merged.filter.as_mut() {
+        let mut read = conn.prepare("SELECT key FROM event_keys_recent")?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            filter.bloom.insert(&row.get::<_, i64>(0)?);
+        }
+    }
+    let merge_id = fastrand::i64(..);
+    conn.execute_batch(
+        "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_recent ORDER BY key;
+         DELETE FROM event_keys_recent;",
+    )
+    .context("merging the recent event keys")?;
+    let now_merged: i64 = conn
+        .prepare_cached(
+            "UPDATE event_keys_state SET merged = merged + recent, recent = 0, merge_id = ?1 RETURNING merged",
+        )?
+        .query_row(params![merge_id], |r| r.get(0))?;
+    match merged.filter.as_mut() {
+        // Still the table's, unless it now holds more keys than the filter was sized for.
+        Some(filter) if filter.merge_id == before.merge_id && now_merged <= filter.sized_for => {
+            filter.merge_id = merge_id;
+        }
+        _ => {
+            merged.filter = None;
+            merged.taken_without = 0;
+            // Sized again for the table as it is now (it pays: this run took a merge's worth).
+            merged.filter = Some(Filter::build(conn, now_merged, merge_id)?);
+        }
     }
     Ok(())
 }
@@ -367,7 +547,17 @@ mod tests {
     ) -> Vec<Stored> {
         let mut outcomes = Vec::new();
         let refs: Vec<&Event> = events.iter().collect();
-        insert_keyed(conn, tenant, task_key, &refs, &mut outcomes, key_of).unwrap();
+        insert_keyed(
+            conn,
+            &mut MergedKeys::default(),
+            tenant,
+            task_key,
+            &refs,
+            &mut outcomes,
+            key_of,
+            2,
+        )
+        .unwrap();
         outcomes
     }
 
@@ -501,5 +691,134 @@ mod tests {
                 (None, "d".into(), "cust_d".into()),
             ]
         );
+    }
+
+    /// Keys move from the recent table into `event_keys` once there are enough of them (two
+    /// here); an id is found as stored whichever table holds its key, before and after a
+    /// merge, and every row keeps the id its key names.
+    #[test]
+    fn an_id_is_found_whether_its_key_is_recent_or_merged() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let task = task_key(conn, "task_a").unwrap();
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        let first = stored(conn, &tenant, task, &[event("a", "cust_a", 2)], event_key);
+        assert_eq!(first, [Stored::Inserted]);
+        assert_eq!((count("event_keys_recent"), count("event_keys")), (1, 0));
+        let second = stored(
+            conn,
+            &tenant,
+            task,
+            &[
+                event("a", "cust_x", 9),
+                event("b", "cust_b", 3),
+                event("c", "cust_c", 4),
+            ],
+            event_key,
+        );
+        assert_eq!(second, [duplicate_of("cust_a"), Stored::Inserted, Stored::Inserted]);
+        assert_eq!(
+            (count("event_keys_recent"), count("event_keys")),
+            (0, 3),
+            "merged at two"
+        );
+        let third = stored(
+            conn,
+            &tenant,
+            task,
+            &[
+                event("d", "cust_d", 5),
+                event("b", "cust_y", 10),
+                event("c", "cust_c", 4),
+            ],
+            event_key,
+        );
+        assert_eq!(third, [Stored::Inserted, duplicate_of("cust_b"), Stored::Inserted]);
+        assert_eq!((count("event_keys_recent"), count("event_keys")), (1, 3));
+        let rows: Vec<(i64, String)> = conn
+            .prepare("SELECT id, event_id FROM event_rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]
+        );
+        let named: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
+                 SELECT key, row FROM event_keys_recent) k ON k.row = r.id AND k.key = r.key",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(named, 4, "each key names its own row");
+    }
+
+    /// A filter of merged keys is trusted only while no one else merged since and its own
+    /// merge was committed: otherwise a key merged by another process (or kept by a merge
+    /// rolled back) would be taken again without a probe, and stored twice.
+    #[test]
+    fn a_filter_is_dropped_after_another_merge_or_its_own_rolled_back() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let task = task_key(conn, "task_a").unwrap();
+        let mut one = MergedKeys::default();
+        let mut other = MergedKeys::default();
+        let put = |merged: &mut MergedKeys, ids: &[(&str, u64)]| -> Vec<Stored> {
+            let events: Vec<Event> = ids.iter().map(|(id, line)| event(id, "cust_a", *line)).collect();
+            let refs: Vec<&Event> = events.iter().collect();
+            let mut outcomes = Vec::new();
+            insert_keyed(conn, merged, &tenant, task, &refs, &mut outcomes, event_key, 2).unwrap();
+            outcomes
+        };
+        assert_eq!(
+            put(&mut one, &[("a", 2), ("b", 3)]),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        assert!(one.filter.is_some(), "an empty table's filter pays at once");
+        // Another process merges c and d; this one's filter does not hold them.
+        assert_eq!(
+            put(&mut other, &[("c", 4), ("d", 5)]),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        assert_eq!(put(&mut one, &[("c", 9)]), [duplicate_of("cust_a")]);
+        // This process merges e and f, then the transaction is rolled back.
+        conn.execute_batch("SAVEPOINT undone").unwrap();
+        assert_eq!(
+            put(&mut one, &[("e", 6), ("f", 7)]),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        conn.execute_batch("ROLLBACK TO undone; RELEASE undone").unwrap();
+        // The other process merges g and h; then e is new again, and g is stored.
+        assert_eq!(
+            put(&mut other, &[("g", 8), ("h", 10)]),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        assert_eq!(
+            put(&mut one, &[("g", 11), ("e", 6)]),
+            [duplicate_of("cust_a"), Stored::Inserted]
+        );
+        let ids: Vec<String> = conn
+            .prepare("SELECT event_id FROM event_rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids, ["a", "b", "c", "d", "g", "h", "e"]);
     }
 }

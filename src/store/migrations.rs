@@ -396,6 +396,38 @@ INSERT INTO task_keys (task_id) SELECT DISTINCT task_id FROM events ORDER BY tas
 "#,
             super::events::migrate_to_event_rows,
         ),
+        // 11: the keys of events move out of a unique index on `event_rows` into two tables
+        // (issue 14): `event_keys_recent` takes each new key, and is small enough to stay in
+        // the page cache whatever its order; once it holds `events::RECENT_KEYS_MAX` keys
+        // they are merged, in key order, into `event_keys`. Inserting hashed keys at random
+        // into one index of millions read and wrote a page of it per event once it outgrew
+        // the cache (10M events ran at a fifth of 1M's rate); a merge in key order writes
+        // each page of it once per merge, and a probe only reads. The keys of a store are
+        // copied once, in key order (read from the index being dropped, so no sort).
+        M::up(
+            r#"
+CREATE TABLE event_keys (
+    key INTEGER PRIMARY KEY,
+    row INTEGER NOT NULL
+);
+CREATE TABLE event_keys_recent (
+    key INTEGER PRIMARY KEY,
+    row INTEGER NOT NULL
+);
+-- recent: keys in event_keys_recent; merged: keys in event_keys; merge_id: a random number
+-- each merge writes, so that a process can tell whether its filter of event_keys (see
+-- store::events::MergedKeys) is still that table's.
+CREATE TABLE event_keys_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    recent   INTEGER NOT NULL,
+    merged   INTEGER NOT NULL,
+    merge_id INTEGER NOT NULL
+);
+INSERT INTO event_keys (key, row) SELECT key, id FROM event_rows WHERE key IS NOT NULL ORDER BY key;
+INSERT INTO event_keys_state (id, recent, merged, merge_id) SELECT 1, 0, count(*), 0 FROM event_keys;
+DROP INDEX idx_event_rows_key;
+"#,
+        ),
     ]
 }
 

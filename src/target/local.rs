@@ -19,6 +19,8 @@ pub struct LocalTarget {
     /// Whether keys naming other records are resolved against this store's tables (not for a
     /// dry run of a task bound for a server, whose records live there).
     check_keys: bool,
+    /// What this run knows of the store's merged event keys (a filter, spared probes).
+    merged_keys: events::MergedKeys,
     outcomes: Vec<Stored>,
     done: Vec<Delivery>,
 }
@@ -32,6 +34,7 @@ impl LocalTarget {
             task_key: None,
             dry_run,
             check_keys: true,
+            merged_keys: events::MergedKeys::default(),
             outcomes: Vec::new(),
             done: Vec::new(),
         }
@@ -81,7 +84,14 @@ impl LocalTarget {
                 Some(key) => key,
                 None => *self.task_key.insert(events::task_key(tx, &self.task_id)?),
             };
-            events::insert(tx, tenant, task_key, &batch_events, &mut self.outcomes)?;
+            events::insert(
+                tx,
+                &mut self.merged_keys,
+                tenant,
+                task_key,
+                &batch_events,
+                &mut self.outcomes,
+            )?;
         }
         for (event, outcome) in batch_events.iter().zip(&self.outcomes) {
             let Stored::Duplicate(stored) = outcome else {

@@ -144,3 +144,51 @@ pub fn version(client: &mut Client) -> Result<i64> {
         .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])?
         .get(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::postgres::PgStore;
+    use crate::store::test_backends::{admin_url, TestDb};
+
+    /// Four hosts starting at once on a new database: the advisory lock makes the others
+    /// wait for the first, and find the schema done; each migration is applied once.
+    #[test]
+    fn stores_opened_at_once_migrate_once() {
+        let Some(admin) = admin_url() else { return };
+        let db = TestDb::create(&admin);
+        let opened: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| PgStore::open(&db.url))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for store in &opened {
+            assert!(store.is_ok(), "{:#}", store.as_ref().err().unwrap());
+        }
+        let store = opened.into_iter().next().unwrap().unwrap();
+        let rows: Vec<i64> = store
+            .client()
+            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(rows, (1..=super::latest()).collect::<Vec<_>>());
+        assert_eq!(super::version(&mut store.client()).unwrap(), super::latest());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_damaged() {
+        let Some(admin) = admin_url() else { return };
+        let db = TestDb::create(&admin);
+        let store = db.open();
+        store
+            .client()
+            .execute("INSERT INTO schema_migrations (version) VALUES (99)", &[])
+            .unwrap();
+        let err = format!("{:#}", PgStore::open(&db.url).err().expect("a newer schema is refused"));
+        assert!(
+            err.contains("version 99, newer than this flexprice-import knows"),
+            "{err}"
+        );
+        assert!(err.contains(&format!("{}", db.url)), "{err}");
+    }
+}

@@ -33,7 +33,7 @@ fn sslmode_given(url: &PgUrl) -> bool {
 /// its host name, unless the URL says `sslmode=disable` (a private network, knowingly).
 /// Errors name the URL without its password, and never contain it.
 pub fn connect(url: &PgUrl) -> Result<Client> {
-    let scrubbed = |e: &dyn std::fmt::Display| anyhow!("{}", url.scrub(&format!("{e:#}")));
+    let scrubbed = |e: &postgres::Error| anyhow!("{}", url.scrub(&chain(e)));
     let mut config: Config = url
         .connection_string()
         .parse()
@@ -63,6 +63,19 @@ pub fn connect(url: &PgUrl) -> Result<Client> {
     connected
         .map_err(|e| scrubbed(&e))
         .with_context(|| format!("connecting to the PostgreSQL store {url}"))
+}
+
+/// An error and its causes, `: `-separated, as anyhow's `{:#}` prints them (the driver's
+/// Display alone says only "db error", its cause says what went wrong).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// rustls with the system's root certificates (rustls-native-certs reads the same bundle

@@ -127,7 +127,7 @@ mod tests {
 
     use crate::store::location::PgUrl;
     use crate::store::test_backends::{admin_url, TestDb};
-    use crate::store::{TaskRepository, TaskStore};
+    use crate::store::TaskStore;
     use crate::task::{Task, TaskStatus};
 
     const CHILD_DB: &str = "FLEXPRICE_IMPORT_TEST_CLAIMER_DB";

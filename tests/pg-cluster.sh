@@ -8,11 +8,14 @@
 #   bash tests/pg-cluster.sh stop "$FLEXPRICE_IMPORT_PG_DIR"
 #
 # The cluster lives in a new temporary folder, listens on 127.0.0.1 only, on a free port,
-# with trust authentication there for every role but `flexprice_pw`, which must give its
-# password (the tests of a refused password use it). It trades durability for speed (no
-# fsync): it holds test data only. As root, the server runs as the `postgres` user (initdb
-# and postgres refuse root). Needs initdb, pg_ctl and psql (Debian: the postgresql package;
-# .ci/run installs it when initdb is missing).
+# with trust authentication there for every role but two the tests use: `flexprice_pw` must
+# give its password (the test of a refused password), and `flexprice_tls` may only connect
+# over TLS (the test that TLS is used and the server's certificate checked). TLS uses a
+# self-signed certificate for localhost made here, whose file FLEXPRICE_IMPORT_TEST_PG_CA
+# names. It trades durability for speed (no fsync): it holds test data only. As root, the
+# server runs as the `postgres` user (initdb and postgres refuse root). Needs initdb, pg_ctl,
+# psql and openssl (Debian: the postgresql package; .ci/run installs it when initdb is
+# missing).
 set -euo pipefail
 
 say() { echo "pg-cluster: $*" >&2; }
@@ -74,14 +77,34 @@ start() {
     }
     # 127.0.0.1 only: no unix-socket or IPv6 entry, so nothing else is trusted.
     cat >"$dir/data/pg_hba.conf" <<'HBA'
-host all flexprice_pw 127.0.0.1/32 scram-sha-256
-host all all          127.0.0.1/32 trust
+host    all flexprice_pw  127.0.0.1/32 scram-sha-256
+hostssl all flexprice_tls 127.0.0.1/32 trust
+host    all flexprice_tls 127.0.0.1/32 reject
+host    all all           127.0.0.1/32 trust
 HBA
+    # A self-signed certificate for localhost (and 127.0.0.1), for the TLS tests.
+    if ! command -v openssl >/dev/null 2>&1; then
+        say "openssl not found: it makes the test cluster's TLS certificate (Debian: apt-get install openssl)"
+        exit 1
+    fi
+    # A certificate authority of its own, and the server's certificate signed by it (rustls
+    # refuses a CA certificate used as the server's own).
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=flexprice-import test CA" \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/data/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 2 -extfile "$dir/server.ext" -out "$dir/data/server.crt" >/dev/null 2>&1
+    chmod 600 "$dir/data/server.key"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$dir/data/server.key" "$dir/data/server.crt"
+    fi
     local started=""
     for _ in 1 2 3 4 5; do
         port=$(free_port)
         if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-            -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$dir' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$dir' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c ssl=on" \
             start >/dev/null 2>&1; then
             started=1
             break
@@ -93,14 +116,16 @@ HBA
         exit 1
     fi
     if ! psql "postgresql://postgres@127.0.0.1:$port/postgres" -v ON_ERROR_STOP=1 -q \
-        -c "CREATE ROLE flexprice_pw LOGIN PASSWORD 'flexprice-right-password'" >&2; then
+        -c "CREATE ROLE flexprice_pw LOGIN PASSWORD 'flexprice-right-password'" \
+        -c "CREATE ROLE flexprice_tls LOGIN" >&2; then
         stop "$dir"
-        say "could not create the role flexprice_pw (is psql installed?)"
+        say "could not create the roles flexprice_pw and flexprice_tls (is psql installed?)"
         exit 1
     fi
     say "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, in $dir"
     echo "export FLEXPRICE_IMPORT_TEST_PG='postgres://postgres@127.0.0.1:$port/postgres'"
     echo "export FLEXPRICE_IMPORT_PG_DIR='$dir'"
+    echo "export FLEXPRICE_IMPORT_TEST_PG_CA='$dir/ca.crt'"
 }
 
 stop() {

@@ -547,3 +547,67 @@ fn postgres_never_shows_the_password() {
         "{stored}"
     );
 }
+
+/// TLS: asked for (`sslmode=require`), it is used and the server's certificate is checked
+/// against the system's roots (SSL_CERT_FILE replaces them here with the test cluster's own
+/// certificate authority). The role `flexprice_tls` may only connect over TLS (see
+/// tests/pg-cluster.sh), so its success proves TLS was on; a certificate nobody vouches for
+/// is refused; and localhost without sslmode connects without TLS (refused for that role).
+#[test]
+fn postgres_tls_is_used_and_the_certificate_checked() {
+    let Some(db) = PgDb::create() else { return };
+    let ca = std::env::var("FLEXPRICE_IMPORT_TEST_PG_CA").unwrap_or_else(|_| {
+        panic!("FLEXPRICE_IMPORT_TEST_PG_CA is not set: tests/pg-cluster.sh start exports it with the cluster's certificate")
+    });
+    db.client()
+        .batch_execute(&format!("ALTER DATABASE {} OWNER TO flexprice_tls", db.name))
+        .unwrap();
+    let env = Env::new();
+    let port = db.host_port().rsplit(':').next().unwrap().to_owned();
+    let tls = format!(
+        "postgres://flexprice_tls@localhost:{port}/{}?hostaddr=127.0.0.1&sslmode=require",
+        db.name
+    );
+    let file = fixture("events.csv");
+    let out = env
+        .cmd()
+        .env("FLEXPRICE_IMPORT_DB", &tls)
+        .env("SSL_CERT_FILE", &ca)
+        .args(["create", file.to_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let id = stdout_of(&out).trim().to_owned();
+    let owner: String = db
+        .client()
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'tasks'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "flexprice_tls", "the store was made over the TLS connection");
+    let stored: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM tasks WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
+
+    // The system's roots do not vouch for the test cluster's certificate.
+    let out = env
+        .cmd()
+        .env("FLEXPRICE_IMPORT_DB", &tls)
+        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        .args(["list"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = stderr_of(&out);
+    assert!(err.contains("invalid peer certificate: UnknownIssuer"), "{err}");
+
+    // localhost without sslmode: no TLS, which this role may not use.
+    let plain = format!("postgres://flexprice_tls@127.0.0.1:{port}/{}", db.name);
+    let out = on(&env, &plain, &["list"], 1);
+    let err = stderr_of(&out);
+    assert!(err.contains("no encryption"), "{err}");
+}

@@ -103,6 +103,12 @@ pub fn latest() -> i64 {
 /// build knows (refused, nothing changed), or a statement failed (nothing changed: it is one
 /// transaction).
 pub fn migrate(client: &mut Client) -> Result<()> {
+    // Up to date (every open but the first): no lock to take, so hosts opening the store do
+    // not queue behind each other. Migrations only move forward, so a version read as
+    // current stays current.
+    if version(client)? == latest() {
+        return Ok(());
+    }
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .context("waiting for another host's migration of the store")?;

@@ -65,7 +65,10 @@ start() {
         say "running as root: the cluster needs a 'postgres' user to run as (the postgresql package makes one)"
         exit 1
     fi
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/flexprice-pg.XXXXXX")
+    # As root, under /tmp: the postgres user may not be able to reach a $TMPDIR in root's home.
+    local base=${TMPDIR:-/tmp}
+    [ "$(id -u)" -eq 0 ] && base=/tmp
+    dir=$(mktemp -d "$base/flexprice-pg.XXXXXX")
     touch "$dir/.flexprice-import-test-cluster"
     if [ "$(id -u)" -eq 0 ]; then
         chown -R postgres "$dir"

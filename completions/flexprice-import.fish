@@ -24,7 +24,7 @@ function __fish_flexprice_import_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_needs_command" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -72,7 +72,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l environment-id -d 'The FlexPrice environment to write to (sent as X-Environment-ID)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l webhook-url -d 'Send the task\'s webhooks (task.started, task.completed, task.failed) to URL, signed with FLEXPRICE_WEBHOOK_SECRET (Standard Webhooks)' -r -f
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l webhook-progress -d 'Also send task.progress, at most this often (e.g. 30s)' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand create" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -113,7 +113,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand run" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -129,7 +129,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand resume" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -158,7 +158,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" 
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l until -d 'Created before: an RFC 3339 time, a date or an age' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l limit -d 'Show at most N tasks (1 to 1000)' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l offset -d 'Skip the first N matching tasks (for the next page)' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -171,7 +171,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" 
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l errors -d 'How many rejected rows to show' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -182,7 +182,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspec
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -s o -l output -d 'Where to write them (under a temporary name, renamed when complete); - for standard output' -r -F
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand errors" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -199,7 +199,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand verify" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -214,7 +214,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templa
 json\t'A JSON array holding one example record'
 jsonl\t'One example record on one line'"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l dir -d 'Write <entity>.csv and <entity>.json for every entity into DIR' -r -f -a "(__fish_complete_directories)"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand templates" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -230,7 +230,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l request-concurrency -d 'Requests to a FlexPrice server in flight at once, per task' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l max-retries -d 'Times a request to a FlexPrice server is sent again after a transient failure' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l request-timeout -d 'Time limit of one request to a FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand worker" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -247,7 +247,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l max-download-mb -d 'The largest download a task created over HTTP may make, in MiB' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l max-download-time -d 'The longest such a download may take' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l lease -d 'Lease of the tasks the inside workers run' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand serve" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -274,7 +274,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -284,7 +284,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -l json -d 'Print the finished task as JSON on stdout (needs -o PATH, as the records take stdout otherwise)'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and not __fish_seen_subcommand_from import export help" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and not __fish_seen_subcommand_from import export help" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and not __fish_seen_subcommand_from import export help" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and not __fish_seen_subcommand_from import export help" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and not __fish_seen_subcommand_from import export help" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -308,7 +308,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalo
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from import" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -330,7 +330,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalo
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l concurrency -d 'Requests to the FlexPrice server in flight at once' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l max-retries -d 'Times a request is sent again after a transient failure (429, 408, 5xx, timeout, lost connection) before its rows count as failed' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l request-timeout -d 'Time limit of one request to the FlexPrice server' -r
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from export" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -342,7 +342,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalo
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from help" -f -a "import" -d 'Import a folder\'s files (features, plans, addons, prices, entitlements, customers, subscriptions; each .csv, .json or .jsonl) in dependency order, one task per file'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from help" -f -a "export" -d 'Export every entity of a catalog into a folder, one file per entity, named and written as `catalog import` reads them'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand catalog; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand archive" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -357,7 +357,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune"
 processing\t''
 completed\t''
 failed\t''"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -367,7 +367,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune"
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -l dry-run -d 'List the tasks that would be deleted, and delete nothing'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand prune" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'
@@ -377,7 +377,7 @@ complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand comple
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s q -l quiet -d 'Print nothing but data (task ids, JSON, tables) and errors'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l dir -d 'Write every page (flexprice-import.1 and one per command) into DIR instead' -r -f -a "(__fish_complete_directories)"
-complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l db -d 'The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
+complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l db -d 'The task store: a SQLite file, or a PostgreSQL database as postgres://user:password@host:5432/dbname (create, list, inspect and errors so far) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db on Linux]' -r -F
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l tenant -d 'The tenant whose tasks and records these are' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l actor -d 'Who is acting, recorded as created_by/updated_by [default: the OS user]' -r
 complete -c flexprice-import -n "__fish_flexprice_import_using_subcommand man" -l progress -d 'When to draw a progress bar on stderr' -r -f -a "auto\t'Only when stderr is a terminal (and not with --quiet, --json, TERM=dumb or CI)'

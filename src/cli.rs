@@ -34,7 +34,9 @@ Examples:
   flexprice-import inspect task_01a2253bd8f9710284c4029b1b3127f3
 
 Store:
-  ~/.local/share/flexprice-import/store.db ($XDG_DATA_HOME), or --db PATH.
+  ~/.local/share/flexprice-import/store.db ($XDG_DATA_HOME), or --db PATH;
+  --db postgres://user:password@host:5432/dbname for a PostgreSQL store
+  (create, list, inspect and errors so far).
   Each command's --help has its options and examples.";
 
 #[derive(Debug, Parser)]
@@ -55,9 +57,19 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The task store, a SQLite file [default: $XDG_DATA_HOME/flexprice-import/store.db,
-    /// ~/.local/share/flexprice-import/store.db on Linux]
-    #[arg(long, global = true, env = "FLEXPRICE_IMPORT_DB", value_name = "PATH", value_hint = ValueHint::FilePath)]
+    /// The task store: a SQLite file, or a PostgreSQL database as
+    /// postgres://user:password@host:5432/dbname (create, list, inspect and errors so far)
+    /// [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db
+    /// on Linux]
+    #[arg(
+        long,
+        global = true,
+        env = "FLEXPRICE_IMPORT_DB",
+        // A URL may hold a password: help never shows the variable's value.
+        hide_env_values = true,
+        value_name = "PATH|URL",
+        value_hint = ValueHint::FilePath
+    )]
     pub db: Option<PathBuf>,
     /// The tenant whose tasks and records these are
     #[arg(long, global = true, env = "FLEXPRICE_TENANT_ID", default_value = DEFAULT_TENANT, value_name = "ID")]

@@ -7,9 +7,14 @@ use anyhow::Result;
 use crate::cli::GlobalArgs;
 use crate::exit::usage;
 use crate::output::OutputPolicy;
+use crate::store::StoreLocation;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where the store is: a SQLite file or a PostgreSQL URL (shown without its password).
+    pub db: StoreLocation,
+    /// The SQLite file, for the commands not ported to PostgreSQL; empty for a PostgreSQL
+    /// store, where `lib::run` refuses those commands before they start (`store::backend::unported`).
     pub db_path: PathBuf,
     pub tenant_id: String,
     pub actor: String,
@@ -21,9 +26,13 @@ pub struct Settings {
 impl Settings {
     /// `json`: the command prints JSON on stdout, so no bar or colour is drawn around it.
     pub fn resolve(global: &GlobalArgs, json: bool) -> Result<Settings> {
-        let db_path = match &global.db {
-            Some(path) => path.clone(),
-            None => default_db_path()?,
+        let db = match &global.db {
+            Some(text) => StoreLocation::parse(text.as_os_str())?,
+            None => StoreLocation::Sqlite(default_db_path()?),
+        };
+        let db_path = match &db {
+            StoreLocation::Sqlite(path) => path.clone(),
+            StoreLocation::Postgres(_) => PathBuf::new(),
         };
         let tenant_id = global.tenant.trim().to_owned();
         if tenant_id.is_empty() {
@@ -34,6 +43,7 @@ impl Settings {
             _ => os_user(),
         };
         Ok(Settings {
+            db,
             db_path,
             tenant_id,
             actor,

@@ -7,7 +7,6 @@ use crate::cli::CreateArgs;
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
 use crate::source::{self, SourceSpec};
-use crate::store::{Store, TaskRepository};
 
 pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
     let input = ImportInput::resolve(&args.input, &args.input_args)?;
@@ -21,7 +20,7 @@ pub fn run(args: &CreateArgs, settings: &Settings) -> Result<ExitStatus> {
         // Refuse a task that could never run; the file is read again when it does.
         source::open(&input.spec, input.encoding)?;
     }
-    let store = Store::open(&settings.db_path)?;
+    let store = crate::store::backend::open(&settings.db)?;
     let mut task = input.new_task(settings)?;
     super::targets::choose(&mut task, &args.target_args)?;
     super::targets::notify(&mut task, &args.notify_args)?;

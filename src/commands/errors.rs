@@ -11,16 +11,16 @@ use crate::cli::ErrorsArgs;
 use crate::exit::ExitStatus;
 use crate::output::rejects::{write_file, RejectWriter};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::TaskStore;
 use crate::task::Task;
 
 pub fn run(args: &ErrorsArgs, settings: &Settings) -> Result<ExitStatus> {
     if args.output != Path::new("-") {
         crate::output::rejects::check_folder(&args.output).map_err(crate::exit::usage)?;
     }
-    let store = super::existing_store_for(settings, &args.task_id)?;
-    let task = find_task(&store, settings, &args.task_id)?;
-    let written = export(&store, &task, &args.output, args.duplicates)?;
+    let store = super::existing_task_store_for(settings, &args.task_id)?;
+    let task = find_task(store.as_ref(), settings, &args.task_id)?;
+    let written = export(store.as_ref(), &task, &args.output, args.duplicates)?;
     if !settings.output.quiet && args.output != Path::new("-") {
         eprintln!(
             "{} of task {} written to {}",
@@ -33,7 +33,7 @@ pub fn run(args: &ErrorsArgs, settings: &Settings) -> Result<ExitStatus> {
 }
 
 /// Writes the task's rejected rows to `path` (`-`: standard output) and returns how many.
-pub fn export(store: &Store, task: &Task, path: &Path, duplicates: bool) -> Result<u64> {
+pub fn export(store: &dyn TaskStore, task: &Task, path: &Path, duplicates: bool) -> Result<u64> {
     let body = |out: &mut dyn Write| -> Result<u64> {
         let mut writer = RejectWriter::start(
             out,
@@ -44,7 +44,7 @@ pub fn export(store: &Store, task: &Task, path: &Path, duplicates: bool) -> Resu
         )?;
         store
             .task_errors()
-            .for_each(&task.id, duplicates, |row| writer.row(row))?;
+            .for_each(&task.id, duplicates, &mut |row| writer.row(row))?;
         writer.finish()
     };
     if path == Path::new("-") {

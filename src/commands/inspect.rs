@@ -5,25 +5,24 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::print_json;
-use super::run::{find_task, is_interrupted};
+use super::run::find_task;
 use crate::cli::InspectArgs;
 use crate::exit::ExitStatus;
 use crate::output::render;
 use crate::settings::Settings;
-use crate::store::checkpoints;
 use crate::task::TaskStatus;
 
 pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
-    let store = super::existing_store_for(settings, &args.task_id)?;
-    let task = find_task(&store, settings, &args.task_id)?;
+    let store = super::existing_task_store_for(settings, &args.task_id)?;
+    let task = find_task(store.as_ref(), settings, &args.task_id)?;
     let errors = store.task_errors().first(&task.id, None, args.errors)?;
     let total_errors = store.task_errors().count(&task.id)?;
-    let interrupted = is_interrupted(&task, &settings.db_path);
-    let checkpoint = checkpoints::load(store.conn(), &task.id)?;
-    let webhooks = crate::store::webhooks::of_task(store.conn(), &task.id)?;
+    let interrupted = store.is_interrupted(&task)?;
+    let checkpoint = store.checkpoint(&task.id)?;
+    let webhooks = store.webhooks_of(&task.id)?;
     // What a live run has read beyond its last commit (a file it rewrites every second).
     let read_so_far = (task.task_status == TaskStatus::Processing && !interrupted)
-        .then(|| crate::store::live::read(&settings.db_path, &task.id))
+        .then(|| store.read_so_far(&task.id))
         .flatten();
     let now = Utc::now();
     if args.json {

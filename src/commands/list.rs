@@ -6,13 +6,12 @@ use anyhow::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
-use super::run::is_interrupted;
 use super::{count, print_json};
 use crate::cli::ListArgs;
 use crate::exit::{usage, ExitStatus};
 use crate::output::render;
 use crate::settings::Settings;
-use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::store::{TaskFilter, TaskStore};
 use crate::task::Task;
 
 pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
@@ -30,7 +29,7 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         offset: args.offset,
         ..TaskFilter::default()
     };
-    let Some(store) = Store::open_existing(&settings.db_path)? else {
+    let Some(store) = crate::store::backend::open_existing(&settings.db)? else {
         // Reading never creates a store: a mistyped --db leaves no folder behind.
         if args.json {
             print_page(&[], &[], 0, &filter)?;
@@ -39,17 +38,18 @@ pub fn run(args: &ListArgs, settings: &Settings) -> Result<ExitStatus> {
         }
         return Ok(ExitStatus::Success);
     };
+    let store = store.as_ref();
     let page = store.tasks().list(&filter)?;
     let interrupted: Vec<bool> = page
         .items
         .iter()
-        .map(|t| is_interrupted(t, &settings.db_path))
-        .collect();
+        .map(|t| store.is_interrupted(t))
+        .collect::<Result<_>>()?;
     if args.json {
         print_page(&page.items, &interrupted, page.total, &filter)?;
     } else if page.items.is_empty() {
         if !settings.output.quiet {
-            eprintln!("{}", nothing_listed(&store, args, &filter, page.total)?);
+            eprintln!("{}", nothing_listed(store, args, &filter, page.total)?);
         }
     } else {
         // On a terminal (or with COLUMNS set) the table fits its width; --wide keeps it whole.
@@ -99,8 +99,8 @@ fn print_page(items: &[Task], interrupted: &[bool], total: u64, filter: &TaskFil
 /// Why an empty listing is empty: the page is past the matches, the filters match none of
 /// the tenant's tasks, the tenant's tasks are archived, or the tenant has none (never a word
 /// about other tenants' tasks, nor whether there are any).
-fn nothing_listed(store: &Store, args: &ListArgs, filter: &TaskFilter, matched: u64) -> Result<String> {
-    let path = store.path().display();
+fn nothing_listed(store: &dyn TaskStore, args: &ListArgs, filter: &TaskFilter, matched: u64) -> Result<String> {
+    let path = store.describe();
     if matched > 0 {
         return Ok(format!(
             "no tasks on this page: --offset {} is past the {}",

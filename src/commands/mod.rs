@@ -188,6 +188,14 @@ pub fn no_store(path: &std::path::Path) -> String {
     )
 }
 
+/// `no_store` for a store's location (only a SQLite file can be missing).
+fn no_store_at(location: &crate::store::StoreLocation) -> String {
+    match location {
+        crate::store::StoreLocation::Sqlite(path) => no_store(path),
+        other => format!("there is no store at {other}"),
+    }
+}
+
 pub use crate::output::{count, count_as};
 
 /// The store, for a command about one existing task: a missing store is a usage error that
@@ -195,6 +203,12 @@ pub use crate::output::{count, count_as};
 pub fn existing_store_for(settings: &Settings, task_id: &str) -> Result<crate::store::Store> {
     crate::store::Store::open_existing(&settings.db_path)?
         .ok_or_else(|| usage(format!("no task {task_id}: {}", no_store(&settings.db_path))))
+}
+
+/// `existing_store_for` on either backend, for the commands ported to PostgreSQL.
+pub fn existing_task_store_for(settings: &Settings, task_id: &str) -> Result<Box<dyn crate::store::TaskStore>> {
+    crate::store::backend::open_existing(&settings.db)?
+        .ok_or_else(|| usage(format!("no task {task_id}: {}", no_store_at(&settings.db))))
 }
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -24,7 +24,7 @@ use crate::source::{self, SourceSpec};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::live::{self, ReadSoFar};
 use crate::store::lock::TaskLock;
-use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository};
+use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository, TaskStore};
 use crate::task::{Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
@@ -178,12 +178,12 @@ pub fn create_for_file(
     Ok(task)
 }
 
-pub fn find_task(store: &Store, settings: &Settings, id: &str) -> Result<Task> {
+pub fn find_task(store: &dyn TaskStore, settings: &Settings, id: &str) -> Result<Task> {
     store.tasks().get(&settings.tenant_id, id)?.ok_or_else(|| {
         usage(format!(
             "no task {id} for tenant {} in {}",
             settings.tenant_id,
-            store.path().display()
+            store.describe()
         ))
     })
 }

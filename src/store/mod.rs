@@ -1,18 +1,23 @@
 //! Everything SQL: opening the store, its migrations, the task repository and the local
 //! target's tables. No other module writes SQL.
 
+pub mod backend;
 pub mod busy;
 pub mod checkpoints;
 pub mod events;
 pub mod export;
 pub mod ledger;
 pub mod live;
+pub mod location;
 pub mod lock;
 mod migrations;
+pub mod postgres;
 pub mod queue;
 pub mod rows;
 pub mod task_errors;
 pub mod tasks;
+#[cfg(test)]
+pub(crate) mod test_backends;
 pub mod verify;
 pub mod webhooks;
 
@@ -23,7 +28,9 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
-pub use task_errors::{TaskErrorRow, TaskErrors};
+pub use backend::TaskStore;
+pub use location::StoreLocation;
+pub use task_errors::{TaskErrorRepository, TaskErrorRow, TaskErrors};
 pub use tasks::{SqliteTaskRepository, TaskFilter, TaskPage, TaskRepository};
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`). The unique index on

@@ -11,6 +11,43 @@ use rusqlite::{params, Connection};
 use super::format_time;
 use super::lock::TaskLock;
 
+/// The queue of a store, whichever backend holds it (`SqliteQueue`, `postgres::PgQueue`).
+/// Times are the caller's clock: hosts sharing a store must keep their clocks in step (NTP)
+/// to well within a lease.
+pub trait Queue {
+    /// Claims the oldest task a worker may take (see `claim`) with a lease until
+    /// `now + lease`: its id and tenant, or `None` when there is nothing to take. Two
+    /// claimers never get the same task while its lease runs.
+    fn claim(&self, worker_id: &str, lease: chrono::Duration, now: DateTime<Utc>) -> Result<Option<(String, String)>>;
+    /// Extends the lease; false when the worker no longer holds it.
+    fn renew(&self, task_id: &str, worker_id: &str, until: DateTime<Utc>) -> Result<bool>;
+    /// Ends the lease of a finished task.
+    fn release(&self, task_id: &str, worker_id: &str) -> Result<()>;
+    /// Hands the task back at once (a worker shutting down).
+    fn hand_back(&self, task_id: &str, worker_id: &str) -> Result<()>;
+}
+
+/// The queue of a SQLite store at `db` (its path finds the tasks' lock files).
+pub struct SqliteQueue<'a> {
+    pub conn: &'a Connection,
+    pub db: &'a Path,
+}
+
+impl Queue for SqliteQueue<'_> {
+    fn claim(&self, worker_id: &str, lease: chrono::Duration, now: DateTime<Utc>) -> Result<Option<(String, String)>> {
+        claim(self.conn, self.db, worker_id, lease, now)
+    }
+    fn renew(&self, task_id: &str, worker_id: &str, until: DateTime<Utc>) -> Result<bool> {
+        renew(self.conn, task_id, worker_id, until)
+    }
+    fn release(&self, task_id: &str, worker_id: &str) -> Result<()> {
+        release(self.conn, task_id, worker_id)
+    }
+    fn hand_back(&self, task_id: &str, worker_id: &str) -> Result<()> {
+        hand_back(self.conn, task_id, worker_id)
+    }
+}
+
 /// Claims the oldest task a worker may take: PENDING; PROCESSING whose process is gone (no
 /// live lease, no live lock); or FAILED by a worker's shutdown (interrupted, its lease
 /// handed back). Returns its id and tenant.

@@ -43,6 +43,43 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskErrorRow> {
     })
 }
 
+/// A task's rejected rows, whichever backend holds them (`TaskErrors` for SQLite,
+/// `postgres::PgTaskErrors`). Rows come back in file order: by line, then as recorded.
+pub trait TaskErrorRepository {
+    fn insert(&self, task_id: &str, error: &RowError) -> Result<()>;
+    /// The first `limit` rejected rows, optionally of one kind.
+    fn first(&self, task_id: &str, kind: Option<ErrorKind>, limit: u32) -> Result<Vec<TaskErrorRow>>;
+    /// One page of the rejected rows (duplicates included).
+    fn page(&self, task_id: &str, limit: u32, offset: u64) -> Result<Vec<TaskErrorRow>>;
+    /// Calls `f` with every rejected row; skipped duplicates (resends and conflicts) too when
+    /// `duplicates` is set.
+    fn for_each(&self, task_id: &str, duplicates: bool, f: &mut dyn FnMut(&TaskErrorRow) -> Result<()>) -> Result<()>;
+    fn count(&self, task_id: &str) -> Result<u64>;
+    /// Forgets the rows before the task runs again from the start.
+    fn clear(&self, task_id: &str) -> Result<()>;
+}
+
+impl TaskErrorRepository for TaskErrors<'_> {
+    fn insert(&self, task_id: &str, error: &RowError) -> Result<()> {
+        TaskErrors::insert(self, task_id, error)
+    }
+    fn first(&self, task_id: &str, kind: Option<ErrorKind>, limit: u32) -> Result<Vec<TaskErrorRow>> {
+        TaskErrors::first(self, task_id, kind, limit)
+    }
+    fn page(&self, task_id: &str, limit: u32, offset: u64) -> Result<Vec<TaskErrorRow>> {
+        TaskErrors::page(self, task_id, limit, offset)
+    }
+    fn for_each(&self, task_id: &str, duplicates: bool, f: &mut dyn FnMut(&TaskErrorRow) -> Result<()>) -> Result<()> {
+        TaskErrors::for_each(self, task_id, duplicates, f)
+    }
+    fn count(&self, task_id: &str) -> Result<u64> {
+        TaskErrors::count(self, task_id)
+    }
+    fn clear(&self, task_id: &str) -> Result<()> {
+        TaskErrors::clear(self, task_id)
+    }
+}
+
 pub struct TaskErrors<'c> {
     conn: &'c Connection,
 }

@@ -288,7 +288,7 @@ impl TaskRepository for SqliteTaskRepository<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::open_in_memory;
+    use crate::store::test_backends::each_backend;
     use chrono::TimeZone;
 
     fn task(id: &str, created: DateTime<Utc>, status: TaskStatus, by: &str) -> Task {
@@ -301,145 +301,148 @@ mod tests {
 
     #[test]
     fn create_get_update_round_trip() {
-        let store = open_in_memory();
-        let repo = store.tasks();
-        let mut t = task("task_a", at(1), TaskStatus::Pending, "ana");
-        t.metadata.input_format = Some("jsonl".into());
-        repo.create(&t).unwrap();
-        assert_eq!(repo.get("t1", "task_a").unwrap().unwrap(), t);
-        assert!(repo.get("other-tenant", "task_a").unwrap().is_none());
+        each_backend(|store| {
+            let repo = store.tasks();
+            let mut t = task("task_a", at(1), TaskStatus::Pending, "ana");
+            t.metadata.input_format = Some("jsonl".into());
+            repo.create(&t).unwrap();
+            assert_eq!(repo.get("t1", "task_a").unwrap().unwrap(), t);
+            assert!(repo.get("other-tenant", "task_a").unwrap().is_none());
 
-        t.move_to(TaskStatus::Processing, at(2)).unwrap();
-        t.processed_records = 7;
-        repo.update(&t).unwrap();
-        assert_eq!(repo.get("t1", "task_a").unwrap().unwrap(), t);
+            t.move_to(TaskStatus::Processing, at(2)).unwrap();
+            t.processed_records = 7;
+            repo.update(&t).unwrap();
+            assert_eq!(repo.get("t1", "task_a").unwrap().unwrap(), t);
 
-        let progress = Progress {
-            processed: 9,
-            successful: 8,
-            failed: 1,
-            total: Some(9),
-        };
-        repo.update_progress("task_a", &progress, &t.metadata, at(3)).unwrap();
-        let got = repo.get("t1", "task_a").unwrap().unwrap();
-        assert_eq!(
-            (
-                got.processed_records,
-                got.successful_records,
-                got.failed_records,
-                got.total_records
-            ),
-            (9, 8, 1, Some(9))
-        );
-        assert!(repo.delete("task_a").unwrap());
-        assert!(repo.get("t1", "task_a").unwrap().is_none());
+            let progress = Progress {
+                processed: 9,
+                successful: 8,
+                failed: 1,
+                total: Some(9),
+            };
+            repo.update_progress("task_a", &progress, &t.metadata, at(3)).unwrap();
+            let got = repo.get("t1", "task_a").unwrap().unwrap();
+            assert_eq!(
+                (
+                    got.processed_records,
+                    got.successful_records,
+                    got.failed_records,
+                    got.total_records
+                ),
+                (9, 8, 1, Some(9))
+            );
+            assert!(repo.delete("task_a").unwrap());
+            assert!(repo.get("t1", "task_a").unwrap().is_none());
+        });
     }
 
     /// serde_json's `arbitrary_precision` once broke reading metadata back (its flattened
     /// `other`): every number kind and a later version's keys must survive the store.
     #[test]
     fn a_stored_tasks_metadata_reads_back_whole() {
-        let store = open_in_memory();
-        let repo = store.tasks();
-        let mut t = task("task_m", at(1), TaskStatus::Processing, "ana");
-        let m = &mut t.metadata;
-        m.bytes_read = 98_765_432_109;
-        m.file_size = Some(u64::MAX);
-        m.max_error_rate = Some(0.125);
-        m.max_errors = Some(0);
-        m.validation_errors = 2;
-        m.requests.retries = 3;
-        m.property_types = vec![("cost".into(), crate::entity::PropertyType::Decimal)];
-        m.other.insert(
-            "from_a_later_version".into(),
-            serde_json::from_str(r#"{"n":123456789012345678901234,"x":1.50}"#).unwrap(),
-        );
-        repo.create(&t).unwrap();
-        let got = repo.get("t1", "task_m").unwrap().unwrap();
-        assert_eq!(got, t);
-        assert_eq!(
-            got.metadata.other["from_a_later_version"].to_string(),
-            r#"{"n":123456789012345678901234,"x":1.50}"#
-        );
-        let listed = repo
-            .list(&TaskFilter {
-                tenant_id: "t1".into(),
-                limit: 50,
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(listed.items, vec![t]);
+        each_backend(|store| {
+            let repo = store.tasks();
+            let mut t = task("task_m", at(1), TaskStatus::Processing, "ana");
+            let m = &mut t.metadata;
+            m.bytes_read = 98_765_432_109;
+            m.file_size = Some(u64::MAX);
+            m.max_error_rate = Some(0.125);
+            m.max_errors = Some(0);
+            m.validation_errors = 2;
+            m.requests.retries = 3;
+            m.property_types = vec![("cost".into(), crate::entity::PropertyType::Decimal)];
+            m.other.insert(
+                "from_a_later_version".into(),
+                serde_json::from_str(r#"{"n":123456789012345678901234,"x":1.50}"#).unwrap(),
+            );
+            repo.create(&t).unwrap();
+            let got = repo.get("t1", "task_m").unwrap().unwrap();
+            assert_eq!(got, t);
+            assert_eq!(
+                got.metadata.other["from_a_later_version"].to_string(),
+                r#"{"n":123456789012345678901234,"x":1.50}"#
+            );
+            let listed = repo
+                .list(&TaskFilter {
+                    tenant_id: "t1".into(),
+                    limit: 50,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(listed.items, vec![t]);
+        });
     }
 
     #[test]
     fn list_filters_pages_and_counts_newest_first() {
-        let store = open_in_memory();
-        let repo = store.tasks();
-        for (i, status) in [
-            TaskStatus::Failed,
-            TaskStatus::Completed,
-            TaskStatus::Failed,
-            TaskStatus::Pending,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let who = if i % 2 == 0 { "ana" } else { "bo" };
-            repo.create(&task(&format!("task_{i}"), at(i as u32 + 1), status, who))
+        each_backend(|store| {
+            let repo = store.tasks();
+            for (i, status) in [
+                TaskStatus::Failed,
+                TaskStatus::Completed,
+                TaskStatus::Failed,
+                TaskStatus::Pending,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let who = if i % 2 == 0 { "ana" } else { "bo" };
+                repo.create(&task(&format!("task_{i}"), at(i as u32 + 1), status, who))
+                    .unwrap();
+            }
+            let base = TaskFilter {
+                tenant_id: "t1".into(),
+                limit: 50,
+                ..Default::default()
+            };
+
+            let all = repo.list(&base).unwrap();
+            let ids: Vec<_> = all.items.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(ids, ["task_3", "task_2", "task_1", "task_0"]);
+            assert_eq!(all.total, 4);
+
+            let failed = repo
+                .list(&TaskFilter {
+                    task_status: Some(TaskStatus::Failed),
+                    ..base.clone()
+                })
                 .unwrap();
-        }
-        let base = TaskFilter {
-            tenant_id: "t1".into(),
-            limit: 50,
-            ..Default::default()
-        };
+            assert_eq!(failed.items.len(), 2);
+            assert_eq!(failed.total, 2);
 
-        let all = repo.list(&base).unwrap();
-        let ids: Vec<_> = all.items.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["task_3", "task_2", "task_1", "task_0"]);
-        assert_eq!(all.total, 4);
+            let page = repo
+                .list(&TaskFilter {
+                    limit: 1,
+                    offset: 1,
+                    ..base.clone()
+                })
+                .unwrap();
+            assert_eq!(page.items[0].id, "task_2");
+            assert_eq!(page.total, 4);
 
-        let failed = repo
-            .list(&TaskFilter {
-                task_status: Some(TaskStatus::Failed),
+            let window = TaskFilter {
+                since: Some(at(2)),
+                until: Some(at(4)),
+                created_by: Some("bo".into()),
                 ..base.clone()
-            })
-            .unwrap();
-        assert_eq!(failed.items.len(), 2);
-        assert_eq!(failed.total, 2);
-
-        let page = repo
-            .list(&TaskFilter {
-                limit: 1,
-                offset: 1,
-                ..base.clone()
-            })
-            .unwrap();
-        assert_eq!(page.items[0].id, "task_2");
-        assert_eq!(page.total, 4);
-
-        let window = TaskFilter {
-            since: Some(at(2)),
-            until: Some(at(4)),
-            created_by: Some("bo".into()),
-            ..base.clone()
-        };
-        assert_eq!(
-            repo.list(&window)
-                .unwrap()
-                .items
-                .iter()
-                .map(|t| t.id.clone())
-                .collect::<Vec<_>>(),
-            ["task_1"]
-        );
-        assert_eq!(
-            repo.count(&TaskFilter {
-                tenant_id: "nobody".into(),
-                ..base
-            })
-            .unwrap(),
-            0
-        );
+            };
+            assert_eq!(
+                repo.list(&window)
+                    .unwrap()
+                    .items
+                    .iter()
+                    .map(|t| t.id.clone())
+                    .collect::<Vec<_>>(),
+                ["task_1"]
+            );
+            assert_eq!(
+                repo.count(&TaskFilter {
+                    tenant_id: "nobody".into(),
+                    ..base
+                })
+                .unwrap(),
+                0
+            );
+        });
     }
 }

@@ -187,11 +187,11 @@ fn global_options_are_shown_apart_in_every_help() {
             .split_once("\nGlobal options:\n")
             .expect("a Global options section");
         assert!(
-            global.contains("--db <PATH>") && global.contains("--tenant <ID>"),
+            global.contains("--db <PATH|URL>") && global.contains("--tenant <ID>"),
             "{name}: {global}"
         );
         assert!(
-            !own.contains("--db <PATH>") && !own.contains("--tenant <ID>"),
+            !own.contains("--db <PATH|URL>") && !own.contains("--tenant <ID>"),
             "{name}: {own}"
         );
     }

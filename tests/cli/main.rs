@@ -21,6 +21,7 @@ mod help;
 mod import;
 mod locks;
 mod messages;
+mod postgres_store;
 mod progress;
 mod readme;
 mod real_files;

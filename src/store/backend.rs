@@ -1,0 +1,312 @@
+//! One store trait over both backends: SQLite (`Store`, the embedded default) and PostgreSQL
+//! (`postgres::PgStore`, many hosts on one database). Commands that work on both take a
+//! `&dyn TaskStore`; what is not ported to PostgreSQL yet still takes the SQLite `Store`
+//! (see `unported` for the message those commands give on PostgreSQL).
+
+use anyhow::Result;
+
+use super::checkpoints::Checkpoint;
+use super::live::ReadSoFar;
+use super::location::StoreLocation;
+use super::postgres::PgStore;
+use super::queue::{Queue, SqliteQueue};
+use super::task_errors::TaskErrorRepository;
+use super::webhooks::Delivery;
+use super::{Store, TaskRepository};
+use crate::task::{Task, TaskStatus};
+
+/// What the ported commands (`create`, `list`, `inspect`, `errors`) and the queue need of a
+/// store, on either backend.
+pub trait TaskStore {
+    /// The store as messages name it: the SQLite file's path, or the PostgreSQL URL with
+    /// `***` for its password.
+    fn describe(&self) -> String;
+    fn tasks(&self) -> Box<dyn TaskRepository + '_>;
+    fn task_errors(&self) -> Box<dyn TaskErrorRepository + '_>;
+    /// Where an interrupted task will continue, if it got anywhere.
+    fn checkpoint(&self, task_id: &str) -> Result<Option<Checkpoint>>;
+    /// Every webhook delivery of a task, oldest first.
+    fn webhooks_of(&self, task_id: &str) -> Result<Vec<Delivery>>;
+    fn queue(&self) -> Box<dyn Queue + '_>;
+    /// Whether a live process runs the task now. SQLite: its lock file is held (the OS frees
+    /// it when the process dies). PostgreSQL: a worker's lease on it has not expired.
+    fn is_running(&self, task_id: &str) -> Result<bool>;
+    /// What a running task has read beyond its last commit (SQLite: a file beside its lock;
+    /// PostgreSQL: not kept yet, `None`).
+    fn read_so_far(&self, task_id: &str) -> Option<ReadSoFar>;
+
+    /// Whether a task stopped without finishing: PROCESSING with no live process, or FAILED
+    /// by a signal.
+    fn is_interrupted(&self, task: &Task) -> Result<bool> {
+        Ok(match task.task_status {
+            TaskStatus::Processing => !self.is_running(&task.id)?,
+            TaskStatus::Failed => task.metadata.interrupted,
+            _ => false,
+        })
+    }
+}
+
+impl TaskStore for Store {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+    fn tasks(&self) -> Box<dyn TaskRepository + '_> {
+        Box::new(Store::tasks(self))
+    }
+    fn task_errors(&self) -> Box<dyn TaskErrorRepository + '_> {
+        Box::new(Store::task_errors(self))
+    }
+    fn checkpoint(&self, task_id: &str) -> Result<Option<Checkpoint>> {
+        super::checkpoints::load(self.conn(), task_id)
+    }
+    fn webhooks_of(&self, task_id: &str) -> Result<Vec<Delivery>> {
+        super::webhooks::of_task(self.conn(), task_id)
+    }
+    fn queue(&self) -> Box<dyn Queue + '_> {
+        Box::new(SqliteQueue {
+            conn: self.conn(),
+            db: self.path(),
+        })
+    }
+    fn is_running(&self, task_id: &str) -> Result<bool> {
+        Ok(super::lock::TaskLock::is_held(self.path(), task_id))
+    }
+    fn read_so_far(&self, task_id: &str) -> Option<ReadSoFar> {
+        super::live::read(self.path(), task_id)
+    }
+}
+
+/// Opens (creating and migrating if needed) the store at `location`.
+pub fn open(location: &StoreLocation) -> Result<Box<dyn TaskStore>> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(Store::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
+}
+
+/// Opens the store only if it exists (`None`: no SQLite file there), for commands that only
+/// read. A PostgreSQL database always exists once it can be connected to; it is migrated.
+pub fn open_existing(location: &StoreLocation) -> Result<Option<Box<dyn TaskStore>>> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Store::open_existing(path)?.map(|s| Box::new(s) as Box<dyn TaskStore>),
+        StoreLocation::Postgres(url) => Some(Box::new(PgStore::open(url)?)),
+    })
+}
+
+/// The message of a command or path not ported to PostgreSQL yet (a usage error, exit 2):
+/// `what` is the command (`run`, `worker`, …).
+pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
+    crate::exit::usage(format!(
+        "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
+         (`create`, `list`, `inspect` and `errors` work on PostgreSQL)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::row_error::{ErrorKind, RowError};
+    use crate::store::test_backends::each_backend;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, second).unwrap()
+    }
+
+    fn rejected(line: u64, kind: ErrorKind, column: Option<&str>, reason: &str, raw: &[u8]) -> RowError {
+        RowError {
+            line,
+            column: column.map(str::to_owned),
+            kind,
+            reason: reason.into(),
+            element_line: (line == 7).then_some(31),
+            raw: Some(raw.to_vec()),
+        }
+    }
+
+    #[test]
+    fn rejected_rows_come_back_in_file_order_with_their_bytes() {
+        each_backend(|store| {
+            let task = Task::sample("task_e", at(0), TaskStatus::Completed, "ana");
+            store.tasks().create(&task).unwrap();
+            let errors = store.task_errors();
+            // Recorded out of file order; a raw row that is not UTF-8 and a reason with a NUL.
+            errors
+                .insert(
+                    "task_e",
+                    &rejected(9, ErrorKind::Conflict, Some("amount"), "differs", b"e9,1\n"),
+                )
+                .unwrap();
+            errors
+                .insert(
+                    "task_e",
+                    &rejected(3, ErrorKind::Validation, Some("timestamp"), "bad time", b"e3,\xff\n"),
+                )
+                .unwrap();
+            errors
+                .insert(
+                    "task_e",
+                    &rejected(7, ErrorKind::Duplicate, None, "a resend", b"{\"id\":\"e7\"}"),
+                )
+                .unwrap();
+            errors
+                .insert(
+                    "task_e",
+                    &rejected(3, ErrorKind::Processing, None, "nul \0 here", b"e3b\n"),
+                )
+                .unwrap();
+
+            let all = errors.page("task_e", 10, 0).unwrap();
+            let summary: Vec<(u64, &str)> = all.iter().map(|r| (r.line, r.kind.as_str())).collect();
+            assert_eq!(
+                summary,
+                [(3, "validation"), (3, "processing"), (7, "duplicate"), (9, "conflict")]
+            );
+            assert_eq!(all[0].raw.as_deref(), Some(&b"e3,\xff\n"[..]));
+            assert_eq!(all[0].column.as_deref(), Some("timestamp"));
+            assert_eq!(all[2].element_line, Some(31));
+            assert_eq!(all[2].column, None);
+            // SQLite keeps the NUL; PostgreSQL's text cannot, and writes U+FFFD.
+            assert!(
+                all[1].reason == "nul \0 here" || all[1].reason == "nul \u{FFFD} here",
+                "{:?}",
+                all[1].reason
+            );
+            assert_eq!(errors.page("task_e", 2, 1).unwrap(), all[1..3].to_vec());
+            assert_eq!(
+                errors.first("task_e", Some(ErrorKind::Duplicate), 5).unwrap(),
+                all[2..3].to_vec()
+            );
+            assert_eq!(errors.first("task_e", None, 1).unwrap(), all[..1].to_vec());
+            assert_eq!(errors.count("task_e").unwrap(), 4);
+
+            let mut seen = Vec::new();
+            errors
+                .for_each("task_e", false, &mut |row| {
+                    seen.push(row.line);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(seen, [3, 3], "without --duplicates, resends and conflicts stay out");
+            seen.clear();
+            errors
+                .for_each("task_e", true, &mut |row| {
+                    seen.push(row.line);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(seen, [3, 3, 7, 9]);
+
+            errors.clear("task_e").unwrap();
+            assert_eq!(errors.count("task_e").unwrap(), 0);
+            // The rows go with their task.
+            errors
+                .insert("task_e", &rejected(1, ErrorKind::Validation, None, "x", b""))
+                .unwrap();
+            assert!(store.tasks().delete("task_e").unwrap());
+            assert_eq!(errors.count("task_e").unwrap(), 0);
+            assert_eq!(store.checkpoint("task_e").unwrap(), None);
+            assert_eq!(store.webhooks_of("task_e").unwrap(), vec![]);
+        });
+    }
+
+    /// The queue's lease rules, the same on both backends: a claimed task is nobody else's
+    /// while its lease runs, is taken over once it expires, and a handed-back one at once.
+    #[test]
+    fn a_lease_keeps_a_task_until_it_expires_or_is_handed_back() {
+        each_backend(|store| {
+            let lease = Duration::seconds(30);
+            for (n, id) in ["task_q1", "task_q2"].iter().enumerate() {
+                store
+                    .tasks()
+                    .create(&Task::sample(id, at(n as u32), TaskStatus::Pending, "ana"))
+                    .unwrap();
+            }
+            let queue = store.queue();
+            // The real clock: `is_running` reads leases against it.
+            let t0 = Utc::now();
+            // Oldest first, each to one worker.
+            assert_eq!(
+                queue.claim("a", lease, t0).unwrap(),
+                Some(("task_q1".into(), "t1".into()))
+            );
+            assert_eq!(
+                queue.claim("b", lease, t0).unwrap(),
+                Some(("task_q2".into(), "t1".into()))
+            );
+            assert_eq!(queue.claim("c", lease, t0).unwrap(), None);
+            // PostgreSQL tells a running task by its live lease; SQLite by the run's lock
+            // file, which only a run holds (a claim alone makes none).
+            let postgres = store.describe().starts_with("postgres");
+            assert_eq!(store.is_running("task_q1").unwrap(), postgres);
+
+            // b renews; a does not: a's lease runs out and c takes the task over.
+            assert!(queue.renew("task_q2", "b", t0 + Duration::seconds(60)).unwrap());
+            let later = t0 + Duration::seconds(31);
+            assert_eq!(
+                queue.claim("c", lease, later).unwrap(),
+                Some(("task_q1".into(), "t1".into()))
+            );
+            assert_eq!(
+                queue.claim("d", lease, later).unwrap(),
+                None,
+                "task_q2's lease was renewed"
+            );
+            assert!(!queue.renew("task_q1", "a", later).unwrap(), "a's lease is gone");
+
+            // Handed back: claimable at once, by anyone.
+            queue.hand_back("task_q2", "b").unwrap();
+            assert_eq!(
+                queue.claim("d", lease, later).unwrap(),
+                Some(("task_q2".into(), "t1".into()))
+            );
+
+            // Released when done (the task is COMPLETED by then): nothing left to claim.
+            for (id, worker) in [("task_q1", "c"), ("task_q2", "d")] {
+                let mut task = store.tasks().get("t1", id).unwrap().unwrap();
+                task.task_status = TaskStatus::Completed;
+                store.tasks().update(&task).unwrap();
+                queue.release(id, worker).unwrap();
+            }
+            assert_eq!(queue.claim("e", lease, later + Duration::hours(1)).unwrap(), None);
+        });
+    }
+
+    /// A FAILED task is claimable only when a worker's shutdown interrupted it (it still has
+    /// a lease, handed back); a task read from standard input never is (it cannot be read
+    /// again), nor an EXPORT task.
+    #[test]
+    fn only_import_tasks_a_worker_can_run_are_claimed() {
+        each_backend(|store| {
+            let mut failed = Task::sample("task_f", at(0), TaskStatus::Failed, "ana");
+            store.tasks().create(&failed).unwrap();
+            let mut stdin = Task::sample("task_s", at(1), TaskStatus::Pending, "ana");
+            stdin.file_url = "-".into();
+            store.tasks().create(&stdin).unwrap();
+            let mut export = Task::sample("task_x", at(2), TaskStatus::Pending, "ana");
+            export.task_type = crate::task::TaskType::Export;
+            store.tasks().create(&export).unwrap();
+            let queue = store.queue();
+            let lease = Duration::seconds(30);
+            assert_eq!(queue.claim("a", lease, at(10)).unwrap(), None);
+
+            // A worker ran task_f, was stopped by SIGTERM and handed it back.
+            failed.task_status = TaskStatus::Processing;
+            store.tasks().update(&failed).unwrap();
+            assert_eq!(
+                queue.claim("a", lease, at(10)).unwrap(),
+                Some(("task_f".into(), "t1".into()))
+            );
+            failed.task_status = TaskStatus::Failed;
+            failed.metadata.interrupted = true;
+            store.tasks().update(&failed).unwrap();
+            queue.hand_back("task_f", "a").unwrap();
+            assert!(store.is_interrupted(&failed).unwrap());
+            assert_eq!(
+                queue.claim("b", lease, at(11)).unwrap(),
+                Some(("task_f".into(), "t1".into()))
+            );
+        });
+    }
+}

@@ -1,0 +1,104 @@
+//! The PostgreSQL backend: the same tables as the SQLite store (for what is ported so far:
+//! tasks, their rejected rows, checkpoints, leases and the webhook outbox), for teams whose
+//! imports start on several hosts and must share one task list and one queue.
+//!
+//! The `postgres` crate's blocking client: the store is synchronous throughout (rusqlite),
+//! and the blocking client keeps it so, with no async runtime in the store's callers (it runs
+//! a small one of its own inside). One connection per `PgStore`, like one rusqlite
+//! `Connection` per `Store`; the client needs `&mut` for every call, so it sits in a
+//! `RefCell` (a store is used from one thread, as SQLite's is).
+
+mod checkpoints;
+mod connect;
+pub mod migrations;
+mod queue;
+mod task_errors;
+mod tasks;
+mod webhooks;
+
+use std::cell::{RefCell, RefMut};
+
+use anyhow::Result;
+use postgres::Client;
+
+pub use connect::is_local;
+pub use queue::PgQueue;
+pub use task_errors::PgTaskErrors;
+pub use tasks::PgTaskRepository;
+
+use super::backend::TaskStore;
+use super::checkpoints::Checkpoint;
+use super::live::ReadSoFar;
+use super::location::PgUrl;
+use super::queue::Queue;
+use super::task_errors::TaskErrorRepository;
+use super::webhooks::Delivery;
+use super::TaskRepository;
+
+/// A PostgreSQL store: one connection, its schema migrated.
+pub struct PgStore {
+    client: RefCell<Client>,
+    url: PgUrl,
+}
+
+impl PgStore {
+    /// Connects (TLS for hosts other than this machine) and brings the schema up to date.
+    /// Errors name the URL without its password.
+    pub fn open(url: &PgUrl) -> Result<PgStore> {
+        let mut client = connect::connect(url)?;
+        migrations::migrate(&mut client)
+            .map_err(|e| anyhow::anyhow!("{}", url.scrub(&format!("{e:#}"))))
+            .map_err(|e| e.context(format!("migrating the PostgreSQL store {url}")))?;
+        Ok(PgStore {
+            client: RefCell::new(client),
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &PgUrl {
+        &self.url
+    }
+
+    /// The connection, for one call at a time (a second borrow while one is live panics: no
+    /// method of this backend calls back into the store while it holds the connection).
+    pub(crate) fn client(&self) -> RefMut<'_, Client> {
+        self.client.borrow_mut()
+    }
+}
+
+impl TaskStore for PgStore {
+    fn describe(&self) -> String {
+        self.url.to_string()
+    }
+    fn tasks(&self) -> Box<dyn TaskRepository + '_> {
+        Box::new(PgTaskRepository::new(self))
+    }
+    fn task_errors(&self) -> Box<dyn TaskErrorRepository + '_> {
+        Box::new(PgTaskErrors::new(self))
+    }
+    fn checkpoint(&self, task_id: &str) -> Result<Option<Checkpoint>> {
+        checkpoints::load(&mut self.client(), task_id)
+    }
+    fn webhooks_of(&self, task_id: &str) -> Result<Vec<Delivery>> {
+        webhooks::of_task(&mut self.client(), task_id)
+    }
+    fn queue(&self) -> Box<dyn Queue + '_> {
+        Box::new(PgQueue::new(self))
+    }
+    fn is_running(&self, task_id: &str) -> Result<bool> {
+        queue::has_live_lease(&mut self.client(), task_id, chrono::Utc::now())
+    }
+    fn read_so_far(&self, _task_id: &str) -> Option<ReadSoFar> {
+        None
+    }
+}
+
+/// A count or counter as PostgreSQL's `bigint` (counters never reach 2^63).
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A `bigint` read back as a count (never negative in these tables).
+pub(crate) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

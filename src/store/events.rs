@@ -3,6 +3,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub use super::tiers::MergedKeys;
+use super::tiers::Tiers;
 use crate::entity::Event;
 
 /// What became of one event offered to the store.
@@ -147,88 +149,16 @@ fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Resul
 /// in any order stays in memory, and a merge comes once per million new events.
 pub const RECENT_KEYS_MAX: i64 = 1 << 20;
 
-/// The most bits a `MergedKeys` filter takes: 12 MiB, inside the tool's 100 MB budget. That
-/// is 10 bits a key (about 1% false positives) up to some 10M merged keys; beyond, the filter
-/// still spares a share of the probes.
-const FILTER_MAX_BITS: u64 = 96 << 20;
-
-/// A filter is built once this run has taken at least 1/FILTER_PAYBACK as many keys as
-/// `event_keys` holds: building reads every key of it (some 0.1 µs each, in key order),
-/// while each key taken without it probes the table at a random place (a page read once the
-/// table outgrows the cache, some microseconds). So a small import into a large store never
-/// pays for a filter it does not use.
-const FILTER_PAYBACK: i64 = 16;
-
-/// What this process knows of `event_keys`: a Bloom filter of its keys, so that a new key
-/// (nearly every key of an import) is taken without probing that table; only a key the filter
-/// may hold is looked up. The filter is this table's only while `event_keys_state.merge_id`
-/// is the one it was built or last merged for: another process's merge, or a merge of this
-/// one rolled back, changes it, and the filter is dropped (never trusted to say "absent").
-#[derive(Default)]
-pub struct MergedKeys {
-    filter: Option<Filter>,
-    /// Keys taken since the filter was last dropped (or this process started).
-    taken_without: i64,
-}
-
-struct Filter {
-    bloom: fastbloom::BloomFilter,
-    merge_id: i64,
-    /// The keys it was sized for: once `event_keys` holds more, it is built again larger.
-    sized_for: i64,
-}
-
-impl Filter {
-    /// Reads every key of `event_keys` into a filter sized for `merged` and as many again.
-    fn build(conn: &Connection, merged: i64, merge_id: i64) -> Result<Filter> {
-        let sized_for = (merged * 2).max(RECENT_KEYS_MAX * 2);
-        let bits = (sized_for as u64 * 10).min(FILTER_MAX_BITS);
-        let mut bloom = fastbloom::BloomFilter::with_num_bits(bits as usize).expected_items(sized_for as usize);
-        let mut read = conn.prepare("SELECT key FROM event_keys")?;
-        let mut rows = read.query([])?;
-        while let Some(row) = rows.next()? {
-            bloom.insert(&row.get::<_, i64>(0)?);
-        }
-        Ok(Filter {
-            bloom,
-            merge_id,
-            sized_for,
-        })
-    }
-}
-
-/// `event_keys_state`'s one row.
-struct KeysState {
-    recent: i64,
-    merged: i64,
-    merge_id: i64,
-}
-
-fn keys_state(conn: &Connection) -> Result<KeysState> {
-    conn.prepare_cached("SELECT recent, merged, merge_id FROM event_keys_state")?
-        .query_row([], |r| {
-            Ok(KeysState {
-                recent: r.get(0)?,
-                merged: r.get(1)?,
-                merge_id: r.get(2)?,
-            })
-        })
-        .context("reading the state of the event keys")
-}
-
-impl MergedKeys {
-    /// The filter, if it is still `event_keys`'s; built when it pays (see FILTER_PAYBACK).
-    fn current(&mut self, conn: &Connection, state: &KeysState) -> Result<Option<&Filter>> {
-        if self.filter.as_ref().is_some_and(|f| f.merge_id != state.merge_id) {
-            self.filter = None;
-            self.taken_without = 0;
-        }
-        if self.filter.is_none() && self.taken_without * FILTER_PAYBACK >= state.merged {
-            self.filter = Some(Filter::build(conn, state.merged, state.merge_id)?);
-        }
-        Ok(self.filter.as_ref())
-    }
-}
+/// `event_keys` and `event_keys_recent` as `tiers` handles them.
+const TIERS: Tiers = Tiers {
+    what: "event keys",
+    state: "event_keys_state",
+    merged_keys: "SELECT key FROM event_keys",
+    recent_keys: "SELECT key FROM event_keys_recent",
+    merge: "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_recent ORDER BY key;
+            DELETE FROM event_keys_recent;",
+    filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+};
 
 /// Stores events of one task, `task_key` being `task_key(conn, task_id)`; `events` are best
 /// in `event_key` order. A row already brought in by the same task from the same line (a
@@ -273,8 +203,8 @@ fn insert_keyed(
     key_of: fn(i64, &str) -> i64,
     recent_max: i64,
 ) -> Result<()> {
-    let state = keys_state(conn)?;
-    let filter = merged.current(conn, &state)?;
+    let state = TIERS.state(conn)?;
+    let filter = merged.current(conn, &TIERS, &state)?;
     // Ids are given here, not by SQLite, so that a key can name its row before the row is
     // written; the write lock is held (an immediate transaction), so no one else takes them.
     let mut next_id: i64 = conn
@@ -312,7 +242,7 @@ fn insert_keyed(
             ])
         };
         let take = match filter {
-            Some(f) if !f.bloom.contains(&key) => &mut take_key,
+            Some(f) if !f.may_hold(key as u64) => &mut take_key,
             _ => &mut take_key_probed,
         };
         if take.execute(params![key, next_id]).with_context(context)? == 1 {
@@ -333,55 +263,7 @@ fn insert_keyed(
             }
         });
     }
-    if taken == 0 {
-        return Ok(());
-    }
-    if merged.filter.is_none() {
-        merged.taken_without += taken;
-    }
-    conn.prepare_cached("UPDATE event_keys_state SET recent = recent + ?1")?
-        .execute(params![taken])?;
-    if state.recent + taken >= recent_max {
-        merge_recent_keys(conn, merged, &state)?;
-    }
-    Ok(())
-}
-
-/// Moves the recent keys into `event_keys`, in key order (the recent table's own order), so
-/// that each page of it is read and written once per merge; this process's filter takes them
-/// too, and stays that table's under the merge's new id.
-fn merge_recent_keys(conn: &Connection, merged: &mut MergedKeys, before: &KeysState) -> Result<()> {
-    if let Some(filter) = merged.filter.as_mut() {
-        let mut read = conn.prepare("SELECT key FROM event_keys_recent")?;
-        let mut rows = read.query([])?;
-        while let Some(row) = rows.next()? {
-            filter.bloom.insert(&row.get::<_, i64>(0)?);
-        }
-    }
-    let merge_id = fastrand::i64(..);
-    conn.execute_batch(
-        "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_recent ORDER BY key;
-         DELETE FROM event_keys_recent;",
-    )
-    .context("merging the recent event keys")?;
-    let now_merged: i64 = conn
-        .prepare_cached(
-            "UPDATE event_keys_state SET merged = merged + recent, recent = 0, merge_id = ?1 RETURNING merged",
-        )?
-        .query_row(params![merge_id], |r| r.get(0))?;
-    match merged.filter.as_mut() {
-        // Still the table's, unless it now holds more keys than the filter was sized for.
-        Some(filter) if filter.merge_id == before.merge_id && now_merged <= filter.sized_for => {
-            filter.merge_id = merge_id;
-        }
-        _ => {
-            merged.filter = None;
-            merged.taken_without = 0;
-            // Sized again for the table as it is now (it pays: this run took a merge's worth).
-            merged.filter = Some(Filter::build(conn, now_merged, merge_id)?);
-        }
-    }
-    Ok(())
+    merged.taken(conn, &TIERS, &state, taken, recent_max)
 }
 
 /// Migration 9's hook: copies the events of the table before it into `event_rows` with their
@@ -789,7 +671,7 @@ mod tests {
             put(&mut one, &[("a", 2), ("b", 3)]),
             [Stored::Inserted, Stored::Inserted]
         );
-        assert!(one.filter.is_some(), "an empty table's filter pays at once");
+        assert!(one.has_filter(), "an empty table's filter pays at once");
         // Another process merges c and d; this one's filter does not hold them.
         assert_eq!(
             put(&mut other, &[("c", 4), ("d", 5)]),

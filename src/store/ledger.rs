@@ -9,6 +9,8 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
+pub use super::tiers::MergedKeys;
+use super::tiers::Tiers;
 use crate::entity::events::{Content, TIMESTAMP_FIELD};
 use crate::task::EntityType;
 
@@ -215,34 +217,82 @@ impl Ledger {
         .context("reading the delivery ledger")
     }
 
-    /// Who delivered the record with this key (see `key`), if anyone did.
+    /// Who delivered the record with this key (see `key`), if anyone did. Looks in both
+    /// tiers; `lookup_many` spares most lookups in the merged one.
     pub fn lookup(&self, conn: &Connection, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
-        conn.prepare_cached(
-            "SELECT t.task_id, d.source_line, d.task_key, d.content FROM delivered_records d \
-             JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2",
-        )?
-        .query_row(params![self.target_key, &record_key[..]], |r| {
-            Ok(DeliveredBy {
-                task_id: r.get(0)?,
-                source_line: r.get(1)?,
-                this_task: r.get::<_, i64>(2)? == self.task_key,
-                content: r.get::<_, Option<Vec<u8>>>(3)?.and_then(|c| c.try_into().ok()),
+        match self.lookup_in(conn, RECENT_LOOKUP, record_key)? {
+            Some(found) => Ok(Some(found)),
+            None => self.lookup_in(conn, MERGED_LOOKUP, record_key),
+        }
+    }
+
+    /// `lookup` of each key, answered in their order; looked up in key order (each page is
+    /// read once for many keys), and in the merged tier only where `merged`'s filter may hold
+    /// the key.
+    pub fn lookup_many(
+        &self,
+        conn: &Connection,
+        merged: &mut MergedKeys,
+        keys: &[[u8; 16]],
+    ) -> Result<Vec<Option<DeliveredBy>>> {
+        let state = TIERS.state(conn)?;
+        let filter = merged.current(conn, &TIERS, &state)?;
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by_key(|&i| keys[i]);
+        let mut found = vec![None; keys.len()];
+        for i in order {
+            found[i] = match self.lookup_in(conn, RECENT_LOOKUP, &keys[i])? {
+                Some(by) => Some(by),
+                None if filter.is_some_and(|f| !f.may_hold(filter_key(self.target_key, &keys[i]))) => None,
+                None => self.lookup_in(conn, MERGED_LOOKUP, &keys[i])?,
+            };
+        }
+        Ok(found)
+    }
+
+    fn lookup_in(&self, conn: &Connection, sql: &str, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
+        conn.prepare_cached(sql)?
+            .query_row(params![self.target_key, &record_key[..]], |r| {
+                Ok(DeliveredBy {
+                    task_id: r.get(0)?,
+                    source_line: r.get(1)?,
+                    this_task: r.get::<_, i64>(2)? == self.task_key,
+                    content: r.get::<_, Option<Vec<u8>>>(3)?.and_then(|c| c.try_into().ok()),
+                })
             })
-        })
-        .optional()
-        .context("reading the delivery ledger")
+            .optional()
+            .context("reading the delivery ledger")
     }
 
     /// Records what the server accepted: (id, source line, content key). A record already
-    /// there keeps its first delivery.
+    /// there keeps its first delivery. New ids go to the recent tier (see `store::tiers`),
+    /// checked against the merged one only where `merged`'s filter may hold them.
     pub fn record<'a>(
         &self,
         conn: &Connection,
+        merged: &mut MergedKeys,
         records: impl IntoIterator<Item = (&'a str, u64, Option<ContentKey>)>,
     ) -> Result<()> {
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO delivered_records (target_key, record_id, task_key, source_line, content) \
+        self.record_with(conn, merged, records, RECENT_MAX)
+    }
+
+    fn record_with<'a>(
+        &self,
+        conn: &Connection,
+        merged: &mut MergedKeys,
+        records: impl IntoIterator<Item = (&'a str, u64, Option<ContentKey>)>,
+        recent_max: i64,
+    ) -> Result<()> {
+        let state = TIERS.state(conn)?;
+        let filter = merged.current(conn, &TIERS, &state)?;
+        let mut take = conn.prepare_cached(
+            "INSERT INTO delivered_records_recent (target_key, record_id, task_key, source_line, content) \
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )?;
+        let mut take_probed = conn.prepare_cached(
+            "INSERT INTO delivered_records_recent (target_key, record_id, task_key, source_line, content) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM delivered_records_merged \
+             WHERE target_key = ?1 AND record_id = ?2) ON CONFLICT DO NOTHING",
         )?;
         let mut keyed: Vec<([u8; 16], u64, Option<ContentKey>)> = records
             .into_iter()
@@ -250,13 +300,51 @@ impl Ledger {
             .collect();
         // In key order, each index page is written once per batch.
         keyed.sort_unstable();
+        let mut taken = 0;
         for (record_key, line, content) in keyed {
             let content = content.as_ref().map(|c| &c[..]);
-            stmt.execute(params![self.target_key, &record_key[..], self.task_key, line, content])
-                .context("writing the delivery ledger")?;
+            let stmt = match filter {
+                Some(f) if !f.may_hold(filter_key(self.target_key, &record_key)) => &mut take,
+                _ => &mut take_probed,
+            };
+            taken += stmt
+                .execute(params![self.target_key, &record_key[..], self.task_key, line, content])
+                .context("writing the delivery ledger")? as i64;
         }
-        Ok(())
+        merged.taken(conn, &TIERS, &state, taken, recent_max)
     }
+}
+
+/// Ids the ledger's recent tier holds before they are merged: about 50 bytes each, so some
+/// 26 MB of the page cache.
+const RECENT_MAX: i64 = 1 << 19;
+
+const RECENT_LOOKUP: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content FROM delivered_records_recent d \
+     JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2";
+const MERGED_LOOKUP: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content FROM delivered_records_merged d \
+     JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2";
+
+/// The ledger's two tiers as `store::tiers` handles them (migration 12).
+const TIERS: Tiers = Tiers {
+    what: "delivery ledger's ids",
+    state: "delivered_records_state",
+    merged_keys: "SELECT target_key, record_id FROM delivered_records_merged",
+    recent_keys: "SELECT target_key, record_id FROM delivered_records_recent",
+    merge: "INSERT INTO delivered_records_merged (target_key, record_id, task_key, source_line, content)
+                SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent
+                ORDER BY target_key, record_id;
+            DELETE FROM delivered_records_recent;",
+    filter_key: |row| {
+        let record_id: Vec<u8> = row.get(1)?;
+        let record_id: [u8; 16] = record_id.try_into().unwrap_or_default();
+        Ok(filter_key(row.get(0)?, &record_id))
+    },
+};
+
+/// The filter's key of an id in a target: the id's hash (already uniform) mixed with the target.
+fn filter_key(target_key: i64, record_key: &[u8; 16]) -> u64 {
+    let id = u64::from_be_bytes(record_key[..8].try_into().expect("8 bytes"));
+    id ^ (target_key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[cfg(test)]
@@ -295,8 +383,13 @@ mod tests {
             None,
             Some("{}"),
         ]);
-        a.record(conn, [("e1", 2, Some(content)), ("e2", 3, None)]).unwrap();
-        b.record(conn, [("e1", 9, None)]).unwrap();
+        a.record(
+            conn,
+            &mut MergedKeys::default(),
+            [("e1", 2, Some(content)), ("e2", 3, None)],
+        )
+        .unwrap();
+        b.record(conn, &mut MergedKeys::default(), [("e1", 9, None)]).unwrap();
         let first = b.lookup(conn, &key("e1")).unwrap().unwrap();
         assert_eq!(
             first,
@@ -366,5 +459,77 @@ mod tests {
         let later = content("cust_a", None, "2026-11-02T00:00:00Z");
         assert_eq!(compare(&stored, &later, true), Some(Differs::Timestamp));
         assert_eq!(compare(&stored, &later, false), None);
+    }
+
+    /// Ids move to the merged tier once the recent one holds two here; a record keeps its first
+    /// delivery whichever tier holds it, and a filter of another process (or from before a
+    /// merge rolled back) is not trusted to say an id is absent.
+    #[test]
+    fn a_record_keeps_its_first_delivery_across_tiers_and_processes() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let target = RemoteTarget {
+            url: "http://127.0.0.1:1".into(),
+            key_id: key_id("sk_1"),
+            environment_id: String::new(),
+            tenant_id: "t".into(),
+            entity: EntityType::Events,
+        };
+        let a = Ledger::open(conn, &target, "task_a").unwrap();
+        let b = Ledger::open(conn, &target, "task_b").unwrap();
+        let (mut one, mut other) = (MergedKeys::default(), MergedKeys::default());
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        a.record_with(conn, &mut one, [("e1", 2, None), ("e2", 3, None)], 2)
+            .unwrap();
+        assert_eq!(
+            (count("delivered_records_recent"), count("delivered_records_merged")),
+            (0, 2)
+        );
+        // The other process merges e3 and e4: this one's filter does not hold them.
+        b.record_with(conn, &mut other, [("e3", 4, None), ("e4", 5, None)], 2)
+            .unwrap();
+        a.record_with(conn, &mut one, [("e3", 9, None), ("e1", 9, None)], 2)
+            .unwrap();
+        // A merge of this process rolled back, then one of the other's.
+        conn.execute_batch("SAVEPOINT undone").unwrap();
+        a.record_with(conn, &mut one, [("e5", 6, None), ("e6", 7, None)], 2)
+            .unwrap();
+        conn.execute_batch("ROLLBACK TO undone; RELEASE undone").unwrap();
+        b.record_with(conn, &mut other, [("e7", 8, None), ("e8", 10, None)], 2)
+            .unwrap();
+        a.record_with(conn, &mut one, [("e7", 11, None), ("e5", 6, None)], 2)
+            .unwrap();
+        let keys: Vec<[u8; 16]> = ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]
+            .iter()
+            .map(|id| key(id))
+            .collect();
+        let found: Vec<Option<(String, u64)>> = a
+            .lookup_many(conn, &mut one, &keys)
+            .unwrap()
+            .into_iter()
+            .map(|by| by.map(|by| (by.task_id, by.source_line)))
+            .collect();
+        let by = |task: &str, line| Some((task.to_string(), line));
+        assert_eq!(
+            found,
+            [
+                by("task_a", 2),
+                by("task_a", 3),
+                by("task_b", 4),
+                by("task_b", 5),
+                by("task_a", 6),
+                None,
+                by("task_b", 8),
+                by("task_b", 10)
+            ]
+        );
+        for (i, k) in keys.iter().enumerate() {
+            let single = a.lookup(conn, k).unwrap().map(|by| (by.task_id, by.source_line));
+            assert_eq!(single, found[i], "lookup and lookup_many agree on e{}", i + 1);
+        }
+        assert_eq!(count("delivered_records"), 7, "every id once");
     }
 }

@@ -428,6 +428,33 @@ INSERT INTO event_keys_state (id, recent, merged, merge_id) SELECT 1, 0, count(*
 DROP INDEX idx_event_rows_key;
 "#,
         ),
+        // 12: the delivery ledger's ids, hashed too, in the same two tiers as event keys (see
+        // store::tiers): `delivered_records` becomes a view over both, for readers of the store.
+        M::up(
+            r#"
+ALTER TABLE delivered_records RENAME TO delivered_records_merged;
+CREATE TABLE delivered_records_recent (
+    target_key  INTEGER NOT NULL,
+    record_id   BLOB NOT NULL,
+    task_key    INTEGER NOT NULL,
+    source_line INTEGER NOT NULL,
+    content     BLOB,
+    PRIMARY KEY (target_key, record_id)
+) WITHOUT ROWID;
+CREATE VIEW delivered_records AS
+    SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_merged
+    UNION ALL
+    SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent;
+CREATE TABLE delivered_records_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    recent   INTEGER NOT NULL,
+    merged   INTEGER NOT NULL,
+    merge_id INTEGER NOT NULL
+);
+INSERT INTO delivered_records_state (id, recent, merged, merge_id)
+    SELECT 1, 0, count(*), 0 FROM delivered_records_merged;
+"#,
+        ),
     ]
 }
 

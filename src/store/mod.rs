@@ -18,6 +18,7 @@ pub mod task_errors;
 pub mod tasks;
 #[cfg(test)]
 pub(crate) mod test_backends;
+mod tiers;
 pub mod verify;
 pub mod webhooks;
 

@@ -40,6 +40,8 @@ pub struct FlexPriceTarget {
     resolver: Arc<resolve::Resolver>,
     remote: RemoteTarget,
     ledger: Option<Ledger>,
+    /// What this run knows of the ledger's merged ids (a filter, spared lookups).
+    ledger_keys: ledger::MergedKeys,
     entity: EntityType,
     task_id: String,
     /// Chunks submitted and not yet settled, oldest first.
@@ -130,6 +132,7 @@ impl FlexPriceTarget {
             resolver: Arc::default(),
             remote,
             ledger: None,
+            ledger_keys: ledger::MergedKeys::default(),
             entity,
             task_id: task_id.to_owned(),
             flights: VecDeque::new(),
@@ -176,12 +179,7 @@ impl FlexPriceTarget {
         // Looked up in key order, each index page is read once per chunk instead of once per
         // record; the records keep their file order.
         let keys: Vec<[u8; 16]> = keyed.iter().map(|(id, _)| ledger::key(id)).collect();
-        let mut order: Vec<usize> = (0..keyed.len()).collect();
-        order.sort_unstable_by_key(|&i| keys[i]);
-        let mut delivered_before = vec![None; keyed.len()];
-        for i in order {
-            delivered_before[i] = ledger.lookup(tx, &keys[i])?;
-        }
+        let delivered_before = ledger.lookup_many(tx, &mut self.ledger_keys, &keys)?;
         let mut send: Vec<ValidRecord> = Vec::with_capacity(keyed.len());
         let mut metas = Vec::with_capacity(keyed.len());
         for ((id, record), before) in keyed.into_iter().zip(delivered_before) {
@@ -392,7 +390,7 @@ impl FlexPriceTarget {
             .zip(&fates)
             .filter(|(_, fate)| matches!(fate, Settled::Created | Settled::Updated))
             .map(|(meta, _)| (meta.id.as_str(), meta.line, meta.content));
-        ledger.record(tx, delivered)?;
+        ledger.record(tx, &mut self.ledger_keys, delivered)?;
         for (meta, fate) in flight.items.into_iter().zip(fates) {
             match fate {
                 Settled::Created => delivery.delivered += 1,

@@ -92,9 +92,9 @@ fn unported_on_postgres(command: &Command) -> Option<&'static str> {
         | Command::Inspect(_)
         | Command::Errors(_)
         | Command::Run(_)
-        | Command::Resume(_) => None,
+        | Command::Resume(_)
+        | Command::Worker(_) => None,
         Command::Verify(_) => Some("verify"),
-        Command::Worker(_) => Some("worker"),
         Command::Serve(_) => Some("serve"),
         Command::Export(_) => Some("export"),
         Command::Catalog(a) => match &a.command {

@@ -144,7 +144,7 @@ pub fn open_existing(location: &StoreLocation) -> Result<Option<Box<dyn TaskStor
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `list`, `inspect` and `errors` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `list`, `inspect` and `errors` work on PostgreSQL)"
     ))
 }
 

@@ -373,3 +373,159 @@ fn postgres_a_task_being_run_is_refused_to_a_second_run() {
     on(&env, &db.url, &["run", &id], 0);
     assert_eq!(count(&db, "SELECT count(*) FROM events"), 12);
 }
+
+fn numbered_csv(env: &Env, name: &str, n: usize) -> String {
+    let mut text = String::from("event_id,event_name,external_customer_id,timestamp\n");
+    for i in 1..=n {
+        text.push_str(&format!("{name}_{i},call,c1,2026-11-01T00:00:00Z\n"));
+    }
+    env.write(&format!("{name}.csv"), &text).to_str().unwrap().to_owned()
+}
+
+fn worker(url: &str, args: &[&str]) -> std::process::Child {
+    StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .arg("--db")
+        .arg(url)
+        .arg("worker")
+        .args(["--progress", "never"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Two worker processes (two threads each) on one PostgreSQL store drain six queued tasks:
+/// each task is run once, by one of them, and the store holds exactly each file's events,
+/// under its task.
+#[test]
+fn postgres_two_workers_drain_six_tasks_each_run_once() {
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let mut ids = Vec::new();
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for t in 0..6 {
+        let n = 2_000 + t * 500;
+        let file = numbered_csv(&env, &format!("t{t}"), n);
+        let id = stdout_of(&on(&env, &db.url, &["create", &file], 0)).trim().to_owned();
+        expected.extend((1..=n).map(|i| (format!("t{t}_{i}"), id.clone())));
+        ids.push(id);
+    }
+    expected.sort();
+    let (a, b) = (
+        worker(&db.url, &["--once", "--concurrency", "2"]),
+        worker(&db.url, &["--once", "--concurrency", "2"]),
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr_of(&a));
+    assert!(b.status.success(), "{}", stderr_of(&b));
+    let mut stored: Vec<(String, String)> = db
+        .client()
+        .query("SELECT event_id, task_id FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    stored.sort();
+    assert_eq!(stored, expected, "each file's events, under its task, once");
+    for id in &ids {
+        let (status, processed, successful, failed, duplicates, _) = counters(&db, id);
+        assert_eq!(status, "COMPLETED", "{id}");
+        assert_eq!((processed, failed, duplicates), (successful, 0, 0), "{id}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM task_errors"), 0, "no task ran twice");
+    assert_eq!(count(&db, "SELECT count(*) FROM task_leases"), 0);
+    let runs: String = [stderr_of(&a), stderr_of(&b)].concat();
+    for id in &ids {
+        assert_eq!(runs.matches(&format!("{id} COMPLETED")).count(), 1, "{id}: {runs}");
+    }
+}
+
+/// Waits until the store holds more events than `before`, while `child` still runs.
+fn wait_for_progress(db: &PgDb, child: &mut std::process::Child, before: i64) {
+    let started = Instant::now();
+    while count(db, "SELECT count(*) FROM events") <= before {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before committing anything"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing committed in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A task whose run was killed (SIGKILL) is taken by a worker; that worker, stopped by
+/// SIGTERM mid-task, hands its lease back, and the next worker takes the task at once; that
+/// one, killed with SIGKILL mid-task, hands nothing back: its lease runs out and a third
+/// worker takes the task over and finishes it, with every event stored exactly once and the
+/// counters of one clean run.
+#[test]
+fn postgres_a_worker_stopped_or_killed_mid_task_is_taken_over_exactly_once() {
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let n = 150_000;
+    let file = numbered_csv(&env, "big", n);
+    // The schema first, so that the polls below find the tables.
+    on(&env, &db.url, &["list"], 0);
+    // A run first, for its small batches (a task keeps its batch size; workers use it).
+    let mut run = spawn(&db.url, &["run", &file, "--batch-size", "4000"]);
+    wait_for_progress(&db, &mut run, 0);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let id: String = db.client().query_one("SELECT id FROM tasks", &[]).unwrap().get(0);
+
+    let mut first = worker(&db.url, &["--lease", "30s"]);
+    wait_for_progress(&db, &mut first, count(&db, "SELECT count(*) FROM events"));
+    let ok = StdCommand::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(143), "{}", stderr_of(&first));
+    assert_eq!(counters(&db, &id).0, "FAILED", "interrupted");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM task_leases WHERE expires_at > now()"),
+        0,
+        "the lease was handed back"
+    );
+
+    // Taken at once, although the first lease had 30 s to run.
+    let mut second = worker(&db.url, &["--lease", "2s"]);
+    let started = Instant::now();
+    wait_for_progress(&db, &mut second, count(&db, "SELECT count(*) FROM events"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the handed-back task waited"
+    );
+    second.kill().unwrap(); // SIGKILL: nothing handed back
+    second.wait().unwrap();
+    let (status, _, successful, ..) = counters(&db, &id);
+    assert_eq!(status, "PROCESSING", "killed mid-task");
+    assert!(successful < n as i64);
+    assert_eq!(successful, count(&db, "SELECT count(*) FROM events"));
+
+    // The third worker finds the lease alive at first, then takes the task over.
+    let started = Instant::now();
+    while counters(&db, &id).0 != "COMPLETED" {
+        assert!(started.elapsed() < Duration::from_secs(90), "never taken over");
+        let out = worker(&db.url, &["--once", "--lease", "2s"])
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, processed, successful, failed, duplicates, conflicts) = counters(&db, &id);
+    assert_eq!(
+        (processed, successful, failed, duplicates, conflicts),
+        (n as i64, n as i64, 0, 0, 0)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM events"), n as i64);
+    assert_eq!(count(&db, "SELECT count(DISTINCT event_id) FROM events"), n as i64);
+    let task = json_of(&on(&env, &db.url, &["inspect", &id, "--json"], 0));
+    assert_eq!(task["metadata"]["resumed"], 3, "{task}");
+}

@@ -382,6 +382,17 @@ fn run_locked(
         // The local target, the only one ported (see `refuse_unported`).
         Backend::Postgres(_) => None,
     };
+    let pg_options;
+    let options = match store.backend() {
+        Backend::Sqlite(_) => options,
+        Backend::Postgres(_) => {
+            pg_options = RunOptions {
+                chunk_rows: crate::target::local_pg::CHUNK_ROWS.min(options.batch_size),
+                ..options.clone()
+            };
+            &pg_options
+        }
+    };
     let target_name = target.as_ref().map_or("local", |t| t.name());
     // A signal that came before the run began (a worker that claimed the task while another
     // thread was being stopped) leaves the task exactly as it was: not started again, not

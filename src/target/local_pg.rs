@@ -12,6 +12,12 @@ use crate::store::events::{Stored, Tenant};
 use crate::store::postgres::batch::PgBatch;
 use crate::store::postgres::events;
 
+/// Rows the reader hands over at a time on PostgreSQL (SQLite's local target takes
+/// `pipeline::CHUNK_ROWS`, 1024): each chunk costs a few round trips and a TRUNCATE of the
+/// staging table, which larger chunks spread over more rows (some 8192 × 0.3 KB in memory
+/// per chunk in flight).
+pub const CHUNK_ROWS: usize = 8192;
+
 pub struct PgLocalTarget {
     tenant_id: String,
     task_id: String,

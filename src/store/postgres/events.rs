@@ -1,5 +1,5 @@
 //! The local target's events on PostgreSQL (store::events for SQLite): `event_rows`, read
-//! through the `events` view, unique on (tenant_key, event_id); the first stored wins.
+//! through the `events` view, keyed on (tenant_key, event_id); the first stored wins.
 //!
 //! A chunk of events goes in three round trips: COPY (binary) into a temporary staging
 //! table, `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING` from it, and, only for the
@@ -66,8 +66,9 @@ pub fn prepare(client: &mut Client, tenant_id: &str) -> Result<()> {
         .context("preparing to store events")
 }
 
-/// Stores `events` of the task `task_key` (after `prepare` in this transaction), in the
-/// order given: of two events with one id, the first is stored. Pushes one outcome per event.
+/// Stores `events` of the task `task_key` (after `prepare` in this transaction): of two
+/// events with one id, the first given is stored. They are inserted in id order (then given
+/// order), which walks the primary key's pages in order rather than at random. Pushes one outcome per event.
 /// An event already held by the same task from the same line (a retried run) counts as
 /// inserted again, so a retry's counters match a clean run (as on SQLite). For an id stored
 /// before, its stored content comes back, so the caller can tell a resend from a conflict.
@@ -120,7 +121,7 @@ pub fn insert(
             "INSERT INTO event_rows (tenant_key, event_id, event_name, external_customer_id, customer_id, \
              timestamp, source, properties, task_key, source_line) \
              SELECT $1, event_id, event_name, external_customer_id, customer_id, timestamp, source, \
-             properties, $2, source_line FROM event_staging ORDER BY ord \
+             properties, $2, source_line FROM event_staging ORDER BY event_id, ord \
              ON CONFLICT (tenant_key, event_id) DO NOTHING RETURNING event_id",
             &[&tenant.key, &task_key],
         )

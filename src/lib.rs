@@ -87,11 +87,14 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
 /// both backends. They are refused before they start (exit 2), never run half-way.
 fn unported_on_postgres(command: &Command) -> Option<&'static str> {
     match command {
-        Command::Create(_) | Command::List(_) | Command::Inspect(_) | Command::Errors(_) => None,
-        Command::Run(_) => Some("run"),
-        Command::Resume(_) => Some("resume"),
+        Command::Create(_)
+        | Command::List(_)
+        | Command::Inspect(_)
+        | Command::Errors(_)
+        | Command::Run(_)
+        | Command::Resume(_)
+        | Command::Worker(_) => None,
         Command::Verify(_) => Some("verify"),
-        Command::Worker(_) => Some("worker"),
         Command::Serve(_) => Some("serve"),
         Command::Export(_) => Some("export"),
         Command::Catalog(a) => match &a.command {

@@ -14,17 +14,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use rusqlite::Transaction;
 
 use crate::entity::mapping::FieldMap;
 use crate::entity::{self, Entity, EntityOptions, ValidRecord};
 use crate::reader::{self, Dialect, Format, Resume, ResumePoint, Skipped};
 use crate::row_error::{ErrorKind, RowError};
 use crate::source::{OpenSource, ReadCounters};
-use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::batch::{BatchEnd, BatchStore};
+use crate::store::checkpoints::Checkpoint;
 use crate::store::tasks::Progress;
-use crate::store::{SqliteTaskRepository, Store, TaskErrors, TaskRepository};
-use crate::target::{Delivery, Target, TargetFailed};
+use crate::target::{BatchTarget, Delivery, TargetFailed};
 use crate::task::{ErrorSample, Task};
 
 pub const DEFAULT_BATCH_SIZE: usize = 100_000;
@@ -115,9 +114,9 @@ fn target_failure(step: Result<()>) -> Result<Result<(), String>> {
 }
 
 /// Opens the batch's transaction if none is open.
-fn open_tx<'s>(store: &'s Store, open: &mut Option<Transaction<'s>>, started: &mut Instant) -> Result<()> {
+fn open_tx<'s, S: BatchStore<'s>>(store: &'s S, open: &mut Option<S::Tx>, started: &mut Instant) -> Result<()> {
     if open.is_none() {
-        *open = Some(store.conn().unchecked_transaction()?);
+        *open = Some(store.begin()?);
         *started = Instant::now();
     }
     Ok(())
@@ -159,12 +158,13 @@ struct Chunk {
 }
 
 /// Imports `source` into `target`, updating `task`'s counters, metadata and progress in the
-/// store as batches commit. Leaves the task's final status to the caller.
-pub fn import(
-    store: &Store,
+/// store as batches commit. Leaves the task's final status to the caller. Generic over the
+/// backend (`store::batch`), so SQLite's run is the same code it was, with no dispatch.
+pub fn import<'s, S: BatchStore<'s>, T: BatchTarget<S::Tx> + ?Sized>(
+    store: &'s S,
     task: &mut Task,
     job: Job,
-    target: &mut dyn Target,
+    target: &mut T,
     options: &RunOptions,
     observer: &mut dyn ProgressObserver,
 ) -> Result<Outcome> {
@@ -361,9 +361,9 @@ fn read_and_validate(job: Job, options: &RunOptions, tx: SyncSender<Message>) {
     }
 }
 
-struct Writer<'a> {
+struct Writer<'a, T: ?Sized> {
     task: &'a mut Task,
-    target: &'a mut dyn Target,
+    target: &'a mut T,
     options: &'a RunOptions,
     counters: &'a ReadCounters,
     observer: &'a mut dyn ProgressObserver,
@@ -390,15 +390,26 @@ struct Pending {
     next: ResumePoint,
 }
 
-impl Writer<'_> {
-    fn run(mut self, store: &Store, rx: Receiver<Message>) -> Result<Outcome> {
+impl<T: ?Sized> Writer<'_, T> {
+    fn run<'s, S: BatchStore<'s>>(mut self, store: &'s S, rx: Receiver<Message>) -> Result<Outcome>
+    where
+        T: BatchTarget<S::Tx>,
+    {
         let committed = self.task.clone();
         let result = self.write_all(store, rx, committed);
-        result.with_context(|| format!("writing to the store {}", store.path().display()))
+        result.with_context(|| format!("writing to the store {}", store.describe()))
     }
 
     /// On an error, the task is put back as it was at the last commit: what the store holds.
-    fn write_all(&mut self, store: &Store, rx: Receiver<Message>, mut committed: Task) -> Result<Outcome> {
+    fn write_all<'s, S: BatchStore<'s>>(
+        &mut self,
+        store: &'s S,
+        rx: Receiver<Message>,
+        mut committed: Task,
+    ) -> Result<Outcome>
+    where
+        T: BatchTarget<S::Tx>,
+    {
         let result = self.write_loop(store, rx, &mut committed);
         if result.is_err() {
             *self.task = committed;
@@ -406,10 +417,18 @@ impl Writer<'_> {
         result
     }
 
-    fn write_loop(&mut self, store: &Store, rx: Receiver<Message>, committed: &mut Task) -> Result<Outcome> {
+    fn write_loop<'s, S: BatchStore<'s>>(
+        &mut self,
+        store: &'s S,
+        rx: Receiver<Message>,
+        committed: &mut Task,
+    ) -> Result<Outcome>
+    where
+        T: BatchTarget<S::Tx>,
+    {
         // Completed only once the reader says it read the input to its end (`Message::End`).
         let mut outcome;
-        let mut open: Option<Transaction<'_>> = None;
+        let mut open: Option<S::Tx> = None;
         let mut batch_started = Instant::now();
         let mut last_commit = Duration::ZERO;
         loop {
@@ -436,12 +455,12 @@ impl Writer<'_> {
                 }
                 Ok(Message::Chunk(chunk)) => {
                     open_tx(store, &mut open, &mut batch_started)?;
-                    self.submit(open.as_ref().expect("opened above"), chunk)
+                    self.submit::<S>(open.as_mut().expect("opened above"), chunk)
                 }
                 // Nothing new: chunks in flight may have settled, a batch may be due.
                 Err(RecvTimeoutError::Timeout) if !self.pending.is_empty() => {
                     open_tx(store, &mut open, &mut batch_started)?;
-                    self.settle(open.as_ref().expect("opened above"), false)
+                    self.settle::<S>(open.as_mut().expect("opened above"), false)
                 }
                 Err(RecvTimeoutError::Timeout) => Ok(()),
                 Ok(Message::End) => {
@@ -478,7 +497,7 @@ impl Writer<'_> {
                 && batch_started.elapsed() >= last_commit.mul_f64(COMMIT_SHARE).max(self.options.min_batch_time);
             if full || batch_started.elapsed() >= self.options.progress_interval || too_many.is_some() {
                 let started = Instant::now();
-                self.commit(open.take().expect("checked above"))?;
+                self.commit::<S>(open.take().expect("checked above"))?;
                 last_commit = started.elapsed();
                 *committed = self.task.clone();
             }
@@ -491,7 +510,7 @@ impl Writer<'_> {
         // would leave the server's answer unknown), unless the target itself gave up.
         if !self.pending.is_empty() && !self.target_failed {
             open_tx(store, &mut open, &mut batch_started)?;
-            if let Err(reason) = target_failure(self.settle(open.as_ref().expect("opened above"), true))? {
+            if let Err(reason) = target_failure(self.settle::<S>(open.as_mut().expect("opened above"), true))? {
                 outcome = Outcome::TargetFailed(reason);
             }
         }
@@ -507,7 +526,7 @@ impl Writer<'_> {
         // Whatever was accepted before the end, a failure or a signal, is kept.
         match open.take() {
             Some(tx) => {
-                self.commit(tx)?;
+                self.commit::<S>(tx)?;
                 *committed = self.task.clone();
             }
             None => self.task.metadata.bytes_read = self.counters.input_bytes.load(Ordering::Relaxed),
@@ -534,7 +553,10 @@ impl Writer<'_> {
     }
 
     /// Hands a chunk's records to the target and settles what is done.
-    fn submit(&mut self, tx: &Transaction<'_>, chunk: Chunk) -> Result<()> {
+    fn submit<'s, S: BatchStore<'s>>(&mut self, tx: &mut S::Tx, chunk: Chunk) -> Result<()>
+    where
+        T: BatchTarget<S::Tx>,
+    {
         self.pending.push_back(Pending {
             rows: chunk.rows,
             skipped: chunk.skipped,
@@ -542,25 +564,27 @@ impl Writer<'_> {
             next: chunk.next,
         });
         self.target.submit(tx, chunk.records)?;
-        self.settle(tx, false)
+        self.settle::<S>(tx, false)
     }
 
     /// Counts the chunks the target is done with, in file order, and moves the checkpoint
     /// past them.
-    fn settle(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<()> {
+    fn settle<'s, S: BatchStore<'s>>(&mut self, tx: &mut S::Tx, wait: bool) -> Result<()>
+    where
+        T: BatchTarget<S::Tx>,
+    {
         for delivery in self.target.settled(tx, wait)? {
             let chunk = self.pending.pop_front().expect("a delivery for each chunk submitted");
-            self.account(tx, chunk, delivery)?;
+            self.account::<S>(tx, chunk, delivery)?;
         }
         Ok(())
     }
 
-    fn account(&mut self, tx: &Transaction<'_>, chunk: Pending, delivery: Delivery) -> Result<()> {
+    fn account<'s, S: BatchStore<'s>>(&mut self, tx: &mut S::Tx, chunk: Pending, delivery: Delivery) -> Result<()> {
         self.next = chunk.next;
         self.moved = true;
         self.rows_in_batch += chunk.rows as usize;
         let task = &mut *self.task;
-        let errors = TaskErrors::new(tx);
         task.successful_records += delivery.delivered;
         task.metadata.updated_records += delivery.updated;
         task.metadata.requests.add(delivery.requests);
@@ -572,7 +596,7 @@ impl Writer<'_> {
             meta.first_repeated_header = chunk.skipped.first_repeated_header;
         }
         for reject in chunk.rejects.iter().chain(&delivery.rejected) {
-            errors.insert(&task.id, reject)?;
+            S::reject(tx, &task.id, reject)?;
             let meta = &mut task.metadata;
             match reject.kind {
                 ErrorKind::Validation => meta.validation_errors += 1,
@@ -598,7 +622,7 @@ impl Writer<'_> {
 
     /// Commits the batch with the task's progress, so what is stored and what the task says
     /// always agree.
-    fn commit(&mut self, tx: Transaction<'_>) -> Result<()> {
+    fn commit<'s, S: BatchStore<'s>>(&mut self, tx: S::Tx) -> Result<()> {
         self.rows_in_batch = 0;
         let task = &mut *self.task;
         task.metadata.bytes_read = self.counters.input_bytes.load(Ordering::Relaxed);
@@ -610,25 +634,30 @@ impl Writer<'_> {
             failed: task.failed_records,
             total: task.total_records,
         };
-        SqliteTaskRepository::new(&tx).update_progress(&task.id, &progress, &task.metadata, now)?;
-        if let Some(every) = task.metadata.webhook_progress_secs {
-            if self.last_progress_hook.elapsed() >= Duration::from_secs(every) {
-                crate::store::webhooks::enqueue(&tx, task, "task.progress", now)?;
+        let progress_hook = match task.metadata.webhook_progress_secs {
+            Some(every) if self.last_progress_hook.elapsed() >= Duration::from_secs(every) => {
                 self.last_progress_hook = Instant::now();
+                true
             }
-        }
+            _ => false,
+        };
         // Before anything settled, `next` is not a record's start (a CSV header comes first);
         // the last checkpoint, if any, still holds.
-        if self.moved {
-            let checkpoint = Checkpoint {
-                position: self.next.clone(),
-                records: task.processed_records,
-                source: self.fingerprint,
-            };
-            checkpoints::save(&tx, &task.id, &checkpoint)?;
-        }
-        tx.commit()?;
-        Ok(())
+        let checkpoint = self.moved.then(|| Checkpoint {
+            position: self.next.clone(),
+            records: task.processed_records,
+            source: self.fingerprint,
+        });
+        S::commit(
+            tx,
+            task,
+            BatchEnd {
+                progress: &progress,
+                now,
+                progress_hook,
+                checkpoint: checkpoint.as_ref(),
+            },
+        )
     }
 }
 
@@ -636,7 +665,7 @@ impl Writer<'_> {
 mod tests {
     use super::*;
     use crate::source::{OpenSource, ReadCounters};
-    use crate::store::{checkpoints, open_in_memory};
+    use crate::store::{checkpoints, open_in_memory, TaskRepository};
     use crate::target::local::LocalTarget;
     use crate::task::{EntityType, TaskStatus};
 
@@ -709,6 +738,62 @@ mod tests {
             (4, 5, ROWS.len() as u64)
         );
         assert_eq!(store.task_errors().count("task_t").unwrap(), 2);
+    }
+
+    /// The same run on PostgreSQL: the same counters, rows and checkpoint; run again from the
+    /// start (a retry), the rows it stored itself count as imported again, not as duplicates.
+    #[test]
+    fn postgres_counts_stores_and_checkpoints_what_sqlite_does() {
+        use crate::store::test_backends::{admin_url, TestDb};
+        use crate::store::TaskStore;
+        use crate::target::local_pg::PgLocalTarget;
+        let Some(admin) = admin_url() else { return };
+        let db = TestDb::create(&admin);
+        let store = db.open();
+        let mut t = task();
+        store.tasks().create(&t).unwrap();
+        for attempt in 0..2 {
+            let mut target = PgLocalTarget::new("t", "task_t");
+            let mut run = t.clone();
+            let outcome = import(&store, &mut run, job(ROWS), &mut target, &options(2, None), &mut ()).unwrap();
+            assert_eq!(outcome, Outcome::Completed);
+            assert_eq!(
+                (
+                    run.processed_records,
+                    run.successful_records,
+                    run.failed_records,
+                    run.metadata.duplicate_records,
+                    run.metadata.conflicting_duplicates
+                ),
+                (4 * (attempt + 1), 2 * (attempt + 1), attempt + 1, 0, attempt + 1),
+                "attempt {attempt}"
+            );
+            t = run;
+        }
+        let stored = store.tasks().get("t", "task_t").unwrap().unwrap();
+        assert_eq!(stored.successful_records, 4, "progress is committed with the rows");
+        let cp = store.checkpoint("task_t").unwrap().unwrap();
+        assert_eq!(
+            (cp.records, cp.position.line, cp.position.byte),
+            (8, 5, ROWS.len() as u64)
+        );
+        let rows: Vec<(String, String, i64)> = store
+            .client()
+            .query(
+                "SELECT event_id, external_customer_id, source_line FROM events ORDER BY event_id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(rows, [("a".into(), "c".into(), 1), ("c".into(), "c".into(), 4)]);
+        let errors = store.task_errors().page("task_t", 10, 0).unwrap();
+        let kinds: Vec<(u64, &str)> = errors.iter().map(|e| (e.line, e.kind.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [(2, "validation"), (2, "validation"), (3, "conflict"), (3, "conflict")]
+        );
     }
 
     /// Yields its bytes, then panics where the next read would be: a reading thread that dies

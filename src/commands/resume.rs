@@ -2,16 +2,16 @@
 
 use anyhow::Result;
 
-use super::run::{find_task, is_interrupted, run_task, RunRequest, Stdout};
+use super::run::{find_task, run_task, RunRequest, Stdout};
 use crate::cli::ResumeArgs;
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
-use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::store::{backend, TaskFilter};
 use crate::task::{Task, TaskStatus, TaskType};
 
 pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
-    let Some(store) = Store::open_existing(&settings.db_path)? else {
+    let Some(store) = backend::open_existing(&settings.db)? else {
         if !settings.output.quiet {
             eprintln!("no interrupted tasks: {}", super::no_store(&settings.db_path));
         }
@@ -32,7 +32,11 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
             };
             let page = store.tasks().list(&filter)?;
             let n = page.items.len() as u64;
-            interrupted.extend(page.items.into_iter().filter(|t| is_interrupted(t, &settings.db_path)));
+            for task in page.items {
+                if store.is_interrupted(&task)? {
+                    interrupted.push(task);
+                }
+            }
             offset += n;
             if n < 1000 {
                 break;
@@ -52,13 +56,13 @@ pub fn run(args: &ResumeArgs, settings: &Settings) -> Result<ExitStatus> {
     for task in interrupted {
         let request = RunRequest::stored(&task, &args.api_args, stdout, args.webhook_wait);
         let id = task.id.clone();
-        let status = match run_task(&store, task, settings, &request) {
+        let status = match run_task(store.as_ref(), task, settings, &request) {
             Ok(status) => status,
             Err(e) => {
                 eprintln!("flexprice-import: task {id}: {e:#}");
                 // A run that ends in an error prints nothing itself: its line is the task as
                 // the store holds it now.
-                if let Ok(task) = find_task(&store, settings, &id) {
+                if let Ok(task) = find_task(store.as_ref(), settings, &id) {
                     stdout.print_task(&task)?;
                 }
                 ExitStatus::Failure

@@ -21,10 +21,12 @@ use crate::row_error::ErrorKind;
 use crate::settings::Settings;
 use crate::source::charset::Charset;
 use crate::source::{self, SourceSpec};
-use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::backend::{self, Backend};
+use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
-use crate::store::lock::TaskLock;
-use crate::store::{webhooks, SqliteTaskRepository, Store, TaskErrors, TaskRepository, TaskStore};
+use crate::store::{webhooks, TaskStore};
+use crate::target::local_pg::PgLocalTarget;
+use crate::task::EntityType;
 use crate::task::{Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
@@ -94,7 +96,8 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
     if let Some(path) = &args.errors_file {
         crate::output::rejects::check_folder(path).map_err(usage)?;
     }
-    let store = Store::open(&settings.db_path)?;
+    let store = backend::open(&settings.db)?;
+    let store = store.as_ref();
     let options = RunOptions {
         progress_interval: args.progress_interval.unwrap_or(pipeline::DEFAULT_PROGRESS_INTERVAL),
         max_errors: args.max_errors,
@@ -110,10 +113,10 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         if args.dry_run {
             return Err(usage("--dry-run takes a file: dry-run the file, then run the task"));
         }
-        find_task(&store, settings, &args.input)?
+        find_task(store, settings, &args.input)?
     } else {
         create_for_file(
-            &store,
+            store,
             settings,
             &args.input,
             &args.input_args,
@@ -132,10 +135,10 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
         stdout: if args.json { Stdout::Json } else { Stdout::TaskId },
         webhook_wait: args.webhook_wait,
     };
-    let status = run_task(&store, task, settings, &request)?;
+    let status = run_task(store, task, settings, &request)?;
     if let Some(path) = &args.errors_file {
-        let task = find_task(&store, settings, &id)?;
-        let written = super::errors::export(&store, &task, path, false)?;
+        let task = find_task(store, settings, &id)?;
+        let written = super::errors::export(store, &task, path, false)?;
         if !settings.output.quiet {
             eprintln!(
                 "{} written to {}",
@@ -151,7 +154,7 @@ pub fn run(args: &RunArgs, settings: &Settings) -> Result<ExitStatus> {
 /// it is written from `input_args` and its name, where its records go; a file that cannot be
 /// opened is refused before any task is made. Usage errors are `exit::UsageError`.
 pub fn create_for_file(
-    store: &Store,
+    store: &dyn TaskStore,
     settings: &Settings,
     file: &str,
     input_args: &InputArgs,
@@ -174,6 +177,7 @@ pub fn create_for_file(
     task.metadata.dry_run = dry_run;
     targets::choose(&mut task, target)?;
     targets::notify(&mut task, notify)?;
+    refuse_unported(store, &task)?;
     store.tasks().create(&task)?;
     Ok(task)
 }
@@ -193,18 +197,37 @@ fn looks_like_task_id(input: &str) -> bool {
     input.starts_with("task_") && !Path::new(input).exists()
 }
 
-/// Whether a task stopped without finishing: PROCESSING with no live process, or FAILED by
-/// a signal.
-pub fn is_interrupted(task: &Task, db: &Path) -> bool {
-    match task.task_status {
-        TaskStatus::Processing => !TaskLock::is_held(db, &task.id),
-        TaskStatus::Failed => task.metadata.interrupted,
-        _ => false,
-    }
+/// What a PostgreSQL store cannot run yet, refused (a usage error, exit 2) before a task is
+/// made or started: entities other than events (their tables are SQLite's so far), the
+/// flexprice target (its ledger is), dry runs, and webhooks (the outbox's delivery is).
+fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
+    let Backend::Postgres(pg) = store.backend() else {
+        return Ok(());
+    };
+    let what = if task.entity_type != EntityType::Events {
+        format!("importing {} (only events so far)", task.entity_type)
+    } else if targets::kind(task) != crate::cli::TargetKind::Local {
+        "--target flexprice (only the local target so far)".to_string()
+    } else if task.metadata.dry_run {
+        "--dry-run".to_string()
+    } else if task.metadata.webhook_url.is_some() {
+        "webhooks (--webhook-url)".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(usage(format!(
+        "{what}: not yet supported on a PostgreSQL store (--db {}); use a SQLite path",
+        pg.url()
+    )))
 }
 
 /// Runs one task to its end, holding its lock throughout.
-pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunRequest<'_>) -> Result<ExitStatus> {
+pub fn run_task(
+    store: &dyn TaskStore,
+    task: Task,
+    settings: &Settings,
+    request: &RunRequest<'_>,
+) -> Result<ExitStatus> {
     if task.task_type == TaskType::Export {
         return Err(usage(format!(
             "task {} is an EXPORT task: `flexprice-import export` writes a new one",
@@ -212,7 +235,7 @@ pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunReq
         )));
     }
     let entity = entity_for(task.entity_type)?;
-    let Some(lock) = TaskLock::try_acquire(&settings.db_path, &task.id)? else {
+    let Some(lock) = store.lock_run(&task.id)? else {
         return Err(anyhow!(
             "task {} is being run by another process ({})",
             task.id,
@@ -227,6 +250,7 @@ pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunReq
     if let Some(notify) = request.notify {
         targets::notify(&mut task, notify)?;
     }
+    refuse_unported(store, &task)?;
     let options = targets::run_options(&task, request.batch_size, request.options.clone());
     let status = run_locked(store, &mut task, entity, settings, &options, request);
     // The lock file stays: removing it would let two processes lock two different files.
@@ -238,10 +262,11 @@ pub fn run_task(store: &Store, task: Task, settings: &Settings, request: &RunReq
 /// Delivers the task's pending webhooks, retrying within `wait`; what still fails stays in the
 /// store for `worker`. Delivery problems never change the run's exit code, but what is left
 /// pending is said with its reason: no secret to sign with, or the receiver's last error.
-fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::time::Duration) {
-    if task.metadata.webhook_url.is_none() {
+fn deliver_webhooks(store: &dyn TaskStore, task: &Task, settings: &Settings, wait: std::time::Duration) {
+    // A PostgreSQL store refuses tasks with webhooks (see `refuse_unported`).
+    let (Some(_), Backend::Sqlite(store)) = (&task.metadata.webhook_url, store.backend()) else {
         return;
-    }
+    };
     let secret = match crate::webhooks::Secret::from_env() {
         Ok(secret) => secret,
         Err(e) => {
@@ -285,7 +310,7 @@ fn deliver_webhooks(store: &Store, task: &Task, settings: &Settings, wait: std::
 }
 
 fn run_locked(
-    store: &Store,
+    store: &dyn TaskStore,
     task: &mut Task,
     entity: &'static dyn crate::entity::Entity,
     settings: &Settings,
@@ -307,11 +332,7 @@ fn run_locked(
     }
     let spec = SourceSpec::of_task(&task.file_url, task.metadata.source_guard.as_ref());
     let format = task_format(task);
-    let checkpoint = if interrupted {
-        checkpoints::load(store.conn(), &task.id)?
-    } else {
-        None
-    };
+    let checkpoint = if interrupted { store.checkpoint(&task.id)? } else { None };
     let dialect = super::task_dialect(task);
     let declared = super::task_charset(task);
     let opened = match &checkpoint {
@@ -350,13 +371,29 @@ fn run_locked(
     if let Some(method) = source.resumed_by {
         m.resumed_by = Some(method.as_str().into());
     }
-    let mut target = match targets::open(task, request.api, options) {
-        Ok(target) => target,
-        Err(reason) => {
-            fail_unstarted(store, task, settings, &reason)?;
-            return Err(anyhow!("task {} FAILED: {reason}", task.id));
+    let mut target = match store.backend() {
+        Backend::Sqlite(_) => match targets::open(task, request.api, options) {
+            Ok(target) => Some(target),
+            Err(reason) => {
+                fail_unstarted(store, task, settings, &reason)?;
+                return Err(anyhow!("task {} FAILED: {reason}", task.id));
+            }
+        },
+        // The local target, the only one ported (see `refuse_unported`).
+        Backend::Postgres(_) => None,
+    };
+    let pg_options;
+    let options = match store.backend() {
+        Backend::Sqlite(_) => options,
+        Backend::Postgres(_) => {
+            pg_options = RunOptions {
+                chunk_rows: crate::target::local_pg::CHUNK_ROWS.min(options.batch_size),
+                ..options.clone()
+            };
+            &pg_options
         }
     };
+    let target_name = target.as_ref().map_or("local", |t| t.name());
     // A signal that came before the run began (a worker that claimed the task while another
     // thread was being stopped) leaves the task exactly as it was: not started again, not
     // counted as resumed.
@@ -373,7 +410,7 @@ fn run_locked(
     }
     start(
         store,
-        target.name(),
+        target_name,
         task,
         settings,
         options,
@@ -393,8 +430,13 @@ fn run_locked(
         source.size,
         task.processed_records,
     )));
+    // Live figures are files beside SQLite's lock files; a PostgreSQL store keeps none yet.
+    let live_db = match store.backend() {
+        Backend::Sqlite(_) => Some(settings.db_path.as_path()),
+        Backend::Postgres(_) => None,
+    };
     let ticker = LiveTicker::start(
-        &settings.db_path,
+        live_db,
         &task.id,
         task.processed_records,
         Arc::clone(&source.counters),
@@ -414,7 +456,16 @@ fn run_locked(
             now: task.started_at,
         },
     };
-    let result = pipeline::import(store, task, job, target.as_mut(), options, &mut observer);
+    let result = match (store.backend(), target.as_mut()) {
+        (Backend::Sqlite(sqlite), Some(target)) => {
+            pipeline::import(sqlite, task, job, target.as_mut(), options, &mut observer)
+        }
+        (Backend::Postgres(pg), _) => {
+            let mut target = PgLocalTarget::new(&task.tenant_id, &task.id);
+            pipeline::import(pg, task, job, &mut target, options, &mut observer)
+        }
+        (Backend::Sqlite(_), None) => unreachable!("a SQLite run opened its target above"),
+    };
     drop(ticker);
     if let Ok(progress) = progress.lock() {
         progress.finish();
@@ -444,7 +495,8 @@ fn run_locked(
 struct LiveTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    db: PathBuf,
+    /// The SQLite store beside whose lock the live figures go (`None`: none are written).
+    db: Option<PathBuf>,
     task_id: String,
 }
 
@@ -454,14 +506,14 @@ impl LiveTicker {
     const WRITE_EVERY: u32 = 4;
 
     fn start(
-        db: &Path,
+        db: Option<&Path>,
         task_id: &str,
         base_rows: u64,
         counters: Arc<source::ReadCounters>,
         progress: Arc<Mutex<Progress>>,
     ) -> LiveTicker {
         let stop = Arc::new(AtomicBool::new(false));
-        let (db_path, id) = (db.to_path_buf(), task_id.to_owned());
+        let (db_path, id) = (db.map(Path::to_path_buf), task_id.to_owned());
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("progress".into())
@@ -470,14 +522,14 @@ impl LiveTicker {
                 while !stopped.load(Ordering::Relaxed) {
                     let rows = counters.records_read.load(Ordering::Relaxed);
                     let bytes = counters.input_bytes.load(Ordering::Relaxed);
-                    if tick.is_multiple_of(Self::WRITE_EVERY) {
+                    if let (Some(db_path), true) = (&db_path, tick.is_multiple_of(Self::WRITE_EVERY)) {
                         let figures = ReadSoFar {
                             rows: base_rows + rows,
                             bytes,
                             at: Utc::now(),
                         };
                         // Live figures are a courtesy: a full disk shows up in the commits.
-                        let _ = live::write(&db_path, &id, &figures);
+                        let _ = live::write(db_path, &id, &figures);
                     }
                     if let Ok(mut progress) = progress.lock() {
                         progress.refresh(rows, bytes);
@@ -490,7 +542,7 @@ impl LiveTicker {
         LiveTicker {
             stop,
             thread,
-            db: db.to_path_buf(),
+            db: db.map(Path::to_path_buf),
             task_id: task_id.to_owned(),
         }
     }
@@ -503,7 +555,9 @@ impl Drop for LiveTicker {
             thread.thread().unpark();
             let _ = thread.join();
         }
-        live::remove(&self.db, &self.task_id);
+        if let Some(db) = &self.db {
+            live::remove(db, &self.task_id);
+        }
     }
 }
 
@@ -539,7 +593,7 @@ fn open_resume(
 
 #[allow(clippy::too_many_arguments)]
 fn start(
-    store: &Store,
+    store: &dyn TaskStore,
     target_name: &str,
     task: &mut Task,
     settings: &Settings,
@@ -605,32 +659,33 @@ fn start(
         std::process::id(),
         whoami::fallible::hostname().unwrap_or_else(|_| "unknown host".into())
     ));
-    let tx = store.conn().unchecked_transaction()?;
-    if resume.is_none() && (restart || task.metadata.resumed > 0) {
-        TaskErrors::new(&tx).clear(&task.id)?;
-        checkpoints::clear(&tx, &task.id)?;
-    }
-    SqliteTaskRepository::new(&tx).update(task)?;
-    // A task continued from its checkpoint already announced its start.
-    if resume.is_none() {
-        webhooks::enqueue(&tx, task, "task.started", now)?;
-    }
-    tx.commit()?;
-    Ok(())
+    let task = &*task;
+    store.transaction(&mut || {
+        if resume.is_none() && (restart || task.metadata.resumed > 0) {
+            store.task_errors().clear(&task.id)?;
+            store.clear_checkpoint(&task.id)?;
+        }
+        store.tasks().update(task)?;
+        // A task continued from its checkpoint already announced its start.
+        if resume.is_none() {
+            store.enqueue_webhook(task, "task.started", now)?;
+        }
+        Ok(())
+    })
 }
 
 /// Updates the task and queues the webhook announcing its new state, in one transaction.
-fn update_announcing(store: &Store, task: &Task, event: Option<&str>) -> Result<()> {
-    let tx = store.conn().unchecked_transaction()?;
-    SqliteTaskRepository::new(&tx).update(task)?;
-    if let Some(event) = event {
-        webhooks::enqueue(&tx, task, event, task.updated_at)?;
-    }
-    tx.commit()?;
-    Ok(())
+fn update_announcing(store: &dyn TaskStore, task: &Task, event: Option<&str>) -> Result<()> {
+    store.transaction(&mut || {
+        store.tasks().update(task)?;
+        if let Some(event) = event {
+            store.enqueue_webhook(task, event, task.updated_at)?;
+        }
+        Ok(())
+    })
 }
 
-fn fail_unstarted(store: &Store, task: &mut Task, settings: &Settings, reason: &str) -> Result<()> {
+fn fail_unstarted(store: &dyn TaskStore, task: &mut Task, settings: &Settings, reason: &str) -> Result<()> {
     let now = Utc::now();
     if task.task_status != TaskStatus::Failed {
         task.move_to(TaskStatus::Failed, now)?;
@@ -642,7 +697,7 @@ fn fail_unstarted(store: &Store, task: &mut Task, settings: &Settings, reason: &
     update_announcing(store, task, Some("task.failed"))
 }
 
-fn finish(store: &Store, task: &mut Task, outcome: Outcome, settings: &Settings) -> Result<()> {
+fn finish(store: &dyn TaskStore, task: &mut Task, outcome: Outcome, settings: &Settings) -> Result<()> {
     let now = Utc::now();
     task.updated_by = settings.actor.clone();
     task.updated_at = now;
@@ -742,7 +797,7 @@ fn rejected_summary(task: &Task) -> Option<String> {
 }
 
 fn report(
-    store: &Store,
+    store: &dyn TaskStore,
     task: &Task,
     name: &str,
     stdout: Stdout,

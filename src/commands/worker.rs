@@ -12,7 +12,8 @@ use super::run::{find_task, run_task, RunRequest, Stdout};
 use crate::cli::{ApiArgs, WorkerArgs};
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
-use crate::store::{queue, Store};
+use crate::store::backend::{self, Backend};
+use crate::store::TaskStore;
 use crate::webhooks::{Deliverer, Secret};
 
 /// What a pool of workers needs, shared by its threads.
@@ -40,7 +41,7 @@ pub fn run(args: &WorkerArgs, settings: &Settings) -> Result<ExitStatus> {
         eprintln!(
             "worker {} on {}: {} task{} at once{}",
             pool.worker_id,
-            settings.db_path.display(),
+            settings.db,
             args.concurrency,
             if args.concurrency == 1 { "" } else { "s" },
             if args.once {
@@ -92,7 +93,9 @@ impl Pool {
     }
 
     fn work(&self, thread: usize, stop: &AtomicBool) -> Result<ExitStatus> {
-        let store = Store::open(&self.settings.db_path)?;
+        let store = backend::open(&self.settings.db)?;
+        let store = store.as_ref();
+        let queue = store.queue();
         let secret = Secret::from_env().unwrap_or_else(|e| {
             eprintln!("warning: FLEXPRICE_WEBHOOK_SECRET: {e}");
             None
@@ -103,13 +106,14 @@ impl Pool {
             if crate::interrupt::received().is_some() || stop.load(Ordering::Relaxed) {
                 return Ok(ExitStatus::Success);
             }
-            // One thread delivers due webhooks between tasks.
-            if thread == 0 {
-                if let Err(e) = deliverer.deliver_due(&store, None) {
+            // One thread delivers due webhooks between tasks (a PostgreSQL store has none yet:
+            // tasks with webhooks are refused there).
+            if let (0, Backend::Sqlite(sqlite)) = (thread, store.backend()) {
+                if let Err(e) = deliverer.deliver_due(sqlite, None) {
                     eprintln!("warning: delivering webhooks: {e:#}");
                 }
             }
-            let claimed = queue::claim(store.conn(), &self.settings.db_path, &self.worker_id, lease, Utc::now())?;
+            let claimed = queue.claim(&self.worker_id, lease, Utc::now())?;
             let Some((task_id, tenant_id)) = claimed else {
                 if self.once {
                     return Ok(ExitStatus::Success);
@@ -117,23 +121,23 @@ impl Pool {
                 std::thread::sleep(self.poll);
                 continue;
             };
-            let status = self.run_claimed(&store, &task_id, &tenant_id);
+            let status = self.run_claimed(store, &task_id, &tenant_id);
             match status {
                 Ok(ExitStatus::Signal(signal)) => {
-                    queue::hand_back(store.conn(), &task_id, &self.worker_id)?;
+                    queue.hand_back(&task_id, &self.worker_id)?;
                     return Ok(ExitStatus::Signal(signal));
                 }
-                Ok(_) => queue::release(store.conn(), &task_id, &self.worker_id)?,
+                Ok(_) => queue.release(&task_id, &self.worker_id)?,
                 Err(e) => {
                     eprintln!("flexprice-import: task {task_id}: {e:#}");
-                    queue::release(store.conn(), &task_id, &self.worker_id)?;
+                    queue.release(&task_id, &self.worker_id)?;
                 }
             }
         }
     }
 
     /// Runs a claimed task to its end while a second thread renews the lease.
-    fn run_claimed(&self, store: &Store, task_id: &str, tenant_id: &str) -> Result<ExitStatus> {
+    fn run_claimed(&self, store: &dyn TaskStore, task_id: &str, tenant_id: &str) -> Result<ExitStatus> {
         let settings = Settings {
             tenant_id: tenant_id.to_owned(),
             ..self.settings.clone()
@@ -151,10 +155,12 @@ impl Pool {
         })
     }
 
+    /// On a connection of its own: the run's is busy with its batches.
     fn renew_until(&self, task_id: &str, done: &AtomicBool) {
-        let Ok(store) = Store::open(&self.settings.db_path) else {
+        let Ok(store) = backend::open(&self.settings.db) else {
             return;
         };
+        let queue = store.queue();
         let every = self.lease / 3;
         let mut waited = Duration::ZERO;
         while !done.load(Ordering::Relaxed) {
@@ -165,7 +171,7 @@ impl Pool {
             }
             waited = Duration::ZERO;
             let until = Utc::now() + chrono::Duration::from_std(self.lease).unwrap_or_default();
-            match queue::renew(store.conn(), task_id, &self.worker_id, until) {
+            match queue.renew(task_id, &self.worker_id, until) {
                 Ok(true) => {}
                 Ok(false) => eprintln!("warning: worker {} lost the lease of task {task_id}", self.worker_id),
                 Err(e) => eprintln!("warning: renewing the lease of task {task_id}: {e:#}"),

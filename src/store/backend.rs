@@ -4,10 +4,13 @@
 //! (see `unported` for the message those commands give on PostgreSQL).
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 
 use super::checkpoints::Checkpoint;
 use super::live::ReadSoFar;
 use super::location::StoreLocation;
+use super::lock::TaskLock;
+use super::postgres::locks::PgTaskLock;
 use super::postgres::PgStore;
 use super::queue::{Queue, SqliteQueue};
 use super::task_errors::TaskErrorRepository;
@@ -34,6 +37,18 @@ pub trait TaskStore {
     /// What a running task has read beyond its last commit (SQLite: a file beside its lock;
     /// PostgreSQL: not kept yet, `None`).
     fn read_so_far(&self, task_id: &str) -> Option<ReadSoFar>;
+
+    /// Runs `f` in one transaction of the store's connection: what `f` writes through this
+    /// store's repositories is committed together, or not at all when it fails.
+    fn transaction(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()>;
+    fn clear_checkpoint(&self, task_id: &str) -> Result<()>;
+    /// Queues the webhook announcing `event` of the task, if it has a webhook.
+    fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Takes the lock a run holds on a task from start to end (`None`: another process holds
+    /// it). SQLite: a lock file; PostgreSQL: an advisory lock of this store's session.
+    fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>>;
+    /// The concrete store, for what is written per backend (a run's batches).
+    fn backend(&self) -> Backend<'_>;
 
     /// Whether a task stopped without finishing: PROCESSING with no live process, or FAILED
     /// by a signal.
@@ -69,11 +84,42 @@ impl TaskStore for Store {
         })
     }
     fn is_running(&self, task_id: &str) -> Result<bool> {
-        Ok(super::lock::TaskLock::is_held(self.path(), task_id))
+        Ok(TaskLock::is_held(self.path(), task_id))
     }
     fn read_so_far(&self, task_id: &str) -> Option<ReadSoFar> {
         super::live::read(self.path(), task_id)
     }
+    fn transaction(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let tx = self.conn().unchecked_transaction()?;
+        f()?;
+        tx.commit()?;
+        Ok(())
+    }
+    fn clear_checkpoint(&self, task_id: &str) -> Result<()> {
+        super::checkpoints::clear(self.conn(), task_id)
+    }
+    fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
+        super::webhooks::enqueue(self.conn(), task, event, now)
+    }
+    fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>> {
+        Ok(TaskLock::try_acquire(self.path(), task_id)?.map(RunLock::File))
+    }
+    fn backend(&self) -> Backend<'_> {
+        Backend::Sqlite(self)
+    }
+}
+
+/// A store as its backend.
+pub enum Backend<'s> {
+    Sqlite(&'s Store),
+    Postgres(&'s PgStore),
+}
+
+/// The lock a run holds on its task (see `TaskStore::lock_run`), released when dropped. The
+/// lock file stays: removing it would let two processes lock two different files.
+pub enum RunLock<'s> {
+    File(TaskLock),
+    Advisory(PgTaskLock<'s>),
 }
 
 /// Opens (creating and migrating if needed) the store at `location`.
@@ -98,7 +144,7 @@ pub fn open_existing(location: &StoreLocation) -> Result<Option<Box<dyn TaskStor
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `list`, `inspect` and `errors` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `list`, `inspect` and `errors` work on PostgreSQL)"
     ))
 }
 

@@ -2,6 +2,7 @@
 //! target's tables. No other module writes SQL.
 
 pub mod backend;
+pub mod batch;
 pub mod busy;
 pub mod checkpoints;
 pub mod events;

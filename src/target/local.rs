@@ -93,35 +93,7 @@ impl LocalTarget {
                 &mut self.outcomes,
             )?;
         }
-        for (event, outcome) in batch_events.iter().zip(&self.outcomes) {
-            let Stored::Duplicate(stored) = outcome else {
-                delivery.delivered += 1;
-                continue;
-            };
-            let stored = stored.each_ref().map(Option::as_deref);
-            let (kind, reason) = match entity::events::first_difference(stored, event) {
-                None => (
-                    ErrorKind::Duplicate,
-                    format!("event_id {} is already stored; skipped", event.event_id),
-                ),
-                Some(difference) => (
-                    ErrorKind::Conflict,
-                    format!(
-                        "event_id {} is already stored with other content: {}; skipped",
-                        event.event_id,
-                        difference.describe()
-                    ),
-                ),
-            };
-            delivery.rejected.push(RowError {
-                line: event.line,
-                column: Some("event_id".into()),
-                kind,
-                reason,
-                element_line: event.element_line,
-                raw: Some(event.raw.clone()),
-            });
-        }
+        account_events(&batch_events, &self.outcomes, delivery);
         Ok(())
     }
 
@@ -192,5 +164,40 @@ impl Target for LocalTarget {
 
     fn settled(&mut self, _: &Transaction<'_>, _wait: bool) -> Result<Vec<Delivery>> {
         Ok(std::mem::take(&mut self.done))
+    }
+}
+
+/// Counts the events the store took, and makes a rejected row (a resend, or a conflict when
+/// the stored content differs) of each it already held; `outcomes` are `events`', in order.
+/// Both backends' local targets judge duplicates by this one rule.
+pub(super) fn account_events(events: &[&Event], outcomes: &[Stored], delivery: &mut Delivery) {
+    for (event, outcome) in events.iter().zip(outcomes) {
+        let Stored::Duplicate(stored) = outcome else {
+            delivery.delivered += 1;
+            continue;
+        };
+        let stored = stored.each_ref().map(Option::as_deref);
+        let (kind, reason) = match entity::events::first_difference(stored, event) {
+            None => (
+                ErrorKind::Duplicate,
+                format!("event_id {} is already stored; skipped", event.event_id),
+            ),
+            Some(difference) => (
+                ErrorKind::Conflict,
+                format!(
+                    "event_id {} is already stored with other content: {}; skipped",
+                    event.event_id,
+                    difference.describe()
+                ),
+            ),
+        };
+        delivery.rejected.push(RowError {
+            line: event.line,
+            column: Some("event_id".into()),
+            kind,
+            reason,
+            element_line: event.element_line,
+            raw: Some(event.raw.clone()),
+        });
     }
 }

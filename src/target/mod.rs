@@ -6,6 +6,7 @@
 
 pub mod flexprice;
 pub mod local;
+pub mod local_pg;
 
 use anyhow::Result;
 use rusqlite::Transaction;
@@ -63,4 +64,21 @@ pub trait Target {
     /// Deliveries of the chunks that are done, oldest first, stopping at the first one still
     /// in flight; with `wait`, of every chunk submitted.
     fn settled(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<Vec<Delivery>>;
+}
+
+/// A target as the run loop drives it, over a store's batch transaction `Tx` (see
+/// `store::batch`): every SQLite `Target`, and the local target on PostgreSQL
+/// (`local_pg::PgLocalTarget`).
+pub trait BatchTarget<Tx> {
+    fn submit(&mut self, tx: &mut Tx, records: Vec<ValidRecord>) -> Result<()>;
+    fn settled(&mut self, tx: &mut Tx, wait: bool) -> Result<Vec<Delivery>>;
+}
+
+impl<'c, T: Target + ?Sized> BatchTarget<Transaction<'c>> for T {
+    fn submit(&mut self, tx: &mut Transaction<'c>, records: Vec<ValidRecord>) -> Result<()> {
+        Target::submit(self, tx, records)
+    }
+    fn settled(&mut self, tx: &mut Transaction<'c>, wait: bool) -> Result<Vec<Delivery>> {
+        Target::settled(self, tx, wait)
+    }
 }

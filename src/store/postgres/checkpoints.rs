@@ -1,11 +1,40 @@
-//! Checkpoints on PostgreSQL: read only in this phase (runs are SQLite-only so far), so that
-//! `inspect` shows where a task would continue.
+//! Checkpoints on PostgreSQL (store::checkpoints for SQLite): written in the transaction of
+//! the batch they follow.
 
 use anyhow::{Context, Result};
+use chrono::Utc;
 use postgres::Client;
 
-use super::to_u64;
+use super::{to_i64, to_u64};
 use crate::store::checkpoints::Checkpoint;
+
+pub fn save(client: &mut Client, task_id: &str, checkpoint: &Checkpoint) -> Result<()> {
+    let position = serde_json::to_string(&checkpoint.position)?;
+    client
+        .execute(
+            "INSERT INTO task_checkpoints (task_id, position, records, source_size, source_mtime_ns, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (task_id) DO UPDATE SET position = excluded.position, \
+             records = excluded.records, source_size = excluded.source_size, \
+             source_mtime_ns = excluded.source_mtime_ns, updated_at = excluded.updated_at",
+            &[
+                &task_id,
+                &position,
+                &to_i64(checkpoint.records),
+                &checkpoint.source.map(|s| to_i64(s.0)),
+                &checkpoint.source.map(|s| s.1),
+                &Utc::now(),
+            ],
+        )
+        .with_context(|| format!("writing the checkpoint of task {task_id}"))?;
+    Ok(())
+}
+
+pub fn clear(client: &mut Client, task_id: &str) -> Result<()> {
+    client
+        .execute("DELETE FROM task_checkpoints WHERE task_id = $1", &[&task_id])
+        .with_context(|| format!("clearing the checkpoint of task {task_id}"))?;
+    Ok(())
+}
 
 pub fn load(client: &mut Client, task_id: &str) -> Result<Option<Checkpoint>> {
     let row = client

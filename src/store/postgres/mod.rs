@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: the same tables as the SQLite store (for what is ported so far:
-//! tasks, their rejected rows, checkpoints, leases and the webhook outbox), for teams whose
-//! imports start on several hosts and must share one task list and one queue.
+//! tasks, their rejected rows, checkpoints, leases, the webhook outbox and the local
+//! target's events), for teams whose imports start on several hosts and must share one task
+//! list and one queue.
 //!
 //! The `postgres` crate's blocking client: the store is synchronous throughout (rusqlite),
 //! and the blocking client keeps it so, with no async runtime in the store's callers (it runs
@@ -8,8 +9,11 @@
 //! `Connection` per `Store`; the client needs `&mut` for every call, so it sits in a
 //! `RefCell` (a store is used from one thread, as SQLite's is).
 
+pub mod batch;
 mod checkpoints;
 mod connect;
+pub mod events;
+pub mod locks;
 pub mod migrations;
 mod queue;
 mod task_errors;
@@ -19,6 +23,7 @@ mod webhooks;
 use std::cell::{RefCell, RefMut};
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use postgres::Client;
 
 pub use connect::is_local;
@@ -26,7 +31,7 @@ pub use queue::PgQueue;
 pub use task_errors::PgTaskErrors;
 pub use tasks::PgTaskRepository;
 
-use super::backend::TaskStore;
+use super::backend::{Backend, RunLock, TaskStore};
 use super::checkpoints::Checkpoint;
 use super::live::ReadSoFar;
 use super::location::PgUrl;
@@ -34,6 +39,7 @@ use super::queue::Queue;
 use super::task_errors::TaskErrorRepository;
 use super::webhooks::Delivery;
 use super::TaskRepository;
+use crate::task::Task;
 
 /// A PostgreSQL store: one connection, its schema migrated.
 pub struct PgStore {
@@ -85,11 +91,29 @@ impl TaskStore for PgStore {
     fn queue(&self) -> Box<dyn Queue + '_> {
         Box::new(PgQueue::new(self))
     }
+    /// A worker's lease that has not expired, or a run's advisory lock (see `locks`).
     fn is_running(&self, task_id: &str) -> Result<bool> {
-        queue::has_live_lease(&mut self.client(), task_id, chrono::Utc::now())
+        Ok(queue::has_live_lease(&mut self.client(), task_id, chrono::Utc::now())? || locks::is_held(self, task_id)?)
     }
     fn read_so_far(&self, _task_id: &str) -> Option<ReadSoFar> {
         None
+    }
+    fn transaction(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let tx = batch::PgBatch::begin(self)?;
+        f()?;
+        tx.commit()
+    }
+    fn clear_checkpoint(&self, task_id: &str) -> Result<()> {
+        checkpoints::clear(&mut self.client(), task_id)
+    }
+    fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
+        webhooks::enqueue(self, task, event, now)
+    }
+    fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>> {
+        Ok(locks::PgTaskLock::try_acquire(self, task_id)?.map(RunLock::Advisory))
+    }
+    fn backend(&self) -> Backend<'_> {
+        Backend::Postgres(self)
     }
 }
 

@@ -39,10 +39,9 @@ pub fn has_live_lease(client: &mut Client, task_id: &str, now: DateTime<Utc>) ->
 }
 
 impl Queue for PgQueue<'_> {
-    /// The tasks SQLite's claim takes: PENDING; PROCESSING without a live lease; FAILED by a
-    /// worker's shutdown (interrupted, its lease handed back). Not yet: a PROCESSING task
-    /// that a `run` (no lease) is running, which SQLite tells by its lock file; runs are not
-    /// ported to PostgreSQL yet, so no such task exists there.
+    /// The tasks SQLite's claim takes: PENDING; PROCESSING without a live lease and not being
+    /// run (a `run` holds no lease, but the task's advisory lock: see `locks`); FAILED by a
+    /// worker's shutdown (interrupted, its lease handed back).
     fn claim(&self, worker_id: &str, lease: chrono::Duration, now: DateTime<Utc>) -> Result<Option<(String, String)>> {
         let until = now + lease;
         let mut client = self.store.client();
@@ -51,13 +50,16 @@ impl Queue for PgQueue<'_> {
             // `metadata::json`, not jsonb: json reads a `\u0000` escape that jsonb refuses.
             let Some(row) = tx
                 .query_opt(
-                    "SELECT t.id, t.tenant_id FROM tasks t LEFT JOIN task_leases l ON l.task_id = t.id \
+                    &format!(
+                        "SELECT t.id, t.tenant_id FROM tasks t LEFT JOIN task_leases l ON l.task_id = t.id \
                      WHERE t.task_type = 'IMPORT' AND t.status != 'deleted' AND t.file_url != '-' \
                      AND (l.task_id IS NULL OR l.expires_at < $1) \
-                     AND (t.task_status = 'PENDING' OR t.task_status = 'PROCESSING' \
+                     AND (t.task_status = 'PENDING' OR (t.task_status = 'PROCESSING' AND NOT {held}) \
                           OR (t.task_status = 'FAILED' AND l.task_id IS NOT NULL \
                               AND (t.metadata::json ->> 'interrupted') = 'true')) \
                      ORDER BY t.created_at, t.id LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
+                        held = super::locks::held_sql("t.id")
+                    ),
                     &[&now],
                 )
                 .context("looking for a queued task")?

@@ -33,3 +33,21 @@ pub fn of_task(client: &mut Client, task_id: &str) -> Result<Vec<Delivery>> {
         })
         .collect()
 }
+
+/// Queues a webhook. Not ported yet: a task with a webhook is refused on PostgreSQL before it
+/// runs (see `commands::run`), so this only ever sees tasks without one, for which SQLite's
+/// `enqueue` does nothing either.
+pub fn enqueue(
+    _store: &super::PgStore,
+    task: &crate::task::Task,
+    event: &str,
+    _now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    if task.metadata.webhook_url.is_some() {
+        anyhow::bail!(
+            "queueing the {event} webhook of task {}: webhooks are not yet supported on a PostgreSQL store",
+            task.id
+        );
+    }
+    Ok(())
+}

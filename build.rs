@@ -26,14 +26,22 @@ fn commit(dir: &Path) -> Option<String> {
         return None;
     }
     // HEAD names a branch, whose ref moves with each commit (in its own file, or packed).
-    for path in ["HEAD", "packed-refs"] {
-        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={}", dir.join(file).display());
-        }
-    }
+    // Only files that exist are watched: cargo runs a build script again on every build while
+    // a watched file is missing (a repository that never packed its refs has no
+    // packed-refs), and the crate is then compiled again each time. A ref that moves still
+    // changes or removes a watched file: a commit rewrites the branch's own file, and
+    // packing refs removes it.
+    let mut watched: Vec<String> = ["HEAD", "packed-refs"]
+        .iter()
+        .filter_map(|path| git(&["rev-parse", "--git-path", path]))
+        .collect();
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(file) = git(&["rev-parse", "--git-path", &branch]) {
-            println!("cargo:rerun-if-changed={}", dir.join(file).display());
+        watched.extend(git(&["rev-parse", "--git-path", &branch]));
+    }
+    for file in watched {
+        let path = dir.join(file);
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
         }
     }
     git(&["rev-parse", "--short", "HEAD"])

@@ -198,7 +198,8 @@ pub struct Resume {
 /// A source of raw records. Records borrow the reader's buffer, so one buffer serves the
 /// whole file.
 pub trait RecordReader: Send {
-    /// The CSV header, or `None` for JSON, whose keys come with each record.
+    /// The CSV header, or `None` for JSON, whose keys come with each record, and for an input
+    /// without any row (see `input_was_empty`).
     fn header(&self) -> Option<&[String]>;
     fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError>;
     /// Where to start again after the last record returned.

@@ -146,9 +146,10 @@ fn check_event(
         let i = header.iter().position(|h| h == name)?;
         Some(std::str::from_utf8(row.get(i).expect("as wide as the header")).expect("valid rows are UTF-8"))
     };
-    let given = |name: &str| cell(name).filter(|c| !c.is_empty()).map(str::to_owned);
+    // Identifiers enter trimmed, white space alone being "not given" (README, Input).
+    let given = |name: &str| cell(name).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
     assert_eq!(event.event_name, cell("event_name").unwrap().trim());
-    assert_eq!(event.external_customer_id, cell("external_customer_id").unwrap());
+    assert_eq!(event.external_customer_id, cell("external_customer_id").unwrap().trim());
     assert_eq!(event.customer_id, given("customer_id"));
     assert_eq!(event.source, given("source"));
     if let Some(id) = cell("event_id").map(str::trim).filter(|id| !id.is_empty()) {

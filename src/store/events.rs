@@ -677,6 +677,10 @@ mod tests {
             put(&mut other, &[("c", 4), ("d", 5)]),
             [Stored::Inserted, Stored::Inserted]
         );
+        assert!(
+            !other.has_filter(),
+            "a merge alone does not make a run read the whole table"
+        );
         assert_eq!(put(&mut one, &[("c", 9)]), [duplicate_of("cust_a")]);
         // This process merges e and f, then the transaction is rolled back.
         conn.execute_batch("SAVEPOINT undone").unwrap();

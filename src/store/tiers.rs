@@ -163,18 +163,19 @@ impl MergedKeys {
                 tiers.state
             ))?
             .query_row(params![merge_id], |r| r.get(0))?;
-        match self.filter.as_mut() {
-            // Still the table's, unless it now holds more keys than it was sized for.
-            Some(filter) if filter.merge_id == before.merge_id && now_merged <= filter.sized_for => {
-                filter.merge_id = merge_id;
-            }
-            // Built again for the table as it is now (it pays: a merge's worth was taken).
-            _ => {
-                self.taken_without = 0;
-                self.filter = None;
-                self.filter = Some(Filter::build(conn, tiers, now_merged, merge_id, 1 << 21)?);
-            }
+        let current = self.filter.as_ref().is_some_and(|f| f.merge_id == before.merge_id);
+        if let Some(filter) = self.filter.as_mut().filter(|f| current && now_merged <= f.sized_for) {
+            // Still the table's.
+            filter.merge_id = merge_id;
+            return Ok(());
         }
+        // Outgrown by the table: built again larger (this run took keys enough to have one).
+        // Without one, a merge is no reason to read the whole table: a small import that
+        // happens to fill the recent table gets one only when it pays (see `current`).
+        self.filter = match current {
+            true => Some(Filter::build(conn, tiers, now_merged, merge_id, 1 << 21)?),
+            false => None,
+        };
         Ok(())
     }
 }

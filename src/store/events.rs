@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-pub use super::tiers::MergedKeys;
-use super::tiers::Tiers;
+use super::recent_keys::{RecentKeys, Written};
+use super::tiers::{Filter, MergedKeys, Tiers};
 use crate::entity::Event;
 
 /// What became of one event offered to the store.
@@ -104,9 +104,13 @@ struct Holder {
     content: StoredContent,
 }
 
-/// The event stored for `tenant_key` and `event_id`, whose key is `key`: the one holding the
-/// key if its id is this one, else one stored without a key (another id held the key).
-fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Result<Option<Holder>> {
+/// The event stored for `tenant_key` and `event_id`, where the row `held_by` holds its key
+/// (`None`: no row holds it, so no event has this id: one stored without a key would have
+/// found it held): that row if its id is this one, else one stored without a key.
+fn holder(conn: &Connection, held_by: Option<i64>, tenant_key: i64, event_id: &str) -> Result<Option<Holder>> {
+    let Some(row) = held_by else {
+        return Ok(None);
+    };
     let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, Holder)> {
         Ok((
             row.get(6)?,
@@ -120,19 +124,14 @@ fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Resul
     };
     let by_key = conn
         .prepare_cached(&format!(
-            "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows \
-             WHERE id = coalesce((SELECT row FROM event_keys_recent WHERE key = ?1), \
-                                 (SELECT row FROM event_keys WHERE key = ?1))"
+            "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows WHERE id = ?1"
         ))?
-        .query_row(params![key], read)
+        .query_row(params![row], read)
         .optional()
         .context("reading a stored event")?;
     match by_key {
         Some((t, id, holder)) if t == tenant_key && id == event_id => Ok(Some(holder)),
-        // The key is free, so no event has this id (one stored without a key would have
-        // found it held).
-        None => Ok(None),
-        Some(_) => conn
+        _ => conn
             .prepare_cached(&format!(
                 "SELECT {CONTENT_COLUMNS}, tenant_key, event_id, task_key, source_line FROM event_rows \
                  WHERE key IS NULL AND tenant_key = ?1 AND event_id = ?2"
@@ -144,21 +143,50 @@ fn holder(conn: &Connection, tenant_key: i64, key: i64, event_id: &str) -> Resul
     }
 }
 
-/// Keys `event_keys_recent` holds before they are merged into `event_keys` (migration 11).
-/// About 18 bytes each: 1M keys take some 18 MB of the 48 MiB page cache, so inserting them
-/// in any order stays in memory, and a merge comes once per million new events.
-pub const RECENT_KEYS_MAX: i64 = 1 << 20;
+/// The row holding `key` in `event_keys_middle` or `event_keys`, looked for unless `filter` is
+/// sure it is in neither.
+fn merged_holder(conn: &Connection, filter: Option<&Filter>, key: i64) -> Result<Option<i64>> {
+    if filter.is_some_and(|f| !f.may_hold(key as u64)) {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT coalesce((SELECT row FROM event_keys_middle WHERE key = ?1), \
+                         (SELECT row FROM event_keys WHERE key = ?1))",
+    )?
+    .query_row(params![key], |r| r.get::<_, Option<i64>>(0))
+    .context("reading the event keys")
+}
 
-/// `event_keys` and `event_keys_recent` as `tiers` handles them.
+pub use super::recent_keys::RECENT_KEYS_MAX;
+
+/// The merged keys, `event_keys_middle` and `event_keys`, as `tiers` handles them (the recent
+/// keys are in memory: `store::recent_keys`); its state's `merged` counts both tables.
 const TIERS: Tiers = Tiers {
     what: "event keys",
     state: "event_keys_state",
-    merged_keys: "SELECT key FROM event_keys",
-    recent_keys: "SELECT key FROM event_keys_recent",
-    merge: "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_recent ORDER BY key;
-            DELETE FROM event_keys_recent;",
+    merged_keys: "SELECT key FROM event_keys_middle UNION ALL SELECT key FROM event_keys",
     filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
 };
+
+/// How many keys `event_keys_middle` takes before they are merged into `event_keys`, for a
+/// store of `merged` keys whose recent keys are merged every `recent_max`. A merge writes
+/// every page of the table it goes into, so with one merged table the writes of a store of
+/// N keys grew as N² (a 100M-event run had written 84 GB at 45M); through a middle table of
+/// M keys they cost some M/2 per recent key into it plus N/M out of it, least at
+/// M = sqrt(2 · recent_max · N): about 13M keys for 100M, written some 11 times each instead
+/// of 55 (at least four recent merges' worth, so small stores merge out of it rarely).
+fn middle_max(recent_max: i64, merged: i64) -> i64 {
+    let balanced = (2.0 * recent_max as f64 * merged as f64).sqrt() as i64;
+    balanced.max(4 * recent_max)
+}
+
+/// What a process knows of the store's event keys: those not merged yet (in memory) and a
+/// filter of the merged ones. One per connection that writes events.
+#[derive(Default)]
+pub struct EventKeys {
+    recent: RecentKeys,
+    merged: MergedKeys,
+}
 
 /// Stores events of one task, `task_key` being `task_key(conn, task_id)`; `events` are best
 /// in `event_key` order. A row already brought in by the same task from the same line (a
@@ -166,13 +194,13 @@ const TIERS: Tiers = Tiers {
 /// stored before, the stored content is read (only then: duplicates are rare) so that the
 /// caller can tell a resend from a conflict.
 ///
-/// A key is taken in `event_keys_recent` where neither table holds it (`event_keys` is only
-/// probed where `merged`'s filter may hold the key); the row then gets the id it was taken
-/// for. Once the recent keys reach `RECENT_KEYS_MAX` they are merged into `event_keys`, in
-/// this transaction (see migration 11 for why).
+/// A key is taken where no row holds it: not among the recent keys (in memory, see
+/// `store::recent_keys`), nor in `event_keys` (probed only where `keys`' filter may hold the
+/// key); the row is stored with it. Once the recent keys reach `RECENT_KEYS_MAX` they are
+/// merged into `event_keys`, in this transaction.
 pub fn insert(
     conn: &Connection,
-    merged: &mut MergedKeys,
+    keys: &mut EventKeys,
     tenant: &Tenant,
     task_key: i64,
     events: &[&Event],
@@ -180,7 +208,7 @@ pub fn insert(
 ) -> Result<()> {
     insert_keyed(
         conn,
-        merged,
+        keys,
         tenant,
         task_key,
         events,
@@ -195,7 +223,7 @@ pub fn insert(
 #[allow(clippy::too_many_arguments)]
 fn insert_keyed(
     conn: &Connection,
-    merged: &mut MergedKeys,
+    keys: &mut EventKeys,
     tenant: &Tenant,
     task_key: i64,
     events: &[&Event],
@@ -204,18 +232,13 @@ fn insert_keyed(
     recent_max: i64,
 ) -> Result<()> {
     let state = TIERS.state(conn)?;
-    let filter = merged.current(conn, &TIERS, &state)?;
+    keys.recent.catch_up(conn, Written::read(conn)?)?;
+    let filter = keys.merged.current(conn, &TIERS, &state)?;
     // Ids are given here, not by SQLite, so that a key can name its row before the row is
     // written; the write lock is held (an immediate transaction), so no one else takes them.
     let mut next_id: i64 = conn
         .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM event_rows")?
         .query_row([], |r| r.get(0))?;
-    let mut take_key =
-        conn.prepare_cached("INSERT INTO event_keys_recent (key, row) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
-    let mut take_key_probed = conn.prepare_cached(
-        "INSERT INTO event_keys_recent (key, row) SELECT ?1, ?2 \
-         WHERE NOT EXISTS (SELECT 1 FROM event_keys WHERE key = ?1) ON CONFLICT DO NOTHING",
-    )?;
     let mut insert_row = conn.prepare_cached(
         "INSERT INTO event_rows (id, key, tenant_key, event_id, event_name, external_customer_id, \
          customer_id, timestamp, source, properties, task_key, source_line) \
@@ -225,45 +248,79 @@ fn insert_keyed(
     for e in events {
         let key = key_of(tenant.key, &e.event_id);
         let context = || format!("storing event {} (line {})", e.event_id, e.line);
-        let store = |stmt: &mut rusqlite::CachedStatement<'_>, id: i64, key: Option<i64>| {
-            stmt.execute(params![
-                id,
-                key,
-                tenant.key,
-                e.event_id,
-                e.event_name,
-                e.external_customer_id,
-                e.customer_id,
-                e.timestamp,
-                e.source,
-                e.properties,
-                task_key,
-                e.line,
-            ])
+        let mut store = |id: i64, key: Option<i64>| {
+            insert_row
+                .execute(params![
+                    id,
+                    key,
+                    tenant.key,
+                    e.event_id,
+                    e.event_name,
+                    e.external_customer_id,
+                    e.customer_id,
+                    e.timestamp,
+                    e.source,
+                    e.properties,
+                    task_key,
+                    e.line,
+                ])
+                .with_context(context)
         };
-        let take = match filter {
-            Some(f) if !f.may_hold(key as u64) => &mut take_key,
-            _ => &mut take_key_probed,
+        let held_by = match keys.recent.get(key) {
+            Some(row) => Some(row),
+            None => merged_holder(conn, filter, key)?,
         };
-        if take.execute(params![key, next_id]).with_context(context)? == 1 {
-            store(&mut insert_row, next_id, Some(key)).with_context(context)?;
+        if held_by.is_none() {
+            store(next_id, Some(key))?;
+            keys.recent.add(key, next_id);
             next_id += 1;
             taken += 1;
             outcomes.push(Stored::Inserted);
             continue;
         }
-        outcomes.push(match holder(conn, tenant.key, key, &e.event_id)? {
+        outcomes.push(match holder(conn, held_by, tenant.key, &e.event_id)? {
             Some(h) if h.task_key == task_key && h.source_line == e.line => Stored::Inserted,
             Some(h) => Stored::Duplicate(Box::new(h.content)),
             None => {
                 // Another id holds this key: stored without one, found by its id.
-                store(&mut insert_row, next_id, None).with_context(context)?;
+                store(next_id, None)?;
                 next_id += 1;
                 Stored::Inserted
             }
         });
     }
-    merged.taken(conn, &TIERS, &state, taken, recent_max)
+    if taken == 0 {
+        return Ok(());
+    }
+    keys.merged.count_taken(taken);
+    let write_id = fastrand::i64(..);
+    conn.prepare_cached("UPDATE event_keys_state SET recent = recent + ?1, write_id = ?2")?
+        .execute(params![taken, write_id])?;
+    keys.recent.wrote(write_id);
+    if keys.recent.len() >= recent_max {
+        let EventKeys { recent, merged } = keys;
+        let upto = next_id - 1;
+        let moved = recent.len();
+        merged.merge_with(conn, &TIERS, &state, |bloom| {
+            recent.merge_into(conn, bloom, upto)?;
+            let middle: i64 = conn
+                .prepare_cached(
+                    "UPDATE event_keys_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
+                     RETURNING middle",
+                )?
+                .query_row(params![upto, write_id, moved], |r| r.get(0))?;
+            if middle >= middle_max(recent_max, state.merged) {
+                conn.execute_batch(
+                    "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_middle ORDER BY key;
+                     DELETE FROM event_keys_middle;
+                     UPDATE event_keys_state SET middle = 0;",
+                )
+                .context("merging the event keys of the middle table")?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// Migration 9's hook: copies the events of the table before it into `event_rows` with their
@@ -311,7 +368,14 @@ pub(super) fn migrate_to_event_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_
 
 /// For a dry run: would these events be stored? Checks the store and the events seen so far
 /// in this run (kept in a temporary table, so memory stays flat) without writing the store.
-pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &mut Vec<Stored>) -> Result<()> {
+pub fn check(
+    conn: &Connection,
+    keys: &mut EventKeys,
+    tenant: &Tenant,
+    events: &[&Event],
+    outcomes: &mut Vec<Stored>,
+) -> Result<()> {
+    keys.recent.catch_up(conn, Written::read(conn)?)?;
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY, {CONTENT_COLUMNS}) WITHOUT ROWID"
     ))?;
@@ -321,7 +385,12 @@ pub fn check(conn: &Connection, tenant: &Tenant, events: &[&Event], outcomes: &m
          ON CONFLICT DO NOTHING"
     ))?;
     for e in events {
-        if let Some(stored) = holder(conn, tenant.key, event_key(tenant.key, &e.event_id), &e.event_id)? {
+        let key = event_key(tenant.key, &e.event_id);
+        let held_by = match keys.recent.get(key) {
+            Some(row) => Some(row),
+            None => merged_holder(conn, None, key)?,
+        };
+        if let Some(stored) = holder(conn, held_by, tenant.key, &e.event_id)? {
             outcomes.push(Stored::Duplicate(Box::new(stored.content)));
             continue;
         }
@@ -431,7 +500,7 @@ mod tests {
         let refs: Vec<&Event> = events.iter().collect();
         insert_keyed(
             conn,
-            &mut MergedKeys::default(),
+            &mut EventKeys::default(),
             tenant,
             task_key,
             &refs,
@@ -575,9 +644,21 @@ mod tests {
         );
     }
 
-    /// Keys move from the recent table into `event_keys` once there are enough of them (two
-    /// here); an id is found as stored whichever table holds its key, before and after a
-    /// merge, and every row keeps the id its key names.
+    /// The keyed rows above `merged_upto` (the recent keys) and the rows of `event_keys`.
+    fn recent_and_merged(conn: &Connection) -> (i64, i64) {
+        conn.query_row(
+            "SELECT (SELECT count(*) FROM event_rows WHERE key IS NOT NULL \
+                     AND id > (SELECT merged_upto FROM event_keys_state)), \
+                    (SELECT count(*) FROM event_keys) + (SELECT count(*) FROM event_keys_middle)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    /// Keys are merged into `event_keys` once there are enough recent ones (two here); an id
+    /// is found as stored whether its key is recent or merged, before and after a merge, by a
+    /// process that read the store afresh (each `stored` call), and every key names its row.
     #[test]
     fn an_id_is_found_whether_its_key_is_recent_or_merged() {
         let store = crate::store::open_in_memory();
@@ -587,13 +668,10 @@ mod tests {
             id: "t".into(),
         };
         let task = task_key(conn, "task_a").unwrap();
-        let count = |table: &str| -> i64 {
-            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-                .unwrap()
-        };
+        let count = |_: &str| recent_and_merged(conn);
         let first = stored(conn, &tenant, task, &[event("a", "cust_a", 2)], event_key);
         assert_eq!(first, [Stored::Inserted]);
-        assert_eq!((count("event_keys_recent"), count("event_keys")), (1, 0));
+        assert_eq!(count("recent, merged"), (1, 0));
         let second = stored(
             conn,
             &tenant,
@@ -606,11 +684,7 @@ mod tests {
             event_key,
         );
         assert_eq!(second, [duplicate_of("cust_a"), Stored::Inserted, Stored::Inserted]);
-        assert_eq!(
-            (count("event_keys_recent"), count("event_keys")),
-            (0, 3),
-            "merged at two"
-        );
+        assert_eq!(count("recent, merged"), (0, 3), "merged at two");
         let third = stored(
             conn,
             &tenant,
@@ -623,7 +697,7 @@ mod tests {
             event_key,
         );
         assert_eq!(third, [Stored::Inserted, duplicate_of("cust_b"), Stored::Inserted]);
-        assert_eq!((count("event_keys_recent"), count("event_keys")), (1, 3));
+        assert_eq!(count("recent, merged"), (1, 3));
         let rows: Vec<(i64, String)> = conn
             .prepare("SELECT id, event_id FROM event_rows ORDER BY id")
             .unwrap()
@@ -635,15 +709,16 @@ mod tests {
             rows,
             [(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]
         );
-        let named: i64 = conn
+        let named: (i64, i64) = conn
             .query_row(
-                "SELECT count(*) FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
-                 SELECT key, row FROM event_keys_recent) k ON k.row = r.id AND k.key = r.key",
+                "SELECT (SELECT count(*) FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
+                         SELECT key, row FROM event_keys_middle) k ON k.row = r.id AND k.key = r.key), \
+                        (SELECT merged_upto FROM event_keys_state)",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!(named, 4, "each key names its own row");
+        assert_eq!(named, (3, 3), "each merged key names its own row, up to merged_upto");
     }
 
     /// A filter of merged keys is trusted only while no one else merged since and its own
@@ -658,9 +733,9 @@ mod tests {
             id: "t".into(),
         };
         let task = task_key(conn, "task_a").unwrap();
-        let mut one = MergedKeys::default();
-        let mut other = MergedKeys::default();
-        let put = |merged: &mut MergedKeys, ids: &[(&str, u64)]| -> Vec<Stored> {
+        let mut one = EventKeys::default();
+        let mut other = EventKeys::default();
+        let put = |merged: &mut EventKeys, ids: &[(&str, u64)]| -> Vec<Stored> {
             let events: Vec<Event> = ids.iter().map(|(id, line)| event(id, "cust_a", *line)).collect();
             let refs: Vec<&Event> = events.iter().collect();
             let mut outcomes = Vec::new();
@@ -671,14 +746,14 @@ mod tests {
             put(&mut one, &[("a", 2), ("b", 3)]),
             [Stored::Inserted, Stored::Inserted]
         );
-        assert!(one.has_filter(), "an empty table's filter pays at once");
+        assert!(one.merged.has_filter(), "an empty table's filter pays at once");
         // Another process merges c and d; this one's filter does not hold them.
         assert_eq!(
             put(&mut other, &[("c", 4), ("d", 5)]),
             [Stored::Inserted, Stored::Inserted]
         );
         assert!(
-            !other.has_filter(),
+            !other.merged.has_filter(),
             "a merge alone does not make a run read the whole table"
         );
         assert_eq!(put(&mut one, &[("c", 9)]), [duplicate_of("cust_a")]);
@@ -706,5 +781,179 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(ids, ["a", "b", "c", "d", "g", "h", "e"]);
+    }
+
+    /// The recent keys a process keeps in memory follow the store without a merge (the
+    /// limit here is never reached): keys another process took are found, and keys of a
+    /// transaction rolled back are free again, for this process and the other, whichever
+    /// writes next. Each `EventKeys` stands for one process.
+    #[test]
+    fn recent_keys_in_memory_follow_other_processes_and_rollbacks() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let task = task_key(conn, "task_a").unwrap();
+        let (mut one, mut other) = (EventKeys::default(), EventKeys::default());
+        let put = |keys: &mut EventKeys, ids: &[(&str, &str, u64)]| -> Vec<Stored> {
+            let events: Vec<Event> = ids.iter().map(|(id, c, line)| event(id, c, *line)).collect();
+            let refs: Vec<&Event> = events.iter().collect();
+            let mut outcomes = Vec::new();
+            insert_keyed(conn, keys, &tenant, task, &refs, &mut outcomes, event_key, 100).unwrap();
+            outcomes
+        };
+        assert_eq!(put(&mut one, &[("a", "cust_a", 2)]), [Stored::Inserted]);
+        assert_eq!(put(&mut other, &[("b", "cust_b", 3)]), [Stored::Inserted]);
+        // `one` sees b (taken by the other since), `other` sees a (taken before it started).
+        assert_eq!(put(&mut one, &[("b", "cust_x", 20)]), [duplicate_of("cust_b")]);
+        assert_eq!(put(&mut other, &[("a", "cust_x", 21)]), [duplicate_of("cust_a")]);
+        // `one` takes c and d, then its transaction is rolled back: c and d are free again.
+        conn.execute_batch("SAVEPOINT undone").unwrap();
+        assert_eq!(
+            put(&mut one, &[("c", "cust_c", 4), ("d", "cust_d", 5)]),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        conn.execute_batch("ROLLBACK TO undone; RELEASE undone").unwrap();
+        assert_eq!(put(&mut one, &[("c", "cust_y", 6)]), [Stored::Inserted]);
+        // The same for the other after one rolled back while no one wrote in between.
+        conn.execute_batch("SAVEPOINT undone").unwrap();
+        assert_eq!(put(&mut other, &[("e", "cust_e", 7)]), [Stored::Inserted]);
+        conn.execute_batch("ROLLBACK TO undone; RELEASE undone").unwrap();
+        assert_eq!(
+            put(&mut one, &[("d", "cust_z", 8), ("e", "cust_z", 9)]),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        assert_eq!(
+            put(
+                &mut other,
+                &[("e", "cust_q", 10), ("d", "cust_q", 11), ("c", "cust_q", 12)]
+            ),
+            [duplicate_of("cust_z"), duplicate_of("cust_z"), duplicate_of("cust_y")]
+        );
+        let held: Vec<(String, String)> = conn
+            .prepare("SELECT event_id, external_customer_id FROM event_rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let expected = [
+            ("a", "cust_a"),
+            ("b", "cust_b"),
+            ("c", "cust_y"),
+            ("d", "cust_z"),
+            ("e", "cust_z"),
+        ];
+        assert_eq!(held, expected.map(|(i, c)| (i.to_string(), c.to_string())));
+        assert_eq!(recent_and_merged(conn), (5, 0));
+    }
+
+    /// A store of migration 12, whose recent keys were in `event_keys_recent`: migration 13
+    /// merges them, so its events are still found as stored (as duplicates here) and new
+    /// ones are taken.
+    #[test]
+    fn a_store_with_recent_keys_in_a_table_keeps_them_across_migration_13() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let mut before: Vec<_> = super::super::migrations::migrations();
+        before.truncate(12);
+        rusqlite_migration::Migrations::new(before)
+            .to_latest(&mut conn)
+            .unwrap();
+        let (a, b) = (event_key(1, "a"), event_key(1, "b"));
+        conn.execute_batch(&format!(
+            "INSERT INTO tenants (tenant_id) VALUES ('t');
+             INSERT INTO task_keys (task_id) VALUES ('task_old');
+             INSERT INTO event_rows (id, key, tenant_key, event_id, event_name, external_customer_id, timestamp,
+                                     source, properties, task_key, source_line) VALUES
+                 (1, {a}, 1, 'a', 'api', 'cust_a', '2026-11-01T00:00:00.000000Z', 'sdk', '{{\"n\":\"1\"}}', 1, 2),
+                 (2, {b}, 1, 'b', 'api', 'cust_b', '2026-11-01T00:00:00.000000Z', 'sdk', '{{\"n\":\"1\"}}', 1, 3);
+             INSERT INTO event_keys (key, row) VALUES ({a}, 1);
+             INSERT INTO event_keys_recent (key, row) VALUES ({b}, 2);
+             UPDATE event_keys_state SET recent = 1, merged = 1;"
+        ))
+        .unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        assert_eq!(recent_and_merged(&conn), (0, 2));
+        let tenant = Tenant {
+            key: tenant_key(&conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let task = task_key(&conn, "task_new").unwrap();
+        let outcomes = stored(
+            &conn,
+            &tenant,
+            task,
+            &[
+                event("b", "cust_b", 2),
+                event("a", "cust_a", 3),
+                event("c", "cust_c", 4),
+            ],
+            event_key,
+        );
+        assert_eq!(
+            outcomes,
+            [duplicate_of("cust_b"), duplicate_of("cust_a"), Stored::Inserted]
+        );
+        assert_eq!(recent_and_merged(&conn), (1, 2));
+        assert_eq!(rows(&conn).len(), 3);
+    }
+
+    /// Merged keys go through the middle table into `event_keys` (with two recent keys per
+    /// merge, the middle one takes at least eight): after 40 events in chunks of three, every
+    /// key names its row in one of the two tables, and each id is found again, by this
+    /// process (its filter) and by a new one (probes).
+    #[test]
+    fn keys_go_through_the_middle_table_and_stay_found() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let task = task_key(conn, "task_a").unwrap();
+        let events: Vec<Event> = (0..40).map(|i| event(&format!("e{i}"), "cust_a", i + 2)).collect();
+        let mut keys = EventKeys::default();
+        let put = |keys: &mut EventKeys, events: &[Event], task: i64| -> Vec<Stored> {
+            let mut outcomes = Vec::new();
+            for chunk in events.chunks(3) {
+                let refs: Vec<&Event> = chunk.iter().collect();
+                insert_keyed(conn, keys, &tenant, task, &refs, &mut outcomes, event_key, 2).unwrap();
+            }
+            outcomes
+        };
+        assert!(put(&mut keys, &events, task).iter().all(|o| *o == Stored::Inserted));
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert!(count("event_keys") >= 8, "merged out of the middle table");
+        let (recent, merged) = recent_and_merged(conn);
+        assert_eq!(
+            (recent + merged, merged),
+            (40, count("event_keys") + count("event_keys_middle"))
+        );
+        let middle: i64 = conn
+            .query_row("SELECT middle FROM event_keys_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(middle, count("event_keys_middle"));
+        let other = task_key(conn, "task_b").unwrap();
+        for keys in [&mut keys, &mut EventKeys::default()] {
+            assert!(put(keys, &events, other).iter().all(|o| *o == duplicate_of("cust_a")));
+        }
+        let named: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
+                 SELECT key, row FROM event_keys_middle) k ON k.row = r.id AND k.key = r.key",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            (named, count("event_rows")),
+            (merged, 40),
+            "each merged key names its row"
+        );
     }
 }

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
 pub use super::tiers::MergedKeys;
-use super::tiers::Tiers;
+use super::tiers::{RecentTable, Tiers};
 use crate::entity::events::{Content, TIMESTAMP_FIELD};
 use crate::task::EntityType;
 
@@ -311,7 +311,7 @@ impl Ledger {
                 .execute(params![self.target_key, &record_key[..], self.task_key, line, content])
                 .context("writing the delivery ledger")? as i64;
         }
-        merged.taken(conn, &TIERS, &state, taken, recent_max)
+        merged.taken(conn, &TIERS, &RECENT, &state, taken, recent_max)
     }
 }
 
@@ -325,15 +325,19 @@ const MERGED_LOOKUP: &str = "SELECT t.task_id, d.source_line, d.task_key, d.cont
      JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2";
 
 /// The ledger's two tiers as `store::tiers` handles them (migration 12).
-const TIERS: Tiers = Tiers {
-    what: "delivery ledger's ids",
-    state: "delivered_records_state",
-    merged_keys: "SELECT target_key, record_id FROM delivered_records_merged",
-    recent_keys: "SELECT target_key, record_id FROM delivered_records_recent",
+/// The ledger's recent tier, `delivered_records_recent`.
+const RECENT: RecentTable = RecentTable {
+    keys: "SELECT target_key, record_id FROM delivered_records_recent",
     merge: "INSERT INTO delivered_records_merged (target_key, record_id, task_key, source_line, content)
                 SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent
                 ORDER BY target_key, record_id;
             DELETE FROM delivered_records_recent;",
+};
+
+const TIERS: Tiers = Tiers {
+    what: "delivery ledger's ids",
+    state: "delivered_records_state",
+    merged_keys: "SELECT target_key, record_id FROM delivered_records_merged",
     filter_key: |row| {
         let record_id: Vec<u8> = row.get(1)?;
         let record_id: [u8; 16] = record_id.try_into().unwrap_or_default();

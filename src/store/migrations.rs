@@ -455,6 +455,32 @@ INSERT INTO delivered_records_state (id, recent, merged, merge_id)
     SELECT 1, 0, count(*), 0 FROM delivered_records_merged;
 "#,
         ),
+        // 13: the event keys not merged yet are kept in memory by each process, read from the
+        // rows above `merged_upto` (store::recent_keys), instead of in `event_keys_recent`,
+        // whose insert at a random place per event read a page back from the file once the
+        // batch's new rows crowded it out of the cache (issue 14). Its keys are merged now.
+        // And a middle tier between them and `event_keys`.
+        M::up(
+            r#"
+INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_recent ORDER BY key;
+DROP TABLE event_keys_recent;
+-- merged_upto: every keyed row of event_rows up to this id has its key in event_keys; the keys
+-- of the rows above it are the recent ones. write_id: a random number each transaction that
+-- takes keys writes, so that a process can tell whether its keys in memory are still right.
+ALTER TABLE event_keys_state ADD COLUMN merged_upto INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE event_keys_state ADD COLUMN write_id INTEGER NOT NULL DEFAULT 0;
+-- Merged keys go first into event_keys_middle (`middle` of them), merged into event_keys once
+-- it holds enough (store::events::middle_max), so that no merge rewrites the whole store's
+-- keys each time; `merged` counts the keys of both tables.
+CREATE TABLE event_keys_middle (
+    key INTEGER PRIMARY KEY,
+    row INTEGER NOT NULL
+);
+ALTER TABLE event_keys_state ADD COLUMN middle INTEGER NOT NULL DEFAULT 0;
+UPDATE event_keys_state SET merged = merged + recent, recent = 0, merge_id = random(),
+    merged_upto = (SELECT coalesce(max(id), 0) FROM event_rows);
+"#,
+        ),
     ]
 }
 

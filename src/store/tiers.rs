@@ -35,18 +35,23 @@ pub(super) struct Tiers {
     pub state: &'static str,
     /// Reads every merged key (any order); `filter_key` makes each row the filter's key.
     pub merged_keys: &'static str,
-    /// Reads every recent key, as `merged_keys` does.
-    pub recent_keys: &'static str,
+    pub filter_key: fn(&rusqlite::Row<'_>) -> rusqlite::Result<u64>,
+}
+
+/// A recent tier kept in a table (the ledger's; event keys keep theirs in memory, see
+/// `store::recent_keys`).
+pub(super) struct RecentTable {
+    /// Reads every recent key, as `Tiers::merged_keys` does.
+    pub keys: &'static str,
     /// Moves the recent rows into the merged table in key order and empties the recent one.
     pub merge: &'static str,
-    pub filter_key: fn(&rusqlite::Row<'_>) -> rusqlite::Result<u64>,
 }
 
 /// The state row of a set.
 pub(super) struct State {
-    recent: i64,
-    merged: i64,
-    merge_id: i64,
+    pub recent: i64,
+    pub merged: i64,
+    pub merge_id: i64,
 }
 
 impl Tiers {
@@ -77,8 +82,10 @@ impl Tiers {
 pub struct Filter {
     bloom: fastbloom::BloomFilter,
     merge_id: i64,
-    /// The keys it was sized for: once the table holds more, it is built again larger.
+    /// The keys it was sized for: once the table holds more, it is built again larger,
+    /// unless it already has `FILTER_MAX_BITS` (reading the table again would buy nothing).
     sized_for: i64,
+    at_cap: bool,
 }
 
 impl Filter {
@@ -93,6 +100,7 @@ impl Filter {
             bloom,
             merge_id,
             sized_for,
+            at_cap: bits == FILTER_MAX_BITS,
         })
     }
 
@@ -130,6 +138,7 @@ impl MergedKeys {
         &mut self,
         conn: &Connection,
         tiers: &Tiers,
+        recent: &RecentTable,
         before: &State,
         taken: i64,
         recent_max: i64,
@@ -143,20 +152,35 @@ impl MergedKeys {
         conn.prepare_cached(&format!("UPDATE {} SET recent = recent + ?1", tiers.state))?
             .execute(params![taken])?;
         if before.recent + taken >= recent_max {
-            self.merge(conn, tiers, before)?;
+            self.merge(conn, tiers, recent, before)?;
         }
         Ok(())
     }
 
     /// Moves the recent keys into the merged table; this process's filter takes them too, and
     /// stays that table's under the merge's new id.
-    fn merge(&mut self, conn: &Connection, tiers: &Tiers, before: &State) -> Result<()> {
-        if let Some(filter) = self.filter.as_mut() {
-            tiers.read_into(conn, tiers.recent_keys, &mut filter.bloom)?;
-        }
+    fn merge(&mut self, conn: &Connection, tiers: &Tiers, recent: &RecentTable, before: &State) -> Result<()> {
+        self.merge_with(conn, tiers, before, |bloom| {
+            if let Some(bloom) = bloom {
+                tiers.read_into(conn, recent.keys, bloom)?;
+            }
+            conn.execute_batch(recent.merge)
+                .with_context(|| format!("merging the recent {}", tiers.what))
+        })
+    }
+
+    /// A merge whose keys `move_keys` writes into the merged table (in the caller's
+    /// transaction), adding each to the filter it is given, if any; then the state row counts
+    /// the recent keys as merged under a new `merge_id`, and the filter follows as in `merge`.
+    pub(super) fn merge_with(
+        &mut self,
+        conn: &Connection,
+        tiers: &Tiers,
+        before: &State,
+        move_keys: impl FnOnce(Option<&mut fastbloom::BloomFilter>) -> Result<()>,
+    ) -> Result<()> {
+        move_keys(self.filter.as_mut().map(|f| &mut f.bloom))?;
         let merge_id = fastrand::i64(..);
-        conn.execute_batch(tiers.merge)
-            .with_context(|| format!("merging the recent {}", tiers.what))?;
         let now_merged: i64 = conn
             .prepare_cached(&format!(
                 "UPDATE {} SET merged = merged + recent, recent = 0, merge_id = ?1 RETURNING merged",
@@ -164,8 +188,12 @@ impl MergedKeys {
             ))?
             .query_row(params![merge_id], |r| r.get(0))?;
         let current = self.filter.as_ref().is_some_and(|f| f.merge_id == before.merge_id);
-        if let Some(filter) = self.filter.as_mut().filter(|f| current && now_merged <= f.sized_for) {
-            // Still the table's.
+        if let Some(filter) = self
+            .filter
+            .as_mut()
+            .filter(|f| current && (now_merged <= f.sized_for || f.at_cap))
+        {
+            // Still the table's (past its cap it only says "maybe" more often).
             filter.merge_id = merge_id;
             return Ok(());
         }
@@ -177,6 +205,14 @@ impl MergedKeys {
             false => None,
         };
         Ok(())
+    }
+
+    /// Counts `taken` new keys for the filter's payback (see `current`), where the caller
+    /// keeps the recent keys' count itself.
+    pub(super) fn count_taken(&mut self, taken: i64) {
+        if self.filter.is_none() {
+            self.taken_without += taken;
+        }
     }
 }
 

@@ -19,8 +19,8 @@ pub struct LocalTarget {
     /// Whether keys naming other records are resolved against this store's tables (not for a
     /// dry run of a task bound for a server, whose records live there).
     check_keys: bool,
-    /// What this run knows of the store's merged event keys (a filter, spared probes).
-    merged_keys: events::MergedKeys,
+    /// What this run knows of the store's event keys (the recent ones, a filter of the rest).
+    event_keys: events::EventKeys,
     outcomes: Vec<Stored>,
     done: Vec<Delivery>,
 }
@@ -34,7 +34,7 @@ impl LocalTarget {
             task_key: None,
             dry_run,
             check_keys: true,
-            merged_keys: events::MergedKeys::default(),
+            event_keys: events::EventKeys::default(),
             outcomes: Vec::new(),
             done: Vec::new(),
         }
@@ -78,7 +78,7 @@ impl LocalTarget {
         batch_events.sort_by_cached_key(|e| events::event_key(tenant.key, &e.event_id));
         self.outcomes.clear();
         if self.dry_run {
-            events::check(tx, tenant, &batch_events, &mut self.outcomes)?;
+            events::check(tx, &mut self.event_keys, tenant, &batch_events, &mut self.outcomes)?;
         } else {
             let task_key = match self.task_key {
                 Some(key) => key,
@@ -86,7 +86,7 @@ impl LocalTarget {
             };
             events::insert(
                 tx,
-                &mut self.merged_keys,
+                &mut self.event_keys,
                 tenant,
                 task_key,
                 &batch_events,

@@ -3,7 +3,6 @@
 //! a tenant sees only its own tasks. Errors have FlexPrice's shape.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -21,7 +20,7 @@ use serde_json::json;
 use crate::reader::Format;
 use crate::source::guard::Guard;
 use crate::source::links;
-use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::store::{backend, StoreLocation, TaskFilter, TaskStore};
 use crate::task::{EntityType, FileType, Task, TaskMetadata, TaskType};
 
 /// Request bodies over this are refused.
@@ -29,7 +28,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// What the API needs: the store, who may call it, and the download guard for new tasks.
 pub struct Api {
-    pub db: PathBuf,
+    /// A SQLite file or a PostgreSQL database: every route works on both.
+    pub db: StoreLocation,
     /// API key → tenant.
     pub keys: HashMap<String, String>,
     pub guard: Guard,
@@ -85,7 +85,7 @@ async fn log_request(log: bool, request: Request, next: Next) -> Response {
 /// read (gone, damaged, unreadable), for load balancers and monitors.
 async fn health(State(api): State<Arc<Api>>) -> Response {
     let db = api.db.clone();
-    let read = tokio::task::spawn_blocking(move || crate::store::health(&db)).await;
+    let read = tokio::task::spawn_blocking(move || backend::health(&db)).await;
     match read {
         Ok(Ok(state)) => Json(json!({"status": "ok", "store": state})).into_response(),
         Ok(Err(e)) => {
@@ -155,15 +155,16 @@ fn tenant(api: &Api, headers: &HeaderMap) -> ApiResult<String> {
     })
 }
 
-/// Runs store work off the async threads.
+/// Runs store work off the async threads, on a connection of its own (a SQLite file opened,
+/// or a PostgreSQL session), through the store trait.
 async fn blocking<T: Send + 'static>(
     api: &Arc<Api>,
-    work: impl FnOnce(&Store) -> ApiResult<T> + Send + 'static,
+    work: impl FnOnce(&dyn TaskStore) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     let db = api.db.clone();
     tokio::task::spawn_blocking(move || {
-        let store = Store::open(&db)?;
-        work(&store)
+        let store = backend::open(&db)?;
+        work(store.as_ref())
     })
     .await
     .map_err(|e| ApiError::from(anyhow::anyhow!("the request's work stopped: {e}")))?
@@ -244,6 +245,12 @@ async fn create_task(
         "api",
     );
     let task = blocking(&api, move |store| {
+        // Not told with the store's URL: a tenant has no business knowing where it is.
+        if let Some(what) = crate::commands::run::unported_reason(store, &task) {
+            return Err(ApiError::bad_request(format!(
+                "{what}: not yet supported on this server's PostgreSQL store"
+            )));
+        }
         store.tasks().create(&task)?;
         Ok(task)
     })

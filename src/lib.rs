@@ -93,9 +93,9 @@ fn unported_on_postgres(command: &Command) -> Option<&'static str> {
         | Command::Errors(_)
         | Command::Run(_)
         | Command::Resume(_)
-        | Command::Worker(_) => None,
+        | Command::Worker(_)
+        | Command::Serve(_) => None,
         Command::Verify(_) => Some("verify"),
-        Command::Serve(_) => Some("serve"),
         Command::Export(_) => Some("export"),
         Command::Catalog(a) => match &a.command {
             cli::CatalogCommand::Import(_) => Some("catalog import"),

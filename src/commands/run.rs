@@ -198,27 +198,35 @@ fn looks_like_task_id(input: &str) -> bool {
 }
 
 /// What a PostgreSQL store cannot run yet, refused (a usage error, exit 2) before a task is
-/// made or started: entities other than events (their tables are SQLite's so far), the
-/// flexprice target (its ledger is), dry runs, and webhooks (the outbox's delivery is).
+/// made or started: see `unported_reason`.
 fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
-    let Backend::Postgres(pg) = store.backend() else {
-        return Ok(());
-    };
-    let what = if task.entity_type != EntityType::Events {
-        format!("importing {} (only events so far)", task.entity_type)
-    } else if targets::kind(task) != crate::cli::TargetKind::Local {
-        "--target flexprice (only the local target so far)".to_string()
-    } else if task.metadata.dry_run {
-        "--dry-run".to_string()
-    } else if task.metadata.webhook_url.is_some() {
-        "webhooks (--webhook-url)".to_string()
-    } else {
+    let (Backend::Postgres(pg), Some(what)) = (store.backend(), unported_reason(store, task)) else {
         return Ok(());
     };
     Err(usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {}); use a SQLite path",
         pg.url()
     )))
+}
+
+/// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
+/// entities other than events (their tables are SQLite's so far) and the flexprice target
+/// (its ledger is). The HTTP API refuses such tasks with this reason too.
+pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
+    let Backend::Postgres(_) = store.backend() else {
+        return None;
+    };
+    if task.entity_type != EntityType::Events {
+        Some(format!("importing {} (only events so far)", task.entity_type))
+    } else if targets::kind(task) != crate::cli::TargetKind::Local {
+        Some("--target flexprice (only the local target so far)".to_string())
+    } else if task.metadata.dry_run {
+        Some("--dry-run".to_string())
+    } else if task.metadata.webhook_url.is_some() {
+        Some("webhooks (--webhook-url)".to_string())
+    } else {
+        None
+    }
 }
 
 /// Runs one task to its end, holding its lock throughout.

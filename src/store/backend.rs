@@ -139,12 +139,21 @@ pub fn open_existing(location: &StoreLocation) -> Result<Option<Box<dyn TaskStor
     })
 }
 
+/// What `GET /health` reports of the store at `location`, read without creating, migrating
+/// or locking it (see `store::health` and `postgres::health`).
+pub fn health(location: &StoreLocation) -> Result<super::Health> {
+    match location {
+        StoreLocation::Sqlite(path) => super::health(path),
+        StoreLocation::Postgres(url) => super::postgres::health(url),
+    }
+}
+
 /// The message of a command or path not ported to PostgreSQL yet (a usage error, exit 2):
 /// `what` is the command (`run`, `worker`, …).
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `worker`, `list`, `inspect` and `errors` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect` and `errors` work on PostgreSQL)"
     ))
 }
 

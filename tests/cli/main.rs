@@ -22,6 +22,7 @@ mod import;
 mod locks;
 mod messages;
 mod postgres_runs;
+mod postgres_serve;
 mod postgres_store;
 mod progress;
 mod readme;

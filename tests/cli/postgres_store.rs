@@ -439,7 +439,6 @@ fn postgres_refuses_what_is_not_ported_yet() {
     let dir = env.dir.path().to_str().unwrap().to_owned();
     for (name, args) in [
         ("verify", vec!["verify", &id]),
-        ("serve", vec!["serve", "--listen", "127.0.0.1:0"]),
         ("export", vec!["export", "events"]),
         ("catalog import", vec!["catalog", "import", &dir]),
         ("catalog export", vec!["catalog", "export", &dir]),
@@ -451,7 +450,7 @@ fn postgres_refuses_what_is_not_ported_yet() {
             stderr_of(&out),
             format!(
                 "flexprice-import: {name}: not yet supported on a PostgreSQL store (--db {shown}); use a SQLite \
-                 path (`create`, `run`, `resume`, `worker`, `list`, `inspect` and `errors` work on PostgreSQL)\n"
+                 path (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect` and `errors` work on PostgreSQL)\n"
             ),
             "{args:?}"
         );

@@ -126,3 +126,26 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+/// What `GET /health` tells about a PostgreSQL store (see `store::health` for SQLite's): read
+/// on a connection of its own that neither creates nor migrates anything. Errors: the server
+/// cannot be reached, or the store's tables are not there (never migrated).
+pub fn health(url: &PgUrl) -> Result<super::Health> {
+    let mut client = connect::connect(url)?;
+    let mut read = || -> Result<super::Health> {
+        let schema_version = migrations::version(&mut client)?;
+        let row = client.query_one(
+            "SELECT count(*) FILTER (WHERE task_status = 'PENDING'), \
+             count(*) FILTER (WHERE task_status = 'PROCESSING') FROM tasks WHERE status != 'deleted'",
+            &[],
+        )?;
+        Ok(super::Health {
+            schema_version,
+            pending_tasks: to_u64(row.get(0)),
+            processing_tasks: to_u64(row.get(1)),
+        })
+    };
+    read()
+        .map_err(|e| anyhow::anyhow!("{}", url.scrub(&format!("{e:#}"))))
+        .map_err(|e| e.context(format!("reading the PostgreSQL store {url}")))
+}

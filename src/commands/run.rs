@@ -24,7 +24,7 @@ use crate::source::{self, SourceSpec};
 use crate::store::backend::{self, Backend};
 use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
-use crate::store::{webhooks, TaskStore};
+use crate::store::TaskStore;
 use crate::target::local_pg::PgLocalTarget;
 use crate::task::EntityType;
 use crate::task::{Task, TaskStatus, TaskType};
@@ -210,8 +210,8 @@ fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
 }
 
 /// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
-/// entities other than events (their tables are SQLite's so far) and the flexprice target
-/// (its ledger is). The HTTP API refuses such tasks with this reason too.
+/// entities other than events (their tables are SQLite's so far), the flexprice target (its
+/// ledger is) and dry runs. The HTTP API refuses such tasks with this reason too.
 pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
     let Backend::Postgres(_) = store.backend() else {
         return None;
@@ -222,8 +222,6 @@ pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
         Some("--target flexprice (only the local target so far)".to_string())
     } else if task.metadata.dry_run {
         Some("--dry-run".to_string())
-    } else if task.metadata.webhook_url.is_some() {
-        Some("webhooks (--webhook-url)".to_string())
     } else {
         None
     }
@@ -271,10 +269,9 @@ pub fn run_task(
 /// store for `worker`. Delivery problems never change the run's exit code, but what is left
 /// pending is said with its reason: no secret to sign with, or the receiver's last error.
 fn deliver_webhooks(store: &dyn TaskStore, task: &Task, settings: &Settings, wait: std::time::Duration) {
-    // A PostgreSQL store refuses tasks with webhooks (see `refuse_unported`).
-    let (Some(_), Backend::Sqlite(store)) = (&task.metadata.webhook_url, store.backend()) else {
+    if task.metadata.webhook_url.is_none() {
         return;
-    };
+    }
     let secret = match crate::webhooks::Secret::from_env() {
         Ok(secret) => secret,
         Err(e) => {
@@ -299,7 +296,8 @@ fn deliver_webhooks(store: &dyn TaskStore, task: &Task, settings: &Settings, wai
                     task.id
                 );
             } else {
-                let last_error = webhooks::of_task(store.conn(), &task.id)
+                let last_error = store
+                    .webhooks_of(&task.id)
                     .ok()
                     .and_then(|all| all.into_iter().rev().find_map(|d| d.last_error))
                     .map(|e| format!(" (last error: {e})"))

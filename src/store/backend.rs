@@ -14,7 +14,7 @@ use super::postgres::locks::PgTaskLock;
 use super::postgres::PgStore;
 use super::queue::{Queue, SqliteQueue};
 use super::task_errors::TaskErrorRepository;
-use super::webhooks::Delivery;
+use super::webhooks::{Attempt, Delivery};
 use super::{Store, TaskRepository};
 use crate::task::{Task, TaskStatus};
 
@@ -44,6 +44,13 @@ pub trait TaskStore {
     fn clear_checkpoint(&self, task_id: &str) -> Result<()>;
     /// Queues the webhook announcing `event` of the task, if it has a webhook.
     fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Attempts every webhook delivery due now (of one task, if given) with `send`, oldest
+    /// first, recording each outcome in the outbox; returns how many were attempted. On
+    /// PostgreSQL a delivery is held (`FOR UPDATE SKIP LOCKED`) from its attempt to its
+    /// record, so two processes never attempt the same one at once.
+    fn deliver_due_webhooks(&self, task_id: Option<&str>, send: &mut dyn FnMut(&Delivery) -> Attempt) -> Result<usize>;
+    /// When the next pending webhook delivery (of one task, if given) is due.
+    fn next_webhook_due(&self, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>>;
     /// Takes the lock a run holds on a task from start to end (`None`: another process holds
     /// it). SQLite: a lock file; PostgreSQL: an advisory lock of this store's session.
     fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>>;
@@ -100,6 +107,12 @@ impl TaskStore for Store {
     }
     fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
         super::webhooks::enqueue(self.conn(), task, event, now)
+    }
+    fn deliver_due_webhooks(&self, task_id: Option<&str>, send: &mut dyn FnMut(&Delivery) -> Attempt) -> Result<usize> {
+        super::webhooks::deliver_due(self.conn(), task_id, send)
+    }
+    fn next_webhook_due(&self, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+        super::webhooks::next_due(self.conn(), task_id)
     }
     fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>> {
         Ok(TaskLock::try_acquire(self.path(), task_id)?.map(RunLock::File))

@@ -24,6 +24,7 @@ mod messages;
 mod postgres_runs;
 mod postgres_serve;
 mod postgres_store;
+mod postgres_webhooks;
 mod progress;
 mod readme;
 mod real_files;

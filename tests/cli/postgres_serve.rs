@@ -26,7 +26,7 @@ const VARYING: [&str; 9] = [
     "schema_version",
 ];
 
-fn without_varying(value: &mut Value) {
+pub fn without_varying(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for key in VARYING {

@@ -474,10 +474,6 @@ fn postgres_refuses_what_is_not_ported_yet() {
             vec!["run", &flexprice],
         ),
         ("--dry-run", vec!["run", file, "--dry-run"]),
-        (
-            "webhooks (--webhook-url)",
-            vec!["run", file, "--webhook-url", "http://127.0.0.1:1/hook"],
-        ),
     ] {
         let out = on(&env, &url, &args, 2);
         // After the note of the entity a file's name gave, if any.

@@ -37,7 +37,7 @@ use super::live::ReadSoFar;
 use super::location::PgUrl;
 use super::queue::Queue;
 use super::task_errors::TaskErrorRepository;
-use super::webhooks::Delivery;
+use super::webhooks::{Attempt, Delivery};
 use super::TaskRepository;
 use crate::task::Task;
 
@@ -108,6 +108,12 @@ impl TaskStore for PgStore {
     }
     fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
         webhooks::enqueue(self, task, event, now)
+    }
+    fn deliver_due_webhooks(&self, task_id: Option<&str>, send: &mut dyn FnMut(&Delivery) -> Attempt) -> Result<usize> {
+        webhooks::deliver_due(self, task_id, send)
+    }
+    fn next_webhook_due(&self, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+        webhooks::next_due(&mut self.client(), task_id)
     }
     fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>> {
         Ok(locks::PgTaskLock::try_acquire(self, task_id)?.map(RunLock::Advisory))

@@ -210,18 +210,18 @@ fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
 }
 
 /// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
-/// entities other than events (their tables are SQLite's so far), the flexprice target (its
-/// ledger is) and dry runs. The HTTP API refuses such tasks with this reason too.
+/// entities other than events (their tables are SQLite's so far) and the flexprice target
+/// (its ledger is; a dry run of a task bound for a server is checked here, and works). The
+/// HTTP API refuses such tasks with this reason too.
 pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
     let Backend::Postgres(_) = store.backend() else {
         return None;
     };
     if task.entity_type != EntityType::Events {
         Some(format!("importing {} (only events so far)", task.entity_type))
-    } else if targets::kind(task) != crate::cli::TargetKind::Local {
+    } else if targets::kind(task) != crate::cli::TargetKind::Local && !task.metadata.dry_run {
+        // A dry run never contacts the server: it checks events against this store's.
         Some("--target flexprice (only the local target so far)".to_string())
-    } else if task.metadata.dry_run {
-        Some("--dry-run".to_string())
     } else {
         None
     }
@@ -467,7 +467,7 @@ fn run_locked(
             pipeline::import(sqlite, task, job, target.as_mut(), options, &mut observer)
         }
         (Backend::Postgres(pg), _) => {
-            let mut target = PgLocalTarget::new(&task.tenant_id, &task.id);
+            let mut target = PgLocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
             pipeline::import(pg, task, job, &mut target, options, &mut observer)
         }
         (Backend::Sqlite(_), None) => unreachable!("a SQLite run opened its target above"),

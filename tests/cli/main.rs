@@ -21,6 +21,7 @@ mod help;
 mod import;
 mod locks;
 mod messages;
+mod postgres_dry_run;
 mod postgres_runs;
 mod postgres_serve;
 mod postgres_store;

@@ -473,7 +473,6 @@ fn postgres_refuses_what_is_not_ported_yet() {
             "--target flexprice (only the local target so far)",
             vec!["run", &flexprice],
         ),
-        ("--dry-run", vec!["run", file, "--dry-run"]),
     ] {
         let out = on(&env, &url, &args, 2);
         // After the note of the entity a file's name gave, if any.

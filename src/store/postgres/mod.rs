@@ -12,6 +12,7 @@
 pub mod batch;
 mod checkpoints;
 mod connect;
+pub mod dry_run;
 pub mod events;
 pub mod locks;
 pub mod migrations;

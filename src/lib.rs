@@ -94,15 +94,15 @@ fn unported_on_postgres(command: &Command) -> Option<&'static str> {
         | Command::Run(_)
         | Command::Resume(_)
         | Command::Worker(_)
-        | Command::Serve(_) => None,
+        | Command::Serve(_)
+        | Command::Archive(_)
+        | Command::Prune(_) => None,
         Command::Verify(_) => Some("verify"),
         Command::Export(_) => Some("export"),
         Command::Catalog(a) => match &a.command {
             cli::CatalogCommand::Import(_) => Some("catalog import"),
             cli::CatalogCommand::Export(_) => Some("catalog export"),
         },
-        Command::Archive(_) => Some("archive"),
-        Command::Prune(_) => Some("prune"),
         // No store: these never reach the store's settings.
         Command::Templates(_) | Command::Completions { .. } | Command::Man(_) => None,
     }

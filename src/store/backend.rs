@@ -166,7 +166,7 @@ pub fn health(location: &StoreLocation) -> Result<super::Health> {
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect` and `errors` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive` and `prune` work on PostgreSQL)"
     ))
 }
 

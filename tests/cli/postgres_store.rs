@@ -442,15 +442,14 @@ fn postgres_refuses_what_is_not_ported_yet() {
         ("export", vec!["export", "events"]),
         ("catalog import", vec!["catalog", "import", &dir]),
         ("catalog export", vec!["catalog", "export", &dir]),
-        ("archive", vec!["archive", &id]),
-        ("prune", vec!["prune", "--older-than", "1d"]),
     ] {
         let out = on(&env, &url, &args, 2);
         assert_eq!(
             stderr_of(&out),
             format!(
                 "flexprice-import: {name}: not yet supported on a PostgreSQL store (--db {shown}); use a SQLite \
-                 path (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect` and `errors` work on PostgreSQL)\n"
+                 path (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive` and `prune` work on \
+                 PostgreSQL)\n"
             ),
             "{args:?}"
         );

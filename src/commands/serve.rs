@@ -31,6 +31,7 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
             max_seconds: args.max_download_time.as_secs().max(1),
         },
         log_requests: !settings.output.quiet,
+        idle: Default::default(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Pool {

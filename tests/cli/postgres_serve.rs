@@ -325,3 +325,38 @@ fn postgres_serve_refuses_what_the_store_cannot_run_yet() {
     let n: i64 = db.client().query_one("SELECT count(*) FROM tasks", &[]).unwrap().get(0);
     assert_eq!(n, 0);
 }
+
+/// `serve` keeps PostgreSQL sessions between requests; when the server ends them (a restart,
+/// a failover: here `pg_terminate_backend`), the next requests are answered on new ones, none
+/// with an error.
+#[test]
+fn postgres_serve_answers_after_the_server_ends_its_sessions() {
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let server = Server::start_on(&env, OsStr::new(&db.url), &["--allow-loopback", "--workers", "0"]);
+    let body =
+        json!({"task_type":"IMPORT","entity_type":"EVENTS","file_url":"http://127.0.0.1:9/x.csv","file_type":"CSV"});
+    let (status, task) = create(&server, "key-a", body);
+    assert_eq!(status.as_u16(), 201, "{task}");
+    let url = format!("{}/v1/tasks/{}", server.url, task["id"].as_str().unwrap());
+    // Several at once, so that several sessions are left idle.
+    let calls = |n: usize| -> Vec<u16> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n).map(|_| s.spawn(|| get(&url, "key-a").0.as_u16())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    assert_eq!(calls(6), [200; 6]);
+    let mut admin = db.client();
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended >= 1, "serve kept no session");
+    assert_eq!(calls(6), [200; 6]);
+    assert_eq!(calls(1), [200]);
+}

@@ -66,6 +66,19 @@ impl PgStore {
         &self.url
     }
 
+    /// Whether the connection is still open as far as this side knows (no round trip), for
+    /// a pool of idle sessions as `serve` keeps.
+    pub fn is_open(&self) -> bool {
+        !self.client().is_closed()
+    }
+
+    /// Whether the server still answers on this session (one empty query, waiting up to
+    /// `timeout`): an idle session may have been ended by the server (a restart, a failover,
+    /// `pg_terminate_backend`) without this side knowing.
+    pub fn is_alive(&self, timeout: std::time::Duration) -> bool {
+        self.client().is_valid(timeout).is_ok()
+    }
+
     /// The connection, for one call at a time (a second borrow while one is live panics: no
     /// method of this backend calls back into the store while it holds the connection).
     pub(crate) fn client(&self) -> RefMut<'_, Client> {

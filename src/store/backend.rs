@@ -18,8 +18,9 @@ use super::webhooks::{Attempt, Delivery};
 use super::{Store, TaskRepository};
 use crate::task::{Task, TaskStatus};
 
-/// What the ported commands (`create`, `list`, `inspect`, `errors`) and the queue need of a
-/// store, on either backend.
+/// What the commands ported to both backends (`create`, `list`, `inspect`, `errors`, `run`,
+/// `resume`, `worker`, `serve`, `archive`, `prune`), the queue and the webhook outbox need
+/// of a store.
 pub trait TaskStore {
     /// The store as messages name it: the SQLite file's path, or the PostgreSQL URL with
     /// `***` for its password.

@@ -360,3 +360,27 @@ fn postgres_serve_answers_after_the_server_ends_its_sessions() {
     assert_eq!(calls(6), [200; 6]);
     assert_eq!(calls(1), [200]);
 }
+
+/// `GET /health` on PostgreSQL: 200 with the store's state, then 503 `store_unavailable` once
+/// the database is gone, in FlexPrice's error shape, naming the store.
+#[test]
+fn postgres_serve_health_says_when_the_store_is_gone() {
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let server = Server::start_on(&env, OsStr::new(&db.url), &["--workers", "0"]);
+    let health = format!("{}/health", server.url);
+    let (status, body) = call(Method::GET, &health, None, None);
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(body["store"]["pending_tasks"], 0);
+    db.drop_now();
+    let (status, body) = call(Method::GET, &health, None, None);
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert_eq!(body["code"], "store_unavailable");
+    assert_eq!(body["http_status_code"], 503);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("connecting to the PostgreSQL store {}", db.url))
+            && message.contains("does not exist"),
+        "{message}"
+    );
+}

@@ -66,6 +66,16 @@ impl PgDb {
     }
 }
 
+impl PgDb {
+    /// Drops the database now (its sessions ended), as a store that is gone.
+    pub fn drop_now(&self) {
+        Client::connect(&self.admin, NoTls)
+            .unwrap()
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .unwrap();
+    }
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         if let Ok(mut client) = Client::connect(&self.admin, NoTls) {

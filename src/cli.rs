@@ -58,8 +58,8 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The task store: a SQLite file, or a PostgreSQL database as
-    /// postgres://user:password@host:5432/dbname (create, list, inspect, errors, and run,
-    /// resume and worker for events so far)
+    /// postgres://user:password@host:5432/dbname (create, list, inspect, errors, archive,
+    /// prune, serve, and run, resume and worker for events so far)
     /// [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db
     /// on Linux]
     #[arg(

@@ -753,7 +753,7 @@ mod tests {
         let mut t = task();
         store.tasks().create(&t).unwrap();
         for attempt in 0..2 {
-            let mut target = PgLocalTarget::new("t", "task_t");
+            let mut target = PgLocalTarget::new("t", "task_t", false);
             let mut run = t.clone();
             let outcome = import(&store, &mut run, job(ROWS), &mut target, &options(2, None), &mut ()).unwrap();
             assert_eq!(outcome, Outcome::Completed);

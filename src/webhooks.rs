@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::store::webhooks::{self as outbox, Delivery};
-use crate::store::Store;
+use crate::store::TaskStore;
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: u32 = 12;
@@ -84,23 +84,13 @@ impl Deliverer {
         Ok(Deliverer { client, secret })
     }
 
-    /// Attempts every delivery due now (of one task, if given). Returns how many were sent.
-    pub fn deliver_due(&self, store: &Store, task_id: Option<&str>) -> Result<usize> {
-        let mut sent = 0;
-        loop {
-            let due = outbox::due(store.conn(), Utc::now(), task_id, 50)?;
-            if due.is_empty() {
-                return Ok(sent);
-            }
-            for delivery in due {
-                let outcome = self.attempt(&delivery);
-                outbox::record_attempt(store.conn(), &delivery.id, Utc::now(), outcome)?;
-                sent += 1;
-            }
-        }
+    /// Attempts every delivery due now (of one task, if given), on either backend. Returns
+    /// how many were sent.
+    pub fn deliver_due(&self, store: &dyn TaskStore, task_id: Option<&str>) -> Result<usize> {
+        store.deliver_due_webhooks(task_id, &mut |delivery| self.attempt(delivery))
     }
 
-    fn attempt(&self, delivery: &Delivery) -> Result<(), (String, Option<DateTime<Utc>>)> {
+    fn attempt(&self, delivery: &Delivery) -> outbox::Attempt {
         let Some(secret) = &self.secret else {
             // Not an attempt that failed at the receiver: wait for a process that has it.
             return Err((
@@ -134,17 +124,18 @@ impl Deliverer {
 
     /// Delivers a task's webhooks, retrying failed ones until none is pending or `wait` has
     /// passed. Returns how many are still pending.
-    pub fn flush_task(&self, store: &Store, task_id: &str, wait: Duration) -> Result<usize> {
+    pub fn flush_task(&self, store: &dyn TaskStore, task_id: &str, wait: Duration) -> Result<usize> {
         let deadline = std::time::Instant::now() + wait;
         loop {
             self.deliver_due(store, Some(task_id))?;
-            let Some(next) = outbox::next_due(store.conn(), Some(task_id))? else {
+            let Some(next) = store.next_webhook_due(Some(task_id))? else {
                 return Ok(0);
             };
             let until_next = (next - Utc::now()).to_std().unwrap_or_default();
             let now = std::time::Instant::now();
             if now + until_next > deadline || self.secret.is_none() {
-                let pending = outbox::of_task(store.conn(), task_id)?
+                let pending = store
+                    .webhooks_of(task_id)?
                     .iter()
                     .filter(|d| d.status == outbox::PENDING)
                     .count();

@@ -8,12 +8,13 @@ use super::list::parse_when;
 use crate::cli::{ArchiveArgs, PruneArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::settings::Settings;
-use crate::store::lock::TaskLock;
-use crate::store::{Store, TaskFilter, TaskRepository};
+use crate::store::backend::{self, RunLock};
+use crate::store::TaskFilter;
 use crate::task::{RecordStatus, Task, TaskStatus};
 
 /// Sets the record status of tasks: archived (hidden from `list`) or, with `--undo`,
-/// published again. A task a live process is running is left alone. Every id is tried; each
+/// published again, on either backend. A task a live process is running (SQLite: its lock
+/// file is held; PostgreSQL: a live lease or a run's advisory lock) is left alone. Every id is tried; each
 /// one not done is named, and the exit status says whether all (0), some (3: partial) or none
 /// were done (2 when every id was unknown, else 1).
 pub fn archive(args: &ArchiveArgs, settings: &Settings) -> Result<ExitStatus> {
@@ -23,8 +24,8 @@ pub fn archive(args: &ArchiveArgs, settings: &Settings) -> Result<ExitStatus> {
         RecordStatus::Archived
     };
     let verb = if args.undo { "published again" } else { "archived" };
-    let Some(store) = Store::open_existing(&settings.db_path)? else {
-        return Err(usage(format!("nothing {verb}: {}", super::no_store(&settings.db_path))));
+    let Some(store) = backend::open_existing(&settings.db)? else {
+        return Err(usage(format!("nothing {verb}: {}", super::no_store_at(&settings.db))));
     };
     let mut done = 0u64;
     // (id, why, the id is unknown)
@@ -34,7 +35,7 @@ pub fn archive(args: &ArchiveArgs, settings: &Settings) -> Result<ExitStatus> {
             not_done.push((id, format!("no such task for tenant {}", settings.tenant_id), true));
             continue;
         };
-        if TaskLock::is_held(&settings.db_path, &task.id) {
+        if store.is_running(&task.id)? {
             not_done.push((id, "a process is running it".into(), false));
             continue;
         }
@@ -77,8 +78,9 @@ pub fn archive(args: &ArchiveArgs, settings: &Settings) -> Result<ExitStatus> {
     })
 }
 
-/// Deletes finished tasks last updated before the cutoff, with their rejected rows and
-/// checkpoints; the records they imported stay.
+/// Deletes finished tasks last updated before the cutoff, with their rejected rows,
+/// checkpoints, webhook deliveries and (SQLite) lock files, on either backend; the records
+/// they imported stay.
 pub fn prune(args: &PruneArgs, settings: &Settings) -> Result<ExitStatus> {
     let statuses = match args.status {
         None => vec![TaskStatus::Completed, TaskStatus::Failed],
@@ -90,9 +92,9 @@ pub fn prune(args: &PruneArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     };
     let cutoff = parse_when("--older-than", &args.older_than, Utc::now())?;
-    let Some(store) = Store::open_existing(&settings.db_path)? else {
+    let Some(store) = backend::open_existing(&settings.db)? else {
         if !settings.output.quiet {
-            eprintln!("nothing to prune: {}", super::no_store(&settings.db_path));
+            eprintln!("nothing to prune: {}", super::no_store_at(&settings.db));
         }
         return Ok(ExitStatus::Success);
     };
@@ -127,7 +129,7 @@ pub fn prune(args: &PruneArgs, settings: &Settings) -> Result<ExitStatus> {
             continue;
         }
         // Held while the task is deleted, so no run can start it meanwhile.
-        let Some(lock) = TaskLock::try_acquire(&settings.db_path, &task.id)? else {
+        let Some(lock) = store.lock_run(&task.id)? else {
             continue;
         };
         if store.tasks().delete(&task.id)? {
@@ -135,7 +137,11 @@ pub fn prune(args: &PruneArgs, settings: &Settings) -> Result<ExitStatus> {
             removed += 1;
             error_rows += errors;
         }
-        lock.release();
+        match lock {
+            // The lock file goes with its task (and its live figures).
+            RunLock::File(lock) => lock.release(),
+            RunLock::Advisory(lock) => drop(lock),
+        }
     }
     if !settings.output.quiet {
         eprintln!(

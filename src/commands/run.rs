@@ -24,7 +24,7 @@ use crate::source::{self, SourceSpec};
 use crate::store::backend::{self, Backend};
 use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
-use crate::store::{webhooks, TaskStore};
+use crate::store::TaskStore;
 use crate::target::local_pg::PgLocalTarget;
 use crate::task::EntityType;
 use crate::task::{Task, TaskStatus, TaskType};
@@ -198,27 +198,33 @@ fn looks_like_task_id(input: &str) -> bool {
 }
 
 /// What a PostgreSQL store cannot run yet, refused (a usage error, exit 2) before a task is
-/// made or started: entities other than events (their tables are SQLite's so far), the
-/// flexprice target (its ledger is), dry runs, and webhooks (the outbox's delivery is).
+/// made or started: see `unported_reason`.
 fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
-    let Backend::Postgres(pg) = store.backend() else {
-        return Ok(());
-    };
-    let what = if task.entity_type != EntityType::Events {
-        format!("importing {} (only events so far)", task.entity_type)
-    } else if targets::kind(task) != crate::cli::TargetKind::Local {
-        "--target flexprice (only the local target so far)".to_string()
-    } else if task.metadata.dry_run {
-        "--dry-run".to_string()
-    } else if task.metadata.webhook_url.is_some() {
-        "webhooks (--webhook-url)".to_string()
-    } else {
+    let (Backend::Postgres(pg), Some(what)) = (store.backend(), unported_reason(store, task)) else {
         return Ok(());
     };
     Err(usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {}); use a SQLite path",
         pg.url()
     )))
+}
+
+/// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
+/// entities other than events (their tables are SQLite's so far) and the flexprice target
+/// (its ledger is; a dry run of a task bound for a server is checked here, and works). The
+/// HTTP API refuses such tasks with this reason too.
+pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
+    let Backend::Postgres(_) = store.backend() else {
+        return None;
+    };
+    if task.entity_type != EntityType::Events {
+        Some(format!("importing {} (only events so far)", task.entity_type))
+    } else if targets::kind(task) != crate::cli::TargetKind::Local && !task.metadata.dry_run {
+        // A dry run never contacts the server: it checks events against this store's.
+        Some("--target flexprice (only the local target so far)".to_string())
+    } else {
+        None
+    }
 }
 
 /// Runs one task to its end, holding its lock throughout.
@@ -263,10 +269,9 @@ pub fn run_task(
 /// store for `worker`. Delivery problems never change the run's exit code, but what is left
 /// pending is said with its reason: no secret to sign with, or the receiver's last error.
 fn deliver_webhooks(store: &dyn TaskStore, task: &Task, settings: &Settings, wait: std::time::Duration) {
-    // A PostgreSQL store refuses tasks with webhooks (see `refuse_unported`).
-    let (Some(_), Backend::Sqlite(store)) = (&task.metadata.webhook_url, store.backend()) else {
+    if task.metadata.webhook_url.is_none() {
         return;
-    };
+    }
     let secret = match crate::webhooks::Secret::from_env() {
         Ok(secret) => secret,
         Err(e) => {
@@ -291,7 +296,8 @@ fn deliver_webhooks(store: &dyn TaskStore, task: &Task, settings: &Settings, wai
                     task.id
                 );
             } else {
-                let last_error = webhooks::of_task(store.conn(), &task.id)
+                let last_error = store
+                    .webhooks_of(&task.id)
                     .ok()
                     .and_then(|all| all.into_iter().rev().find_map(|d| d.last_error))
                     .map(|e| format!(" (last error: {e})"))
@@ -461,7 +467,7 @@ fn run_locked(
             pipeline::import(sqlite, task, job, target.as_mut(), options, &mut observer)
         }
         (Backend::Postgres(pg), _) => {
-            let mut target = PgLocalTarget::new(&task.tenant_id, &task.id);
+            let mut target = PgLocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
             pipeline::import(pg, task, job, &mut target, options, &mut observer)
         }
         (Backend::Sqlite(_), None) => unreachable!("a SQLite run opened its target above"),

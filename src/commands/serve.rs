@@ -14,15 +14,15 @@ use crate::cli::{ApiArgs, ServeArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::settings::Settings;
 use crate::source::guard::Guard;
-use crate::store::Store;
+use crate::store::backend;
 
 pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
     crate::interrupt::install()?;
     let keys = load_keys(args)?;
     // Opened once here so that a store that cannot be opened fails before listening.
-    drop(Store::open(&settings.db_path)?);
+    drop(backend::open(&settings.db)?);
     let api = Arc::new(Api {
-        db: settings.db_path.clone(),
+        db: settings.db.clone(),
         keys,
         guard: Guard {
             allow_loopback: args.allow_loopback,
@@ -31,6 +31,7 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
             max_seconds: args.max_download_time.as_secs().max(1),
         },
         log_requests: !settings.output.quiet,
+        idle: Default::default(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let pool = Pool {
@@ -66,7 +67,7 @@ pub fn run(args: &ServeArgs, settings: &Settings) -> Result<ExitStatus> {
         if !settings.output.quiet {
             eprintln!(
                 "serving the task API of {} on http://{addr} with {workers} workers; SIGTERM or Ctrl-C stops it",
-                settings.db_path.display()
+                settings.db
             );
         }
         axum::serve(listener, router(api))

@@ -12,7 +12,7 @@ use super::run::{find_task, run_task, RunRequest, Stdout};
 use crate::cli::{ApiArgs, WorkerArgs};
 use crate::exit::ExitStatus;
 use crate::settings::Settings;
-use crate::store::backend::{self, Backend};
+use crate::store::backend;
 use crate::store::TaskStore;
 use crate::webhooks::{Deliverer, Secret};
 
@@ -106,10 +106,9 @@ impl Pool {
             if crate::interrupt::received().is_some() || stop.load(Ordering::Relaxed) {
                 return Ok(ExitStatus::Success);
             }
-            // One thread delivers due webhooks between tasks (a PostgreSQL store has none yet:
-            // tasks with webhooks are refused there).
-            if let (0, Backend::Sqlite(sqlite)) = (thread, store.backend()) {
-                if let Err(e) = deliverer.deliver_due(sqlite, None) {
+            // One thread delivers due webhooks between tasks.
+            if thread == 0 {
+                if let Err(e) = deliverer.deliver_due(store, None) {
                     eprintln!("warning: delivering webhooks: {e:#}");
                 }
             }

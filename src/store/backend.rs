@@ -14,12 +14,13 @@ use super::postgres::locks::PgTaskLock;
 use super::postgres::PgStore;
 use super::queue::{Queue, SqliteQueue};
 use super::task_errors::TaskErrorRepository;
-use super::webhooks::Delivery;
+use super::webhooks::{Attempt, Delivery};
 use super::{Store, TaskRepository};
 use crate::task::{Task, TaskStatus};
 
-/// What the ported commands (`create`, `list`, `inspect`, `errors`) and the queue need of a
-/// store, on either backend.
+/// What the commands ported to both backends (`create`, `list`, `inspect`, `errors`, `run`,
+/// `resume`, `worker`, `serve`, `archive`, `prune`), the queue and the webhook outbox need
+/// of a store.
 pub trait TaskStore {
     /// The store as messages name it: the SQLite file's path, or the PostgreSQL URL with
     /// `***` for its password.
@@ -44,6 +45,13 @@ pub trait TaskStore {
     fn clear_checkpoint(&self, task_id: &str) -> Result<()>;
     /// Queues the webhook announcing `event` of the task, if it has a webhook.
     fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Attempts every webhook delivery due now (of one task, if given) with `send`, oldest
+    /// first, recording each outcome in the outbox; returns how many were attempted. On
+    /// PostgreSQL a delivery is held (`FOR UPDATE SKIP LOCKED`) from its attempt to its
+    /// record, so two processes never attempt the same one at once.
+    fn deliver_due_webhooks(&self, task_id: Option<&str>, send: &mut dyn FnMut(&Delivery) -> Attempt) -> Result<usize>;
+    /// When the next pending webhook delivery (of one task, if given) is due.
+    fn next_webhook_due(&self, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>>;
     /// Takes the lock a run holds on a task from start to end (`None`: another process holds
     /// it). SQLite: a lock file; PostgreSQL: an advisory lock of this store's session.
     fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>>;
@@ -101,6 +109,12 @@ impl TaskStore for Store {
     fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
         super::webhooks::enqueue(self.conn(), task, event, now)
     }
+    fn deliver_due_webhooks(&self, task_id: Option<&str>, send: &mut dyn FnMut(&Delivery) -> Attempt) -> Result<usize> {
+        super::webhooks::deliver_due(self.conn(), task_id, send)
+    }
+    fn next_webhook_due(&self, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+        super::webhooks::next_due(self.conn(), task_id)
+    }
     fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>> {
         Ok(TaskLock::try_acquire(self.path(), task_id)?.map(RunLock::File))
     }
@@ -139,12 +153,21 @@ pub fn open_existing(location: &StoreLocation) -> Result<Option<Box<dyn TaskStor
     })
 }
 
+/// What `GET /health` reports of the store at `location`, read without creating, migrating
+/// or locking it (see `store::health` and `postgres::health`).
+pub fn health(location: &StoreLocation) -> Result<super::Health> {
+    match location {
+        StoreLocation::Sqlite(path) => super::health(path),
+        StoreLocation::Postgres(url) => super::postgres::health(url),
+    }
+}
+
 /// The message of a command or path not ported to PostgreSQL yet (a usage error, exit 2):
 /// `what` is the command (`run`, `worker`, …).
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `worker`, `list`, `inspect` and `errors` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive` and `prune` work on PostgreSQL)"
     ))
 }
 

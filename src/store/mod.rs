@@ -102,7 +102,8 @@ impl Store {
 /// What `GET /health` tells about a store, read without a key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Health {
-    /// The schema version (`PRAGMA user_version`).
+    /// The schema version: SQLite's `PRAGMA user_version`, PostgreSQL's newest
+    /// `schema_migrations` row (the two number their migrations apart).
     pub schema_version: i64,
     /// Tasks of every tenant waiting for a worker (PENDING, not archived or deleted).
     pub pending_tasks: u64,

@@ -33,31 +33,33 @@ pub struct Delivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// Queues `event` for the task's webhook, if it has one. The payload follows Standard
-/// Webhooks: `{"type", "timestamp", "data": <the task>}`.
-pub fn enqueue(conn: &Connection, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
-    let Some(url) = task.metadata.webhook_url.as_deref() else {
-        return Ok(());
-    };
+/// The outcome of one delivery attempt: delivered, or the error and when to try again
+/// (`None`: given up).
+pub type Attempt = Result<(), (String, Option<DateTime<Utc>>)>;
+
+/// A new delivery's id and payload, the same on both backends. The payload follows Standard
+/// Webhooks: `{"type", "timestamp", "data": <the task>}`; the id (`msg_<UUIDv7>`) is the
+/// `webhook-id` of every attempt.
+pub fn new_delivery(task: &Task, event: &str, now: DateTime<Utc>) -> (String, String) {
     let payload = serde_json::json!({
         "type": event,
         "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": task,
     });
-    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    (format!("msg_{}", uuid::Uuid::now_v7().simple()), payload.to_string())
+}
+
+/// Queues `event` for the task's webhook, if it has one (see `new_delivery`).
+pub fn enqueue(conn: &Connection, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
+    let Some(url) = task.metadata.webhook_url.as_deref() else {
+        return Ok(());
+    };
+    let (id, payload) = new_delivery(task, event, now);
     conn.prepare_cached(
         "INSERT INTO webhook_deliveries (id, task_id, event, url, payload, status, attempts, next_attempt_at, \
          created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7)",
     )?
-    .execute(params![
-        id,
-        task.id,
-        event,
-        url,
-        payload.to_string(),
-        PENDING,
-        format_time(now)
-    ])
+    .execute(params![id, task.id, event, url, payload, PENDING, format_time(now)])
     .with_context(|| format!("queueing the {event} webhook of task {}", task.id))?;
     Ok(())
 }
@@ -91,6 +93,27 @@ pub fn due(conn: &Connection, now: DateTime<Utc>, task_id: Option<&str>, limit: 
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Attempts every delivery due now (of one task, if given) with `send`, oldest first,
+/// recording each outcome; returns how many were attempted.
+pub fn deliver_due(
+    conn: &Connection,
+    task_id: Option<&str>,
+    send: &mut dyn FnMut(&Delivery) -> Attempt,
+) -> Result<usize> {
+    let mut sent = 0;
+    loop {
+        let due = due(conn, Utc::now(), task_id, 50)?;
+        if due.is_empty() {
+            return Ok(sent);
+        }
+        for delivery in due {
+            let outcome = send(&delivery);
+            record_attempt(conn, &delivery.id, Utc::now(), outcome)?;
+            sent += 1;
+        }
+    }
+}
+
 /// When the next pending delivery (of one task, if given) is due.
 pub fn next_due(conn: &Connection, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>> {
     let next: Option<String> = conn
@@ -105,12 +128,7 @@ pub fn next_due(conn: &Connection, task_id: Option<&str>) -> Result<Option<DateT
 }
 
 /// Records an attempt: delivered, or failed with the next attempt's time (`None`: given up).
-pub fn record_attempt(
-    conn: &Connection,
-    id: &str,
-    now: DateTime<Utc>,
-    outcome: Result<(), (String, Option<DateTime<Utc>>)>,
-) -> Result<()> {
+pub fn record_attempt(conn: &Connection, id: &str, now: DateTime<Utc>, outcome: Attempt) -> Result<()> {
     match outcome {
         Ok(()) => conn.execute(
             "UPDATE webhook_deliveries SET status = ?2, attempts = attempts + 1, delivered_at = ?3, \

@@ -10,7 +10,7 @@ use crate::entity::{Event, ValidRecord};
 use crate::row_error::{ErrorKind, RowError};
 use crate::store::events::{Stored, Tenant};
 use crate::store::postgres::batch::PgBatch;
-use crate::store::postgres::events;
+use crate::store::postgres::{dry_run, events};
 
 /// Rows the reader hands over at a time on PostgreSQL (SQLite's local target takes
 /// `pipeline::CHUNK_ROWS`, 1024): each chunk costs a few round trips and a TRUNCATE of the
@@ -23,16 +23,22 @@ pub struct PgLocalTarget {
     task_id: String,
     /// The tenant's and the task's keys in `event_rows`, once registered.
     keys: Option<(Tenant, i64)>,
+    /// A dry run: events are checked, not stored (`Some(started)`: whether this run's session
+    /// is ready for it, see `dry_run::start`).
+    dry_run: Option<bool>,
     outcomes: Vec<Stored>,
     done: Vec<Delivery>,
 }
 
 impl PgLocalTarget {
-    pub fn new(tenant_id: &str, task_id: &str) -> Self {
+    /// `dry_run`: check the events against the store without storing them, as SQLite's
+    /// local target does for `--dry-run`.
+    pub fn new(tenant_id: &str, task_id: &str, dry_run: bool) -> Self {
         PgLocalTarget {
             tenant_id: tenant_id.to_owned(),
             task_id: task_id.to_owned(),
             keys: None,
+            dry_run: dry_run.then_some(false),
             outcomes: Vec::new(),
             done: Vec::new(),
         }
@@ -80,6 +86,17 @@ impl<'s> BatchTarget<PgBatch<'s>> for PgLocalTarget {
             }
         }
         let mut client = tx.store().client();
+        self.outcomes.clear();
+        if let Some(started) = &mut self.dry_run {
+            if !*started {
+                dry_run::start(&mut client)?;
+                *started = true;
+            }
+            dry_run::check(&mut client, &self.tenant_id, &batch_events, &mut self.outcomes)?;
+            account_events(&batch_events, &self.outcomes, &mut delivery);
+            self.done.push(delivery);
+            return Ok(());
+        }
         // The tenant's lock first (see `events::prepare`), then the keys: registering them
         // writes too.
         events::prepare(&mut client, &self.tenant_id)?;
@@ -94,7 +111,6 @@ impl<'s> BatchTarget<PgBatch<'s>> for PgLocalTarget {
                 self.keys.insert((tenant, task_key))
             }
         };
-        self.outcomes.clear();
         events::insert(&mut client, tenant, *task_key, &batch_events, &mut self.outcomes)?;
         account_events(&batch_events, &self.outcomes, &mut delivery);
         self.done.push(delivery);

@@ -12,19 +12,24 @@ use serde_json::{json, Value};
 use crate::file_server::{Behaviour, FileServer};
 use crate::support::Env;
 
-const KEYS: &str = "key-a=tenant-a,key-b=tenant-b";
+pub const KEYS: &str = "key-a=tenant-a,key-b=tenant-b";
 
 /// A `serve` process on a free port of 127.0.0.1; killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Server {
     fn start(env: &Env, extra: &[&str]) -> Server {
+        Server::start_on(env, env.db.as_os_str(), extra)
+    }
+
+    /// A `serve` process on the store `db` (a SQLite path or a PostgreSQL URL).
+    pub fn start_on(env: &Env, db: &std::ffi::OsStr, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
             .current_dir(env.dir.path())
-            .env("FLEXPRICE_IMPORT_DB", &env.db)
+            .env("FLEXPRICE_IMPORT_DB", db)
             .env("FLEXPRICE_IMPORT_API_KEYS", KEYS)
             .args(["serve", "--listen", "127.0.0.1:0", "--progress", "never"])
             .args(extra)
@@ -52,7 +57,7 @@ impl Drop for Server {
     }
 }
 
-fn call(method: reqwest::Method, url: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+pub fn call(method: reqwest::Method, url: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
     let mut request = Client::new().request(method, url);
     if let Some(key) = key {
         request = request.header("x-api-key", key);
@@ -68,11 +73,11 @@ fn call(method: reqwest::Method, url: &str, key: Option<&str>, body: Option<Valu
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-fn get(url: &str, key: &str) -> (StatusCode, Value) {
+pub fn get(url: &str, key: &str) -> (StatusCode, Value) {
     call(reqwest::Method::GET, url, Some(key), None)
 }
 
-fn create(server: &Server, key: &str, body: Value) -> (StatusCode, Value) {
+pub fn create(server: &Server, key: &str, body: Value) -> (StatusCode, Value) {
     call(
         reqwest::Method::POST,
         &format!("{}/v1/tasks", server.url),
@@ -81,7 +86,7 @@ fn create(server: &Server, key: &str, body: Value) -> (StatusCode, Value) {
     )
 }
 
-fn wait_done(server: &Server, key: &str, id: &str) -> Value {
+pub fn wait_done(server: &Server, key: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, task) = get(&format!("{}/v1/tasks/{id}", server.url), key);
@@ -93,7 +98,7 @@ fn wait_done(server: &Server, key: &str, id: &str) -> Value {
     }
 }
 
-fn events_file(n: usize, bad_every: usize) -> Vec<u8> {
+pub fn events_file(n: usize, bad_every: usize) -> Vec<u8> {
     let mut text = String::from("event_id,event_name,external_customer_id\n");
     for i in 1..=n {
         let customer = if bad_every > 0 && i % bad_every == 0 { "" } else { "c1" };

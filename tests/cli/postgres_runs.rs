@@ -14,7 +14,7 @@ use crate::support::{fixture, stderr_of, stdout_of, Env};
 
 /// A stored event as both stores' `events` show it, without its task's id (each store gives
 /// its own): the run that stored it (0, 1, …) stands for it.
-type EventRow = (
+pub type EventRow = (
     usize,
     String,
     String,
@@ -27,7 +27,7 @@ type EventRow = (
     i64,
 );
 
-fn sqlite_events(env: &Env, ids: &[String]) -> Vec<EventRow> {
+pub fn sqlite_events(env: &Env, ids: &[String]) -> Vec<EventRow> {
     let conn = env.conn();
     let mut stmt = conn
         .prepare(
@@ -57,7 +57,7 @@ fn sqlite_events(env: &Env, ids: &[String]) -> Vec<EventRow> {
     rows
 }
 
-fn pg_events(db: &PgDb, ids: &[String]) -> Vec<EventRow> {
+pub fn pg_events(db: &PgDb, ids: &[String]) -> Vec<EventRow> {
     let mut rows: Vec<EventRow> = db
         .client()
         .query(
@@ -89,7 +89,7 @@ fn pg_events(db: &PgDb, ids: &[String]) -> Vec<EventRow> {
 
 /// A task as `run --json` printed it, without what differs between two runs of one file
 /// (its id, times, process and the durations).
-fn comparable(mut task: Value) -> Value {
+pub fn comparable(mut task: Value) -> Value {
     let object = task.as_object_mut().unwrap();
     for key in [
         "id",
@@ -109,7 +109,7 @@ fn comparable(mut task: Value) -> Value {
 }
 
 /// The summary line's timing differs between any two runs.
-fn without_timing(text: &str, ids: &[String]) -> String {
+pub fn without_timing(text: &str, ids: &[String]) -> String {
     let mut text = text.to_owned();
     for (n, id) in ids.iter().enumerate() {
         text = text.replace(id, &format!("TASK{n}"));

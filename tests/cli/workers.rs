@@ -29,6 +29,10 @@ pub struct ReceiverState {
     /// Verified deliveries: webhook-id → (event type, task id, times received).
     pub seen: Mutex<BTreeMap<String, (String, String, u32)>>,
     pub bad_signatures: Mutex<u32>,
+    /// Every verified delivery answered 2xx, in order: (webhook-id, body).
+    pub bodies: Mutex<Vec<(String, serde_json::Value)>>,
+    /// How long each answer takes (a slow receiver).
+    pub delay: Mutex<Duration>,
 }
 
 fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
@@ -57,6 +61,8 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let delay = *state.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     if !verify(&headers, &body) {
         *state.bad_signatures.lock().unwrap() += 1;
         return StatusCode::UNAUTHORIZED;
@@ -70,6 +76,7 @@ async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bo
     }
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    state.bodies.lock().unwrap().push((id.clone(), v.clone()));
     let mut seen = state.seen.lock().unwrap();
     let entry = seen.entry(id).or_insert((
         v["type"].as_str().unwrap().to_owned(),
@@ -82,6 +89,11 @@ async fn receive(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bo
 
 impl Receiver {
     pub fn start(fail_first: u32) -> Receiver {
+        Receiver::start_on(0, fail_first)
+    }
+
+    /// On `port` of 127.0.0.1 (0: a free one).
+    pub fn start_on(port: u16, fail_first: u32) -> Receiver {
         let state = Arc::new(ReceiverState {
             fail_first: Mutex::new(fail_first),
             ..ReceiverState::default()
@@ -89,7 +101,7 @@ impl Receiver {
         let app = Router::new()
             .route("/hooks", post(receive))
             .with_state(Arc::clone(&state));
-        let url = format!("http://{}/hooks", crate::support::serve(app, 0));
+        let url = format!("http://{}/hooks", crate::support::serve(app, port));
         Receiver { url, state }
     }
 

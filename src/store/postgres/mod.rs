@@ -12,6 +12,7 @@
 pub mod batch;
 mod checkpoints;
 mod connect;
+pub mod dry_run;
 pub mod events;
 pub mod locks;
 pub mod migrations;
@@ -37,7 +38,7 @@ use super::live::ReadSoFar;
 use super::location::PgUrl;
 use super::queue::Queue;
 use super::task_errors::TaskErrorRepository;
-use super::webhooks::Delivery;
+use super::webhooks::{Attempt, Delivery};
 use super::TaskRepository;
 use crate::task::Task;
 
@@ -63,6 +64,19 @@ impl PgStore {
 
     pub fn url(&self) -> &PgUrl {
         &self.url
+    }
+
+    /// Whether the connection is still open as far as this side knows (no round trip), for
+    /// a pool of idle sessions as `serve` keeps.
+    pub fn is_open(&self) -> bool {
+        !self.client().is_closed()
+    }
+
+    /// Whether the server still answers on this session (one empty query, waiting up to
+    /// `timeout`): an idle session may have been ended by the server (a restart, a failover,
+    /// `pg_terminate_backend`) without this side knowing.
+    pub fn is_alive(&self, timeout: std::time::Duration) -> bool {
+        self.client().is_valid(timeout).is_ok()
     }
 
     /// The connection, for one call at a time (a second borrow while one is live panics: no
@@ -109,6 +123,12 @@ impl TaskStore for PgStore {
     fn enqueue_webhook(&self, task: &Task, event: &str, now: DateTime<Utc>) -> Result<()> {
         webhooks::enqueue(self, task, event, now)
     }
+    fn deliver_due_webhooks(&self, task_id: Option<&str>, send: &mut dyn FnMut(&Delivery) -> Attempt) -> Result<usize> {
+        webhooks::deliver_due(self, task_id, send)
+    }
+    fn next_webhook_due(&self, task_id: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+        webhooks::next_due(&mut self.client(), task_id)
+    }
     fn lock_run(&self, task_id: &str) -> Result<Option<RunLock<'_>>> {
         Ok(locks::PgTaskLock::try_acquire(self, task_id)?.map(RunLock::Advisory))
     }
@@ -125,4 +145,27 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 /// A `bigint` read back as a count (never negative in these tables).
 pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
+}
+
+/// What `GET /health` tells about a PostgreSQL store (see `store::health` for SQLite's): read
+/// on a connection of its own that neither creates nor migrates anything. Errors: the server
+/// cannot be reached, or the store's tables are not there (never migrated).
+pub fn health(url: &PgUrl) -> Result<super::Health> {
+    let mut client = connect::connect(url)?;
+    let mut read = || -> Result<super::Health> {
+        let schema_version = migrations::version(&mut client)?;
+        let row = client.query_one(
+            "SELECT count(*) FILTER (WHERE task_status = 'PENDING'), \
+             count(*) FILTER (WHERE task_status = 'PROCESSING') FROM tasks WHERE status != 'deleted'",
+            &[],
+        )?;
+        Ok(super::Health {
+            schema_version,
+            pending_tasks: to_u64(row.get(0)),
+            processing_tasks: to_u64(row.get(1)),
+        })
+    };
+    read()
+        .map_err(|e| anyhow::anyhow!("{}", url.scrub(&format!("{e:#}"))))
+        .map_err(|e| e.context(format!("reading the PostgreSQL store {url}")))
 }

@@ -368,9 +368,12 @@ pub(super) fn migrate_to_event_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_
 
 /// For a dry run: would these events be stored? Checks the store and the events seen so far
 /// in this run (kept in a temporary table, so memory stays flat) without writing the store.
+/// `begin`: the run's first call, which empties that table (a worker's or `serve`'s
+/// connection runs one task after another, and a task must not see another's events).
 pub fn check(
     conn: &Connection,
     keys: &mut EventKeys,
+    begin: bool,
     tenant: &Tenant,
     events: &[&Event],
     outcomes: &mut Vec<Stored>,
@@ -379,6 +382,9 @@ pub fn check(
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY, {CONTENT_COLUMNS}) WITHOUT ROWID"
     ))?;
+    if begin {
+        conn.execute_batch("DELETE FROM temp.dry_run_seen")?;
+    }
     let in_run = format!("SELECT {CONTENT_COLUMNS} FROM temp.dry_run_seen WHERE event_id = ?1");
     let mut seen = conn.prepare_cached(&format!(
         "INSERT INTO temp.dry_run_seen (event_id, {CONTENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
@@ -955,5 +961,26 @@ mod tests {
             (merged, 40),
             "each merged key names its row"
         );
+    }
+
+    /// A dry run sees the events of its own run and of the store, not those of an earlier
+    /// dry run on the same connection (a worker runs one task after another on one).
+    #[test]
+    fn a_dry_run_does_not_see_an_earlier_dry_runs_events() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        let events = [event("a", "cust_a", 2), event("a", "cust_b", 3)];
+        let refs: Vec<&Event> = events.iter().collect();
+        for _ in 0..2 {
+            let mut outcomes = Vec::new();
+            let mut keys = EventKeys::default();
+            check(conn, &mut keys, true, &tenant, &refs[..1], &mut outcomes).unwrap();
+            check(conn, &mut keys, false, &tenant, &refs[1..], &mut outcomes).unwrap();
+            assert_eq!(outcomes, [Stored::Inserted, duplicate_of("cust_a")]);
+        }
     }
 }

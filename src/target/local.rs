@@ -21,6 +21,8 @@ pub struct LocalTarget {
     check_keys: bool,
     /// What this run knows of the store's event keys (the recent ones, a filter of the rest).
     event_keys: events::EventKeys,
+    /// Whether this dry run has checked events yet (its first check starts afresh).
+    dry_run_begun: bool,
     outcomes: Vec<Stored>,
     done: Vec<Delivery>,
 }
@@ -35,6 +37,7 @@ impl LocalTarget {
             dry_run,
             check_keys: true,
             event_keys: events::EventKeys::default(),
+            dry_run_begun: false,
             outcomes: Vec::new(),
             done: Vec::new(),
         }
@@ -78,7 +81,15 @@ impl LocalTarget {
         batch_events.sort_by_cached_key(|e| events::event_key(tenant.key, &e.event_id));
         self.outcomes.clear();
         if self.dry_run {
-            events::check(tx, &mut self.event_keys, tenant, &batch_events, &mut self.outcomes)?;
+            let begin = !std::mem::replace(&mut self.dry_run_begun, true);
+            events::check(
+                tx,
+                &mut self.event_keys,
+                begin,
+                tenant,
+                &batch_events,
+                &mut self.outcomes,
+            )?;
         } else {
             let task_key = match self.task_key {
                 Some(key) => key,

@@ -107,11 +107,33 @@ pub fn deliver_due(
             return Ok(sent);
         }
         for delivery in due {
+            if !claim(conn, &delivery.id, Utc::now())? {
+                continue; // Another process is sending it.
+            }
             let outcome = send(&delivery);
             record_attempt(conn, &delivery.id, Utc::now(), outcome)?;
             sent += 1;
         }
     }
+}
+
+/// How long a claimed delivery is left to its sender: past the request's timeout (10 s), so
+/// that it is tried again only if the sender died before recording the attempt.
+const CLAIM_SECONDS: i64 = 60;
+
+/// Takes a due delivery for this process by moving its next attempt past the claim time;
+/// `false` if another process took it first (two workers on one store read the same due
+/// rows: each delivery was sent by both).
+fn claim(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<bool> {
+    let until = now + chrono::Duration::seconds(CLAIM_SECONDS);
+    let claimed = conn
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?3 \
+             WHERE id = ?1 AND status = ?2 AND next_attempt_at <= ?4",
+        )?
+        .execute(params![id, PENDING, format_time(until), format_time(now)])
+        .context("claiming a webhook delivery")?;
+    Ok(claimed == 1)
 }
 
 /// When the next pending delivery (of one task, if given) is due.

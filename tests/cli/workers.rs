@@ -403,3 +403,92 @@ fn progress_webhooks_come_at_most_as_often_as_asked() {
     assert_eq!(events.first().map(|e| e.0.as_str()), Some("task.started"));
     assert_eq!(events.last().map(|e| e.0.as_str()), Some("task.completed"));
 }
+
+/// Two workers on one SQLite store, sixteen deliveries waiting (each failed once: nothing
+/// listened), a slow receiver: each delivery reaches it once, and is recorded delivered after
+/// two attempts. Before deliveries were claimed, both workers read the same due rows and
+/// sent them.
+#[test]
+fn two_workers_on_sqlite_deliver_each_webhook_once() {
+    let env = Env::new();
+    // Nothing listens on this port until the receiver starts below.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let file = crate::support::fixture("events.csv");
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let out = env
+            .cmd()
+            .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
+            .args(["run", file.to_str().unwrap(), "--json", "--webhook-url", &url])
+            .args(["--webhook-wait", "0s"])
+            .assert()
+            .code(0)
+            .get_output()
+            .clone();
+        let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let conn = env.conn();
+    let pending: Vec<(String, i64)> = conn
+        .prepare("SELECT id, attempts FROM webhook_deliveries WHERE status = 'pending' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(pending.len(), 16, "{pending:?}");
+    assert!(pending.iter().all(|(_, n)| *n == 1), "{pending:?}");
+
+    let receiver = Receiver::start_on(port, 0);
+    *receiver.state.delay.lock().unwrap() = Duration::from_millis(100);
+    // Due one second after the failed attempt.
+    std::thread::sleep(Duration::from_millis(1100));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+                .args([
+                    "--db",
+                    env.db.to_str().unwrap(),
+                    "worker",
+                    "--once",
+                    "--progress",
+                    "never",
+                ])
+                .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    let seen = receiver.state.seen.lock().unwrap().clone();
+    let received: Vec<(&String, u32)> = seen.iter().map(|(id, (_, _, n))| (id, *n)).collect();
+    let expected: Vec<(&String, u32)> = pending.iter().map(|(id, _)| (id, 1)).collect();
+    assert_eq!(received, expected, "each delivery once");
+    let recorded: Vec<(String, String, i64)> = conn
+        .prepare("SELECT id, status, attempts FROM webhook_deliveries ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let want: Vec<(String, String, i64)> = pending
+        .iter()
+        .map(|(id, _)| (id.clone(), "delivered".to_owned(), 2))
+        .collect();
+    assert_eq!(recorded, want);
+    for id in &ids {
+        let events: Vec<String> = receiver.events_of(id).into_iter().map(|(e, _)| e).collect();
+        assert_eq!(events, ["task.started", "task.completed"], "{id}");
+    }
+}

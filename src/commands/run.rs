@@ -26,7 +26,6 @@ use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
 use crate::store::{webhooks, TaskStore};
 use crate::target::local_pg::PgLocalTarget;
-use crate::task::EntityType;
 use crate::task::{Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
@@ -198,15 +197,13 @@ fn looks_like_task_id(input: &str) -> bool {
 }
 
 /// What a PostgreSQL store cannot run yet, refused (a usage error, exit 2) before a task is
-/// made or started: entities other than events (their tables are SQLite's so far), the
-/// flexprice target (its ledger is), dry runs, and webhooks (the outbox's delivery is).
+/// made or started: the flexprice target (its ledger is SQLite's so far), dry runs, and
+/// webhooks (the outbox's delivery is).
 fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
     let Backend::Postgres(pg) = store.backend() else {
         return Ok(());
     };
-    let what = if task.entity_type != EntityType::Events {
-        format!("importing {} (only events so far)", task.entity_type)
-    } else if targets::kind(task) != crate::cli::TargetKind::Local {
+    let what = if targets::kind(task) != crate::cli::TargetKind::Local {
         "--target flexprice (only the local target so far)".to_string()
     } else if task.metadata.dry_run {
         "--dry-run".to_string()

@@ -21,6 +21,7 @@ mod help;
 mod import;
 mod locks;
 mod messages;
+mod postgres_entities;
 mod postgres_runs;
 mod postgres_store;
 mod progress;

@@ -89,7 +89,7 @@ fn pg_events(db: &PgDb, ids: &[String]) -> Vec<EventRow> {
 
 /// A task as `run --json` printed it, without what differs between two runs of one file
 /// (its id, times, process and the durations).
-fn comparable(mut task: Value) -> Value {
+pub(crate) fn comparable(mut task: Value) -> Value {
     let object = task.as_object_mut().unwrap();
     for key in [
         "id",
@@ -109,7 +109,7 @@ fn comparable(mut task: Value) -> Value {
 }
 
 /// The summary line's timing differs between any two runs.
-fn without_timing(text: &str, ids: &[String]) -> String {
+pub(crate) fn without_timing(text: &str, ids: &[String]) -> String {
     let mut text = text.to_owned();
     for (n, id) in ids.iter().enumerate() {
         text = text.replace(id, &format!("TASK{n}"));

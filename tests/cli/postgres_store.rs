@@ -457,15 +457,12 @@ fn postgres_refuses_what_is_not_ported_yet() {
         );
         assert_eq!(stdout_of(&out), "", "{args:?}");
     }
-    // `run` works for events into the local store; what it cannot do there yet is refused
-    // before a task is made, or (a task created with them) before it starts.
-    let prices = fixture("prices.csv");
-    let prices = prices.to_str().unwrap();
+    // `run` works for every entity into the local store; what it cannot do there yet is
+    // refused before a task is made, or (a task created with them) before it starts.
     let flexprice = stdout_of(&on(&env, &url, &["create", file, "--target", "flexprice"], 0))
         .trim()
         .to_owned();
     for (what, args) in [
-        ("importing PRICES (only events so far)", vec!["run", prices]),
         (
             "--target flexprice (only the local target so far)",
             vec!["run", file, "--target", "flexprice", "--api-url", "http://127.0.0.1:1"],

@@ -16,6 +16,7 @@ pub mod events;
 pub mod locks;
 pub mod migrations;
 mod queue;
+pub mod rows;
 mod task_errors;
 mod tasks;
 mod webhooks;

@@ -93,14 +93,11 @@ fn unported_on_postgres(command: &Command) -> Option<&'static str> {
         | Command::Errors(_)
         | Command::Run(_)
         | Command::Resume(_)
-        | Command::Worker(_) => None,
+        | Command::Worker(_)
+        | Command::Export(_)
+        | Command::Catalog(_) => None,
         Command::Verify(_) => Some("verify"),
         Command::Serve(_) => Some("serve"),
-        Command::Export(_) => Some("export"),
-        Command::Catalog(a) => match &a.command {
-            cli::CatalogCommand::Import(_) => Some("catalog import"),
-            cli::CatalogCommand::Export(_) => Some("catalog export"),
-        },
         Command::Archive(_) => Some("archive"),
         Command::Prune(_) => Some("prune"),
         // No store: these never reach the store's settings.

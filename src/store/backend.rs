@@ -122,6 +122,17 @@ pub enum RunLock<'s> {
     Advisory(PgTaskLock<'s>),
 }
 
+impl RunLock<'_> {
+    /// Releases the lock of a task that has reached its final state: a lock file is removed
+    /// too (see `TaskLock::release`), an advisory lock let go.
+    pub fn release(self) {
+        match self {
+            RunLock::File(lock) => lock.release(),
+            RunLock::Advisory(lock) => drop(lock),
+        }
+    }
+}
+
 /// Opens (creating and migrating if needed) the store at `location`.
 pub fn open(location: &StoreLocation) -> Result<Box<dyn TaskStore>> {
     Ok(match location {
@@ -144,7 +155,8 @@ pub fn open_existing(location: &StoreLocation) -> Result<Option<Box<dyn TaskStor
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `worker`, `list`, `inspect` and `errors` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `list`, `inspect`, `errors`, `export` and `catalog` \
+         work on PostgreSQL)"
     ))
 }
 

@@ -13,6 +13,7 @@ pub mod batch;
 mod checkpoints;
 mod connect;
 pub mod events;
+pub mod export;
 pub mod locks;
 pub mod migrations;
 mod queue;

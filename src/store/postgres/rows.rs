@@ -94,7 +94,7 @@ fn numbered(sql: &str) -> String {
 
 /// A value bound to a placeholder of the type PostgreSQL gave it.
 #[derive(Debug)]
-struct Cell<'a>(&'a Sql);
+pub(crate) struct Cell<'a>(pub(crate) &'a Sql);
 
 impl ToSql for Cell<'_> {
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
@@ -136,7 +136,7 @@ impl ToSql for Cell<'_> {
 }
 
 /// A cell of a row read back, as SQLite would give it.
-fn cell(row: &postgres::Row, i: usize) -> Result<Sql> {
+pub(crate) fn cell(row: &postgres::Row, i: usize) -> Result<Sql> {
     let ty = row.columns()[i].type_().clone();
     Ok(match ty {
         Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map_or(Sql::Null, Sql::Integer),

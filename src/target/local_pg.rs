@@ -30,6 +30,8 @@ pub struct PgLocalTarget {
     task_id: String,
     /// The tenant's and the task's keys in `event_rows`, once registered.
     keys: Option<(Tenant, i64)>,
+    /// Whether the next chunk of events looks its ids up first (see `events::insert`).
+    lookups: events::Lookups,
     /// The tenant's key in the rows' tables, once registered.
     tenant: Option<Tenant>,
     /// The rows' statements, prepared once per run.
@@ -44,6 +46,7 @@ impl PgLocalTarget {
             tenant_id: tenant_id.to_owned(),
             task_id: task_id.to_owned(),
             keys: None,
+            lookups: events::Lookups::default(),
             tenant: None,
             prepared: RefCell::new(Prepared::new()),
             outcomes: Vec::new(),
@@ -162,7 +165,14 @@ impl<'s> BatchTarget<PgBatch<'s>> for PgLocalTarget {
             }
         };
         self.outcomes.clear();
-        events::insert(&mut client, tenant, *task_key, &batch_events, &mut self.outcomes)?;
+        events::insert(
+            &mut client,
+            tenant,
+            *task_key,
+            &batch_events,
+            &mut self.outcomes,
+            &mut self.lookups,
+        )?;
         account_events(&batch_events, &self.outcomes, &mut delivery);
         self.done.push(delivery);
         Ok(())

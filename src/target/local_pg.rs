@@ -20,9 +20,9 @@ use crate::store::postgres::{events, PgStore};
 use crate::store::rows;
 
 /// Rows the reader hands over at a time on PostgreSQL (SQLite's local target takes
-/// `pipeline::CHUNK_ROWS`, 1024): each chunk costs a few round trips and a TRUNCATE of the
-/// staging table, which larger chunks spread over more rows (some 8192 × 0.3 KB in memory
-/// per chunk in flight).
+/// `pipeline::CHUNK_ROWS`, 1024): each chunk of events costs a savepoint and a COPY's round
+/// trips, which larger chunks spread over more rows (some 8192 × 0.3 KB in memory per chunk
+/// in flight).
 pub const CHUNK_ROWS: usize = 8192;
 
 pub struct PgLocalTarget {

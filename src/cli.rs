@@ -36,7 +36,8 @@ Examples:
 Store:
   ~/.local/share/flexprice-import/store.db ($XDG_DATA_HOME), or --db PATH;
   --db postgres://user:password@host:5432/dbname for a PostgreSQL store
-  (create, list, inspect, errors, and run, resume and worker for events so far).
+  (create, list, inspect, errors, export, catalog, and run, resume and worker into
+  the local target so far).
   Each command's --help has its options and examples.";
 
 #[derive(Debug, Parser)]
@@ -59,7 +60,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// The task store: a SQLite file, or a PostgreSQL database as
     /// postgres://user:password@host:5432/dbname (create, list, inspect, errors, archive,
-    /// prune, serve, and run, resume and worker for events so far)
+    /// prune, serve, export, catalog, and run, resume and worker into the local target so far)
     /// [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db
     /// on Linux]
     #[arg(

@@ -96,13 +96,10 @@ fn unported_on_postgres(command: &Command) -> Option<&'static str> {
         | Command::Worker(_)
         | Command::Serve(_)
         | Command::Archive(_)
-        | Command::Prune(_) => None,
+        | Command::Prune(_)
+        | Command::Export(_)
+        | Command::Catalog(_) => None,
         Command::Verify(_) => Some("verify"),
-        Command::Export(_) => Some("export"),
-        Command::Catalog(a) => match &a.command {
-            cli::CatalogCommand::Import(_) => Some("catalog import"),
-            cli::CatalogCommand::Export(_) => Some("catalog export"),
-        },
         // No store: these never reach the store's settings.
         Command::Templates(_) | Command::Completions { .. } | Command::Man(_) => None,
     }

@@ -18,7 +18,8 @@ use crate::export::Filters;
 use crate::output::fit;
 use crate::pipeline::{self, RunOptions};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::backend;
+use crate::store::TaskStore;
 use crate::task::{EntityType, Task, TaskStatus};
 
 /// The extensions of a catalog's files.
@@ -124,7 +125,8 @@ fn import(args: &CatalogImportArgs, settings: &Settings) -> Result<ExitStatus> {
             eprintln!("warning: {warning}");
         }
     }
-    let store = Store::open(&settings.db_path)?;
+    let store = backend::open(&settings.db)?;
+    let store = store.as_ref();
     let request = RunRequest {
         options: RunOptions::new(pipeline::DEFAULT_BATCH_SIZE),
         batch_size: args.batch_size.map(|n| n as usize),
@@ -154,7 +156,7 @@ fn import(args: &CatalogImportArgs, settings: &Settings) -> Result<ExitStatus> {
             });
             continue;
         }
-        let (status, task, reason) = import_file(&store, settings, file, args, &request);
+        let (status, task, reason) = import_file(store, settings, file, args, &request);
         if let ExitStatus::Signal(_) = status {
             worst = status;
         } else if rank(status) > rank(worst) && !matches!(worst, ExitStatus::Signal(_)) {
@@ -218,7 +220,7 @@ fn rank(status: ExitStatus) -> u8 {
 /// Creates and runs the task of one file, as `run FILE` does; returns its exit status, the
 /// finished task (if one was made) and, when it could not run, why.
 fn import_file(
-    store: &Store,
+    store: &dyn TaskStore,
     settings: &Settings,
     file: &CatalogFile,
     args: &CatalogImportArgs,
@@ -351,7 +353,8 @@ fn export(args: &CatalogExportArgs, settings: &Settings) -> Result<ExitStatus> {
     let all: Vec<EntityType> = entities().collect();
     let mut source = Source::open(&args.source, &all)?;
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating the folder {}", args.dir.display()))?;
-    let store = Store::open(&settings.db_path)?;
+    let store = backend::open(&settings.db)?;
+    let store = store.as_ref();
     for (i, &entity) in all.iter().enumerate() {
         let path = args.dir.join(format!(
             "{}.{}",
@@ -359,7 +362,7 @@ fn export(args: &CatalogExportArgs, settings: &Settings) -> Result<ExitStatus> {
             args.format.as_str()
         ));
         let (_, status) = export_one(
-            &store,
+            store,
             settings,
             entity,
             &path,

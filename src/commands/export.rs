@@ -13,13 +13,13 @@ use super::print_json;
 use crate::cli::{ExportArgs, ExportSource, ExportSourceArgs};
 use crate::exit::{usage, ExitStatus};
 use crate::export::flexprice::Remote;
-use crate::export::{Filters, Query};
+use crate::export::Filters;
 use crate::reader::Format;
 use crate::settings::Settings;
 use crate::source::SourceSpec;
-use crate::store::lock::TaskLock;
+use crate::store::backend;
 use crate::store::tasks::Progress as StoredProgress;
-use crate::store::{Store, TaskRepository};
+use crate::store::TaskStore;
 use crate::target::flexprice::client::{self, parse_url, ApiConfig};
 use crate::task::{EntityType, Task, TaskMetadata, TaskStatus, TaskType};
 
@@ -71,9 +71,9 @@ pub fn run(args: &ExportArgs, settings: &Settings) -> Result<ExitStatus> {
         ));
     }
     let mut source = Source::open(&args.source, std::slice::from_ref(&args.entity))?;
-    let store = Store::open(&settings.db_path)?;
+    let store = backend::open(&settings.db)?;
     let (task, status) = export_one(
-        &store,
+        store.as_ref(),
         settings,
         args.entity,
         &args.output,
@@ -136,7 +136,7 @@ impl Source {
 /// went on stderr. Returns the finished task and the exit status it gives (a failure is
 /// reported here and is not an `Err`).
 pub fn export_one(
-    store: &Store,
+    store: &dyn TaskStore,
     settings: &Settings,
     entity: EntityType,
     output: &Path,
@@ -170,7 +170,7 @@ pub fn export_one(
         task.metadata.environment_id = remote.environment_id().map(str::to_owned);
     }
     store.tasks().create(&task)?;
-    let lock = TaskLock::try_acquire(&settings.db_path, &task.id)?.context("locking the new task")?;
+    let lock = store.lock_run(&task.id)?.context("locking the new task")?;
     task.move_to(TaskStatus::Processing, Utc::now())?;
     task.started_at = Some(Utc::now());
     store.tasks().update(&task)?;
@@ -178,7 +178,7 @@ pub fn export_one(
     let started = Instant::now();
     let result = match source {
         Source::Local => export_local(store, &mut task, filters, format, output, to_stdout, settings),
-        Source::Flexprice(remote) => export_remote(store, &mut task, remote, format, output, to_stdout, settings),
+        Source::Flexprice(remote) => export_remote(&mut task, remote, format, output, to_stdout, settings),
     };
     let now = Utc::now();
     let status = match &result {
@@ -226,16 +226,16 @@ pub fn export_one(
 /// Writes progress to the task (through its own connection: the export may hold a read on
 /// the first) at most every `PROGRESS_EVERY`, and stops on a signal.
 struct ProgressWriter {
-    store: Store,
+    store: Box<dyn TaskStore>,
     id: String,
     metadata: TaskMetadata,
     last: Instant,
 }
 
 impl ProgressWriter {
-    fn new(store: &Store, task: &Task) -> Result<ProgressWriter> {
+    fn new(settings: &Settings, task: &Task) -> Result<ProgressWriter> {
         Ok(ProgressWriter {
-            store: Store::open(store.path())?,
+            store: backend::open(&settings.db)?,
             id: task.id.clone(),
             metadata: task.metadata.clone(),
             last: Instant::now(),
@@ -264,7 +264,7 @@ impl ProgressWriter {
 
 /// The local store's records. Returns the warnings to show (none).
 fn export_local(
-    store: &Store,
+    store: &dyn TaskStore,
     task: &mut Task,
     filters: &Filters,
     format: Format,
@@ -272,7 +272,7 @@ fn export_local(
     to_stdout: bool,
     settings: &Settings,
 ) -> Result<Vec<String>> {
-    let Some(query) = Query::new(store.conn(), &task.tenant_id, task.entity_type, filters)? else {
+    let Some(query) = crate::export::records(store, &task.tenant_id, task.entity_type, filters)? else {
         // A tenant with nothing stored still gets a valid, empty file.
         task.total_records = Some(0);
         write_out(output, to_stdout, |out| {
@@ -280,10 +280,10 @@ fn export_local(
         })?;
         return Ok(Vec::new());
     };
-    let total = query.count(store.conn())?;
+    let total = query.count()?;
     task.total_records = Some(total);
     store.tasks().update(task)?;
-    let mut writer = ProgressWriter::new(store, task)?;
+    let mut writer = ProgressWriter::new(settings, task)?;
     let mut bar = crate::output::progress::RowsProgress::start(settings.output.progress_bar, total, "rows written");
     let mut on_progress = |n: u64| -> Result<()> {
         bar.set_rows(n);
@@ -291,7 +291,7 @@ fn export_local(
     };
     let mut written = 0;
     let result = write_out(output, to_stdout, |out| {
-        written = crate::export::write_local(store.conn(), &query, format, out, CHECK_EVERY, &mut on_progress)?;
+        written = crate::export::write_local(query.as_ref(), format, out, CHECK_EVERY, &mut on_progress)?;
         Ok(())
     });
     bar.finish();
@@ -305,7 +305,6 @@ fn export_local(
 /// A FlexPrice server's records, with keys instead of ids. Returns the warnings to show:
 /// generated keys, ids kept, records left out.
 fn export_remote(
-    store: &Store,
     task: &mut Task,
     remote: &mut Remote,
     format: Format,
@@ -313,7 +312,7 @@ fn export_remote(
     to_stdout: bool,
     settings: &Settings,
 ) -> Result<Vec<String>> {
-    let mut writer = ProgressWriter::new(store, task)?;
+    let mut writer = ProgressWriter::new(settings, task)?;
     let mut bar: Option<crate::output::progress::RowsProgress> = None;
     let entity = task.entity_type;
     let mut done = None;

@@ -26,8 +26,7 @@ use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
 use crate::store::TaskStore;
 use crate::target::local_pg::PgLocalTarget;
-use crate::task::EntityType;
-use crate::task::{Task, TaskStatus, TaskType};
+use crate::task::{EntityType, Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
 const ERRORS_SHOWN: usize = 10;
@@ -210,15 +209,15 @@ fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
 }
 
 /// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
-/// entities other than events (their tables are SQLite's so far) and the flexprice target
-/// (its ledger is; a dry run of a task bound for a server is checked here, and works). The
-/// HTTP API refuses such tasks with this reason too.
+/// a dry run of other entities than events, and the flexprice target (its ledger is SQLite's
+/// so far; a dry run of events bound for a server is checked here, and works). The HTTP API
+/// refuses such tasks with this reason too.
 pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
     let Backend::Postgres(_) = store.backend() else {
         return None;
     };
-    if task.entity_type != EntityType::Events {
-        Some(format!("importing {} (only events so far)", task.entity_type))
+    if task.metadata.dry_run && task.entity_type != EntityType::Events {
+        Some(format!("--dry-run of {} (only of events so far)", task.entity_type))
     } else if targets::kind(task) != crate::cli::TargetKind::Local && !task.metadata.dry_run {
         // A dry run never contacts the server: it checks events against this store's.
         Some("--target flexprice (only the local target so far)".to_string())

@@ -9,7 +9,6 @@ pub mod mapping;
 use std::io::Write;
 
 use anyhow::Result;
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 use crate::entity::spec::{Column, Kind};
@@ -18,7 +17,7 @@ use crate::reader::Format;
 use crate::target::flexprice::body;
 use crate::task::EntityType;
 
-pub use crate::store::export::{Filters, Query};
+pub use crate::store::export::{records, Filters, Records};
 
 /// The columns of an events export: those import reads, with `properties` as one JSON
 /// object so that typed values survive.
@@ -43,8 +42,7 @@ pub fn table_columns(entity: EntityType) -> &'static [Column] {
 /// `progress` with the count so far every `every` records; `progress` may stop the export
 /// with an error. Returns how many were written.
 pub fn write_local(
-    conn: &Connection,
-    query: &Query,
+    query: &dyn Records,
     format: Format,
     out: &mut dyn Write,
     every: u64,
@@ -54,7 +52,7 @@ pub fn write_local(
     if query.entity() == EntityType::Events {
         let mut sink = Sink::new(format, out);
         sink.header(EVENT_COLUMNS)?;
-        query.each_event(conn, &mut |event| {
+        query.each_event(&mut |event| {
             if sink.is_csv() {
                 sink.csv_row(&[
                     &event.event_id,
@@ -81,12 +79,12 @@ pub fn write_local(
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     // A CSV header names every metadata key any row has.
     let metadata_keys = if format == Format::Csv {
-        query.metadata_keys(conn)?
+        query.metadata_keys()?
     } else {
         Vec::new()
     };
     let mut writer = TableWriter::start(format, out, columns, metadata_keys)?;
-    query.each_row(conn, &names, &mut |row| {
+    query.each_row(&names, &mut |row| {
         writer.write(&row.cells, &row.metadata)?;
         n += 1;
         if n % every == 0 {

@@ -136,6 +136,17 @@ pub enum RunLock<'s> {
     Advisory(PgTaskLock<'s>),
 }
 
+impl RunLock<'_> {
+    /// Releases the lock of a task that has reached its final state: a lock file is removed
+    /// too (see `TaskLock::release`), an advisory lock let go.
+    pub fn release(self) {
+        match self {
+            RunLock::File(lock) => lock.release(),
+            RunLock::Advisory(lock) => drop(lock),
+        }
+    }
+}
+
 /// Opens (creating and migrating if needed) the store at `location`.
 pub fn open(location: &StoreLocation) -> Result<Box<dyn TaskStore>> {
     Ok(match location {
@@ -167,7 +178,8 @@ pub fn health(location: &StoreLocation) -> Result<super::Health> {
 pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
     crate::exit::usage(format!(
         "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive` and `prune` work on PostgreSQL)"
+         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive`, `prune`, \
+         `export` and `catalog` work on PostgreSQL)"
     ))
 }
 

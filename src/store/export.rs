@@ -1,6 +1,7 @@
 //! The local store's records for `export`: which rows of one entity's table a tenant has, how
 //! many, and each in the order it was stored. The writing (formats, columns) is
-//! `crate::export`'s; this module only reads.
+//! `crate::export`'s; this module only reads. `Records` is what an export reads, on either
+//! backend: SQLite's `Query` here, PostgreSQL's in `postgres::export`.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
+use super::backend::{Backend, TaskStore};
 use crate::entity::{self, Event};
 use crate::task::EntityType;
 
@@ -27,8 +29,51 @@ pub struct Filters {
     pub event_name: Option<String>,
 }
 
-/// A query over one entity's table for one tenant.
-pub struct Query {
+/// One entity's records of one tenant, as an export reads them.
+pub trait Records {
+    fn entity(&self) -> EntityType;
+    /// How many there are.
+    fn count(&self) -> Result<u64>;
+    /// Every metadata key any row of a table entity has, sorted by their bytes (a CSV header
+    /// names them all before the first row).
+    fn metadata_keys(&self) -> Result<Vec<String>>;
+    /// Calls `each` with every event, in the order stored; an error from `each` stops.
+    fn each_event(&self, each: &mut dyn FnMut(Event) -> Result<()>) -> Result<()>;
+    /// Calls `each` with every row of a table entity (the `columns` asked for, then its
+    /// metadata), in the order stored; an error from `each` stops. Text stays text (a JSON
+    /// column's text included), integers are JSON numbers.
+    fn each_row(&self, columns: &[&str], each: &mut dyn FnMut(StoredRow) -> Result<()>) -> Result<()>;
+}
+
+/// The records of `entity` the tenant has in `store` that `filters` select; `None` when the
+/// tenant has never stored anything.
+pub fn records<'s>(
+    store: &'s dyn TaskStore,
+    tenant_id: &str,
+    entity: EntityType,
+    filters: &Filters,
+) -> Result<Option<Box<dyn Records + 's>>> {
+    Ok(match store.backend() {
+        Backend::Sqlite(sqlite) => {
+            Query::new(sqlite.conn(), tenant_id, entity, filters)?.map(|q| Box::new(q) as Box<dyn Records>)
+        }
+        Backend::Postgres(pg) => super::postgres::export::PgQuery::new(pg, tenant_id, entity, filters)?
+            .map(|q| Box::new(q) as Box<dyn Records>),
+    })
+}
+
+/// The table an entity's records are read from (for events the table, not the `events`
+/// view: it has the order stored and needs no join).
+pub(crate) fn table_of(entity: EntityType) -> &'static str {
+    match entity {
+        EntityType::Events => "event_rows",
+        other => entity::table_spec(other).expect("table entities have a spec").table(),
+    }
+}
+
+/// A query over one entity's table for one tenant, in a SQLite store.
+pub struct Query<'c> {
+    conn: &'c Connection,
     sql_from: String,
     values: Vec<Sql>,
     entity: EntityType,
@@ -41,9 +86,14 @@ pub struct StoredRow {
     pub metadata: Map<String, Value>,
 }
 
-impl Query {
+impl<'c> Query<'c> {
     /// `None` when the tenant has never stored anything.
-    pub fn new(conn: &Connection, tenant_id: &str, entity: EntityType, filters: &Filters) -> Result<Option<Query>> {
+    pub fn new(
+        conn: &'c Connection,
+        tenant_id: &str,
+        entity: EntityType,
+        filters: &Filters,
+    ) -> Result<Option<Query<'c>>> {
         let tenant_key: Option<i64> = conn
             .query_row(
                 "SELECT tenant_key FROM tenants WHERE tenant_id = ?1",
@@ -52,12 +102,7 @@ impl Query {
             )
             .optional()?;
         let Some(tenant_key) = tenant_key else { return Ok(None) };
-        let table = match entity {
-            // The table, not the `events` view: it has the rowid (the order stored) and
-            // needs no join.
-            EntityType::Events => "event_rows",
-            other => entity::table_spec(other).expect("table entities have a spec").table(),
-        };
+        let table = table_of(entity);
         let mut clauses = vec!["tenant_key = ?".to_owned()];
         let mut values = vec![Sql::Integer(tenant_key)];
         if entity == EntityType::Events {
@@ -81,28 +126,29 @@ impl Query {
             }
         }
         Ok(Some(Query {
+            conn,
             sql_from: format!("FROM {table} WHERE {}", clauses.join(" AND ")),
             values,
             entity,
         }))
     }
+}
 
-    pub fn entity(&self) -> EntityType {
+impl Records for Query<'_> {
+    fn entity(&self) -> EntityType {
         self.entity
     }
 
-    pub fn count(&self, conn: &Connection) -> Result<u64> {
-        Ok(conn.query_row(
+    fn count(&self) -> Result<u64> {
+        Ok(self.conn.query_row(
             &format!("SELECT count(*) {}", self.sql_from),
             params_from_iter(&self.values),
             |r| r.get(0),
         )?)
     }
 
-    /// Every metadata key any row of a table entity has, sorted (a CSV header names them all
-    /// before the first row).
-    pub fn metadata_keys(&self, conn: &Connection) -> Result<Vec<String>> {
-        let mut stmt = conn.prepare(&format!(
+    fn metadata_keys(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT j.key FROM (SELECT metadata {}) t, json_each(t.metadata) j ORDER BY 1",
             self.sql_from
         ))?;
@@ -112,9 +158,8 @@ impl Query {
         Ok(keys)
     }
 
-    /// Calls `each` with every event, in the order stored; an error from `each` stops.
-    pub fn each_event(&self, conn: &Connection, each: &mut dyn FnMut(Event) -> Result<()>) -> Result<()> {
-        let mut stmt = conn.prepare(&format!(
+    fn each_event(&self, each: &mut dyn FnMut(Event) -> Result<()>) -> Result<()> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT event_id, event_name, external_customer_id, customer_id, timestamp, source, properties {} \
              ORDER BY rowid",
             self.sql_from
@@ -138,16 +183,8 @@ impl Query {
         Ok(())
     }
 
-    /// Calls `each` with every row of a table entity (the `columns` asked for, then its
-    /// metadata), in the order stored; an error from `each` stops. Text stays text (a JSON
-    /// column's text included), integers are JSON numbers.
-    pub fn each_row(
-        &self,
-        conn: &Connection,
-        columns: &[&str],
-        each: &mut dyn FnMut(StoredRow) -> Result<()>,
-    ) -> Result<()> {
-        let mut stmt = conn.prepare(&format!(
+    fn each_row(&self, columns: &[&str], each: &mut dyn FnMut(StoredRow) -> Result<()>) -> Result<()> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT {}, metadata {} ORDER BY rowid",
             columns
                 .iter()

@@ -2,6 +2,11 @@
 //! entitlements, subscriptions). Column names come from the entities' declarations (static
 //! text, never user input). A row naming another record by key is checked against this
 //! store's own tables, and the key resolved to that record's id here.
+//!
+//! The rules are written once, for both backends: each reads and writes through `RowsDb`,
+//! which SQLite's connection implements here and PostgreSQL's in `postgres::rows`. The SQL
+//! is the part both engines read alike (`?` placeholders, `ON CONFLICT`), but for one
+//! comparison of times (`RowsDb::is_future`).
 
 use anyhow::{Context, Result};
 use chrono::Utc;
@@ -38,6 +43,57 @@ fn sql_value(value: &Value) -> Sql {
     }
 }
 
+/// What the rules of this module need of a store's connection, one statement at a time.
+/// Statements use `?` or `?N` placeholders; values are SQLite's (NULL, integer, real, text),
+/// which PostgreSQL's side converts to and from its columns' types as SQLite's column
+/// affinity would (an integer given to a text column is stored as its digits).
+pub trait RowsDb {
+    /// The first row `sql` selects, its cells in order (`None`: no row).
+    fn query_row(&self, sql: &str, params: &[Sql]) -> Result<Option<Vec<Sql>>>;
+    /// Runs one statement; the number of rows it inserted or changed.
+    fn execute(&self, sql: &str, params: &[Sql]) -> Result<usize>;
+    /// Runs statements without parameters (savepoints).
+    fn execute_batch(&self, sql: &str) -> Result<()>;
+    /// A condition true when the RFC 3339 text in `column` is a time after now.
+    fn is_future(&self, column: &str) -> String;
+}
+
+impl RowsDb for Connection {
+    fn query_row(&self, sql: &str, params: &[Sql]) -> Result<Option<Vec<Sql>>> {
+        Ok(self
+            .prepare_cached(sql)?
+            .query_row(params_from_iter(params), |r| {
+                (0..r.as_ref().column_count()).map(|i| r.get::<_, Sql>(i)).collect()
+            })
+            .optional()?)
+    }
+    fn execute(&self, sql: &str, params: &[Sql]) -> Result<usize> {
+        Ok(self.prepare_cached(sql)?.execute(params_from_iter(params))?)
+    }
+    fn execute_batch(&self, sql: &str) -> Result<()> {
+        Ok(Connection::execute_batch(self, sql)?)
+    }
+    fn is_future(&self, column: &str) -> String {
+        format!("julianday({column}) > julianday('now')")
+    }
+}
+
+/// A cell read back as text (`None`: NULL; an integer as its digits).
+fn text(cell: &Sql) -> Option<String> {
+    match cell {
+        Sql::Text(t) => Some(t.clone()),
+        Sql::Integer(n) => Some(n.to_string()),
+        Sql::Real(r) => Some(r.to_string()),
+        Sql::Null | Sql::Blob(_) => None,
+    }
+}
+
+/// A cell read back as a truth (SQLite's `EXISTS` gives 0 or 1; PostgreSQL's a boolean,
+/// read as 0 or 1 too).
+fn truth(cell: Option<&Sql>) -> bool {
+    matches!(cell, Some(Sql::Integer(n)) if *n != 0)
+}
+
 /// An id from the entity's prefix and what identifies the row.
 fn derived_id(prefix: &str, parts: &[&str]) -> String {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
@@ -52,7 +108,7 @@ fn derived_id(prefix: &str, parts: &[&str]) -> String {
 /// `check_keys` (a dry run for a server, whose records this store does not hold) a row naming
 /// another record by key is counted as created and not looked at further.
 pub fn put_all<'r>(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     tenant: &Tenant,
     task_id: &str,
     batch: &'r [crate::entity::ValidRecord],
@@ -82,7 +138,7 @@ pub fn put_all<'r>(
     result
 }
 
-pub fn put(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task_id: &str, row: &Row) -> Result<Put> {
+pub fn put(conn: &dyn RowsDb, spec: &dyn TableSpec, tenant: &Tenant, task_id: &str, row: &Row) -> Result<Put> {
     let resolved;
     let row = if spec.references().is_empty() {
         row
@@ -119,7 +175,7 @@ pub fn put(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task_id: &s
 /// target refuses it alike, so that a seed checked locally is not refused by a server. A plan
 /// this store does not hold (given by a server's `plan_id`) is not judged.
 fn subscription_without_price(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     tenant: &Tenant,
     values: &crate::entity::spec::Values,
 ) -> Result<Option<crate::row_error::RowError>> {
@@ -130,19 +186,31 @@ fn subscription_without_price(
     ) else {
         return Ok(None);
     };
-    let plan_known: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM plans WHERE tenant_key = ?1 AND id = ?2)")?
-        .query_row(rusqlite::params![tenant.key, plan_id], |r| r.get(0))?;
+    let plan_known = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM plans WHERE tenant_key = ?1 AND id = ?2)",
+            &[Sql::Integer(tenant.key), Sql::Text(plan_id.to_owned())],
+        )?
+        .is_some_and(|r| truth(r.first()));
     if !plan_known {
         return Ok(None);
     }
-    let priced: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM prices WHERE tenant_key = ?1 AND entity_type = 'PLAN' \
-             AND entity_id = ?2 AND lower(currency) = lower(?3) AND billing_period = ?4 \
-             AND (end_date IS NULL OR julianday(end_date) > julianday('now')))",
+    let priced = conn
+        .query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM prices WHERE tenant_key = ?1 AND entity_type = 'PLAN' \
+                 AND entity_id = ?2 AND lower(currency) = lower(?3) AND billing_period = ?4 \
+                 AND (end_date IS NULL OR {}))",
+                conn.is_future("end_date")
+            ),
+            &[
+                Sql::Integer(tenant.key),
+                Sql::Text(plan_id.to_owned()),
+                Sql::Text(currency.to_owned()),
+                Sql::Text(period.to_owned()),
+            ],
         )?
-        .query_row(rusqlite::params![tenant.key, plan_id, currency, period], |r| r.get(0))?;
+        .is_some_and(|r| truth(r.first()));
     Ok((!priced).then(|| {
         let plan = values.str("plan_key").unwrap_or(plan_id);
         crate::entity::spec::invalid(
@@ -158,7 +226,7 @@ fn subscription_without_price(
 
 /// Resolves the row's keys against this store's tables. `Ok(Err)`: the row's error.
 fn resolve(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     spec: &dyn TableSpec,
     tenant: &Tenant,
     values: &mut crate::entity::spec::Values,
@@ -185,7 +253,7 @@ fn resolve(
 /// The stored record a key names, as `{"id", "type", "meter_id"}` (the fields a reference
 /// takes). A local feature's meter lives inside it, so its meter id is derived from the
 /// feature's id (`meter_<hash>`), the same in every store.
-pub fn find(conn: &Connection, tenant: &Tenant, referent: Referent, key: &str) -> Result<Option<Value>> {
+pub fn find(conn: &dyn RowsDb, tenant: &Tenant, referent: Referent, key: &str) -> Result<Option<Value>> {
     let sql = match referent {
         Referent::Plan => "SELECT id, NULL FROM plans WHERE tenant_key = ?1 AND lookup_key = ?2",
         Referent::Addon => "SELECT id, NULL FROM addons WHERE tenant_key = ?1 AND lookup_key = ?2",
@@ -193,11 +261,10 @@ pub fn find(conn: &Connection, tenant: &Tenant, referent: Referent, key: &str) -
         Referent::Customer => "SELECT id, NULL FROM customers WHERE tenant_key = ?1 AND external_id = ?2",
         Referent::Parent => return Ok(None),
     };
-    let found: Option<(String, Option<String>)> = conn
-        .prepare_cached(sql)?
-        .query_row(rusqlite::params![tenant.key, key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(found.map(|(id, kind)| {
+    let found = conn.query_row(sql, &[Sql::Integer(tenant.key), Sql::Text(key.to_owned())])?;
+    Ok(found.map(|cells| {
+        let id = cells.first().and_then(text).unwrap_or_default();
+        let kind = cells.get(1).and_then(text);
         let mut record = serde_json::json!({ "id": id });
         if let Some(kind) = kind {
             if kind == "metered" {
@@ -260,7 +327,7 @@ fn insert_sql(table: &str, columns: &[&str], conflict: &str) -> String {
     )
 }
 
-fn insert_derived(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task_id: &str, row: &Row) -> Result<Put> {
+fn insert_derived(conn: &dyn RowsDb, spec: &dyn TableSpec, tenant: &Tenant, task_id: &str, row: &Row) -> Result<Put> {
     // Content and position, as for events: the same file twice stores its rows once, two
     // identical rows on different lines stay two.
     let content = row.to_json().to_string();
@@ -275,17 +342,22 @@ fn insert_derived(conn: &Connection, spec: &dyn TableSpec, tenant: &Tenant, task
         spec.table(),
         &columns,
         // A row this task already stored from this line (a retried run) counts as created.
-        "ON CONFLICT (tenant_key, id) DO UPDATE SET id = excluded.id \
-         WHERE task_id = excluded.task_id AND source_line = excluded.source_line",
+        // The stored row's columns named with its table: PostgreSQL finds `task_id` alone
+        // ambiguous there.
+        &format!(
+            "ON CONFLICT (tenant_key, id) DO UPDATE SET id = excluded.id \
+             WHERE {table}.task_id = excluded.task_id AND {table}.source_line = excluded.source_line",
+            table = spec.table()
+        ),
     );
-    let changed = conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+    let changed = conn.execute(&sql, &values)?;
     Ok(if changed == 1 { Put::Created } else { Put::Duplicate })
 }
 
 /// Another current row (no `end_date`) holding the value of the row's
 /// `unique_while_current` column, as the row's error: the row would be refused by FlexPrice.
 fn current_holder(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     spec: &dyn TableSpec,
     tenant: &Tenant,
     row: &Row,
@@ -302,11 +374,17 @@ fn current_holder(
         "SELECT source_line, task_id FROM {table} \
          WHERE tenant_key = ?1 AND {column} = ?2 AND end_date IS NULL AND id != ?3 LIMIT 1"
     );
-    let holder: Option<(i64, String)> = conn
-        .prepare_cached(&sql)?
-        .query_row(rusqlite::params![tenant.key, value, id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(holder.map(|(line, task)| {
+    let holder = conn.query_row(
+        &sql,
+        &[
+            Sql::Integer(tenant.key),
+            Sql::Text(value.to_owned()),
+            Sql::Text(id.to_owned()),
+        ],
+    )?;
+    Ok(holder.map(|cells| {
+        let line = cells.first().and_then(text).unwrap_or_default();
+        let task = cells.get(1).and_then(text).unwrap_or_default();
         crate::entity::spec::invalid(
             column,
             format!(
@@ -321,7 +399,7 @@ fn current_holder(
 /// The stored row whose `key_columns` hold the row's values (a missing value matches NULL):
 /// its id and metadata.
 fn existing(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     table: &str,
     tenant: &Tenant,
     row: &Row,
@@ -340,13 +418,17 @@ fn existing(
             None => clauses.push(format!("{column} IS NULL")),
         }
     }
-    Ok(conn
-        .prepare_cached(&format!(
+    let found = conn.query_row(
+        &format!(
             "SELECT id, metadata FROM {table} WHERE tenant_key = ? AND {}",
             clauses.join(" AND ")
-        ))?
-        .query_row(params_from_iter(bound), |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+        ),
+        &bound,
+    )?;
+    Ok(found.map(|cells| {
+        let id = cells.first().and_then(text).unwrap_or_default();
+        (id, cells.get(1).and_then(text).unwrap_or_default())
+    }))
 }
 
 /// The key values of a row, for its derived id.
@@ -364,7 +446,7 @@ fn key_text(row: &Row, key_columns: &[&'static str]) -> Vec<String> {
 /// Stores a row created once: one already stored under the same key is reported, not
 /// changed.
 fn insert_once(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     spec: &dyn TableSpec,
     tenant: &Tenant,
     task_id: &str,
@@ -395,13 +477,12 @@ fn insert_once(
     let (columns, mut values) = columns_and_values(spec, tenant, task_id, row);
     let now = values.last().cloned().unwrap_or(Sql::Null);
     values.extend([Sql::Text(id), now]);
-    conn.prepare_cached(&insert_sql(spec.table(), &columns, ""))?
-        .execute(params_from_iter(values))?;
+    conn.execute(&insert_sql(spec.table(), &columns, ""), &values)?;
     Ok(Put::Created)
 }
 
 fn upsert_by(
-    conn: &Connection,
+    conn: &dyn RowsDb,
     spec: &dyn TableSpec,
     tenant: &Tenant,
     task_id: &str,
@@ -432,7 +513,7 @@ fn upsert_by(
                 .collect();
             bound.extend([Sql::Integer(tenant.key), Sql::Text(id)]);
             let sql = format!("UPDATE {table} SET {} WHERE tenant_key = ? AND id = ?", set.join(", "));
-            conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+            conn.execute(&sql, &bound)?;
             Ok(Put::Updated)
         }
         None => {
@@ -440,8 +521,7 @@ fn upsert_by(
             let id = derived_id(spec.id_prefix(), &keys.iter().map(String::as_str).collect::<Vec<_>>());
             let now = values.last().cloned().unwrap_or(Sql::Null);
             values.extend([Sql::Text(id), now]);
-            conn.prepare_cached(&insert_sql(table, &columns, ""))?
-                .execute(params_from_iter(values))?;
+            conn.execute(&insert_sql(table, &columns, ""), &values)?;
             Ok(Put::Created)
         }
     }

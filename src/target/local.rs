@@ -4,6 +4,7 @@ use anyhow::Result;
 use rusqlite::Transaction;
 
 use super::{Delivery, Target};
+use crate::entity::table::Row;
 use crate::entity::{self, Event, ValidRecord};
 use crate::row_error::{ErrorKind, RowError};
 use crate::store::events::{self, Stored, Tenant};
@@ -120,41 +121,8 @@ impl LocalTarget {
         }
         // A dry run stores the batch's rows to learn what would be created, updated or
         // skipped, then undoes it.
-        let puts = rows::put_all(tx, tenant, &self.task_id, batch, self.dry_run, self.check_keys)?;
-        for (row, put) in puts {
-            let spec = entity::table_spec(row.entity).expect("rows belong to table entities");
-            match put {
-                Put::Created => delivery.delivered += 1,
-                Put::Updated => {
-                    delivery.delivered += 1;
-                    delivery.updated += 1;
-                }
-                Put::Duplicate => delivery.rejected.push(RowError {
-                    line: row.line,
-                    column: None,
-                    kind: ErrorKind::Duplicate,
-                    reason: format!("the same {} row is already stored; skipped", spec.table()),
-                    element_line: row.element_line,
-                    raw: Some(row.raw.clone()),
-                }),
-                Put::Exists(reason) => delivery.rejected.push(RowError {
-                    line: row.line,
-                    column: None,
-                    kind: ErrorKind::Duplicate,
-                    reason,
-                    element_line: row.element_line,
-                    raw: Some(row.raw.clone()),
-                }),
-                // A key naming nothing in this store: the row's error, the others go on.
-                Put::Refused(mut error) => {
-                    error.line = row.line;
-                    error.element_line = row.element_line;
-                    error.kind = ErrorKind::Processing;
-                    error.raw = Some(row.raw.clone());
-                    delivery.rejected.push(error);
-                }
-            }
-        }
+        let puts = rows::put_all(&**tx, tenant, &self.task_id, batch, self.dry_run, self.check_keys)?;
+        account_rows(puts, delivery);
         Ok(())
     }
 }
@@ -175,6 +143,46 @@ impl Target for LocalTarget {
 
     fn settled(&mut self, _: &Transaction<'_>, _wait: bool) -> Result<Vec<Delivery>> {
         Ok(std::mem::take(&mut self.done))
+    }
+}
+
+/// Counts the rows the store took (created or updated), and makes a rejected row of each it
+/// skipped or refused; `puts` are `rows::put_all`'s, in order. Both backends' local targets
+/// judge rows by this one rule.
+pub(super) fn account_rows(puts: Vec<(&Row, Put)>, delivery: &mut Delivery) {
+    for (row, put) in puts {
+        let spec = entity::table_spec(row.entity).expect("rows belong to table entities");
+        match put {
+            Put::Created => delivery.delivered += 1,
+            Put::Updated => {
+                delivery.delivered += 1;
+                delivery.updated += 1;
+            }
+            Put::Duplicate => delivery.rejected.push(RowError {
+                line: row.line,
+                column: None,
+                kind: ErrorKind::Duplicate,
+                reason: format!("the same {} row is already stored; skipped", spec.table()),
+                element_line: row.element_line,
+                raw: Some(row.raw.clone()),
+            }),
+            Put::Exists(reason) => delivery.rejected.push(RowError {
+                line: row.line,
+                column: None,
+                kind: ErrorKind::Duplicate,
+                reason,
+                element_line: row.element_line,
+                raw: Some(row.raw.clone()),
+            }),
+            // A key naming nothing in this store: the row's error, the others go on.
+            Put::Refused(mut error) => {
+                error.line = row.line;
+                error.element_line = row.element_line;
+                error.kind = ErrorKind::Processing;
+                error.raw = Some(row.raw.clone());
+                delivery.rejected.push(error);
+            }
+        }
     }
 }
 

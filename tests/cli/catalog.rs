@@ -51,7 +51,7 @@ cust_acme,pro,USD,MONTHLY,acme_pro,crm\n\
 cust_globex,free,USD,MONTHLY,,\n";
 
 /// The catalog above, with the customers fixture, in a folder of the test's.
-fn whole_catalog(env: &Env, name: &str) -> PathBuf {
+pub(crate) fn whole_catalog(env: &Env, name: &str) -> PathBuf {
     folder(
         env,
         name,

@@ -22,6 +22,7 @@ mod import;
 mod locks;
 mod messages;
 mod postgres_dry_run;
+mod postgres_entities;
 mod postgres_housekeeping;
 mod postgres_runs;
 mod postgres_serve;

@@ -299,10 +299,12 @@ fn postgres_two_serves_share_one_store_and_run_each_task_once() {
     }
 }
 
-/// A task the PostgreSQL store cannot run yet is refused when it is created (400, without the
-/// store's URL), not left in the queue for workers that would refuse it forever.
+/// Every task the HTTP API can create, a store on PostgreSQL can run (every entity into the
+/// local target): a PRICES task is taken (201) and queued, where it was refused (400) while
+/// only events were ported. `commands::run::unported_reason` still guards creation should a
+/// task the store cannot run be possible again.
 #[test]
-fn postgres_serve_refuses_what_the_store_cannot_run_yet() {
+fn postgres_serve_takes_a_task_of_every_entity() {
     let Some(db) = PgDb::create() else { return };
     let files = FileServer::start(Behaviour::default());
     let prices = files.put(
@@ -316,14 +318,20 @@ fn postgres_serve_refuses_what_the_store_cannot_run_yet() {
         "key-a",
         json!({"task_type":"IMPORT","entity_type":"PRICES","file_url":prices,"file_type":"CSV"}),
     );
-    assert_eq!(status.as_u16(), 400);
+    assert_eq!(status.as_u16(), 201, "{body}");
+    let row = db
+        .client()
+        .query_one("SELECT id, entity_type, task_status FROM tasks", &[])
+        .unwrap();
+    let row: (String, String, String) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(
-        body,
-        json!({"code": "validation_error", "http_status_code": 400,
-               "message": "importing PRICES (only events so far): not yet supported on this server's PostgreSQL store"})
+        row,
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            "PRICES".to_owned(),
+            "PENDING".to_owned()
+        )
     );
-    let n: i64 = db.client().query_one("SELECT count(*) FROM tasks", &[]).unwrap().get(0);
-    assert_eq!(n, 0);
 }
 
 /// `serve` keeps PostgreSQL sessions between requests; when the server ends them (a restart,

@@ -130,6 +130,198 @@ CREATE VIEW events AS
     FROM event_rows r JOIN tenants t ON t.tenant_key = r.tenant_key
     JOIN task_keys k ON k.task_key = r.task_key;
 "#,
+    // 3: the table entities' tables (SQLite's migrations 3, 8 and 9, in their final shape,
+    // columns in SQLite's order): prices, customers, features, plans, addons, entitlements
+    // and subscriptions, with the same keys and indexes. SQLite's INTEGER columns are
+    // `bigint` (booleans 0 and 1, as there), the rest text, times included, byte for byte what
+    // the run wrote. `rowid` stands for SQLite's implicit rowid: the order rows were first
+    // stored in, which an update keeps and `export` follows.
+    r#"
+CREATE TABLE prices (
+    id                           TEXT NOT NULL,
+    tenant_key                   BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id                    TEXT NOT NULL,
+    amount                       TEXT,
+    currency                     TEXT NOT NULL,
+    entity_type                  TEXT NOT NULL,
+    entity_id                    TEXT NOT NULL,
+    type                         TEXT NOT NULL,
+    price_unit_type              TEXT NOT NULL DEFAULT 'FIAT',
+    billing_period               TEXT NOT NULL,
+    billing_period_count         BIGINT NOT NULL DEFAULT 1,
+    billing_model                TEXT NOT NULL,
+    invoice_cadence              TEXT NOT NULL,
+    meter_id                     TEXT,
+    lookup_key                   TEXT,
+    trial_period_days            BIGINT,
+    description                  TEXT,
+    display_name                 TEXT,
+    tier_mode                    TEXT,
+    tiers                        TEXT,
+    transform_quantity_divide_by BIGINT,
+    transform_quantity_round     TEXT,
+    price_unit_config_price_unit TEXT,
+    price_unit_config_amount     TEXT,
+    price_unit_config_tiers      TEXT,
+    start_date                   TEXT,
+    end_date                     TEXT,
+    min_quantity                 TEXT,
+    group_id                     TEXT,
+    metadata                     TEXT NOT NULL DEFAULT '{}',
+    task_id                      TEXT NOT NULL,
+    source_line                  BIGINT NOT NULL,
+    created_at                   TEXT NOT NULL,
+    updated_at                   TEXT NOT NULL,
+    entity_key                   TEXT,
+    feature_key                  TEXT,
+    rowid                        BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_prices_tenant_id ON prices(tenant_key, id);
+
+CREATE TABLE customers (
+    id                  TEXT NOT NULL,
+    tenant_key          BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id           TEXT NOT NULL,
+    external_id         TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    email               TEXT,
+    address_line1       TEXT,
+    address_line2       TEXT,
+    address_city        TEXT,
+    address_state       TEXT,
+    address_postal_code TEXT,
+    address_country     TEXT,
+    timezone            TEXT NOT NULL DEFAULT 'UTC',
+    metadata            TEXT NOT NULL DEFAULT '{}',
+    task_id             TEXT NOT NULL,
+    source_line         BIGINT NOT NULL,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    contact             TEXT,
+    rowid               BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_customers_tenant_id ON customers(tenant_key, id);
+CREATE UNIQUE INDEX idx_customers_external_id ON customers(tenant_key, external_id);
+
+CREATE TABLE features (
+    id                      TEXT NOT NULL,
+    tenant_key              BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id               TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    type                    TEXT NOT NULL,
+    lookup_key              TEXT,
+    description             TEXT,
+    unit_singular           TEXT,
+    unit_plural             TEXT,
+    meter_name              TEXT,
+    event_name              TEXT,
+    aggregation_type        TEXT,
+    aggregation_field       TEXT,
+    aggregation_multiplier  TEXT,
+    aggregation_bucket_size TEXT,
+    reset_usage             TEXT,
+    metadata                TEXT NOT NULL DEFAULT '{}',
+    task_id                 TEXT NOT NULL,
+    source_line             BIGINT NOT NULL,
+    created_at              TEXT NOT NULL,
+    updated_at              TEXT NOT NULL,
+    rowid                   BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_features_tenant_id ON features(tenant_key, id);
+CREATE UNIQUE INDEX idx_features_lookup_key ON features(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
+
+CREATE TABLE plans (
+    id            TEXT NOT NULL,
+    tenant_key    BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id     TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    lookup_key    TEXT,
+    description   TEXT,
+    display_order BIGINT,
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    task_id       TEXT NOT NULL,
+    source_line   BIGINT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    rowid         BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_plans_tenant_id ON plans(tenant_key, id);
+CREATE UNIQUE INDEX idx_plans_lookup_key ON plans(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
+
+CREATE TABLE addons (
+    id          TEXT NOT NULL,
+    tenant_key  BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    lookup_key  TEXT NOT NULL,
+    description TEXT,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    task_id     TEXT NOT NULL,
+    source_line BIGINT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_addons_tenant_id ON addons(tenant_key, id);
+CREATE UNIQUE INDEX idx_addons_lookup_key ON addons(tenant_key, lookup_key);
+
+CREATE TABLE entitlements (
+    id                 TEXT NOT NULL,
+    tenant_key         BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id          TEXT NOT NULL,
+    entity_type        TEXT NOT NULL,
+    entity_key         TEXT,
+    entity_id          TEXT NOT NULL,
+    feature_key        TEXT,
+    feature_id         TEXT NOT NULL,
+    feature_type       TEXT NOT NULL,
+    is_enabled         BIGINT,
+    usage_limit        BIGINT,
+    usage_reset_period TEXT,
+    is_soft_limit      BIGINT,
+    static_value       TEXT,
+    config_value       TEXT,
+    metadata           TEXT NOT NULL DEFAULT '{}',
+    task_id            TEXT NOT NULL,
+    source_line        BIGINT NOT NULL,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    rowid              BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_entitlements_tenant_id ON entitlements(tenant_key, id);
+CREATE UNIQUE INDEX idx_entitlements_entity_feature ON entitlements(tenant_key, entity_type, entity_id, feature_id);
+
+CREATE TABLE subscriptions (
+    id                   TEXT NOT NULL,
+    tenant_key           BIGINT NOT NULL REFERENCES tenants(tenant_key),
+    tenant_id            TEXT NOT NULL,
+    external_customer_id TEXT NOT NULL,
+    customer_id          TEXT,
+    plan_key             TEXT,
+    plan_id              TEXT NOT NULL,
+    currency             TEXT NOT NULL,
+    billing_period       TEXT NOT NULL,
+    billing_period_count BIGINT NOT NULL DEFAULT 1,
+    billing_cycle        TEXT,
+    billing_anchor       TEXT,
+    start_date           TEXT,
+    end_date             TEXT,
+    lookup_key           TEXT,
+    collection_method    TEXT,
+    payment_behavior     TEXT,
+    subscription_status  TEXT NOT NULL DEFAULT 'draft',
+    phases               TEXT,
+    metadata             TEXT NOT NULL DEFAULT '{}',
+    task_id              TEXT NOT NULL,
+    source_line          BIGINT NOT NULL,
+    created_at           TEXT NOT NULL,
+    updated_at           TEXT NOT NULL,
+    rowid                BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE UNIQUE INDEX idx_subscriptions_tenant_id ON subscriptions(tenant_key, id);
+CREATE INDEX idx_subscriptions_customer_plan ON subscriptions(tenant_key, external_customer_id, plan_id);
+CREATE INDEX idx_subscriptions_lookup_key ON subscriptions(tenant_key, lookup_key) WHERE lookup_key IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build knows.

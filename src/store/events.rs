@@ -518,6 +518,15 @@ mod tests {
         outcomes
     }
 
+    /// Tenant `t` and the key of task `task_a`, as most tests here use them.
+    fn tenant_t_and_task_a(conn: &Connection) -> (Tenant, i64) {
+        let tenant = Tenant {
+            key: tenant_key(conn, "t").unwrap(),
+            id: "t".into(),
+        };
+        (tenant, task_key(conn, "task_a").unwrap())
+    }
+
     fn duplicate_of(customer: &str) -> Stored {
         Stored::Duplicate(Box::new([
             Some("api".into()),
@@ -593,11 +602,7 @@ mod tests {
     fn ids_that_share_a_key_are_stored_and_told_apart_exactly() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
-        let tenant = Tenant {
-            key: tenant_key(conn, "t").unwrap(),
-            id: "t".into(),
-        };
-        let task = task_key(conn, "task_a").unwrap();
+        let (tenant, task) = tenant_t_and_task_a(conn);
         let same_key = |_: i64, _: &str| 7;
         let first = stored(
             conn,
@@ -669,11 +674,7 @@ mod tests {
     fn an_id_is_found_whether_its_key_is_recent_or_merged() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
-        let tenant = Tenant {
-            key: tenant_key(conn, "t").unwrap(),
-            id: "t".into(),
-        };
-        let task = task_key(conn, "task_a").unwrap();
+        let (tenant, task) = tenant_t_and_task_a(conn);
         let count = |_: &str| recent_and_merged(conn);
         let first = stored(conn, &tenant, task, &[event("a", "cust_a", 2)], event_key);
         assert_eq!(first, [Stored::Inserted]);
@@ -734,11 +735,7 @@ mod tests {
     fn a_filter_is_dropped_after_another_merge_or_its_own_rolled_back() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
-        let tenant = Tenant {
-            key: tenant_key(conn, "t").unwrap(),
-            id: "t".into(),
-        };
-        let task = task_key(conn, "task_a").unwrap();
+        let (tenant, task) = tenant_t_and_task_a(conn);
         let mut one = EventKeys::default();
         let mut other = EventKeys::default();
         let put = |merged: &mut EventKeys, ids: &[(&str, u64)]| -> Vec<Stored> {
@@ -797,11 +794,7 @@ mod tests {
     fn recent_keys_in_memory_follow_other_processes_and_rollbacks() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
-        let tenant = Tenant {
-            key: tenant_key(conn, "t").unwrap(),
-            id: "t".into(),
-        };
-        let task = task_key(conn, "task_a").unwrap();
+        let (tenant, task) = tenant_t_and_task_a(conn);
         let (mut one, mut other) = (EventKeys::default(), EventKeys::default());
         let put = |keys: &mut EventKeys, ids: &[(&str, &str, u64)]| -> Vec<Stored> {
             let events: Vec<Event> = ids.iter().map(|(id, c, line)| event(id, c, *line)).collect();
@@ -914,11 +907,7 @@ mod tests {
     fn keys_go_through_the_middle_table_and_stay_found() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
-        let tenant = Tenant {
-            key: tenant_key(conn, "t").unwrap(),
-            id: "t".into(),
-        };
-        let task = task_key(conn, "task_a").unwrap();
+        let (tenant, task) = tenant_t_and_task_a(conn);
         let events: Vec<Event> = (0..40).map(|i| event(&format!("e{i}"), "cust_a", i + 2)).collect();
         let mut keys = EventKeys::default();
         let put = |keys: &mut EventKeys, events: &[Event], task: i64| -> Vec<Stored> {
@@ -969,10 +958,7 @@ mod tests {
     fn a_dry_run_does_not_see_an_earlier_dry_runs_events() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
-        let tenant = Tenant {
-            key: tenant_key(conn, "t").unwrap(),
-            id: "t".into(),
-        };
+        let (tenant, _) = tenant_t_and_task_a(conn);
         let events = [event("a", "cust_a", 2), event("a", "cust_b", 3)];
         let refs: Vec<&Event> = events.iter().collect();
         for _ in 0..2 {

@@ -42,15 +42,18 @@ for target in "${targets[@]}"; do
     status=$?
     set -e
     elapsed=$(( $(date +%s) - start ))
-    # libFuzzer's own count of the seconds it fuzzed, when it got to say it.
-    fuzzed=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | tr -dc '0-9' || true)
+    # libFuzzer's own count of the seconds it fuzzed, when it got to say it (-a: the log can
+    # hold the bytes of an input, and grep would only say "binary file matches").
+    fuzzed=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | tr -dc '0-9' || true)
     elapsed=${fuzzed:-$elapsed}
-    executions=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+    executions=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
     if [ -z "$executions" ]; then
         # A crash ends the run before the final stats: the last status line counts.
-        executions=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+        executions=$(grep -ao '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
     fi
-    crashes=$(find "artifacts/$target" -type f -newer "$marker" | wc -l)
+    # libFuzzer also saves the slowest input it saw (slow-unit-*) when one took over a second:
+    # not a crash (one that took -timeout is saved as timeout-*, and counts).
+    crashes=$(find "artifacts/$target" -type f -newer "$marker" ! -name 'slow-unit-*' | wc -l)
     rm -f "$marker"
     if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then
         echo "$target: cargo fuzz exited with $status without a crash input; see fuzz/$log" >&2

@@ -188,8 +188,8 @@ pub struct EventKeys {
     merged: MergedKeys,
 }
 
-/// Stores events of one task, `task_key` being `task_key(conn, task_id)`; `events` are best
-/// in `event_key` order. A row already brought in by the same task from the same line (a
+/// Stores events of one task, `task_key` being `task_key(conn, task_id)`, the first of two
+/// with one id winning. A row already brought in by the same task from the same line (a
 /// retried run) counts as inserted again, so a retry's counters match a clean run. For an id
 /// stored before, the stored content is read (only then: duplicates are rare) so that the
 /// caller can tell a resend from a conflict.
@@ -197,7 +197,8 @@ pub struct EventKeys {
 /// A key is taken where no row holds it: not among the recent keys (in memory, see
 /// `store::recent_keys`), nor in `event_keys` (probed only where `keys`' filter may hold the
 /// key); the row is stored with it. Once the recent keys reach `RECENT_KEYS_MAX` they are
-/// merged into `event_keys`, in this transaction.
+/// merged into `event_keys_middle` (and that, once full, into `event_keys`), in this
+/// transaction.
 pub fn insert(
     conn: &Connection,
     keys: &mut EventKeys,

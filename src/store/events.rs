@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::recent_keys::{RecentKeys, Written};
+use super::recent_keys::{KeyedRows, RecentKeys};
 use super::tiers::{Filter, MergedKeys, Tiers};
 use crate::entity::Event;
 
@@ -161,24 +161,27 @@ pub use super::recent_keys::RECENT_KEYS_MAX;
 
 /// The merged keys, `event_keys_middle` and `event_keys`, as `tiers` handles them (the recent
 /// keys are in memory: `store::recent_keys`); its state's `merged` counts both tables.
+/// `event_rows` and its key tables, as `recent_keys` handles them.
+const ROWS: KeyedRows = KeyedRows {
+    what: "event keys",
+    written: "SELECT merged_upto, write_id FROM event_keys_state",
+    keyed_above: "SELECT id, key FROM event_rows WHERE id > ?1 AND key IS NOT NULL",
+    max_id: "SELECT coalesce(max(id), 0) FROM event_rows",
+    insert_middle: "INSERT INTO event_keys_middle (key, row) VALUES (?1, ?2)",
+    took: "UPDATE event_keys_state SET recent = recent + ?1, write_id = ?2",
+    merged_recent: "UPDATE event_keys_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
+                    RETURNING middle",
+    merge_middle: "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_middle ORDER BY key;
+                   DELETE FROM event_keys_middle;
+                   UPDATE event_keys_state SET middle = 0;",
+};
+
 const TIERS: Tiers = Tiers {
     what: "event keys",
     state: "event_keys_state",
     merged_keys: "SELECT key FROM event_keys_middle UNION ALL SELECT key FROM event_keys",
     filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
 };
-
-/// How many keys `event_keys_middle` takes before they are merged into `event_keys`, for a
-/// store of `merged` keys whose recent keys are merged every `recent_max`. A merge writes
-/// every page of the table it goes into, so with one merged table the writes of a store of
-/// N keys grew as N² (a 100M-event run had written 84 GB at 45M); through a middle table of
-/// M keys they cost some M/2 per recent key into it plus N/M out of it, least at
-/// M = sqrt(2 · recent_max · N): about 13M keys for 100M, written some 11 times each instead
-/// of 55 (at least four recent merges' worth, so small stores merge out of it rarely).
-fn middle_max(recent_max: i64, merged: i64) -> i64 {
-    let balanced = (2.0 * recent_max as f64 * merged as f64).sqrt() as i64;
-    balanced.max(4 * recent_max)
-}
 
 /// What a process knows of the store's event keys: those not merged yet (in memory) and a
 /// filter of the merged ones. One per connection that writes events.
@@ -233,7 +236,7 @@ fn insert_keyed(
     recent_max: i64,
 ) -> Result<()> {
     let state = TIERS.state(conn)?;
-    keys.recent.catch_up(conn, Written::read(conn)?)?;
+    keys.recent.catch_up(conn, &ROWS)?;
     let filter = keys.merged.current(conn, &TIERS, &state)?;
     // Ids are given here, not by SQLite, so that a key can name its row before the row is
     // written; the write lock is held (an immediate transaction), so no one else takes them.
@@ -290,38 +293,18 @@ fn insert_keyed(
             }
         });
     }
-    if taken == 0 {
-        return Ok(());
-    }
-    keys.merged.count_taken(taken);
-    let write_id = fastrand::i64(..);
-    conn.prepare_cached("UPDATE event_keys_state SET recent = recent + ?1, write_id = ?2")?
-        .execute(params![taken, write_id])?;
-    keys.recent.wrote(write_id);
-    if keys.recent.len() >= recent_max {
-        let EventKeys { recent, merged } = keys;
-        let upto = next_id - 1;
-        let moved = recent.len();
-        merged.merge_with(conn, &TIERS, &state, |bloom| {
-            recent.merge_into(conn, bloom, upto)?;
-            let middle: i64 = conn
-                .prepare_cached(
-                    "UPDATE event_keys_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
-                     RETURNING middle",
-                )?
-                .query_row(params![upto, write_id, moved], |r| r.get(0))?;
-            if middle >= middle_max(recent_max, state.merged) {
-                conn.execute_batch(
-                    "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_middle ORDER BY key;
-                     DELETE FROM event_keys_middle;
-                     UPDATE event_keys_state SET middle = 0;",
-                )
-                .context("merging the event keys of the middle table")?;
-            }
-            Ok(())
-        })?;
-    }
-    Ok(())
+    let EventKeys { recent, merged } = keys;
+    super::recent_keys::took(
+        conn,
+        &ROWS,
+        &TIERS,
+        recent,
+        merged,
+        &state,
+        taken,
+        next_id - 1,
+        recent_max,
+    )
 }
 
 /// Migration 9's hook: copies the events of the table before it into `event_rows` with their
@@ -379,7 +362,7 @@ pub fn check(
     events: &[&Event],
     outcomes: &mut Vec<Stored>,
 ) -> Result<()> {
-    keys.recent.catch_up(conn, Written::read(conn)?)?;
+    keys.recent.catch_up(conn, &ROWS)?;
     conn.execute_batch(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS dry_run_seen (event_id TEXT PRIMARY KEY, {CONTENT_COLUMNS}) WITHOUT ROWID"
     ))?;

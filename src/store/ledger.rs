@@ -9,8 +9,8 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
-pub use super::tiers::MergedKeys;
-use super::tiers::{RecentTable, Tiers};
+use super::recent_keys::{self, KeyedRows, RecentKeys, RECENT_KEYS_MAX};
+use super::tiers::{Filter, MergedKeys, Tiers};
 use crate::entity::events::{Content, TIMESTAMP_FIELD};
 use crate::task::EntityType;
 
@@ -217,144 +217,410 @@ impl Ledger {
         .context("reading the delivery ledger")
     }
 
-    /// Who delivered the record with this key (see `key`), if anyone did. Looks in both
-    /// tiers; `lookup_many` spares most lookups in the merged one.
-    pub fn lookup(&self, conn: &Connection, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
-        match self.lookup_in(conn, RECENT_LOOKUP, record_key)? {
-            Some(found) => Ok(Some(found)),
-            None => self.lookup_in(conn, MERGED_LOOKUP, record_key),
-        }
+    /// Who delivered the record with this key (see `key`), if anyone did: `lookup_many` of one.
+    pub fn lookup(
+        &self,
+        conn: &Connection,
+        keys: &mut LedgerKeys,
+        record_key: &[u8; 16],
+    ) -> Result<Option<DeliveredBy>> {
+        Ok(self.lookup_many(conn, keys, &[*record_key])?.pop().flatten())
     }
 
-    /// `lookup` of each key, answered in their order; looked up in key order (each page is
-    /// read once for many keys), and in the merged tier only where `merged`'s filter may hold
-    /// the key.
+    /// `lookup` of each key, answered in their order: among the ids not merged yet (in
+    /// memory, `keys`), then in the middle and merged tables where `keys`' filter may hold
+    /// them, in key order (each page read once for many keys).
     pub fn lookup_many(
         &self,
         conn: &Connection,
-        merged: &mut MergedKeys,
-        keys: &[[u8; 16]],
+        keys: &mut LedgerKeys,
+        record_keys: &[[u8; 16]],
     ) -> Result<Vec<Option<DeliveredBy>>> {
         let state = TIERS.state(conn)?;
-        let filter = merged.current(conn, &TIERS, &state)?;
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_unstable_by_key(|&i| keys[i]);
-        let mut found = vec![None; keys.len()];
+        keys.recent.catch_up(conn, &ROWS)?;
+        let filter = keys.merged.current(conn, &TIERS, &state)?;
+        let row_keys: Vec<i64> = record_keys.iter().map(|k| self.row_key(k)).collect();
+        let mut order: Vec<usize> = (0..record_keys.len()).collect();
+        order.sort_unstable_by_key(|&i| row_keys[i]);
+        let mut found = vec![None; record_keys.len()];
         for i in order {
-            found[i] = match self.lookup_in(conn, RECENT_LOOKUP, &keys[i])? {
-                Some(by) => Some(by),
-                None if filter.is_some_and(|f| !f.may_hold(filter_key(self.target_key, &keys[i]))) => None,
-                None => self.lookup_in(conn, MERGED_LOOKUP, &keys[i])?,
+            let held_by = match keys.recent.get(row_keys[i]) {
+                Some(row) => Some(row),
+                None => merged_holder(conn, filter, row_keys[i])?,
             };
+            found[i] = self.holder(conn, held_by, &record_keys[i])?;
         }
         Ok(found)
     }
 
-    fn lookup_in(&self, conn: &Connection, sql: &str, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
-        conn.prepare_cached(sql)?
-            .query_row(params![self.target_key, &record_key[..]], |r| {
-                Ok(DeliveredBy {
+    /// `row_key` of an id of this target; the tests can make ids share row keys.
+    fn row_key(&self, record_key: &[u8; 16]) -> i64 {
+        let key = row_key(self.target_key, record_key);
+        #[cfg(test)]
+        let key = key & tests::ROW_KEY_MASK.get();
+        key
+    }
+
+    /// Who delivered `record_key` to this target, where the row `held_by` holds its row key
+    /// (`None`: no row does, so no row has this id: one stored without a key would have found
+    /// it held): that row if it is this id's, else one stored without a key.
+    fn holder(&self, conn: &Connection, held_by: Option<i64>, record_key: &[u8; 16]) -> Result<Option<DeliveredBy>> {
+        let Some(row) = held_by else {
+            return Ok(None);
+        };
+        let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, Vec<u8>, DeliveredBy)> {
+            Ok((
+                r.get(4)?,
+                r.get(5)?,
+                DeliveredBy {
                     task_id: r.get(0)?,
                     source_line: r.get(1)?,
                     this_task: r.get::<_, i64>(2)? == self.task_key,
                     content: r.get::<_, Option<Vec<u8>>>(3)?.and_then(|c| c.try_into().ok()),
-                })
-            })
+                },
+            ))
+        };
+        let by_row = conn
+            .prepare_cached(&format!("{HOLDER} WHERE d.id = ?1"))?
+            .query_row(params![row], read)
             .optional()
-            .context("reading the delivery ledger")
+            .context("reading the delivery ledger")?;
+        match by_row {
+            Some((target, id, by)) if target == self.target_key && id[..] == record_key[..] => Ok(Some(by)),
+            _ => conn
+                .prepare_cached(&format!(
+                    "{HOLDER} WHERE d.key IS NULL AND d.target_key = ?1 AND d.record_id = ?2"
+                ))?
+                .query_row(params![self.target_key, &record_key[..]], read)
+                .optional()
+                .map(|found| found.map(|(_, _, by)| by))
+                .context("reading the delivery ledger"),
+        }
     }
 
     /// Records what the server accepted: (id, source line, content key). A record already
-    /// there keeps its first delivery. New ids go to the recent tier (see `store::tiers`),
-    /// checked against the merged one only where `merged`'s filter may hold them.
+    /// there keeps its first delivery. A new id's row is appended to `delivered_rows` and its
+    /// key kept in memory (`keys`) until enough are merged (see `store::recent_keys`); the
+    /// merged ones are looked for only where `keys`' filter may hold them.
     pub fn record<'a>(
         &self,
         conn: &Connection,
-        merged: &mut MergedKeys,
+        keys: &mut LedgerKeys,
         records: impl IntoIterator<Item = (&'a str, u64, Option<ContentKey>)>,
     ) -> Result<()> {
-        self.record_with(conn, merged, records, RECENT_MAX)
+        self.record_with(conn, keys, records, RECENT_KEYS_MAX)
     }
 
     fn record_with<'a>(
         &self,
         conn: &Connection,
-        merged: &mut MergedKeys,
+        keys: &mut LedgerKeys,
         records: impl IntoIterator<Item = (&'a str, u64, Option<ContentKey>)>,
         recent_max: i64,
     ) -> Result<()> {
         let state = TIERS.state(conn)?;
-        let filter = merged.current(conn, &TIERS, &state)?;
-        let mut take = conn.prepare_cached(
-            "INSERT INTO delivered_records_recent (target_key, record_id, task_key, source_line, content) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        keys.recent.catch_up(conn, &ROWS)?;
+        let filter = keys.merged.current(conn, &TIERS, &state)?;
+        // Ids are given here, not by SQLite, so that a key can name its row before the row is
+        // written; the write lock is held (an immediate transaction), so no one else takes them.
+        let mut next_id: i64 = conn
+            .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM delivered_rows")?
+            .query_row([], |r| r.get(0))?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO delivered_rows (id, key, target_key, record_id, task_key, source_line, content) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        let mut take_probed = conn.prepare_cached(
-            "INSERT INTO delivered_records_recent (target_key, record_id, task_key, source_line, content) \
-             SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM delivered_records_merged \
-             WHERE target_key = ?1 AND record_id = ?2) ON CONFLICT DO NOTHING",
-        )?;
-        let mut keyed: Vec<([u8; 16], u64, Option<ContentKey>)> = records
-            .into_iter()
-            .map(|(id, line, content)| (key(id), line, content))
-            .collect();
-        // In key order, each index page is written once per batch.
-        keyed.sort_unstable();
         let mut taken = 0;
-        for (record_key, line, content) in keyed {
-            let content = content.as_ref().map(|c| &c[..]);
-            let stmt = match filter {
-                Some(f) if !f.may_hold(filter_key(self.target_key, &record_key)) => &mut take,
-                _ => &mut take_probed,
+        for (id, line, content) in records {
+            let record_key = key(id);
+            let row_key = self.row_key(&record_key);
+            let held_by = match keys.recent.get(row_key) {
+                Some(row) => Some(row),
+                None => merged_holder(conn, filter, row_key)?,
             };
-            taken += stmt
-                .execute(params![self.target_key, &record_key[..], self.task_key, line, content])
-                .context("writing the delivery ledger")? as i64;
+            let stored_key = match held_by {
+                None => Some(row_key),
+                Some(_) if self.holder(conn, held_by, &record_key)?.is_some() => continue,
+                // Another id holds this row key: stored without one, found by its id.
+                Some(_) => None,
+            };
+            insert
+                .execute(params![
+                    next_id,
+                    stored_key,
+                    self.target_key,
+                    &record_key[..],
+                    self.task_key,
+                    line,
+                    content.as_ref().map(|c| &c[..])
+                ])
+                .context("writing the delivery ledger")?;
+            if stored_key.is_some() {
+                keys.recent.add(row_key, next_id);
+                taken += 1;
+            }
+            next_id += 1;
         }
-        merged.taken(conn, &TIERS, &RECENT, &state, taken, recent_max)
+        let LedgerKeys { recent, merged } = keys;
+        recent_keys::took(
+            conn,
+            &ROWS,
+            &TIERS,
+            recent,
+            merged,
+            &state,
+            taken,
+            next_id - 1,
+            recent_max,
+        )
     }
 }
 
-/// Ids the ledger's recent tier holds before they are merged: about 50 bytes each, so some
-/// 26 MB of the page cache.
-const RECENT_MAX: i64 = 1 << 19;
+/// What a process knows of the ledger's ids: those not merged yet (in memory) and a filter
+/// of the merged ones. One per connection that writes or reads the ledger; reusing it across
+/// calls spares reading the store again.
+#[derive(Default)]
+pub struct LedgerKeys {
+    recent: RecentKeys,
+    merged: MergedKeys,
+}
 
-const RECENT_LOOKUP: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content FROM delivered_records_recent d \
-     JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2";
-const MERGED_LOOKUP: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content FROM delivered_records_merged d \
-     JOIN ledger_tasks t ON t.task_key = d.task_key WHERE d.target_key = ?1 AND d.record_id = ?2";
+/// The row holding `key` in `delivered_keys_middle` or `delivered_keys`, looked for unless
+/// `filter` is sure it is in neither.
+fn merged_holder(conn: &Connection, filter: Option<&Filter>, key: i64) -> Result<Option<i64>> {
+    if filter.is_some_and(|f| !f.may_hold(key as u64)) {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT coalesce((SELECT row FROM delivered_keys_middle WHERE key = ?1), \
+                         (SELECT row FROM delivered_keys WHERE key = ?1))",
+    )?
+    .query_row(params![key], |r| r.get::<_, Option<i64>>(0))
+    .context("reading the delivery ledger")
+}
 
-/// The ledger's two tiers as `store::tiers` handles them (migration 12).
-/// The ledger's recent tier, `delivered_records_recent`.
-const RECENT: RecentTable = RecentTable {
-    keys: "SELECT target_key, record_id FROM delivered_records_recent",
-    merge: "INSERT INTO delivered_records_merged (target_key, record_id, task_key, source_line, content)
-                SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent
-                ORDER BY target_key, record_id;
-            DELETE FROM delivered_records_recent;",
+/// Reads who delivered a row: task id, line, task key, content, then target and id to check
+/// the row is the one looked for.
+const HOLDER: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content, d.target_key, d.record_id \
+     FROM delivered_rows d JOIN ledger_tasks t ON t.task_key = d.task_key";
+
+/// `delivered_rows` and its key tables, as `recent_keys` handles them (migration 14).
+const ROWS: KeyedRows = KeyedRows {
+    what: "delivery ledger's ids",
+    written: "SELECT merged_upto, write_id FROM delivered_records_state",
+    keyed_above: "SELECT id, key FROM delivered_rows WHERE id > ?1 AND key IS NOT NULL",
+    max_id: "SELECT coalesce(max(id), 0) FROM delivered_rows",
+    insert_middle: "INSERT INTO delivered_keys_middle (key, row) VALUES (?1, ?2)",
+    took: "UPDATE delivered_records_state SET recent = recent + ?1, write_id = ?2",
+    merged_recent: "UPDATE delivered_records_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
+                    RETURNING middle",
+    merge_middle: "INSERT INTO delivered_keys (key, row) SELECT key, row FROM delivered_keys_middle ORDER BY key;
+                   DELETE FROM delivered_keys_middle;
+                   UPDATE delivered_records_state SET middle = 0;",
 };
 
+/// The merged ids, `delivered_keys_middle` and `delivered_keys`, as `tiers` handles them; the
+/// state's `merged` counts both tables.
 const TIERS: Tiers = Tiers {
     what: "delivery ledger's ids",
     state: "delivered_records_state",
-    merged_keys: "SELECT target_key, record_id FROM delivered_records_merged",
-    filter_key: |row| {
-        let record_id: Vec<u8> = row.get(1)?;
-        let record_id: [u8; 16] = record_id.try_into().unwrap_or_default();
-        Ok(filter_key(row.get(0)?, &record_id))
-    },
+    merged_keys: "SELECT key FROM delivered_keys_middle UNION ALL SELECT key FROM delivered_keys",
+    filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
 };
 
-/// The filter's key of an id in a target: the id's hash (already uniform) mixed with the target.
-fn filter_key(target_key: i64, record_key: &[u8; 16]) -> u64 {
+/// The 64-bit key of an id in a target, under which `delivered_keys` holds its row: the id's
+/// hash (already uniform) mixed with the target. Two ids of one target may share it (as
+/// likely as 1 in 2^64 per pair); the second is stored without a key (see `record`).
+pub(super) fn row_key(target_key: i64, record_key: &[u8; 16]) -> i64 {
     let id = u64::from_be_bytes(record_key[..8].try_into().expect("8 bytes"));
-    id ^ (target_key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    (id ^ (target_key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as i64
+}
+
+/// Migration 14's hook: copies the ledger's two tables of migration 12 into `delivered_rows`
+/// with their row keys (the first of two ids sharing one keeps it), then fills
+/// `delivered_keys` in key order and counts them as merged.
+pub(super) fn migrate_to_delivered_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
+    {
+        let mut read = tx.prepare(
+            "SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_merged \
+             UNION ALL SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent",
+        )?;
+        let mut insert = tx.prepare(
+            "INSERT INTO delivered_rows (key, target_key, record_id, task_key, source_line, content) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let target_key: i64 = row.get(0)?;
+            let record_id: Vec<u8> = row.get(1)?;
+            let key = record_id.as_slice().try_into().ok().map(|k| row_key(target_key, k));
+            insert.execute(params![
+                key,
+                target_key,
+                record_id,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, Option<Vec<u8>>>(4)?
+            ])?;
+        }
+    }
+    tx.execute_batch(
+        "UPDATE delivered_rows SET key = NULL WHERE id IN (
+             SELECT r.id FROM delivered_rows r JOIN (SELECT key, min(id) AS first FROM delivered_rows
+                 GROUP BY key HAVING count(*) > 1) c ON c.key = r.key AND r.id != c.first);
+         INSERT INTO delivered_keys (key, row) SELECT key, id FROM delivered_rows WHERE key IS NOT NULL ORDER BY key;
+         DROP VIEW delivered_records;
+         DROP TABLE delivered_records_merged;
+         DROP TABLE delivered_records_recent;
+         CREATE VIEW delivered_records AS
+             SELECT target_key, record_id, task_key, source_line, content FROM delivered_rows;
+         UPDATE delivered_records_state SET recent = 0, merged = (SELECT count(*) FROM delivered_keys),
+             merge_id = random(), merged_upto = (SELECT coalesce(max(id), 0) FROM delivered_rows),
+             write_id = random(), middle = 0;",
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    thread_local! {
+        /// Row keys are `row_key & ROW_KEY_MASK`: a test that sets few bits makes ids share them.
+        pub(super) static ROW_KEY_MASK: std::cell::Cell<i64> = const { std::cell::Cell::new(-1) };
+    }
+
+    fn target() -> RemoteTarget {
+        RemoteTarget {
+            url: "http://127.0.0.1:1".into(),
+            key_id: key_id("sk_1"),
+            environment_id: String::new(),
+            tenant_id: "t".into(),
+            entity: EntityType::Events,
+        }
+    }
+
+    /// Who delivered each id (task, line), as a new process finds them.
+    fn delivered(conn: &Connection, ledger: &Ledger, ids: &[&str]) -> Vec<Option<(String, u64)>> {
+        let keys: Vec<[u8; 16]> = ids.iter().map(|id| key(id)).collect();
+        ledger
+            .lookup_many(conn, &mut LedgerKeys::default(), &keys)
+            .unwrap()
+            .into_iter()
+            .map(|by| by.map(|by| (by.task_id, by.source_line)))
+            .collect()
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Ids whose row keys are equal (two row keys for ten ids here) are each recorded once,
+    /// the first of each row key with it and the rest without, found by their own id before
+    /// and after merges, by this process and a new one.
+    #[test]
+    fn ids_that_share_a_row_key_are_recorded_and_told_apart() {
+        ROW_KEY_MASK.set(1);
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let a = Ledger::open(conn, &target(), "task_a").unwrap();
+        let b = Ledger::open(conn, &target(), "task_b").unwrap();
+        let ids: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
+        let mut keys = LedgerKeys::default();
+        for (chunk, lines) in ids.chunks(3).zip([2u64, 5, 8, 11]) {
+            let records: Vec<(&str, u64, Option<ContentKey>)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), lines + i as u64, None))
+                .collect();
+            a.record_with(conn, &mut keys, records, 2).unwrap();
+        }
+        // Task b sends them all again, and e10 new: only e10 is recorded.
+        let again: Vec<(&str, u64, Option<ContentKey>)> = ids
+            .iter()
+            .map(|id| (id.as_str(), 99, None))
+            .chain([("e10", 100, None)])
+            .collect();
+        b.record_with(conn, &mut LedgerKeys::default(), again, 2).unwrap();
+        let all: Vec<&str> = ids.iter().map(String::as_str).chain(["e10", "e11"]).collect();
+        let mut expected: Vec<Option<(String, u64)>> = (0..10).map(|i| Some(("task_a".to_string(), 2 + i))).collect();
+        expected.extend([Some(("task_b".to_string(), 100)), None]);
+        assert_eq!(delivered(conn, &a, &all), expected);
+        let found: Vec<_> = a
+            .lookup_many(conn, &mut keys, &all.iter().map(|id| key(id)).collect::<Vec<_>>())
+            .unwrap()
+            .into_iter()
+            .map(|by| by.map(|by| (by.task_id, by.source_line)))
+            .collect();
+        assert_eq!(found, expected, "this process finds what a new one does");
+        assert_eq!(count(conn, "SELECT count(*) FROM delivered_records"), 11);
+        assert_eq!(
+            count(conn, "SELECT count(*) FROM delivered_rows WHERE key IS NOT NULL"),
+            2
+        );
+        ROW_KEY_MASK.set(-1);
+    }
+
+    /// A store of migration 13, whose ledger had a merged and a recent table: migration 14
+    /// moves both into `delivered_rows`, so each id is still found with its first delivery
+    /// (task, line, content), and only new ids are recorded after.
+    #[test]
+    fn a_ledger_of_two_tables_keeps_its_records_across_migration_14() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let mut before: Vec<_> = super::super::migrations::migrations();
+        before.truncate(13);
+        rusqlite_migration::Migrations::new(before)
+            .to_latest(&mut conn)
+            .unwrap();
+        let content = [7u8; 12];
+        conn.execute(
+            "INSERT INTO remote_targets (target_key, url, key_id, environment_id, tenant_id, entity_type, created_at) \
+             VALUES (5, 'http://127.0.0.1:1', ?1, '', 't', 'EVENTS', '2026-11-01T00:00:00Z')",
+            params![key_id("sk_1")],
+        )
+        .unwrap();
+        conn.execute_batch("INSERT INTO ledger_tasks (task_key, task_id) VALUES (1, 'task_old');")
+            .unwrap();
+        for (table, id, line, content) in [
+            ("delivered_records_merged", "a", 2, Some(&content[..])),
+            ("delivered_records_merged", "b", 3, None),
+            ("delivered_records_recent", "c", 4, None),
+        ] {
+            conn.execute(
+                &format!("INSERT INTO {table} (target_key, record_id, task_key, source_line, content) VALUES (5, ?1, 1, ?2, ?3)"),
+                params![&key(id)[..], line, content],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("UPDATE delivered_records_state SET recent = 1, merged = 2")
+            .unwrap();
+        crate::store::migrations::migrate(&mut conn).unwrap();
+        let ledger = Ledger::open(&conn, &target(), "task_new").unwrap();
+        let old = |line| Some(("task_old".to_string(), line));
+        assert_eq!(
+            delivered(&conn, &ledger, &["a", "b", "c", "d"]),
+            [old(2), old(3), old(4), None]
+        );
+        let by = ledger
+            .lookup(&conn, &mut LedgerKeys::default(), &key("a"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((by.content, by.this_task), (Some(content), false));
+        assert_eq!(
+            count(&conn, "SELECT merged FROM delivered_records_state"),
+            count(&conn, "SELECT count(*) FROM delivered_keys")
+        );
+        ledger
+            .record(&conn, &mut LedgerKeys::default(), [("c", 9, None), ("d", 10, None)])
+            .unwrap();
+        let new = Some(("task_new".to_string(), 10));
+        assert_eq!(
+            delivered(&conn, &ledger, &["a", "b", "c", "d"]),
+            [old(2), old(3), old(4), new]
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM delivered_records"), 4);
+    }
 
     #[test]
     fn a_record_keeps_its_first_delivery_per_server_environment_and_entity() {
@@ -389,12 +655,12 @@ mod tests {
         ]);
         a.record(
             conn,
-            &mut MergedKeys::default(),
+            &mut LedgerKeys::default(),
             [("e1", 2, Some(content)), ("e2", 3, None)],
         )
         .unwrap();
-        b.record(conn, &mut MergedKeys::default(), [("e1", 9, None)]).unwrap();
-        let first = b.lookup(conn, &key("e1")).unwrap().unwrap();
+        b.record(conn, &mut LedgerKeys::default(), [("e1", 9, None)]).unwrap();
+        let first = b.lookup(conn, &mut LedgerKeys::default(), &key("e1")).unwrap().unwrap();
         assert_eq!(
             first,
             DeliveredBy {
@@ -404,18 +670,23 @@ mod tests {
                 content: Some(content),
             }
         );
-        assert!(a.lookup(conn, &key("e2")).unwrap().unwrap().this_task);
+        assert!(
+            a.lookup(conn, &mut LedgerKeys::default(), &key("e2"))
+                .unwrap()
+                .unwrap()
+                .this_task
+        );
         assert_eq!(
             Ledger::open(conn, &staging, "task_a")
                 .unwrap()
-                .lookup(conn, &key("e1"))
+                .lookup(conn, &mut LedgerKeys::default(), &key("e1"))
                 .unwrap(),
             None
         );
         assert_eq!(
             Ledger::open(conn, &prices, "task_a")
                 .unwrap()
-                .lookup(conn, &key("e1"))
+                .lookup(conn, &mut LedgerKeys::default(), &key("e1"))
                 .unwrap(),
             None
         );
@@ -426,7 +697,7 @@ mod tests {
         assert_eq!(
             Ledger::open(conn, &other_key, "task_a")
                 .unwrap()
-                .lookup(conn, &key("e1"))
+                .lookup(conn, &mut LedgerKeys::default(), &key("e1"))
                 .unwrap(),
             None
         );
@@ -481,7 +752,7 @@ mod tests {
         };
         let a = Ledger::open(conn, &target, "task_a").unwrap();
         let b = Ledger::open(conn, &target, "task_b").unwrap();
-        let (mut one, mut other) = (MergedKeys::default(), MergedKeys::default());
+        let (mut one, mut other) = (LedgerKeys::default(), LedgerKeys::default());
         let count = |table: &str| -> i64 {
             conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .unwrap()
@@ -489,8 +760,11 @@ mod tests {
         a.record_with(conn, &mut one, [("e1", 2, None), ("e2", 3, None)], 2)
             .unwrap();
         assert_eq!(
-            (count("delivered_records_recent"), count("delivered_records_merged")),
-            (0, 2)
+            (
+                count("delivered_rows"),
+                count("delivered_keys_middle") + count("delivered_keys")
+            ),
+            (2, 2)
         );
         // The other process merges e3 and e4: this one's filter does not hold them.
         b.record_with(conn, &mut other, [("e3", 4, None), ("e4", 5, None)], 2)
@@ -531,7 +805,10 @@ mod tests {
             ]
         );
         for (i, k) in keys.iter().enumerate() {
-            let single = a.lookup(conn, k).unwrap().map(|by| (by.task_id, by.source_line));
+            let single = a
+                .lookup(conn, &mut LedgerKeys::default(), k)
+                .unwrap()
+                .map(|by| (by.task_id, by.source_line));
             assert_eq!(single, found[i], "lookup and lookup_many agree on e{}", i + 1);
         }
         assert_eq!(count("delivered_records"), 7, "every id once");

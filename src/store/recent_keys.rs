@@ -1,4 +1,5 @@
-//! The keys of the events stored since the last merge, held in memory (migration 13).
+//! The keys of the rows stored since the last merge, held in memory: event keys (migration
+//! 13) and the delivery ledger's (migration 14), each a set of rows described by `KeyedRows`.
 //!
 //! `event_rows` gives each event an id in the order it was stored, and `event_keys_state`
 //! records `merged_upto`: the last id whose key is in `event_keys_middle` or `event_keys`. So the keys not merged
@@ -6,7 +7,8 @@
 //! in a hash map (key → id) instead of writing each into a table of its own. That table
 //! (`event_keys_recent` until migration 13) cost one B-tree insert per event at a random
 //! place, and its pages fought the batch's new rows for the page cache, so at 10M events most
-//! of those inserts read a page back from the file (issue 14).
+//! of those inserts read a page back from the file (issue 14). The ledger's rows
+//! (`delivered_rows`, `delivered_records_state`) work the same way.
 //!
 //! The map must agree with the store whatever other processes do, and whatever becomes of
 //! this process's own transactions. Every transaction that takes keys writes a random
@@ -23,6 +25,32 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
+
+use super::tiers::{MergedKeys, State, Tiers};
+
+/// The SQL of one set of keyed rows (the store's own constants): a table of rows with ids
+/// given in order and a 64-bit `key` (NULL where another row holds it), a middle and a merged
+/// table of (key, row), and a state row with `recent`, `merged`, `merge_id`, `merged_upto`,
+/// `write_id` and `middle`.
+pub(super) struct KeyedRows {
+    /// For messages: "event keys".
+    pub what: &'static str,
+    /// Reads `merged_upto`, `write_id` of the state row.
+    pub written: &'static str,
+    /// Reads (id, key) of the keyed rows above id ?1.
+    pub keyed_above: &'static str,
+    /// Reads the highest row id, 0 when there is none.
+    pub max_id: &'static str,
+    /// Inserts (key ?1, row ?2) into the middle table.
+    pub insert_middle: &'static str,
+    /// Counts ?1 more recent keys and writes `write_id` ?2.
+    pub took: &'static str,
+    /// Records `merged_upto` ?1, `write_id` ?2 and ?3 more keys in the middle table,
+    /// returning `middle`.
+    pub merged_recent: &'static str,
+    /// Moves the middle table into the merged one in key order, empties it, `middle` = 0.
+    pub merge_middle: &'static str,
+}
 
 /// The most keys the map holds before they are merged (7/8 of 2^20 buckets, less a margin of
 /// some chunks: a merge comes at the end of the chunk that reaches it, so the map never grows
@@ -50,25 +78,25 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The state row's fields this module reads (`event_keys_state`).
+/// The state row's fields this module reads (`event_keys_state`, `delivered_records_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Written {
-    /// The last `event_rows.id` whose key is in `event_keys`.
+    /// The last row id whose key is in the middle or merged table.
     pub merged_upto: i64,
     /// Written at random by every transaction that takes keys.
     pub write_id: i64,
 }
 
 impl Written {
-    pub(super) fn read(conn: &Connection) -> Result<Written> {
-        conn.prepare_cached("SELECT merged_upto, write_id FROM event_keys_state")?
+    pub(super) fn read(conn: &Connection, rows: &KeyedRows) -> Result<Written> {
+        conn.prepare_cached(rows.written)?
             .query_row([], |r| {
                 Ok(Written {
                     merged_upto: r.get(0)?,
                     write_id: r.get(1)?,
                 })
             })
-            .context("reading the state of the event keys")
+            .with_context(|| format!("reading the state of the {}", rows.what))
     }
 }
 
@@ -76,7 +104,7 @@ impl Written {
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     written: Written,
-    /// The highest id of `event_rows` when the store was last read: rows above it in the map
+    /// The highest row id when the store was last read: rows above it in the map
     /// are this process's own since then.
     verified_upto: i64,
 }
@@ -92,7 +120,8 @@ pub struct RecentKeys {
 impl RecentKeys {
     /// Makes the map hold the key of every keyed row above `written.merged_upto`, reading
     /// the store only where another process (or a rollback) changed it.
-    pub(super) fn catch_up(&mut self, conn: &Connection, written: Written) -> Result<()> {
+    pub(super) fn catch_up(&mut self, conn: &Connection, rows: &KeyedRows) -> Result<()> {
+        let written = Written::read(conn, rows)?;
         let from = match self.seen {
             Some(seen) if seen.written == written => return Ok(()),
             Some(seen) if seen.written.merged_upto == written.merged_upto => {
@@ -107,15 +136,15 @@ impl RecentKeys {
         if self.map.capacity() < CAPACITY {
             self.map.reserve(CAPACITY - self.map.len());
         }
-        let mut rows = conn.prepare_cached("SELECT id, key FROM event_rows WHERE id > ?1 AND key IS NOT NULL")?;
-        let mut rows = rows.query(params![from])?;
-        while let Some(row) = rows.next()? {
+        let mut read = conn.prepare_cached(rows.keyed_above)?;
+        let mut keyed = read.query(params![from])?;
+        while let Some(row) = keyed.next()? {
             self.map.insert(row.get(1)?, row.get(0)?);
         }
         let verified_upto = conn
-            .prepare_cached("SELECT coalesce(max(id), 0) FROM event_rows")?
+            .prepare_cached(rows.max_id)?
             .query_row([], |r| r.get(0))
-            .context("reading the event keys not merged yet")?;
+            .with_context(|| format!("reading the {} not merged yet", rows.what))?;
         self.seen = Some(Seen { written, verified_upto });
         Ok(())
     }
@@ -142,17 +171,18 @@ impl RecentKeys {
         }
     }
 
-    /// Writes every key into `event_keys_middle` in key order (each page of it written once), adding
+    /// Writes every key into the middle table in key order (each page of it written once), adding
     /// each to `bloom`; the caller then records `merged_upto` as `upto` (the highest id
     /// stored) and the map starts empty. In the caller's transaction: if it rolls back, the
     /// state row's `merged_upto` does too, and `catch_up` reads the rows again.
-    pub(super) fn merge_into(
+    fn merge_into(
         &mut self,
         conn: &Connection,
+        rows: &KeyedRows,
         mut bloom: Option<&mut fastbloom::BloomFilter>,
         upto: i64,
     ) -> Result<()> {
-        let mut insert = conn.prepare_cached("INSERT INTO event_keys_middle (key, row) VALUES (?1, ?2)")?;
+        let mut insert = conn.prepare_cached(rows.insert_middle)?;
         // Keys are hashes, spread evenly: 64 passes over the map, each taking the keys whose
         // top bits are its own, sort a 64th at a time instead of copying the whole map.
         let mut part: Vec<(i64, i64)> = Vec::with_capacity(self.map.len() / 48 + 64);
@@ -163,7 +193,7 @@ impl RecentKeys {
             for &(key, row) in &part {
                 insert
                     .execute(params![key, row])
-                    .context("merging the recent event keys")?;
+                    .with_context(|| format!("merging the recent {}", rows.what))?;
                 if let Some(bloom) = bloom.as_mut() {
                     bloom.insert(&(key as u64));
                 }
@@ -176,4 +206,57 @@ impl RecentKeys {
         }
         Ok(())
     }
+}
+
+/// How many keys the middle table takes before they are merged into the merged one, for a
+/// store of `merged` keys whose recent keys are merged every `recent_max`. A merge writes
+/// every page of the table it goes into, so with one merged table the writes of a store of
+/// N keys grew as N² (a 100M-event run had written 84 GB at 45M); through a middle table of
+/// M keys they cost some M/2 per recent key into it plus N/M out of it, least at
+/// M = sqrt(2 · recent_max · N): about 13M keys for 100M, written some 11 times each instead
+/// of 55 (at least four recent merges' worth, so small stores merge out of it rarely).
+fn middle_max(recent_max: i64, merged: i64) -> i64 {
+    let balanced = (2.0 * recent_max as f64 * merged as f64).sqrt() as i64;
+    balanced.max(4 * recent_max)
+}
+
+/// A transaction stored rows up to id `upto`, `taken` of them with new keys (already
+/// `add`ed to `recent`): the state row counts them under a new `write_id`, and once `recent`
+/// holds `recent_max` keys they are merged into the middle table (and that, once it holds
+/// `middle_max`, into the merged one), all in the caller's transaction. `state` is the state
+/// row as the transaction began.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn took(
+    conn: &Connection,
+    rows: &KeyedRows,
+    tiers: &Tiers,
+    recent: &mut RecentKeys,
+    merged: &mut MergedKeys,
+    state: &State,
+    taken: i64,
+    upto: i64,
+    recent_max: i64,
+) -> Result<()> {
+    if taken == 0 {
+        return Ok(());
+    }
+    merged.count_taken(taken);
+    let write_id = fastrand::i64(..);
+    conn.prepare_cached(rows.took)?.execute(params![taken, write_id])?;
+    recent.wrote(write_id);
+    if recent.len() < recent_max {
+        return Ok(());
+    }
+    let moved = recent.len();
+    merged.merge_with(conn, tiers, state, |bloom| {
+        recent.merge_into(conn, rows, bloom, upto)?;
+        let middle: i64 = conn
+            .prepare_cached(rows.merged_recent)?
+            .query_row(params![upto, write_id, moved], |r| r.get(0))?;
+        if middle >= middle_max(recent_max, state.merged) {
+            conn.execute_batch(rows.merge_middle)
+                .with_context(|| format!("merging the {} of the middle table", rows.what))?;
+        }
+        Ok(())
+    })
 }

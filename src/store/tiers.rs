@@ -1,14 +1,15 @@
-//! A set of hashed keys kept in two tables, for the stores whose keys land at random places
-//! (event ids, the delivery ledger's ids): a small *recent* table takes every new key and stays
-//! in the page cache whatever its order; once it holds enough it is merged, in key order, into
-//! the *merged* table, so each page of that one is written once per merge instead of once per
-//! key. One unique index of millions of hashed keys read and wrote a page of itself per insert
-//! once it outgrew the cache (issue 14: 10M events ran at a fifth of 1M's rate).
+//! The merged keys of a set of hashed keys, for the stores whose keys land at random places
+//! (event ids, the delivery ledger's ids). Each set's rows are appended in id order; the keys
+//! of the newest rows are held in memory (`store::recent_keys`) and, once there are enough,
+//! merged in key order into tables of (key, row), so each page of those is written once per
+//! merge instead of once per key. One unique index of millions of hashed keys read and wrote
+//! a page of itself per insert once it outgrew the cache (issue 14: 10M events ran at a fifth
+//! of 1M's rate).
 //!
 //! A new key must still be looked for in the merged table, a random read; `MergedKeys` keeps a
 //! Bloom filter of that table's keys so that a key it does not hold (nearly every key of an
-//! import) is not looked for at all. Each set has a state row (`recent`, `merged` counts and a
-//! `merge_id` every merge writes at random): a filter is trusted only while the `merge_id` is
+//! import) is not looked for at all. Each set has a state row (a `merged` count and a
+//! `merge_id` every merge writes at random, beside what `recent_keys` keeps there): a filter is trusted only while the `merge_id` is
 //! the one it was built or last merged for, so another process's merge, or one of this
 //! process rolled back, drops it: it may say "maybe" wrongly, never "absent".
 
@@ -31,37 +32,26 @@ const FILTER_PAYBACK: i64 = 16;
 pub(super) struct Tiers {
     /// For messages: "event keys".
     pub what: &'static str,
-    /// The state table: one row (`recent`, `merged`, `merge_id`).
+    /// The state table: one row (`merged`, `merge_id`, …).
     pub state: &'static str,
     /// Reads every merged key (any order); `filter_key` makes each row the filter's key.
     pub merged_keys: &'static str,
     pub filter_key: fn(&rusqlite::Row<'_>) -> rusqlite::Result<u64>,
 }
 
-/// A recent tier kept in a table (the ledger's; event keys keep theirs in memory, see
-/// `store::recent_keys`).
-pub(super) struct RecentTable {
-    /// Reads every recent key, as `Tiers::merged_keys` does.
-    pub keys: &'static str,
-    /// Moves the recent rows into the merged table in key order and empties the recent one.
-    pub merge: &'static str,
-}
-
 /// The state row of a set.
 pub(super) struct State {
-    pub recent: i64,
     pub merged: i64,
     pub merge_id: i64,
 }
 
 impl Tiers {
     pub(super) fn state(&self, conn: &Connection) -> Result<State> {
-        conn.prepare_cached(&format!("SELECT recent, merged, merge_id FROM {}", self.state))?
+        conn.prepare_cached(&format!("SELECT merged, merge_id FROM {}", self.state))?
             .query_row([], |r| {
                 Ok(State {
-                    recent: r.get(0)?,
-                    merged: r.get(1)?,
-                    merge_id: r.get(2)?,
+                    merged: r.get(0)?,
+                    merge_id: r.get(1)?,
                 })
             })
             .with_context(|| format!("reading the state of the {}", self.what))
@@ -132,46 +122,10 @@ impl MergedKeys {
         Ok(self.filter.as_ref())
     }
 
-    /// Counts `taken` new keys into the recent table (whose state was `before`), and merges
-    /// it once it holds `recent_max`, in the caller's transaction.
-    pub(super) fn taken(
-        &mut self,
-        conn: &Connection,
-        tiers: &Tiers,
-        recent: &RecentTable,
-        before: &State,
-        taken: i64,
-        recent_max: i64,
-    ) -> Result<()> {
-        if taken == 0 {
-            return Ok(());
-        }
-        if self.filter.is_none() {
-            self.taken_without += taken;
-        }
-        conn.prepare_cached(&format!("UPDATE {} SET recent = recent + ?1", tiers.state))?
-            .execute(params![taken])?;
-        if before.recent + taken >= recent_max {
-            self.merge(conn, tiers, recent, before)?;
-        }
-        Ok(())
-    }
-
-    /// Moves the recent keys into the merged table; this process's filter takes them too, and
-    /// stays that table's under the merge's new id.
-    fn merge(&mut self, conn: &Connection, tiers: &Tiers, recent: &RecentTable, before: &State) -> Result<()> {
-        self.merge_with(conn, tiers, before, |bloom| {
-            if let Some(bloom) = bloom {
-                tiers.read_into(conn, recent.keys, bloom)?;
-            }
-            conn.execute_batch(recent.merge)
-                .with_context(|| format!("merging the recent {}", tiers.what))
-        })
-    }
-
     /// A merge whose keys `move_keys` writes into the merged table (in the caller's
     /// transaction), adding each to the filter it is given, if any; then the state row counts
-    /// the recent keys as merged under a new `merge_id`, and the filter follows as in `merge`.
+    /// the recent keys as merged under a new `merge_id`; this process's filter, having taken
+    /// them too, stays the table's under that id (built again larger once outgrown).
     pub(super) fn merge_with(
         &mut self,
         conn: &Connection,

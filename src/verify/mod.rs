@@ -45,14 +45,19 @@ pub fn collect(
     let job_entity = job.entity.entity_type();
     let mut total = 0u64;
     let resolver = resolve::Resolver::default();
+    let mut keys = ledger::LedgerKeys::default();
     pipeline::read_valid(job, |records| {
         let mut expected = Vec::with_capacity(records.len());
-        for record in records {
-            let id = match &record {
-                ValidRecord::Event(e) => e.event_id.clone(),
-                ValidRecord::Row(r) => row_id(r),
-            };
-            let Some(by) = ledger.lookup(conn, &ledger::key(&id))? else {
+        let record_keys: Vec<[u8; 16]> = records
+            .iter()
+            .map(|record| match record {
+                ValidRecord::Event(e) => ledger::key(&e.event_id),
+                ValidRecord::Row(r) => ledger::key(&row_id(r)),
+            })
+            .collect();
+        let delivered = ledger.lookup_many(conn, &mut keys, &record_keys)?;
+        for (record, by) in records.into_iter().zip(delivered) {
+            let Some(by) = by else {
                 continue;
             };
             let (line, element_line) = record.position();

@@ -40,8 +40,8 @@ pub struct FlexPriceTarget {
     resolver: Arc<resolve::Resolver>,
     remote: RemoteTarget,
     ledger: Option<Ledger>,
-    /// What this run knows of the ledger's merged ids (a filter, spared lookups).
-    ledger_keys: ledger::MergedKeys,
+    /// What this run knows of the ledger's ids (those not merged yet, a filter of the rest).
+    ledger_keys: ledger::LedgerKeys,
     entity: EntityType,
     task_id: String,
     /// Chunks submitted and not yet settled, oldest first.
@@ -132,7 +132,7 @@ impl FlexPriceTarget {
             resolver: Arc::default(),
             remote,
             ledger: None,
-            ledger_keys: ledger::MergedKeys::default(),
+            ledger_keys: ledger::LedgerKeys::default(),
             entity,
             task_id: task_id.to_owned(),
             flights: VecDeque::new(),

@@ -36,7 +36,9 @@ fn main() -> ExitCode {
     }
 }
 
-// Parsing allocates a few short strings per row on one thread and frees them on another;
-// mimalloc handles that pattern far better than the system allocator (measured in README).
+// Parsing allocates a few short strings per row on one thread and frees them on another.
+// jemalloc does that at mimalloc's speed (1M events: 3.2 s CPU, the system allocator 3.2–4.0 s)
+// and hands freed memory back: mimalloc kept 30–50 MB more resident (sending 1M events:
+// 102–105 MB peak RSS against jemalloc's 76–80 MB and the system allocator's 72 MB).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -3,8 +3,10 @@
 # 1,000,000) with ../shared/tools/gen_events.py, starts the FlexPrice stand-in server
 # (examples/stand_in.rs, release build, counting what it receives) on 127.0.0.1, and sends the
 # same CSV file to it at each concurrency (default 1 4 16), each time from a fresh store.
-# Prints wall time, events/s and peak RSS (from /usr/bin/time) side by side, and checks that
-# the server received every valid event.
+# Prints wall time, events/s and peak RSS (from /usr/bin/time) side by side, checks that
+# the server received every valid event, and shows how much CPU time the stand-in spent on
+# them: events per CPU-second of the stand-in is what it could take on one core, so a rate
+# well under it is the tool's own.
 #
 # Usage: benches/flexprice.sh [ROWS] [CONCURRENCY...]
 # Needs: python3, curl, /usr/bin/time (Debian: time).
@@ -36,11 +38,15 @@ for _ in $(seq 50); do
 done
 read -r url key <"$work/stand_in.txt"
 received() { curl -s "$url/_stand_in/stats" | sed 's/.*"events_received":\([0-9]*\).*/\1/'; }
+# The stand-in's user + system CPU time so far, in clock ticks (/proc/PID/stat fields 14, 15).
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+hz=$(getconf CLK_TCK)
 
 echo "$rows rows, $(stat -c %s "$input") bytes of csv, $(nproc) cores, stand-in at $url"
 for c in $levels; do
     rm -rf "$work"/remote.db*
     before=$(received)
+    ticks=$(server_ticks)
     status=0
     FLEXPRICE_API_KEY=$key /usr/bin/time -f "%e %M" -o "$work/time.txt" \
         "$bin" --db "$work/remote.db" --quiet run "$input" --target flexprice --api-url "$url" \
@@ -51,7 +57,8 @@ for c in $levels; do
         tail -5 "$work/stderr.txt" >&2
     fi
     got=$(($(received) - before))
-    awk -v c="$c" -v rows="$rows" -v got="$got" \
-        '{ printf "concurrency %-3s %8.2f s %10.0f events/s %8.1f MB peak RSS   server received %d\n", c, $1, rows / $1, $2 / 1024, got }' \
+    server_cpu=$(awk -v t="$(($(server_ticks) - ticks))" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+    awk -v c="$c" -v rows="$rows" -v got="$got" -v cpu="$server_cpu" \
+        '{ printf "concurrency %-3s %8.2f s %10.0f events/s %8.1f MB peak RSS   server received %d, its CPU %s s (%.0f events per CPU-second)\n", c, $1, rows / $1, $2 / 1024, got, cpu, (cpu > 0 ? got / cpu : 0) }' \
         "$work/time.txt"
 done

@@ -441,9 +441,13 @@ pub(super) fn row_key(target_key: i64, record_key: &[u8; 16]) -> i64 {
 /// `delivered_keys` in key order and counts them as merged.
 pub(super) fn migrate_to_delivered_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
     {
+        // In the order they were sent (task, then line), as a ledger written since keeps them:
+        // a file sent again looks its ids up in rows next to one another. In the old tables'
+        // (hash) order, each lookup read a page of its own: 2M resent took 69 s instead of 23.
         let mut read = tx.prepare(
             "SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_merged \
-             UNION ALL SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent",
+             UNION ALL SELECT target_key, record_id, task_key, source_line, content FROM delivered_records_recent \
+             ORDER BY task_key, source_line",
         )?;
         let mut insert = tx.prepare(
             "INSERT INTO delivered_rows (key, target_key, record_id, task_key, source_line, content) \

@@ -462,20 +462,11 @@ fn postgres_refuses_what_is_not_ported_yet() {
         .trim()
         .to_owned();
     let prices = fixture("prices.csv").to_str().unwrap().to_owned();
-    for (what, args) in [
-        (
-            "--target flexprice (only the local target so far)",
-            vec!["run", file, "--target", "flexprice", "--api-url", "http://127.0.0.1:1"],
-        ),
-        (
-            "--target flexprice (only the local target so far)",
-            vec!["run", &flexprice],
-        ),
-        (
+    {
+        let (what, args) = (
             "--dry-run of PRICES (only of events so far)",
             vec!["run", &prices, "--dry-run"],
-        ),
-    ] {
+        );
         let out = on(&env, &url, &args, 2);
         // After the note of the entity a file's name gave, if any.
         let stderr = stderr_of(&out);

@@ -332,3 +332,95 @@ impl WaitOutput for std::process::Child {
         (self.wait().unwrap().code(), stderr)
     }
 }
+
+/// `verify` on both stores, each against its own stand-in that loses two events after 202 and
+/// changes a third: the same exit codes, stderr, `--json` summaries and `-o` file, the same
+/// resend (`--resend`: only the lost ones sent again), customers found by their keys, and the
+/// same refusal for a server the task never sent to.
+#[test]
+fn postgres_verify_answers_as_sqlite_does() {
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let file = numbered_events(&env, "events.csv", 1..201);
+    let customers = fixture("customers.csv");
+    let sqlite = env.db.to_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for store in [&sqlite, &db.url] {
+        let server = StandIn::start(Config::default());
+        server.lose_events(["ev_7", "ev_120"]);
+        let run = |file: &str| {
+            let out = remote(&env, store, &server, &["run", file, "--json"], 0);
+            json_of(&out)["id"].as_str().unwrap().to_owned()
+        };
+        let (events_task, customers_task) = (run(&file), run(customers.to_str().unwrap()));
+        server.change_event("ev_5", "properties", serde_json::json!({"n": "500"}));
+        let written = env.dir.path().join(format!("bad-{}.csv", seen.len()));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let closed = format!("http://{closed}");
+        let runs: Vec<(Vec<&str>, i32)> = vec![
+            (vec!["verify", &events_task], 3),
+            (
+                vec!["verify", &events_task, "--json", "-o", written.to_str().unwrap()],
+                3,
+            ),
+            (vec!["verify", &events_task, "--resend", "--json"], 3),
+            (vec!["verify", &events_task, "--json"], 3),
+            (vec!["verify", &customers_task], 0),
+            (vec!["verify", &events_task, "--api-url", &closed], 1),
+        ];
+        let ids = [events_task.clone(), customers_task.clone()];
+        let mut outputs = Vec::new();
+        for (args, code) in runs {
+            let out = remote(&env, store, &server, &args, code);
+            let text = |bytes: &[u8]| {
+                without_timing(
+                    &String::from_utf8_lossy(bytes)
+                        .replace(&server.url, "SERVER")
+                        .replace(&closed, "CLOSED")
+                        .replace(written.to_str().unwrap(), "OUT"),
+                    &ids,
+                )
+            };
+            outputs.push((text(&out.stdout), text(&out.stderr)));
+        }
+        let events_received = server.data().events_received;
+        seen.push((
+            outputs,
+            std::fs::read_to_string(&written).unwrap(),
+            events_received,
+            received(&server),
+        ));
+    }
+    assert_eq!(seen[1].0, seen[0].0, "stdout and stderr, verify by verify");
+    assert_eq!(seen[1].1, seen[0].1, "the -o file");
+    assert_eq!(
+        (seen[1].2, &seen[1].3),
+        (seen[0].2, &seen[0].3),
+        "what the server received"
+    );
+    // And what that is: two lost and one changed; after the resend, only the changed one.
+    let outputs = &seen[1].0;
+    assert!(
+        outputs[0]
+            .1
+            .contains("200 checked on SERVER: 197 found, 2 missing, 1 different"),
+        "{}",
+        outputs[0].1
+    );
+    assert!(outputs[0].1.contains("  line 8: ev_7 missing"), "{}", outputs[0].1);
+    assert_eq!(
+        outputs[3].0.trim(),
+        r#"{"checked":200,"found":199,"missing":0,"different":1}"#
+    );
+    assert!(
+        outputs[5]
+            .1
+            .contains("TASK0 delivered nothing to CLOSED with this API key"),
+        "{}",
+        outputs[5].1
+    );
+    assert_eq!(seen[1].2, 202, "200 sent, then the 2 lost ones again");
+}

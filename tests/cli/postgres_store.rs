@@ -446,16 +446,6 @@ fn postgres_refuses_what_is_not_ported_yet() {
     let url = format!("postgres://postgres:not-shown-pw@{}/{}", db.host_port(), db.name);
     let shown = format!("postgres://postgres:***@{}/{}", db.host_port(), db.name);
     let id = stdout_of(&on(&env, &url, &["create", file], 0)).trim().to_owned();
-    let out = on(&env, &url, &["verify", &id], 2);
-    assert_eq!(
-        stderr_of(&out),
-        format!(
-            "flexprice-import: verify: not yet supported on a PostgreSQL store (--db {shown}); use a SQLite \
-             path (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive`, `prune`, \
-             `export` and `catalog` work on PostgreSQL)\n"
-        )
-    );
-    assert_eq!(stdout_of(&out), "");
     // `run` works for every entity into the local store; what it cannot do there yet is
     // refused before a task is made, or (a task created with them) before it starts.
     let flexprice = stdout_of(&on(&env, &url, &["create", file, "--target", "flexprice"], 0))

@@ -25,7 +25,7 @@ use crate::store::backend::{self, Backend};
 use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
 use crate::store::TaskStore;
-use crate::task::{EntityType, Task, TaskStatus, TaskType};
+use crate::task::{Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
 const ERRORS_SHOWN: usize = 10;
@@ -175,7 +175,6 @@ pub fn create_for_file(
     task.metadata.dry_run = dry_run;
     targets::choose(&mut task, target)?;
     targets::notify(&mut task, notify)?;
-    refuse_unported(store, &task)?;
     store.tasks().create(&task)?;
     Ok(task)
 }
@@ -193,29 +192,6 @@ pub fn find_task(store: &dyn TaskStore, settings: &Settings, id: &str) -> Result
 /// A task id is `task_…`; a file of that name still wins, so any file can be imported.
 fn looks_like_task_id(input: &str) -> bool {
     input.starts_with("task_") && !Path::new(input).exists()
-}
-
-/// What a PostgreSQL store cannot run yet, refused (a usage error, exit 2) before a task is
-/// made or started: see `unported_reason`.
-fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
-    let (Backend::Postgres(pg), Some(what)) = (store.backend(), unported_reason(store, task)) else {
-        return Ok(());
-    };
-    Err(usage(format!(
-        "{what}: not yet supported on a PostgreSQL store (--db {}); use a SQLite path",
-        pg.url()
-    )))
-}
-
-/// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
-/// a dry run of other entities than events. The HTTP API refuses such tasks with this reason
-/// too.
-pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
-    let Backend::Postgres(_) = store.backend() else {
-        return None;
-    };
-    (task.metadata.dry_run && task.entity_type != EntityType::Events)
-        .then(|| format!("--dry-run of {} (only of events so far)", task.entity_type))
 }
 
 /// A run's target, for its store's transactions.
@@ -253,7 +229,6 @@ pub fn run_task(
     if let Some(notify) = request.notify {
         targets::notify(&mut task, notify)?;
     }
-    refuse_unported(store, &task)?;
     let options = targets::run_options(&task, request.batch_size, request.options.clone());
     let status = run_locked(store, &mut task, entity, settings, &options, request);
     // The lock file stays: removing it would let two processes lock two different files.

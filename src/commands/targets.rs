@@ -119,7 +119,15 @@ pub type PgTarget = Box<dyn for<'s> BatchTarget<PgBatch<'s>>>;
 pub fn open_pg(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<(&'static str, PgTarget), String> {
     let Some(config) = server(task, api, options)? else {
         let local = PgLocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
-        return Ok(("local", Box::new(local)));
+        // Keys name records of the server, which this store does not hold.
+        return Ok((
+            "local",
+            Box::new(if kind(task) == TargetKind::Local {
+                local
+            } else {
+                local.without_key_checks()
+            }),
+        ));
     };
     FlexPriceTarget::<PgRunLedger>::new(config, &task.tenant_id, task.entity_type, &task.id)
         .map(|t| ("flexprice", Box::new(t) as PgTarget))

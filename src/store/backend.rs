@@ -1,7 +1,6 @@
 //! One store trait over both backends: SQLite (`Store`, the embedded default) and PostgreSQL
 //! (`postgres::PgStore`, many hosts on one database). Commands that work on both take a
-//! `&dyn TaskStore`, every command does; what a run still cannot do on PostgreSQL is refused
-//! by `commands::run::unported_reason`.
+//! `&dyn TaskStore`, every command does.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};

@@ -17,7 +17,7 @@ use super::webhooks::{Attempt, Delivery};
 use super::{Store, TaskRepository};
 use crate::task::{Task, TaskStatus};
 
-/// What the commands ported to both backends (`create`, `list`, `inspect`, `errors`, `run`,
+/// What the commands (`create`, `list`, `inspect`, `errors`, `run`,
 /// `resume`, `worker`, `serve`, `archive`, `prune`), the queue and the webhook outbox need
 /// of a store.
 pub trait TaskStore {

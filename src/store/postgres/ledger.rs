@@ -19,6 +19,8 @@
 //!
 //! Inserts into `delivered_records` are `ON CONFLICT DO NOTHING`: a record keeps its first
 //! delivery; the runs never insert the same id at once, as each sends only what it claimed.
+//! The claims of chunks a run never settled (it failed, or was killed) stay until another run
+//! takes them over; a live run's lookups ignore them once its task's lock is free.
 
 use std::collections::HashMap;
 
@@ -64,8 +66,8 @@ impl PgRunLedger {
     /// The ledger of `task_id` at `target` if that task delivered anything there, without
     /// registering either (for `verify`, which only reads); a target recorded before keys
     /// (key_id '') is read as this key's when the key has none of its own, as `open` adopts it.
-    pub fn find(tx: &super::PgStore, target: &RemoteTarget, task_id: &str) -> Result<Option<PgRunLedger>> {
-        let row = tx
+    pub fn find(store: &super::PgStore, target: &RemoteTarget, task_id: &str) -> Result<Option<PgRunLedger>> {
+        let row = store
             .client()
             .query_opt(
                 "SELECT r.target_key, t.task_key FROM remote_targets r, ledger_tasks t WHERE r.url = $1 \

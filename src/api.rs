@@ -277,12 +277,6 @@ async fn create_task(
         "api",
     );
     let task = blocking(&api, move |store| {
-        // Not told with the store's URL: a tenant has no business knowing where it is.
-        if let Some(what) = crate::commands::run::unported_reason(store, &task) {
-            return Err(ApiError::bad_request(format!(
-                "{what}: not yet supported on this server's PostgreSQL store"
-            )));
-        }
         store.tasks().create(&task)?;
         Ok(task)
     })

@@ -36,8 +36,7 @@ Examples:
 Store:
   ~/.local/share/flexprice-import/store.db ($XDG_DATA_HOME), or --db PATH;
   --db postgres://user:password@host:5432/dbname for a PostgreSQL store
-  (create, list, inspect, errors, export, catalog, and run, resume and worker into
-  the local target so far).
+  (every command works on both).
   Each command's --help has its options and examples.";
 
 #[derive(Debug, Parser)]
@@ -59,9 +58,7 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The task store: a SQLite file, or a PostgreSQL database as
-    /// postgres://user:password@host:5432/dbname (create, list, inspect, errors, archive,
-    /// prune, serve, export, catalog, and run, resume and worker into the local target so far)
-    /// [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db
+    /// postgres://user:password@host:5432/dbname (every command works on both) [default: $XDG_DATA_HOME/flexprice-import/store.db, ~/.local/share/flexprice-import/store.db
     /// on Linux]
     #[arg(
         long,

@@ -51,11 +51,6 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     };
     let settings = Settings::resolve(&cli.global, json)?;
     store::busy::set_policy(settings.lock_timeout, !settings.output.quiet);
-    if settings.db.is_postgres() {
-        if let Some(name) = unported_on_postgres(&cli.command) {
-            return Err(store::backend::unported(name, &settings.db));
-        }
-    }
     let result = match &cli.command {
         Command::Create(args) => commands::create::run(args, &settings),
         Command::Run(args) => commands::run::run(args, &settings),
@@ -81,26 +76,4 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
             e
         }
     })
-}
-
-/// The commands not ported to a PostgreSQL store yet, by name; `None` for those that work on
-/// both backends. They are refused before they start (exit 2), never run half-way.
-fn unported_on_postgres(command: &Command) -> Option<&'static str> {
-    match command {
-        Command::Create(_)
-        | Command::List(_)
-        | Command::Inspect(_)
-        | Command::Errors(_)
-        | Command::Run(_)
-        | Command::Resume(_)
-        | Command::Worker(_)
-        | Command::Serve(_)
-        | Command::Archive(_)
-        | Command::Prune(_)
-        | Command::Export(_)
-        | Command::Catalog(_) => None,
-        Command::Verify(_) => Some("verify"),
-        // No store: these never reach the store's settings.
-        Command::Templates(_) | Command::Completions { .. } | Command::Man(_) => None,
-    }
 }

@@ -595,8 +595,9 @@ impl<T: ?Sized> Writer<'_, T> {
         if meta.first_repeated_header.is_none() {
             meta.first_repeated_header = chunk.skipped.first_repeated_header;
         }
-        for reject in chunk.rejects.iter().chain(&delivery.rejected) {
-            S::reject(tx, &task.id, reject)?;
+        let rejects: Vec<&RowError> = chunk.rejects.iter().chain(&delivery.rejected).collect();
+        S::reject_all(tx, &task.id, &rejects)?;
+        for reject in rejects {
             let meta = &mut task.metadata;
             match reject.kind {
                 ErrorKind::Validation => meta.validation_errors += 1,

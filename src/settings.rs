@@ -13,8 +13,8 @@ use crate::store::StoreLocation;
 pub struct Settings {
     /// Where the store is: a SQLite file or a PostgreSQL URL (shown without its password).
     pub db: StoreLocation,
-    /// The SQLite file, for the commands not ported to PostgreSQL; empty for a PostgreSQL
-    /// store, where `lib::run` refuses those commands before they start (`store::backend::unported`).
+    /// The SQLite file, for what only SQLite has (lock files, live figures); empty for a
+    /// PostgreSQL store.
     pub db_path: PathBuf,
     pub tenant_id: String,
     pub actor: String,

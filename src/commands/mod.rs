@@ -205,7 +205,7 @@ pub fn existing_store_for(settings: &Settings, task_id: &str) -> Result<crate::s
         .ok_or_else(|| usage(format!("no task {task_id}: {}", no_store(&settings.db_path))))
 }
 
-/// `existing_store_for` on either backend, for the commands ported to PostgreSQL.
+/// `existing_store_for` on either backend.
 pub fn existing_task_store_for(settings: &Settings, task_id: &str) -> Result<Box<dyn crate::store::TaskStore>> {
     crate::store::backend::open_existing(&settings.db)?
         .ok_or_else(|| usage(format!("no task {task_id}: {}", no_store_at(&settings.db))))

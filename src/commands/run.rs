@@ -25,8 +25,7 @@ use crate::store::backend::{self, Backend};
 use crate::store::checkpoints::Checkpoint;
 use crate::store::live::{self, ReadSoFar};
 use crate::store::TaskStore;
-use crate::target::local_pg::PgLocalTarget;
-use crate::task::{EntityType, Task, TaskStatus, TaskType};
+use crate::task::{Task, TaskStatus, TaskType};
 
 /// How many rejected rows the summary shows before pointing at `inspect`.
 const ERRORS_SHOWN: usize = 10;
@@ -176,7 +175,6 @@ pub fn create_for_file(
     task.metadata.dry_run = dry_run;
     targets::choose(&mut task, target)?;
     targets::notify(&mut task, notify)?;
-    refuse_unported(store, &task)?;
     store.tasks().create(&task)?;
     Ok(task)
 }
@@ -196,34 +194,10 @@ fn looks_like_task_id(input: &str) -> bool {
     input.starts_with("task_") && !Path::new(input).exists()
 }
 
-/// What a PostgreSQL store cannot run yet, refused (a usage error, exit 2) before a task is
-/// made or started: see `unported_reason`.
-fn refuse_unported(store: &dyn TaskStore, task: &Task) -> Result<()> {
-    let (Backend::Postgres(pg), Some(what)) = (store.backend(), unported_reason(store, task)) else {
-        return Ok(());
-    };
-    Err(usage(format!(
-        "{what}: not yet supported on a PostgreSQL store (--db {}); use a SQLite path",
-        pg.url()
-    )))
-}
-
-/// What of `task` a PostgreSQL store cannot run yet (`None`: it can, or the store is SQLite):
-/// a dry run of other entities than events, and the flexprice target (its ledger is SQLite's
-/// so far; a dry run of events bound for a server is checked here, and works). The HTTP API
-/// refuses such tasks with this reason too.
-pub fn unported_reason(store: &dyn TaskStore, task: &Task) -> Option<String> {
-    let Backend::Postgres(_) = store.backend() else {
-        return None;
-    };
-    if task.metadata.dry_run && task.entity_type != EntityType::Events {
-        Some(format!("--dry-run of {} (only of events so far)", task.entity_type))
-    } else if targets::kind(task) != crate::cli::TargetKind::Local && !task.metadata.dry_run {
-        // A dry run never contacts the server: it checks events against this store's.
-        Some("--target flexprice (only the local target so far)".to_string())
-    } else {
-        None
-    }
+/// A run's target, for its store's transactions.
+enum Opened {
+    Sqlite(Box<dyn crate::target::Target>),
+    Postgres(targets::PgTarget),
 }
 
 /// Runs one task to its end, holding its lock throughout.
@@ -255,7 +229,6 @@ pub fn run_task(
     if let Some(notify) = request.notify {
         targets::notify(&mut task, notify)?;
     }
-    refuse_unported(store, &task)?;
     let options = targets::run_options(&task, request.batch_size, request.options.clone());
     let status = run_locked(store, &mut task, entity, settings, &options, request);
     // The lock file stays: removing it would let two processes lock two different files.
@@ -376,29 +349,32 @@ fn run_locked(
     if let Some(method) = source.resumed_by {
         m.resumed_by = Some(method.as_str().into());
     }
-    let mut target = match store.backend() {
-        Backend::Sqlite(_) => match targets::open(task, request.api, options) {
-            Ok(target) => Some(target),
-            Err(reason) => {
-                fail_unstarted(store, task, settings, &reason)?;
-                return Err(anyhow!("task {} FAILED: {reason}", task.id));
-            }
-        },
-        // The local target, the only one ported (see `refuse_unported`).
-        Backend::Postgres(_) => None,
+    let opened = match store.backend() {
+        Backend::Sqlite(_) => targets::open(task, request.api, options).map(|t| (t.name(), Opened::Sqlite(t))),
+        Backend::Postgres(_) => {
+            targets::open_pg(task, request.api, options).map(|(name, t)| (name, Opened::Postgres(t)))
+        }
+    };
+    let (target_name, mut target) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => {
+            fail_unstarted(store, task, settings, &reason)?;
+            return Err(anyhow!("task {} FAILED: {reason}", task.id));
+        }
     };
     let pg_options;
     let options = match store.backend() {
-        Backend::Sqlite(_) => options,
-        Backend::Postgres(_) => {
+        // The local target's chunks on PostgreSQL are larger (see `local_pg::CHUNK_ROWS`); a
+        // server's are its requests, on either store.
+        Backend::Postgres(_) if targets::kind(task) == crate::cli::TargetKind::Local || task.metadata.dry_run => {
             pg_options = RunOptions {
                 chunk_rows: crate::target::local_pg::CHUNK_ROWS.min(options.batch_size),
                 ..options.clone()
             };
             &pg_options
         }
+        _ => options,
     };
-    let target_name = target.as_ref().map_or("local", |t| t.name());
     // A signal that came before the run began (a worker that claimed the task while another
     // thread was being stopped) leaves the task exactly as it was: not started again, not
     // counted as resumed.
@@ -461,15 +437,14 @@ fn run_locked(
             now: task.started_at,
         },
     };
-    let result = match (store.backend(), target.as_mut()) {
-        (Backend::Sqlite(sqlite), Some(target)) => {
+    let result = match (store.backend(), &mut target) {
+        (Backend::Sqlite(sqlite), Opened::Sqlite(target)) => {
             pipeline::import(sqlite, task, job, target.as_mut(), options, &mut observer)
         }
-        (Backend::Postgres(pg), _) => {
-            let mut target = PgLocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
-            pipeline::import(pg, task, job, &mut target, options, &mut observer)
+        (Backend::Postgres(pg), Opened::Postgres(target)) => {
+            pipeline::import(pg, task, job, target.as_mut(), options, &mut observer)
         }
-        (Backend::Sqlite(_), None) => unreachable!("a SQLite run opened its target above"),
+        _ => unreachable!("each store opened its own target above"),
     };
     drop(ticker);
     if let Ok(progress) = progress.lock() {

@@ -5,10 +5,14 @@ use anyhow::Result;
 use crate::cli::{ApiArgs, NotifyArgs, TargetArgs, TargetKind};
 use crate::exit::usage;
 use crate::pipeline::{self, RunOptions};
+use crate::store::postgres::batch::PgBatch;
+use crate::store::postgres::ledger::PgRunLedger;
+use crate::store::run_ledger::SqliteRunLedger;
 use crate::target::flexprice::client::{self, parse_url, ApiConfig};
 use crate::target::flexprice::{FlexPriceTarget, EVENTS_PER_REQUEST, PRICES_PER_REQUEST};
 use crate::target::local::LocalTarget;
-use crate::target::Target;
+use crate::target::local_pg::PgLocalTarget;
+use crate::target::{BatchTarget, Target};
 use crate::task::{EntityType, Task};
 
 /// Rows the flexprice target settles between two commits of the task's progress (each commit
@@ -91,7 +95,7 @@ fn request_size(entity: EntityType, asked: Option<usize>) -> usize {
 
 /// Opens the task's target. An error is the reason the task fails before any row.
 pub fn open(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<Box<dyn Target>, String> {
-    if kind(task) == TargetKind::Local || task.metadata.dry_run {
+    let Some(config) = server(task, api, options)? else {
         // A dry run never contacts a server: it checks rows, and duplicates in this store.
         let local = LocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
         // Keys name records of the server, which this store does not hold.
@@ -100,6 +104,41 @@ pub fn open(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<Box<dyn 
         } else {
             local.without_key_checks()
         }));
+    };
+    FlexPriceTarget::<SqliteRunLedger>::new(config, &task.tenant_id, task.entity_type, &task.id)
+        .map(|t| Box::new(t) as Box<dyn Target>)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A target of a run on a PostgreSQL store.
+pub type PgTarget = Box<dyn for<'s> BatchTarget<PgBatch<'s>>>;
+
+/// Opens the task's target on a PostgreSQL store, with its name as the task records it: the
+/// local target's tables there, or a server with the ledger there. A dry run checks against
+/// the store, as on SQLite. An error is the reason the task fails before any row.
+pub fn open_pg(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<(&'static str, PgTarget), String> {
+    let Some(config) = server(task, api, options)? else {
+        let local = PgLocalTarget::new(&task.tenant_id, &task.id, task.metadata.dry_run);
+        // Keys name records of the server, which this store does not hold.
+        return Ok((
+            "local",
+            Box::new(if kind(task) == TargetKind::Local {
+                local
+            } else {
+                local.without_key_checks()
+            }),
+        ));
+    };
+    FlexPriceTarget::<PgRunLedger>::new(config, &task.tenant_id, task.entity_type, &task.id)
+        .map(|t| ("flexprice", Box::new(t) as PgTarget))
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The server a task's records go to (`None`: the local target, or a dry run, which never
+/// contacts a server). An error: no URL or no key to send with.
+fn server(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<Option<ApiConfig>, String> {
+    if kind(task) == TargetKind::Local || task.metadata.dry_run {
+        return Ok(None);
     }
     let Some(url) = task.metadata.api_url.as_deref() else {
         return Err("no FlexPrice server to send to: pass --api-url URL or set FLEXPRICE_API_URL".into());
@@ -111,7 +150,7 @@ pub fn open(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<Box<dyn 
             "no API key for the FlexPrice server at {shown}: pass --api-key KEY or set FLEXPRICE_API_KEY"
         ));
     };
-    let config = ApiConfig {
+    Ok(Some(ApiConfig {
         url,
         key,
         environment_id: task.metadata.environment_id.clone(),
@@ -119,8 +158,5 @@ pub fn open(task: &Task, api: &ApiArgs, options: &RunOptions) -> Result<Box<dyn 
         max_retries: api.max_retries,
         timeout: api.request_timeout,
         batch_size: options.request_size.unwrap_or(EVENTS_PER_REQUEST),
-    };
-    FlexPriceTarget::new(config, &task.tenant_id, task.entity_type, &task.id)
-        .map(|t| Box::new(t) as Box<dyn Target>)
-        .map_err(|e| format!("{e:#}"))
+    }))
 }

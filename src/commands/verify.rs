@@ -16,12 +16,15 @@ use crate::output::rejects::{write_file, RejectWriter};
 use crate::pipeline::Job;
 use crate::settings::Settings;
 use crate::source::{self, SourceSpec};
+use crate::store::backend::Backend;
 use crate::store::ledger::{self, Ledger, RemoteTarget};
+use crate::store::postgres::ledger::PgRunLedger;
 use crate::store::verify::{ExpectedTable, State};
-use crate::store::TaskErrorRow;
+use crate::store::{TaskErrorRow, TaskStore};
 use crate::target::flexprice::client::{self, parse_url, Api, ApiConfig};
 use crate::target::flexprice::EVENTS_PER_REQUEST;
 use crate::task::{EntityType, Task, TaskStatus};
+use crate::verify::Delivered;
 
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
@@ -36,8 +39,9 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     if let Some(path) = &args.output {
         crate::output::rejects::check_folder(path).map_err(usage)?;
     }
-    let store = super::existing_store_for(settings, &args.task_id)?;
-    let task = find_task(&store, settings, &args.task_id)?;
+    let store = super::existing_task_store_for(settings, &args.task_id)?;
+    let store = store.as_ref();
+    let task = find_task(store, settings, &args.task_id)?;
     if targets::kind(&task) != TargetKind::Flexprice || task.metadata.dry_run {
         return Err(usage(format!(
             "task {} did not send to a FlexPrice server: `verify` reads back what a task of \
@@ -59,29 +63,36 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     if !remote.environment_id.is_empty() && runtime.block_on(api.key_is_bound()) {
         remote.environment_id.clear();
     }
-    let table = ExpectedTable::create(store.conn())?;
-    let checked = match Ledger::find(store.conn(), &remote, &task.id)? {
-        Some(ledger) => {
-            let job = job_of(&task)?;
-            warn_if_unlike_the_run(&store, &task, job.fingerprint)?;
-            crate::verify::collect(store.conn(), ledger, job, &table, &runtime, &api)?
-        }
-        None => {
-            // Never run against this server with this key: nothing to prove, and a summary of
-            // 0 checked would read as a proof.
-            let environment = if remote.environment_id.is_empty() {
-                String::new()
-            } else {
-                format!(" in environment {}", remote.environment_id)
-            };
-            return Err(anyhow!(
-                "task {} delivered nothing to {}{environment} with this API key: verify with the \
-                 server, key and environment it ran with",
-                task.id,
-                remote.url
-            ));
+    // The list of what the task delivered is a temporary table of SQLite's connection; on
+    // PostgreSQL, of a private temporary SQLite file of this process (it is nobody else's).
+    let scratch;
+    let conn = match store.backend() {
+        Backend::Sqlite(sqlite) => sqlite.conn(),
+        Backend::Postgres(_) => {
+            scratch = crate::store::verify::scratch()?;
+            &scratch
         }
     };
+    let table = ExpectedTable::create(conn)?;
+    let mut lookup: Box<Delivered<'_>> = match store.backend() {
+        Backend::Sqlite(sqlite) => match Ledger::find(sqlite.conn(), &remote, &task.id)? {
+            Some(ledger) => {
+                let mut known = ledger::LedgerKeys::default();
+                Box::new(move |keys: &[[u8; 16]]| ledger.lookup_many(sqlite.conn(), &mut known, keys))
+            }
+            None => return Err(delivered_nothing(&task, &remote)),
+        },
+        Backend::Postgres(pg) => match PgRunLedger::find(pg, &remote, &task.id)? {
+            Some(ledger) => Box::new(move |keys: &[[u8; 16]]| ledger.delivered(pg, keys)),
+            None => return Err(delivered_nothing(&task, &remote)),
+        },
+    };
+    let checked = {
+        let job = job_of(&task)?;
+        warn_if_unlike_the_run(store, &task, job.fingerprint)?;
+        crate::verify::collect(&mut *lookup, job, &table, &runtime, &api)?
+    };
+    drop(lookup);
     // Reads back the records in `states`, `total` of them, with a progress bar.
     let read_back = |states: &[State], total: u64| -> Result<()> {
         let mut progress = RowsProgress::start(settings.output.progress_bar, total, "records checked");
@@ -160,6 +171,22 @@ pub fn run(args: &VerifyArgs, settings: &Settings) -> Result<ExitStatus> {
     } else {
         ExitStatus::RowsRejected
     })
+}
+
+/// The error of a task that never ran against this server with this key: nothing to prove,
+/// and a summary of 0 checked would read as a proof.
+fn delivered_nothing(task: &Task, remote: &RemoteTarget) -> anyhow::Error {
+    let environment = if remote.environment_id.is_empty() {
+        String::new()
+    } else {
+        format!(" in environment {}", remote.environment_id)
+    };
+    anyhow!(
+        "task {} delivered nothing to {}{environment} with this API key: verify with the \
+         server, key and environment it ran with",
+        task.id,
+        remote.url
+    )
 }
 
 /// One record of `entity`, as messages name it.
@@ -245,8 +272,8 @@ fn api_config(args: &VerifyArgs, task: &Task) -> Result<ApiConfig> {
 /// then compared with the file as it is now, and an edited row reads as "different"), or the
 /// task is not COMPLETED (only the records delivered so far are in the ledger). Printed even
 /// with `--quiet`: it qualifies the proof.
-fn warn_if_unlike_the_run(store: &crate::store::Store, task: &Task, now: Option<(u64, i64)>) -> Result<()> {
-    let kept = crate::store::checkpoints::load(store.conn(), &task.id)?.and_then(|c| c.source);
+fn warn_if_unlike_the_run(store: &dyn TaskStore, task: &Task, now: Option<(u64, i64)>) -> Result<()> {
+    let kept = store.checkpoint(&task.id)?.and_then(|c| c.source);
     if let (Some((size, mtime)), Some((now_size, now_mtime))) = (kept, now) {
         if (size, mtime) != (now_size, now_mtime) {
             eprintln!(

@@ -1,7 +1,6 @@
 //! One store trait over both backends: SQLite (`Store`, the embedded default) and PostgreSQL
 //! (`postgres::PgStore`, many hosts on one database). Commands that work on both take a
-//! `&dyn TaskStore`; what is not ported to PostgreSQL yet still takes the SQLite `Store`
-//! (see `unported` for the message those commands give on PostgreSQL).
+//! `&dyn TaskStore`, every command does.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -18,7 +17,7 @@ use super::webhooks::{Attempt, Delivery};
 use super::{Store, TaskRepository};
 use crate::task::{Task, TaskStatus};
 
-/// What the commands ported to both backends (`create`, `list`, `inspect`, `errors`, `run`,
+/// What the commands (`create`, `list`, `inspect`, `errors`, `run`,
 /// `resume`, `worker`, `serve`, `archive`, `prune`), the queue and the webhook outbox need
 /// of a store.
 pub trait TaskStore {
@@ -171,16 +170,6 @@ pub fn health(location: &StoreLocation) -> Result<super::Health> {
         StoreLocation::Sqlite(path) => super::health(path),
         StoreLocation::Postgres(url) => super::postgres::health(url),
     }
-}
-
-/// The message of a command or path not ported to PostgreSQL yet (a usage error, exit 2):
-/// `what` is the command (`run`, `worker`, …).
-pub fn unported(what: &str, location: &StoreLocation) -> anyhow::Error {
-    crate::exit::usage(format!(
-        "{what}: not yet supported on a PostgreSQL store (--db {location}); use a SQLite path \
-         (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive`, `prune`, \
-         `export` and `catalog` work on PostgreSQL)"
-    ))
 }
 
 #[cfg(test)]

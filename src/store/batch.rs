@@ -24,6 +24,14 @@ pub trait BatchStore<'s> {
     fn begin(&'s self) -> Result<Self::Tx>;
     /// Records a rejected row of `task_id` in the batch.
     fn reject(tx: &mut Self::Tx, task_id: &str, reject: &RowError) -> Result<()>;
+    /// Records a chunk's rejected rows of `task_id` in the batch, in their order: `reject`
+    /// each (SQLite's prepared INSERT), unless the backend writes them at once.
+    fn reject_all(tx: &mut Self::Tx, task_id: &str, rejects: &[&RowError]) -> Result<()> {
+        for reject in rejects {
+            Self::reject(tx, task_id, reject)?;
+        }
+        Ok(())
+    }
     /// Writes the task's counters and metadata, the `task.progress` webhook when
     /// `progress_hook`, the checkpoint when there is one, and commits.
     fn commit(tx: Self::Tx, task: &Task, end: BatchEnd<'_>) -> Result<()>;

@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod queue;
 mod recent_keys;
 pub mod rows;
+pub mod run_ledger;
 pub mod task_errors;
 pub mod tasks;
 #[cfg(test)]

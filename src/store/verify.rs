@@ -5,6 +5,13 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
+/// A private temporary SQLite database on disk (removed when closed), for `verify`'s table
+/// when the store is PostgreSQL: the list is this process's alone, and on disk memory stays
+/// flat whatever the task's size, as on SQLite.
+pub fn scratch() -> Result<Connection> {
+    Connection::open("").context("opening verify's temporary database")
+}
+
 /// What became of one expected record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

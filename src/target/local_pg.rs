@@ -31,8 +31,11 @@ pub struct PgLocalTarget {
     /// The tenant's and the task's keys in `event_rows`, once registered.
     keys: Option<(Tenant, i64)>,
     /// A dry run: events are checked, not stored (`Some(started)`: whether this run's session
-    /// is ready for it, see `dry_run::start`).
+    /// is ready for it, see `dry_run::start`); rows are stored and undone (`rows::dry_run`).
     dry_run: Option<bool>,
+    /// Whether a dry run resolves the keys rows name against this store (not for a task bound
+    /// for a server, whose records live there).
+    check_keys: bool,
     /// Whether the next chunk of events looks its ids up first (see `events::insert`).
     lookups: events::Lookups,
     /// The tenant's key in the rows' tables, once registered.
@@ -52,6 +55,7 @@ impl PgLocalTarget {
             task_id: task_id.to_owned(),
             keys: None,
             dry_run: dry_run.then_some(false),
+            check_keys: true,
             lookups: events::Lookups::default(),
             tenant: None,
             prepared: RefCell::new(Prepared::new()),
@@ -101,6 +105,13 @@ fn nul_field(e: &Event) -> Option<&'static str> {
 }
 
 impl PgLocalTarget {
+    /// For a dry run of a task bound for a server: rows naming records by key are checked by
+    /// their own rules only, as `LocalTarget::without_key_checks` does on SQLite.
+    pub fn without_key_checks(mut self) -> Self {
+        self.check_keys = false;
+        self
+    }
+
     /// A chunk of a table entity's rows (a task's chunks are all of its one entity).
     fn submit_rows(&mut self, store: &PgStore, records: Vec<ValidRecord>, delivery: &mut Delivery) -> Result<()> {
         let mut batch = Vec::with_capacity(records.len());
@@ -114,6 +125,18 @@ impl PgLocalTarget {
                 },
                 ValidRecord::Event(_) => anyhow::bail!("a chunk holds events and rows"),
             }
+        }
+        if self.dry_run.is_some() {
+            let puts = pg_rows::dry_run(
+                store,
+                &self.prepared,
+                &self.tenant_id,
+                &self.task_id,
+                &batch,
+                self.check_keys,
+            )?;
+            account_rows(puts, delivery);
+            return Ok(());
         }
         // The tenant's lock first: registering the tenant writes too.
         pg_rows::lock_tenant(store, &self.tenant_id)?;
@@ -138,9 +161,6 @@ impl<'s> BatchTarget<PgBatch<'s>> for PgLocalTarget {
     fn submit(&mut self, tx: &mut PgBatch<'s>, records: Vec<ValidRecord>) -> Result<()> {
         let mut delivery = Delivery::default();
         if records.iter().any(|r| matches!(r, ValidRecord::Row(_))) {
-            // Refused before the run starts (`commands::run::unported_reason`): never store
-            // the rows of a dry run.
-            anyhow::ensure!(self.dry_run.is_none(), "a dry run of rows on a PostgreSQL store");
             self.submit_rows(tx.store(), records, &mut delivery)?;
             self.done.push(delivery);
             return Ok(());

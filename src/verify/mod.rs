@@ -17,7 +17,7 @@ use anyhow::Result;
 use crate::entity::ValidRecord;
 use crate::output::progress::RowsProgress;
 use crate::pipeline::{self, Job};
-use crate::store::ledger::{self, Ledger};
+use crate::store::ledger::{self, DeliveredBy};
 use crate::store::verify::{Expected, ExpectedTable, State};
 use crate::target::flexprice::client::Api;
 use crate::target::flexprice::send::{self, Fate, Item, Upserted};
@@ -29,14 +29,17 @@ use crate::task::EntityType;
 /// results of the last round are written.
 const WINDOWS_PER_PERMIT: usize = 4;
 
-/// Fills `table` with the records of `job`'s input that `ledger` says this task delivered
-/// (its own id at its own line). Returns how many. A row naming records by key (a price's
+/// Who delivered each of a chunk's ledger keys (`ledger::key`), in their order.
+pub type Delivered<'a> = dyn FnMut(&[[u8; 16]]) -> Result<Vec<Option<DeliveredBy>>> + 'a;
+
+/// Fills `table` with the records of `job`'s input that the ledger says this task delivered
+/// (its own id at its own line; `lookup` answers who delivered each key of a chunk, in their
+/// order, from either store's ledger). Returns how many. A row naming records by key (a price's
 /// `entity_key`, an entitlement's `feature_key`, …) gets the ids those keys name on the server
 /// now, through the target's own resolver, so that it is found and compared as it was sent; a
 /// key that names nothing any more leaves the row as read (checked by its own key, if any).
 pub fn collect(
-    conn: &rusqlite::Connection,
-    ledger: Ledger,
+    lookup: &mut Delivered<'_>,
     job: Job,
     table: &ExpectedTable<'_>,
     runtime: &tokio::runtime::Runtime,
@@ -45,17 +48,17 @@ pub fn collect(
     let job_entity = job.entity.entity_type();
     let mut total = 0u64;
     let resolver = resolve::Resolver::default();
-    let mut keys = ledger::LedgerKeys::default();
     pipeline::read_valid(job, |records| {
         let mut expected = Vec::with_capacity(records.len());
-        let record_keys: Vec<[u8; 16]> = records
+        // Looked up a chunk at a time (one round trip per chunk on PostgreSQL).
+        let keys: Vec<[u8; 16]> = records
             .iter()
             .map(|record| match record {
                 ValidRecord::Event(e) => ledger::key(&e.event_id),
                 ValidRecord::Row(r) => ledger::key(&row_id(r)),
             })
             .collect();
-        let delivered = ledger.lookup_many(conn, &mut keys, &record_keys)?;
+        let delivered = lookup(&keys)?;
         for (record, by) in records.into_iter().zip(delivered) {
             let Some(by) = by else {
                 continue;

@@ -23,6 +23,7 @@ mod locks;
 mod messages;
 mod postgres_dry_run;
 mod postgres_entities;
+mod postgres_flexprice;
 mod postgres_housekeeping;
 mod postgres_runs;
 mod postgres_serve;

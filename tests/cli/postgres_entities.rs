@@ -25,7 +25,7 @@ pub const TABLES: [&str; 7] = [
 
 /// One stored row: every column of SQLite's table but the times of the write, each cell as
 /// text (`None`: NULL), the task that wrote it as its run's number.
-type StoredRow = Vec<Option<String>>;
+pub type StoredRow = Vec<Option<String>>;
 
 /// The columns both stores' `table` has (SQLite's, in its order), but `created_at` and
 /// `updated_at`, which differ between any two runs.

@@ -1,7 +1,6 @@
 //! The PostgreSQL store end to end (issue 15): `create`, `list`, `inspect`, `errors`, and
 //! `run`/`resume` of events into the local store on `--db postgres://…`, the same answers
-//! and the same stored rows as on SQLite; every other command refused with exit 2, and the
-//! password never printed.
+//! and the same stored rows as on SQLite, and the password never printed.
 //!
 //! Each test makes its own database on the cluster FLEXPRICE_IMPORT_TEST_PG names
 //! (tests/pg-cluster.sh starts one; .ci/run does). Without the variable these tests fail,
@@ -432,91 +431,6 @@ fn postgres_reads_a_task_back_exactly_as_sqlite_does() {
         rejects.contains("evt_r01,api_request,cust_2"),
         "the conflict: {rejects}"
     );
-}
-
-/// Every command not ported to PostgreSQL stops before it starts, with exit 2, a message
-/// naming it and the store (its password hidden), and nothing written anywhere.
-#[test]
-fn postgres_refuses_what_is_not_ported_yet() {
-    let Some(db) = PgDb::create() else { return };
-    let env = Env::new();
-    let file = fixture("events.csv");
-    let file = file.to_str().unwrap();
-    // A URL with a password, to see it hidden in the message.
-    let url = format!("postgres://postgres:not-shown-pw@{}/{}", db.host_port(), db.name);
-    let shown = format!("postgres://postgres:***@{}/{}", db.host_port(), db.name);
-    let id = stdout_of(&on(&env, &url, &["create", file], 0)).trim().to_owned();
-    let out = on(&env, &url, &["verify", &id], 2);
-    assert_eq!(
-        stderr_of(&out),
-        format!(
-            "flexprice-import: verify: not yet supported on a PostgreSQL store (--db {shown}); use a SQLite \
-             path (`create`, `run`, `resume`, `worker`, `serve`, `list`, `inspect`, `errors`, `archive`, `prune`, \
-             `export` and `catalog` work on PostgreSQL)\n"
-        )
-    );
-    assert_eq!(stdout_of(&out), "");
-    // `run` works for every entity into the local store; what it cannot do there yet is
-    // refused before a task is made, or (a task created with them) before it starts.
-    let flexprice = stdout_of(&on(&env, &url, &["create", file, "--target", "flexprice"], 0))
-        .trim()
-        .to_owned();
-    let prices = fixture("prices.csv").to_str().unwrap().to_owned();
-    for (what, args) in [
-        (
-            "--target flexprice (only the local target so far)",
-            vec!["run", file, "--target", "flexprice", "--api-url", "http://127.0.0.1:1"],
-        ),
-        (
-            "--target flexprice (only the local target so far)",
-            vec!["run", &flexprice],
-        ),
-        (
-            "--dry-run of PRICES (only of events so far)",
-            vec!["run", &prices, "--dry-run"],
-        ),
-    ] {
-        let out = on(&env, &url, &args, 2);
-        // After the note of the entity a file's name gave, if any.
-        let stderr = stderr_of(&out);
-        assert_eq!(
-            stderr.lines().filter(|l| !l.starts_with("entity ")).collect::<Vec<_>>(),
-            [format!(
-                "flexprice-import: {what}: not yet supported on a PostgreSQL store (--db {shown}); use a SQLite path"
-            )],
-            "{args:?}"
-        );
-        assert_eq!(stdout_of(&out), "", "{args:?}");
-    }
-    // Nothing changed: the two tasks, still PENDING, and nothing but them in the database.
-    let mut client = db.client();
-    let rows = client
-        .query("SELECT id, task_status, status FROM tasks ORDER BY id", &[])
-        .unwrap();
-    let rows: Vec<(String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-    let pending = |id: &str| (id.to_owned(), "PENDING".to_owned(), "published".to_owned());
-    assert_eq!(rows, [pending(&id), pending(&flexprice)]);
-    for table in [
-        "task_errors",
-        "task_checkpoints",
-        "task_leases",
-        "webhook_deliveries",
-        "event_rows",
-    ] {
-        let n: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .unwrap()
-            .get(0);
-        assert_eq!(n, 0, "{table}");
-    }
-    // No SQLite store or lock folder was made beside it (the test's folder holds only what
-    // the commands were given).
-    let mut made: Vec<String> = std::fs::read_dir(env.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    made.sort();
-    assert_eq!(made, Vec::<String>::new());
 }
 
 /// The password is never printed: not by a refused password (the cluster asks

@@ -63,6 +63,11 @@ impl<'s> BatchStore<'s> for PgStore {
         PgTaskErrors::new(tx.store).insert(task_id, reject)
     }
 
+    /// One `COPY` per chunk (see `PgTaskErrors::insert_all`).
+    fn reject_all(tx: &mut PgBatch<'s>, task_id: &str, rejects: &[&RowError]) -> Result<()> {
+        PgTaskErrors::new(tx.store).insert_all(task_id, rejects)
+    }
+
     fn commit(tx: PgBatch<'s>, task: &Task, end: BatchEnd<'_>) -> Result<()> {
         PgTaskRepository::new(tx.store).update_progress(&task.id, end.progress, &task.metadata, end.now)?;
         if end.progress_hook {

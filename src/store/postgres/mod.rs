@@ -15,6 +15,7 @@ mod connect;
 pub mod dry_run;
 pub mod events;
 pub mod export;
+pub mod ledger;
 pub mod locks;
 pub mod migrations;
 mod queue;

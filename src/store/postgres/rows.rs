@@ -36,6 +36,46 @@ pub fn lock_tenant(store: &PgStore, tenant_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A dry run of a batch of a tenant's rows: each row goes through `store::rows`' rules as a
+/// run would store it (so the outcome, created, updated or skipped, is the run's), inside a
+/// savepoint rolled back at once, the tenant's registration included: nothing of it stays
+/// (identity sequences excepted, which no row shows). Without `check_keys` (a task bound for a
+/// server) a row naming records by key is not resolved here, as on SQLite. Takes the tenant's
+/// rows lock first, as a run does, so that its writes never wait on another run's.
+pub fn dry_run<'r>(
+    store: &PgStore,
+    prepared: &RefCell<Prepared>,
+    tenant_id: &str,
+    task_id: &str,
+    batch: &'r [crate::entity::ValidRecord],
+    check_keys: bool,
+) -> Result<Vec<(&'r crate::entity::table::Row, crate::store::rows::Put)>> {
+    lock_tenant(store, tenant_id)?;
+    store
+        .client()
+        .batch_execute("SAVEPOINT dry_run_tenant")
+        .context("starting a dry run of rows")?;
+    let tried = (|| {
+        let tenant = crate::store::events::Tenant {
+            key: super::events::tenant_key(&mut store.client(), tenant_id)?,
+            id: tenant_id.to_owned(),
+        };
+        crate::store::rows::put_all(
+            &PgRows::new(store, prepared),
+            &tenant,
+            task_id,
+            batch,
+            false,
+            check_keys,
+        )
+    })();
+    store
+        .client()
+        .batch_execute("ROLLBACK TO dry_run_tenant; RELEASE dry_run_tenant")
+        .context("undoing a dry run of rows")?;
+    tried
+}
+
 /// A store's connection as `store::rows` uses it, with each statement prepared once per
 /// run (rows go one statement at a time: a parse each would double the round trips).
 pub struct PgRows<'s> {

@@ -5,7 +5,9 @@
 //! moves past rows whose fate is known. Before a record is sent it is looked up in the
 //! store's delivery ledger (and among the records in flight): one the server already has is
 //! a duplicate and is not sent. What the server accepts is written to the ledger in the
-//! transaction that commits the task's progress.
+//! transaction that commits the task's progress. The ledger is either store's
+//! (`store::run_ledger::RunLedger`): the target is a `Target` on SQLite and a `BatchTarget` on
+//! PostgreSQL, the same code over either transaction.
 
 pub mod body;
 pub mod client;
@@ -21,11 +23,14 @@ use tokio::task::JoinHandle;
 
 use self::client::{Api, ApiConfig};
 use self::send::{Fate, Item, Upserted};
-use super::{Delivery, RequestStats, Target, TargetFailed};
+use super::{BatchTarget, Delivery, RequestStats, Target, TargetFailed};
 use crate::entity::events;
 use crate::entity::ValidRecord;
 use crate::row_error::{ErrorKind, RowError};
-use crate::store::ledger::{self, ContentKey, DeliveredBy, Differs, Ledger, RemoteTarget};
+use crate::store::ledger::{self, ContentKey, DeliveredBy, Differs, RemoteTarget};
+use crate::store::postgres::batch::PgBatch;
+use crate::store::postgres::ledger::PgRunLedger;
+use crate::store::run_ledger::{Claim, Found, RunLedger, SqliteRunLedger};
 use crate::task::EntityType;
 
 /// Prices per bulk request: FlexPrice's limit.
@@ -33,15 +38,16 @@ pub const PRICES_PER_REQUEST: usize = 100;
 /// Events per bulk request: FlexPrice's limit, and the default `--batch-size`.
 pub const EVENTS_PER_REQUEST: usize = 1000;
 
-pub struct FlexPriceTarget {
+/// The target over the ledger `L`: `SqliteRunLedger` (a `Target`) or `PgRunLedger` (a
+/// `BatchTarget<PgBatch>`).
+pub struct FlexPriceTarget<L = SqliteRunLedger> {
     runtime: tokio::runtime::Runtime,
     api: Arc<Api>,
     /// Keys resolved to the server's ids, once per key per run.
     resolver: Arc<resolve::Resolver>,
     remote: RemoteTarget,
-    ledger: Option<Ledger>,
-    /// What this run knows of the ledger's ids (those not merged yet, a filter of the rest).
-    ledger_keys: ledger::LedgerKeys,
+    /// The store's ledger, opened at the first chunk.
+    ledger: Option<L>,
     entity: EntityType,
     task_id: String,
     /// Chunks submitted and not yet settled, oldest first.
@@ -66,6 +72,8 @@ struct Flight {
     /// The records sent, shared with the task sending them, for comparing repeats.
     records: Arc<Vec<ValidRecord>>,
     items: Vec<Meta>,
+    /// The ledger keys of `items`, whose claims are let go of when the chunk settles.
+    keys: Vec<[u8; 16]>,
     state: FlightState,
 }
 
@@ -102,14 +110,17 @@ struct Meta {
     content: Option<ContentKey>,
 }
 
+/// What triage makes of a chunk: settled already, to send, what is kept of each sent.
+type Triaged = (Delivery, Vec<ValidRecord>, Vec<Meta>, Vec<[u8; 16]>);
+
 /// Why a record is not sent: its id was sent before, with the same content or not.
 enum Seen {
     Resend(String),
     Conflict { difference: String, whence: String },
 }
 
-impl FlexPriceTarget {
-    pub fn new(config: ApiConfig, tenant_id: &str, entity: EntityType, task_id: &str) -> Result<FlexPriceTarget> {
+impl<L> FlexPriceTarget<L> {
+    pub fn new(config: ApiConfig, tenant_id: &str, entity: EntityType, task_id: &str) -> Result<FlexPriceTarget<L>> {
         let runtime = client::runtime()?;
         let remote = RemoteTarget {
             url: client::display(&config.url),
@@ -132,7 +143,6 @@ impl FlexPriceTarget {
             resolver: Arc::default(),
             remote,
             ledger: None,
-            ledger_keys: ledger::LedgerKeys::default(),
             entity,
             task_id: task_id.to_owned(),
             flights: VecDeque::new(),
@@ -143,27 +153,27 @@ impl FlexPriceTarget {
         })
     }
 
-    fn ledger(&mut self, tx: &Transaction<'_>) -> Result<Ledger> {
-        if let Some(ledger) = self.ledger {
-            return Ok(ledger);
+    fn ledger<Tx>(&mut self, tx: &Tx) -> Result<&mut L>
+    where
+        L: RunLedger<Tx>,
+    {
+        if let Some(ledger) = self.ledger.take() {
+            return Ok(self.ledger.insert(ledger));
         }
         // With a key stored in FlexPrice the header is ignored: the same key with another
         // --environment-id reaches the same records, which must not be sent twice.
         if !self.remote.environment_id.is_empty() && self.runtime.block_on(self.api.key_is_bound()) {
             self.remote.environment_id.clear();
         }
-        let ledger = Ledger::open(tx, &self.remote, &self.task_id)?;
-        self.ledger = Some(ledger);
-        Ok(ledger)
+        let ledger = L::open(tx, &self.remote, &self.task_id)?;
+        Ok(self.ledger.insert(ledger))
     }
 
     /// Sorts a chunk's records into those to send and those settled already.
-    fn triage(
-        &mut self,
-        tx: &Transaction<'_>,
-        records: Vec<ValidRecord>,
-    ) -> Result<(Delivery, Vec<ValidRecord>, Vec<Meta>)> {
-        let ledger = self.ledger(tx)?;
+    fn triage<Tx>(&mut self, tx: &Tx, records: Vec<ValidRecord>) -> Result<Triaged>
+    where
+        L: RunLedger<Tx>,
+    {
         let chunk = self.next_chunk;
         let mut known = Delivery::default();
         let keyed: Vec<(String, ValidRecord)> = records
@@ -179,10 +189,11 @@ impl FlexPriceTarget {
         // Looked up in key order, each index page is read once per chunk instead of once per
         // record; the records keep their file order.
         let keys: Vec<[u8; 16]> = keyed.iter().map(|(id, _)| ledger::key(id)).collect();
-        let delivered_before = ledger.lookup_many(tx, &mut self.ledger_keys, &keys)?;
+        let delivered_before = self.ledger(tx)?.lookup_many(tx, &keys)?;
         let mut send: Vec<ValidRecord> = Vec::with_capacity(keyed.len());
         let mut metas = Vec::with_capacity(keyed.len());
-        for ((id, record), before) in keyed.into_iter().zip(delivered_before) {
+        let mut claims = Vec::with_capacity(keyed.len());
+        for (((id, record), before), key) in keyed.into_iter().zip(delivered_before).zip(keys) {
             let (line, element_line) = record.position();
             // Refused here, by its own line, rather than failing a whole request opaquely.
             if let ValidRecord::Event(e) = &record {
@@ -208,11 +219,11 @@ impl FlexPriceTarget {
             };
             let seen = match before {
                 // This task delivered it in an earlier run: it counts, and is not sent again.
-                Some(by) if by.this_task && by.source_line == line => {
+                Some(Found { by, sending: false }) if by.this_task && by.source_line == line => {
                     known.delivered += 1;
                     continue;
                 }
-                Some(by) => Some(self.seen_by_server(&by, &record, content.as_ref())),
+                Some(found) => Some(self.seen_by_server(&found, &record, content.as_ref())),
                 None => self.seen_in_flight(&id, &record, chunk, &send),
             };
             if let Some(seen) = seen {
@@ -241,6 +252,7 @@ impl FlexPriceTarget {
                 continue;
             }
             self.in_flight.insert(id.clone(), (chunk, send.len()));
+            claims.push(Claim { key, line, content });
             metas.push(Meta {
                 id,
                 line,
@@ -249,17 +261,26 @@ impl FlexPriceTarget {
             });
             send.push(record);
         }
-        Ok((known, send, metas))
+        self.ledger(tx)?.claim(tx, &claims)?;
+        Ok((known, send, metas, claims.into_iter().map(|c| c.key).collect()))
     }
 
-    /// A record the ledger says the server has: a resend, or a conflict. The ledger keeps a
-    /// hash of the content, not the content, so the reason says which part differs and shows
-    /// only this row's value.
-    fn seen_by_server(&self, by: &DeliveredBy, record: &ValidRecord, content: Option<&ContentKey>) -> Seen {
-        let whence = format!(
-            "{} already has it (delivered by {}, line {})",
-            self.remote.url, by.task_id, by.source_line
-        );
+    /// A record the ledger says the server has, or another run is sending to it: a resend,
+    /// or a conflict. The ledger keeps a hash of the content, not the content, so the reason
+    /// says which part differs and shows only this row's value.
+    fn seen_by_server(&self, found: &Found, record: &ValidRecord, content: Option<&ContentKey>) -> Seen {
+        let by: &DeliveredBy = &found.by;
+        let whence = if found.sending {
+            format!(
+                "another run is sending it to {} (task {}, line {})",
+                self.remote.url, by.task_id, by.source_line
+            )
+        } else {
+            format!(
+                "{} already has it (delivered by {}, line {})",
+                self.remote.url, by.task_id, by.source_line
+            )
+        };
         let (Some(stored), Some(here), ValidRecord::Event(e)) = (&by.content, content, record) else {
             return Seen::Resend(whence);
         };
@@ -373,7 +394,10 @@ impl FlexPriceTarget {
         }
     }
 
-    fn settle(&mut self, tx: &Transaction<'_>, flight: Flight) -> Result<Delivery> {
+    fn settle<Tx>(&mut self, tx: &Tx, flight: Flight) -> Result<Delivery>
+    where
+        L: RunLedger<Tx>,
+    {
         let FlightState::Done(result) = flight.state else {
             unreachable!("only finished flights are settled")
         };
@@ -383,14 +407,14 @@ impl FlexPriceTarget {
         let (fates, stats) = result?;
         let mut delivery = flight.known;
         delivery.requests = stats;
-        let ledger = self.ledger(tx)?;
-        let delivered = flight
+        let delivered: Vec<_> = flight
             .items
             .iter()
             .zip(&fates)
             .filter(|(_, fate)| matches!(fate, Settled::Created | Settled::Updated))
-            .map(|(meta, _)| (meta.id.as_str(), meta.line, meta.content));
-        ledger.record(tx, &mut self.ledger_keys, delivered)?;
+            .map(|(meta, _)| (meta.id.as_str(), meta.line, meta.content))
+            .collect();
+        self.ledger(tx)?.record(tx, &delivered, &flight.keys)?;
         for (meta, fate) in flight.items.into_iter().zip(fates) {
             match fate {
                 Settled::Created => delivery.delivered += 1,
@@ -548,16 +572,39 @@ pub fn row_id(row: &crate::entity::table::Row) -> String {
     format!("row_{:032x}", hasher.digest128())
 }
 
-impl Target for FlexPriceTarget {
+impl Target for FlexPriceTarget<SqliteRunLedger> {
     fn name(&self) -> &'static str {
         "flexprice"
     }
 
     fn submit(&mut self, tx: &Transaction<'_>, records: Vec<ValidRecord>) -> Result<()> {
+        self.submit_chunk(tx, records)
+    }
+
+    fn settled(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<Vec<Delivery>> {
+        self.settled_chunks(tx, wait)
+    }
+}
+
+impl<'s> BatchTarget<PgBatch<'s>> for FlexPriceTarget<PgRunLedger> {
+    fn submit(&mut self, tx: &mut PgBatch<'s>, records: Vec<ValidRecord>) -> Result<()> {
+        self.submit_chunk(&*tx, records)
+    }
+
+    fn settled(&mut self, tx: &mut PgBatch<'s>, wait: bool) -> Result<Vec<Delivery>> {
+        self.settled_chunks(&*tx, wait)
+    }
+}
+
+impl<L> FlexPriceTarget<L> {
+    fn submit_chunk<Tx>(&mut self, tx: &Tx, records: Vec<ValidRecord>) -> Result<()>
+    where
+        L: RunLedger<Tx>,
+    {
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
-        let (known, records, metas) = self.triage(tx, records)?;
+        let (known, records, metas, keys) = self.triage(tx, records)?;
         let records = Arc::new(records);
         let number = self.next_chunk;
         self.next_chunk += 1;
@@ -580,12 +627,16 @@ impl Target for FlexPriceTarget {
             known,
             records,
             items: metas,
+            keys,
             state,
         });
         Ok(())
     }
 
-    fn settled(&mut self, tx: &Transaction<'_>, wait: bool) -> Result<Vec<Delivery>> {
+    fn settled_chunks<Tx>(&mut self, tx: &Tx, wait: bool) -> Result<Vec<Delivery>>
+    where
+        L: RunLedger<Tx>,
+    {
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
@@ -617,7 +668,7 @@ impl Target for FlexPriceTarget {
     }
 }
 
-impl Drop for FlexPriceTarget {
+impl<L> Drop for FlexPriceTarget<L> {
     fn drop(&mut self) {
         for flight in &self.flights {
             if let FlightState::Sending(handle) = &flight.state {

@@ -43,6 +43,19 @@ pub struct Api {
     pub idle: Mutex<Vec<PgStore>>,
 }
 
+impl Drop for Api {
+    /// The last handle on the API goes when `serve` stops, inside its tokio runtime, where
+    /// closing a `postgres::Client` (a blocking call) panics ("Cannot start a runtime from
+    /// within a runtime"): `serve` on PostgreSQL exited 101 at SIGTERM once it had kept a
+    /// session. The idle sessions are closed on a plain thread instead.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 /// Idle PostgreSQL sessions kept at most (more at once are opened, and closed after).
 const IDLE_SESSIONS: usize = 8;
 /// How long an idle session may take to show it is alive before it is dropped.

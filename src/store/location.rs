@@ -61,6 +61,22 @@ pub struct PgUrl {
     secrets: Vec<String>,
 }
 
+/// The URL for the driver. tokio-postgres reads the credentials up to the FIRST `@`, where the
+/// URL standard (and `url`, which the redacted text and the host checks come from) takes the
+/// LAST: with a bare `@` in the password the driver would connect to a host made of the
+/// password's tail. Then the driver gets `url`'s serialisation, in which that `@` is `%40`
+/// (decoded back by the driver); otherwise the text exactly as given.
+fn driver_text(text: &str, parsed: &url::Url) -> String {
+    let authority = text
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+    if authority.matches('@').count() > 1 {
+        parsed.to_string()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// What stands for a password wherever one would be shown.
 const MASK: &str = "***";
 
@@ -111,7 +127,7 @@ impl PgUrl {
         // Longest first, so that a decoded password containing the encoded one goes whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Ok(PgUrl {
-            full: text.to_owned(),
+            full: driver_text(text, &parsed),
             redacted: shown.to_string(),
             secrets,
         })

@@ -392,3 +392,58 @@ fn postgres_serve_health_says_when_the_store_is_gone() {
         "{message}"
     );
 }
+
+/// SIGTERM stops `serve` on PostgreSQL cleanly (exit 143, no panic) after it has kept sessions
+/// between requests: closing them inside the server's runtime panicked (exit 101, "Cannot
+/// start a runtime from within a runtime").
+#[test]
+fn postgres_serve_stops_cleanly_on_sigterm_after_keeping_sessions() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", &db.url)
+        .env("FLEXPRICE_IMPORT_API_KEYS", crate::api::KEYS)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--progress",
+            "never",
+            "--workers",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address line")
+        .to_owned();
+    let (status, body) = get(&format!("{url}/v1/tasks"), "key-a");
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(body["pagination"]["total"], 0, "{body}");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let code = child.wait().unwrap().code();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // 143: stopped by SIGTERM, as every command says it (128 + 15).
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!("stopped serving {url} (exit 143)\n")),
+        "{stderr}"
+    );
+}

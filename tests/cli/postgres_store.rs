@@ -562,3 +562,44 @@ fn postgres_tls_is_used_and_the_certificate_checked() {
     let err = stderr_of(&out);
     assert!(err.contains("no encryption"), "{err}");
 }
+
+/// A password holding a bare `@` (not written `%40`): the URL's host is after its last `@`, as
+/// the URL standard and the redacted URL in messages say, so the store connects there. The
+/// driver alone reads up to the first `@`, and looked up `ss-word@127.0.0.1` as a host name.
+#[test]
+fn postgres_password_with_a_bare_at_sign_connects_to_the_named_host() {
+    let Some(db) = PgDb::create() else { return };
+    let env = Env::new();
+    let admin = url::Url::parse(&db.admin).unwrap();
+    let user = admin.username();
+    // The cluster trusts every role but two on 127.0.0.1 (tests/pg-cluster.sh): the password
+    // is not checked, the host and the database are.
+    let url = format!("postgres://{user}:p@ss-word@{}/{}", db.host_port(), db.name);
+    let file = env.write(
+        "at.csv",
+        "event_id,event_name,external_customer_id,timestamp\n\
+         a1,api,c1,2026-01-01T00:00:00Z\n\
+         a2,api,c2,2026-01-01T00:00:01Z\n",
+    );
+    let out = on(&env, &url, &["run", file.to_str().unwrap()], 0);
+    let printed = format!("{}{}", stdout_of(&out), stderr_of(&out));
+    assert!(!printed.contains("ss-word"), "{printed}");
+    let rows: Vec<(String, String, String)> = db
+        .client()
+        .query(
+            "SELECT event_id, external_customer_id, timestamp FROM events ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let want = |id: &str, c: &str, t: &str| (id.to_owned(), c.to_owned(), t.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            want("a1", "c1", "2026-01-01T00:00:00Z"),
+            want("a2", "c2", "2026-01-01T00:00:01Z")
+        ]
+    );
+}

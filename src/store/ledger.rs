@@ -217,17 +217,7 @@ impl Ledger {
         .context("reading the delivery ledger")
     }
 
-    /// Who delivered the record with this key (see `key`), if anyone did: `lookup_many` of one.
-    pub fn lookup(
-        &self,
-        conn: &Connection,
-        keys: &mut LedgerKeys,
-        record_key: &[u8; 16],
-    ) -> Result<Option<DeliveredBy>> {
-        Ok(self.lookup_many(conn, keys, &[*record_key])?.pop().flatten())
-    }
-
-    /// `lookup` of each key, answered in their order: among the ids not merged yet (in
+    /// Who delivered each record (by `key`), if anyone did, answered in their order: among the ids not merged yet (in
     /// memory, `keys`), then in the middle and merged tables where `keys`' filter may hold
     /// them, in key order (each page read once for many keys).
     pub fn lookup_many(
@@ -495,6 +485,15 @@ mod tests {
         pub(super) static ROW_KEY_MASK: std::cell::Cell<i64> = const { std::cell::Cell::new(-1) };
     }
 
+    /// Who delivered the record with this key, as a new process finds it.
+    fn lookup(ledger: &Ledger, conn: &Connection, record_key: &[u8; 16]) -> Option<DeliveredBy> {
+        ledger
+            .lookup_many(conn, &mut LedgerKeys::default(), &[*record_key])
+            .unwrap()
+            .pop()
+            .flatten()
+    }
+
     fn target() -> RemoteTarget {
         RemoteTarget {
             url: "http://127.0.0.1:1".into(),
@@ -606,10 +605,7 @@ mod tests {
             delivered(&conn, &ledger, &["a", "b", "c", "d"]),
             [old(2), old(3), old(4), None]
         );
-        let by = ledger
-            .lookup(&conn, &mut LedgerKeys::default(), &key("a"))
-            .unwrap()
-            .unwrap();
+        let by = lookup(&ledger, &conn, &key("a")).unwrap();
         assert_eq!((by.content, by.this_task), (Some(content), false));
         assert_eq!(
             count(&conn, "SELECT merged FROM delivered_records_state"),
@@ -664,7 +660,7 @@ mod tests {
         )
         .unwrap();
         b.record(conn, &mut LedgerKeys::default(), [("e1", 9, None)]).unwrap();
-        let first = b.lookup(conn, &mut LedgerKeys::default(), &key("e1")).unwrap().unwrap();
+        let first = lookup(&b, conn, &key("e1")).unwrap();
         assert_eq!(
             first,
             DeliveredBy {
@@ -674,37 +670,17 @@ mod tests {
                 content: Some(content),
             }
         );
-        assert!(
-            a.lookup(conn, &mut LedgerKeys::default(), &key("e2"))
-                .unwrap()
-                .unwrap()
-                .this_task
-        );
-        assert_eq!(
-            Ledger::open(conn, &staging, "task_a")
-                .unwrap()
-                .lookup(conn, &mut LedgerKeys::default(), &key("e1"))
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            Ledger::open(conn, &prices, "task_a")
-                .unwrap()
-                .lookup(conn, &mut LedgerKeys::default(), &key("e1"))
-                .unwrap(),
-            None
-        );
+        assert!(lookup(&a, conn, &key("e2")).unwrap().this_task);
+        let ledger = Ledger::open(conn, &staging, "task_a").unwrap();
+        assert_eq!(lookup(&ledger, conn, &key("e1")), None);
+        let ledger = Ledger::open(conn, &prices, "task_a").unwrap();
+        assert_eq!(lookup(&ledger, conn, &key("e1")), None);
         let other_key = RemoteTarget {
             key_id: key_id("sk_2"),
             ..target
         };
-        assert_eq!(
-            Ledger::open(conn, &other_key, "task_a")
-                .unwrap()
-                .lookup(conn, &mut LedgerKeys::default(), &key("e1"))
-                .unwrap(),
-            None
-        );
+        let ledger = Ledger::open(conn, &other_key, "task_a").unwrap();
+        assert_eq!(lookup(&ledger, conn, &key("e1")), None);
         assert!(!key_id("sk_1").contains("sk_1") && key_id("sk_1") != key_id("sk_2"));
     }
 
@@ -809,11 +785,8 @@ mod tests {
             ]
         );
         for (i, k) in keys.iter().enumerate() {
-            let single = a
-                .lookup(conn, &mut LedgerKeys::default(), k)
-                .unwrap()
-                .map(|by| (by.task_id, by.source_line));
-            assert_eq!(single, found[i], "lookup and lookup_many agree on e{}", i + 1);
+            let single = lookup(&a, conn, k).map(|by| (by.task_id, by.source_line));
+            assert_eq!(single, found[i], "a new process finds e{} as this one does", i + 1);
         }
         assert_eq!(count("delivered_records"), 7, "every id once");
     }

@@ -181,6 +181,7 @@ const TIERS: Tiers = Tiers {
     state: "event_keys_state",
     merged_keys: "SELECT key FROM event_keys_middle UNION ALL SELECT key FROM event_keys",
     filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+    filter_size: super::tiers::FILTER_SIZE,
 };
 
 /// What a process knows of the store's event keys: those not merged yet (in memory) and a

@@ -416,6 +416,7 @@ const TIERS: Tiers = Tiers {
     state: "delivered_records_state",
     merged_keys: "SELECT key FROM delivered_keys_middle UNION ALL SELECT key FROM delivered_keys",
     filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+    filter_size: super::tiers::FILTER_SIZE,
 };
 
 /// The 64-bit key of an id in a target, under which `delivered_keys` holds its row: the id's

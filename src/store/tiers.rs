@@ -16,10 +16,41 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
-/// The most bits a filter takes: 12 MiB, inside the tool's 100 MB budget. That is 10 bits a
-/// key (about 1% false positives) up to some 10M merged keys; beyond, the filter still spares
-/// a share of the lookups.
-const FILTER_MAX_BITS: u64 = 96 << 20;
+/// How large a set's filter may grow, in bits. 10 bits a key (about 1% false positives) up
+/// to `max_bits` (12 MiB: some 10M merged keys, inside the tool's 100 MB budget); a table
+/// of more than `large_after` merged keys may have `large_max_bits` (24 MiB). Past 16M keys
+/// a 12 MiB filter holds under 6 bits a key and the lookups it lets through (each a page
+/// read at a random place) became most of a 100M import's time (issue 14), while the rest
+/// of the run's memory no longer grows with the store (the recent keys are bounded: 73 MB
+/// peak at 10M and 40M alike).
+#[derive(Clone, Copy)]
+pub(super) struct FilterSize {
+    /// The fewest keys a filter is sized for (a new table's filter is not rebuilt every merge).
+    pub min_keys: i64,
+    pub max_bits: u64,
+    pub large_after: i64,
+    pub large_max_bits: u64,
+}
+
+/// The size every set's filter has (see `FilterSize`).
+pub(super) const FILTER_SIZE: FilterSize = FilterSize {
+    min_keys: 1 << 21,
+    max_bits: 96 << 20,
+    large_after: 16_000_000,
+    large_max_bits: 192 << 20,
+};
+
+impl FilterSize {
+    /// The bits of a filter for `sized_for` keys of a table that holds `merged`.
+    fn bits(&self, merged: i64, sized_for: i64) -> u64 {
+        let cap = if merged > self.large_after {
+            self.large_max_bits
+        } else {
+            self.max_bits
+        };
+        (sized_for as u64 * 10).min(cap)
+    }
+}
 
 /// A filter is built once this run has taken at least 1/FILTER_PAYBACK as many keys as the
 /// merged table holds: building reads every key of it (some 0.1 µs each, in key order), while
@@ -37,6 +68,7 @@ pub(super) struct Tiers {
     /// Reads every merged key (any order); `filter_key` makes each row the filter's key.
     pub merged_keys: &'static str,
     pub filter_key: fn(&rusqlite::Row<'_>) -> rusqlite::Result<u64>,
+    pub filter_size: FilterSize,
 }
 
 /// The state row of a set.
@@ -72,25 +104,25 @@ impl Tiers {
 pub struct Filter {
     bloom: fastbloom::BloomFilter,
     merge_id: i64,
-    /// The keys it was sized for: once the table holds more, it is built again larger,
-    /// unless it already has `FILTER_MAX_BITS` (reading the table again would buy nothing).
+    /// The keys it was sized for: once the table holds more, it is built again, larger up
+    /// to its cap and, at the cap, with as many hashes a key as its bits a key now call for.
+    /// A filter kept at its cap with the hashes of its first size said "maybe" for most
+    /// absent keys once the table outgrew it fourfold (a 100M import).
     sized_for: i64,
-    at_cap: bool,
 }
 
 impl Filter {
-    /// Reads every merged key into a filter sized for `state.merged` and as many again (at
-    /// least `min_size`).
-    fn build(conn: &Connection, tiers: &Tiers, merged: i64, merge_id: i64, min_size: i64) -> Result<Filter> {
-        let sized_for = (merged * 2).max(min_size);
-        let bits = (sized_for as u64 * 10).min(FILTER_MAX_BITS);
+    /// Reads every merged key into a filter sized for `merged` and as many again (at least
+    /// `FilterSize::min_keys`).
+    fn build(conn: &Connection, tiers: &Tiers, merged: i64, merge_id: i64) -> Result<Filter> {
+        let sized_for = (merged * 2).max(tiers.filter_size.min_keys);
+        let bits = tiers.filter_size.bits(merged, sized_for);
         let mut bloom = fastbloom::BloomFilter::with_num_bits(bits as usize).expected_items(sized_for as usize);
         tiers.read_into(conn, tiers.merged_keys, &mut bloom)?;
         Ok(Filter {
             bloom,
             merge_id,
             sized_for,
-            at_cap: bits == FILTER_MAX_BITS,
         })
     }
 
@@ -117,7 +149,7 @@ impl MergedKeys {
             self.taken_without = 0;
         }
         if self.filter.is_none() && self.taken_without * FILTER_PAYBACK >= state.merged {
-            self.filter = Some(Filter::build(conn, tiers, state.merged, state.merge_id, 1 << 21)?);
+            self.filter = Some(Filter::build(conn, tiers, state.merged, state.merge_id)?);
         }
         Ok(self.filter.as_ref())
     }
@@ -142,23 +174,19 @@ impl MergedKeys {
             ))?
             .query_row(params![merge_id], |r| r.get(0))?;
         let current = self.filter.as_ref().is_some_and(|f| f.merge_id == before.merge_id);
-        if let Some(filter) = self
-            .filter
-            .as_mut()
-            .filter(|f| current && (now_merged <= f.sized_for || f.at_cap))
-        {
-            // Still the table's (past its cap it only says "maybe" more often).
+        if let Some(filter) = self.filter.as_mut().filter(|f| current && now_merged <= f.sized_for) {
+            // Still the table's.
             filter.merge_id = merge_id;
             return Ok(());
         }
-        // Outgrown by the table: built again larger (this run took keys enough to have one).
+        // Outgrown by the table: built again (this run took keys enough to have one).
         // Without one, a merge is no reason to read the whole table: a small import that
         // happens to fill the recent table gets one only when it pays (see `current`).
-        // The old filter goes first: the new one is twice its size, and both at once (18 MiB
-        // at the cap) were the peak of a 10M run's memory.
+        // The old filter goes first: the new one may be twice its size, and both at once
+        // (18 MiB at the first cap) were the peak of a 10M run's memory.
         self.filter = None;
         if current {
-            self.filter = Some(Filter::build(conn, tiers, now_merged, merge_id, 1 << 21)?);
+            self.filter = Some(Filter::build(conn, tiers, now_merged, merge_id)?);
         }
         Ok(())
     }
@@ -176,5 +204,83 @@ impl MergedKeys {
 impl MergedKeys {
     pub(super) fn has_filter(&self) -> bool {
         self.filter.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filter at its cap is built again once the table outgrows what it was sized for, so
+    /// that its hashes a key fit the keys it now holds: kept with the hashes of its first
+    /// size, a filter holding five times its keys said "maybe" for some 85% of absent keys.
+    #[test]
+    fn a_filter_at_its_cap_is_rebuilt_for_the_keys_it_holds() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t_state (merged INTEGER NOT NULL, recent INTEGER NOT NULL, merge_id INTEGER NOT NULL);
+             INSERT INTO t_state VALUES (0, 0, 1);
+             CREATE TABLE t_keys (key INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
+        let tiers = Tiers {
+            what: "test keys",
+            state: "t_state",
+            merged_keys: "SELECT key FROM t_keys",
+            filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+            filter_size: FilterSize {
+                min_keys: 1,
+                max_bits: 1 << 16,
+                large_after: i64::MAX,
+                large_max_bits: 1 << 16,
+            },
+        };
+        let mut rng = fastrand::Rng::with_seed(14);
+        let mut present = std::collections::HashSet::new();
+        let mut add = |conn: &Connection, n: usize, mut bloom: Option<&mut fastbloom::BloomFilter>| {
+            let mut insert = conn.prepare("INSERT INTO t_keys (key) VALUES (?1)").unwrap();
+            for _ in 0..n {
+                let key = rng.i64(..);
+                insert.execute([key]).unwrap();
+                if let Some(bloom) = bloom.as_mut() {
+                    bloom.insert(&(key as u64));
+                }
+                present.insert(key);
+            }
+        };
+        // 4,000 merged keys: a filter of 65,536 bits (the cap) sized for 8,000.
+        add(&conn, 4000, None);
+        conn.execute_batch("UPDATE t_state SET merged = 4000").unwrap();
+        let mut merged = MergedKeys::default();
+        merged.count_taken(4000);
+        let state = tiers.state(&conn).unwrap();
+        assert!(merged.current(&conn, &tiers, &state).unwrap().is_some());
+        // A merge of 36,000 more: the table holds five times the keys the filter was sized for.
+        conn.execute_batch("UPDATE t_state SET recent = 36000").unwrap();
+        merged
+            .merge_with(&conn, &tiers, &state, |bloom| {
+                add(&conn, 36000, bloom);
+                Ok(())
+            })
+            .unwrap();
+        let state = tiers.state(&conn).unwrap();
+        assert_eq!(state.merged, 40000);
+        let filter = merged
+            .current(&conn, &tiers, &state)
+            .unwrap()
+            .expect("the filter is kept");
+        assert_eq!(filter.sized_for, 80000, "built again for the table's keys");
+        assert!(
+            present.iter().all(|&key| filter.may_hold(key as u64)),
+            "never \"absent\" for a key it holds"
+        );
+        let absent: Vec<u64> = (0..20000)
+            .map(|_| rng.u64(..))
+            .filter(|k| !present.contains(&(*k as i64)))
+            .collect();
+        let maybe = absent.iter().filter(|&&key| filter.may_hold(key)).count();
+        let rate = maybe as f64 / absent.len() as f64;
+        // One hash a key at 1.6 bits a key: some 46% (the optimum); the first size's six: 85%.
+        assert!(rate < 0.6, "{:.0}% of absent keys were \"maybe\"", rate * 100.0);
     }
 }

@@ -13,6 +13,10 @@ use crate::source::charset::Charset;
 use crate::store::TaskErrorRow;
 
 /// Writes rejected rows one at a time, so a task with millions of them streams.
+/// A part of a row longer than this is written on its own rather than copied into the line
+/// buffer first (see `RejectWriter::put_parts`).
+const LINE_BYTES: usize = 64 * 1024;
+
 pub struct RejectWriter<'w> {
     format: Format,
     dialect: Dialect,
@@ -67,11 +71,33 @@ impl<'w> RejectWriter<'w> {
 
     /// Writes UTF-8 `text` then `end`, in the input's encoding.
     fn put(&mut self, text: &[u8], end: &[u8]) -> Result<()> {
+        self.put_parts(&[text, end])
+    }
+
+    /// Writes the UTF-8 `parts` one after the other, in the input's encoding. A row is
+    /// written in its parts (what goes in front, its bytes, its end) so that a row of tens of
+    /// megabytes is not copied into one line first; short parts still go out as one write.
+    fn put_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
         self.line.clear();
-        self.line.extend_from_slice(text);
-        self.line.extend_from_slice(end);
-        let encoded = self.charset.encode(&self.line);
-        self.out.write_all(&encoded)?;
+        for part in parts {
+            if part.len() > LINE_BYTES {
+                self.write_line()?;
+                self.out.write_all(&self.charset.encode(part))?;
+            } else {
+                self.line.extend_from_slice(part);
+            }
+        }
+        self.write_line()
+    }
+
+    /// Writes and empties `line`, in the input's encoding. Each part is whole characters
+    /// (a row's bytes, or text around them), so encoding parts apart is encoding the whole.
+    fn write_line(&mut self) -> Result<()> {
+        if !self.line.is_empty() {
+            let encoded = self.charset.encode(&self.line);
+            self.out.write_all(&encoded)?;
+            self.line.clear();
+        }
         Ok(())
     }
 
@@ -81,19 +107,17 @@ impl<'w> RejectWriter<'w> {
             Format::Csv => {
                 let mut text = self.csv_fields(&[&row.line.to_string(), &row.reason])?;
                 text.push(self.dialect.delimiter);
-                text.extend_from_slice(raw);
-                self.put(&text, b"\n")?;
+                self.put_parts(&[&text, raw, b"\n"])?;
             }
             Format::Json | Format::Jsonl => {
-                let text = json_row(row.line, &row.reason, raw);
-                let (before, after): (&[u8], &[u8]) = match (self.format, self.rows) {
-                    (Format::Json, 0) => (b"", b""),
-                    (Format::Json, _) => (b",\n", b""),
-                    _ => (b"", b"\n"),
+                let before: &[u8] = match (self.format, self.rows) {
+                    (Format::Json, 0) => b"",
+                    (Format::Json, _) => b",\n",
+                    _ => b"",
                 };
-                let mut line = before.to_vec();
-                line.extend_from_slice(&text);
-                self.put(&line, after)?;
+                let after: &[u8] = if self.format == Format::Jsonl { b"\n" } else { b"" };
+                let (front, members) = json_row(row.line, &row.reason, raw);
+                self.put_parts(&[before, &front, members, after])?;
             }
         }
         self.rows += 1;
@@ -113,27 +137,28 @@ impl<'w> RejectWriter<'w> {
 
 /// The rejected object with `line` and `reason` put in front of its own members, its bytes
 /// otherwise as they were; text that is not a JSON object is kept whole as a string under
-/// `raw`.
-fn json_row(line: u64, reason: &str, raw: &[u8]) -> Vec<u8> {
-    let mut out = format!("{{\"line\":{line},\"reason\":{}", Value::from(reason)).into_bytes();
+/// `raw`. In two parts, written one after the other: what goes in front, and the object's own
+/// members (borrowed from `raw`) with its closing brace.
+fn json_row<'r>(line: u64, reason: &str, raw: &'r [u8]) -> (Vec<u8>, &'r [u8]) {
+    let mut front = format!("{{\"line\":{line},\"reason\":{}", Value::from(reason)).into_bytes();
     let trimmed = raw.trim_ascii();
     let is_object = trimmed.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok();
     if is_object {
         let inner = &trimmed[1..];
         if !inner.trim_ascii_start().starts_with(b"}") {
-            out.push(b',');
+            front.push(b',');
         }
-        out.extend_from_slice(inner);
+        (front, inner)
     } else {
-        out.extend_from_slice(b",\"raw\":");
-        out.extend_from_slice(
+        front.extend_from_slice(b",\"raw\":");
+        front.extend_from_slice(
             Value::from(String::from_utf8_lossy(raw).into_owned())
                 .to_string()
                 .as_bytes(),
         );
-        out.push(b'}');
+        front.push(b'}');
+        (front, b"")
     }
-    out
 }
 
 /// Refuses an output path whose folder does not exist, naming the folder: checked before any

@@ -21,6 +21,12 @@ const RAW_LIMIT: usize = MAX_RECORD_BYTES as usize + 2;
 /// instead of growing a second buffer as long as the record while reading it.
 const SCAN_AFTER_BYTES: usize = 1024 * 1024;
 
+/// The most fields a record keeps. One with more (a line of delimiters) is counted and
+/// rejected without them: each field's end took 8 bytes as it was read, then its bounds in
+/// the record again, so a 60 MB line of commas peaked at 1.2 GB (issue 14: bounded memory on
+/// huge records). Far more columns than a FlexPrice file has.
+const FIELDS_MAX: usize = 1 << 16;
+
 /// How a CSV file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
@@ -181,6 +187,8 @@ impl CsvReader {
         }
         self.malformed = None;
         let (mut out, mut nends) = (0, 0);
+        // Fields counted and dropped past FIELDS_MAX.
+        let mut dropped = 0;
         let mut at_end = false;
         let mut scanning = false;
         loop {
@@ -220,6 +228,12 @@ impl CsvReader {
                     let len = self.fields.len();
                     self.fields.resize(len * 2, 0);
                 }
+                csv_core::ReadRecordResult::OutputEndsFull if nends >= FIELDS_MAX => {
+                    // Too many fields to keep: counted, their bytes and ends written over.
+                    dropped += nends;
+                    nends = 0;
+                    out = 0;
+                }
                 csv_core::ReadRecordResult::OutputEndsFull => {
                     let len = self.ends.len();
                     self.ends.resize(len * 2, 0);
@@ -250,6 +264,26 @@ impl CsvReader {
                 }
             }
             _ => {}
+        }
+        if dropped > 0 {
+            self.record.clear();
+            let delimiter = self.dialect.delimiter;
+            if self.raw.iter().all(|&b| b == delimiter || b == b' ' || b == b'\t') {
+                // Empty cells only: a blank row, as a narrower one is (`is_blank`).
+                self.record.push_field(b"");
+                return Ok(End::Record(start_line));
+            }
+            // Rejected whole, as a row wider than its header is; its fields are not kept.
+            let fields = dropped + nends;
+            self.malformed = Some(Malformed {
+                column: None,
+                reason: if self.header.is_empty() {
+                    format!("it has {fields} columns, more than the {FIELDS_MAX} a file may have")
+                } else {
+                    format!("the row has {fields} fields, the header has {}", self.header.len())
+                },
+            });
+            return Ok(End::Record(start_line));
         }
         if scanning {
             nends = self.parse_raw();
@@ -453,6 +487,49 @@ mod tests {
         let mut r = reader(text.as_bytes(), Dialect::default());
         let first = r.next_record().unwrap().unwrap();
         assert_eq!(first.raw.len(), text.len() - "a,b,c\n".len() - "\r\n2,3,4\n".len());
+    }
+
+    /// A row of more than FIELDS_MAX fields (a line of delimiters) is counted and rejected
+    /// whole, its bytes kept, without keeping its fields (a 60 MB line of commas took 1.2 GB),
+    /// or skipped as blank when every cell is empty; the rows after it read as ever. Long
+    /// enough to be parsed again (SCAN_AFTER_BYTES) too.
+    #[test]
+    fn a_row_of_too_many_fields_is_rejected_without_keeping_them() {
+        for (fields, filler) in [(FIELDS_MAX + 1, "x"), (3 * FIELDS_MAX + 7, "padding-of-a-field")] {
+            let wide = vec![filler; fields].join(",");
+            let text = format!("a,b\n1,2\n{wide}\r\n3,4\n");
+            let mut r = reader(text.as_bytes(), Dialect::default());
+            assert!(r.next_record().unwrap().unwrap().malformed.is_none());
+            let rec = r.next_record().unwrap().unwrap();
+            assert_eq!(rec.position.number(), 3);
+            assert_eq!(rec.raw, wide.as_bytes(), "the row's bytes as written");
+            let bad = rec.malformed.clone().expect("rejected");
+            assert_eq!(bad.reason, format!("the row has {fields} fields, the header has 2"));
+            assert!(r.ends.len() <= FIELDS_MAX, "{} ends kept", r.ends.len());
+            let rec = r.next_record().unwrap().unwrap();
+            assert!(rec.malformed.is_none());
+            assert_eq!((rec.position.number(), rec.raw), (4, &b"3,4"[..]));
+            assert!(r.next_record().unwrap().is_none());
+        }
+        // Empty cells only, as many: a blank row, as a narrower one is.
+        let text = format!("a,b\n{}\n3,4\n", ", ".repeat(2 * FIELDS_MAX));
+        let mut r = reader(text.as_bytes(), Dialect::default());
+        let rec = r.next_record().unwrap().unwrap();
+        assert_eq!((rec.position.number(), rec.raw), (3, &b"3,4"[..]));
+        assert_eq!(r.skipped.blank_rows, 1);
+        // A header that wide is the file's error.
+        let header = vec!["c"; FIELDS_MAX + 2].join(",");
+        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(format!("{header}\n1\n").into_bytes()));
+        let err = CsvReader::new(input, Arc::default(), Dialect::default())
+            .err()
+            .expect("refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "line 1: the header row: it has {} columns, more than the 65536 a file may have",
+                FIELDS_MAX + 2
+            )
+        );
     }
 
     #[test]

@@ -244,10 +244,73 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The most JSON values (objects, arrays, strings, numbers, booleans, nulls, at any depth)
+/// one record may hold. Parsed, each takes tens of bytes: a 50 MB line of numbers peaked at
+/// 2 GB (issue 14: bounded memory on huge records), so a record holding more is refused
+/// before it is parsed. 100,000 values parse in some 10 MB; a FlexPrice record holds far fewer.
+const JSON_VALUES_MAX: usize = 100_000;
+
+/// Whether `text` holds more than `max` JSON values, counted without parsing: a value starts
+/// the text, follows a `:` (a member's), or follows a `[` (unless `]` comes next) or a `,`
+/// inside an array. A value takes at least two bytes with its separator, so text shorter than
+/// `2 * max` bytes is not read at all. Text nested deeper than the parser's own limit (128)
+/// or otherwise malformed is left to the parser, which refuses it.
+fn holds_more_values_than(text: &[u8], max: usize) -> bool {
+    if text.len() < 2 * max {
+        return false;
+    }
+    // Whether each open container is an array, innermost last.
+    let mut arrays: Vec<bool> = Vec::with_capacity(128);
+    let (mut values, mut in_string, mut escaped, mut opened) = (1usize, false, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if opened && !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            opened = false;
+            if b != b']' {
+                values += 1;
+            }
+        }
+        match b {
+            b'"' => in_string = true,
+            b':' => values += 1,
+            b',' if arrays.last() == Some(&true) => values += 1,
+            b'[' | b'{' => {
+                if arrays.len() == 128 {
+                    return false;
+                }
+                arrays.push(b == b'[');
+                opened = b == b'[';
+            }
+            b']' | b'}' => {
+                arrays.pop();
+            }
+            _ => {}
+        }
+        if values > max {
+            return true;
+        }
+    }
+    false
+}
+
 /// Parses one record's JSON text, which starts at file line `start_line`, column
 /// `start_column`. The error names the file's line and column. An object that names a key
-/// twice is refused: keeping either value would change the record without a word.
+/// twice is refused: keeping either value would change the record without a word. A record of
+/// more than `JSON_VALUES_MAX` values is refused unparsed.
 fn parse_json(text: &[u8], start_line: u64, start_column: u64) -> Result<Value, String> {
+    if holds_more_values_than(text, JSON_VALUES_MAX) {
+        return Err(format!(
+            "the record holds more than {JSON_VALUES_MAX} JSON values: refused unparsed, to keep memory bounded"
+        ));
+    }
     let at = |line: usize, column: usize| {
         let file_line = start_line + (line as u64).saturating_sub(1);
         let file_column = if line <= 1 {
@@ -328,6 +391,40 @@ fn read_line_capped(input: &mut dyn BufRead, buf: &mut Vec<u8>, limit: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values are counted as the parser would make them: members' values, array elements,
+    /// the containers themselves; not keys, not separators inside strings, not `[]`'s nothing.
+    #[test]
+    fn json_values_are_counted_without_parsing() {
+        let more = |text: &str, max: usize| holds_more_values_than(text.as_bytes(), max);
+        // The array and its three numbers: four.
+        assert!(more("[1, 2, 3]", 3) && !more("[1, 2, 3]", 4));
+        // The object and its two values: three (its keys and the comma between members are not).
+        assert!(more(r#"{"a": 1, "b": 2}"#, 2) && !more(r#"{"a": 1, "b": 2}"#, 3));
+        // Two empty arrays in one: three.
+        assert!(more("[[], [ ]]  ", 2) && !more("[[], [ ]]  ", 3));
+        // Separators and brackets inside strings, escaped quotes too: an array of two strings.
+        let quoted = r#"["a,b:[c{", "d\",e\\"]"#;
+        assert!(more(quoted, 2) && !more(quoted, 3));
+        // Nested: {"p": {"l": [1, {"x": null}]}} holds six.
+        let nested = r#"{"p": {"l": [1, {"x": null}]}}"#;
+        assert!(more(nested, 5) && !more(nested, 6));
+    }
+
+    /// A record of more than JSON_VALUES_MAX values is refused before it is parsed (parsed, a
+    /// 50 MB line of numbers took 2 GB); one of exactly that many parses.
+    #[test]
+    fn a_record_of_too_many_json_values_is_refused_unparsed() {
+        let array = |elements: usize| format!("{{\"event_id\": \"e1\", \"l\": [{}0]}}", "0,".repeat(elements - 1));
+        // The object, its two values and the array's elements.
+        let fits = array(JSON_VALUES_MAX - 3);
+        assert!(parse_json(fits.as_bytes(), 1, 1).is_ok());
+        let over = array(JSON_VALUES_MAX - 2);
+        assert_eq!(
+            parse_json(over.as_bytes(), 1, 1).unwrap_err(),
+            "the record holds more than 100000 JSON values: refused unparsed, to keep memory bounded"
+        );
+    }
 
     fn read_from(
         format: Format,

@@ -18,6 +18,7 @@ mod fidelity;
 mod flexprice;
 mod fuzz;
 mod help;
+mod huge_records;
 mod import;
 mod locks;
 mod messages;

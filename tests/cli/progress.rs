@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::file_server::{Behaviour, FileServer};
-use crate::support::Env;
+use crate::support::{sqlite_only, Env};
 use crate::tmux::Tmux;
 
 fn rows(from: usize, to: usize) -> String {
@@ -22,10 +22,13 @@ fn rows(from: usize, to: usize) -> String {
 /// bytes read so far move at least every 2 s; the committed counters stay equal to the store.
 #[test]
 fn inspect_shows_what_a_slow_run_has_read_between_commits() {
+    if sqlite_only("live figures between commits (read_so_far) are a side file beside SQLite's lock files; on PostgreSQL inspect shows committed counters only (README)") {
+        return;
+    }
     let env = Env::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args(["run", "-", "--format", "csv", "--progress", "never"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -45,12 +48,7 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
-        let found = env.db.exists().then(|| {
-            env.conn()
-                .query_row("SELECT id FROM tasks", [], |r| r.get::<_, String>(0))
-                .ok()
-        });
-        if let Some(Some(id)) = found {
+        if let Some(id) = env.poll_one::<String>("SELECT id FROM tasks") {
             break id;
         }
         assert!(Instant::now() < deadline, "no task");
@@ -62,14 +60,8 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
     while !writer.is_finished() {
         let task = env.inspect(&id);
         // One statement: one snapshot of the counters and the rows they count.
-        let (processed, successful, stored): (u64, u64, i64) = env
-            .conn()
-            .query_row(
-                "SELECT processed_records, successful_records, (SELECT count(*) FROM events) FROM tasks",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
+        let (processed, successful, stored): (u64, u64, i64) =
+            env.query_one("SELECT processed_records, successful_records, (SELECT count(*) FROM events) FROM tasks");
         if task["task_status"] == "PROCESSING" {
             let live = &task["read_so_far"];
             assert!(live.is_object(), "a running task shows what it read: {task}");

@@ -47,14 +47,7 @@ fn expected_rows(n: usize) -> Vec<(i64, String, String, String)> {
 
 /// Every stored event, in file order.
 fn stored_rows(env: &Env) -> Vec<(i64, String, String, String)> {
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare("SELECT source_line, event_id, external_customer_id, properties FROM events ORDER BY source_line, id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    env.query("SELECT source_line, event_id, external_customer_id, properties FROM events ORDER BY source_line, id")
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -67,7 +60,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn spawn(env: &Env, args: &[&str], stdin: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .env_remove("FLEXPRICE_TARGET")
         .args(args)
         .args(["--progress", "never"])
@@ -94,10 +87,7 @@ fn wait_for_checkpoint(env: &Env) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let records: i64 = env
-            .conn()
-            .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
-                r.get(0)
-            })
+            .poll_one::<i64>("SELECT coalesce(max(records), 0) FROM task_checkpoints")
             .unwrap_or(0);
         if records > 0 {
             return;
@@ -116,7 +106,7 @@ fn signal(child: &Child, name: &str) {
 }
 
 fn only_task_id(env: &Env) -> String {
-    env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap()
+    env.query_one("SELECT id FROM tasks")
 }
 
 /// After the signal: FAILED, interrupted, part of the input done, counters equal to the store.
@@ -326,7 +316,7 @@ fn worker_and_serve_stopped_mid_task_leave_it_resumable_and_a_worker_finishes_it
         } else {
             child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
                 .current_dir(env.dir.path())
-                .env("FLEXPRICE_IMPORT_DB", &env.db)
+                .env("FLEXPRICE_IMPORT_DB", env.store())
                 // The key's tenant is the command line's default one, which `inspect` reads.
                 .env("FLEXPRICE_IMPORT_API_KEYS", format!("key-a={DEFAULT_TENANT}"))
                 .args([
@@ -398,10 +388,7 @@ fn a_signal_while_a_download_is_read_again_up_to_the_checkpoint_leaves_the_task_
     // Half way, so that reading again up to the checkpoint takes a while.
     let deadline = Instant::now() + Duration::from_secs(30);
     while env
-        .conn()
-        .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        .poll_one::<i64>("SELECT coalesce(max(records), 0) FROM task_checkpoints")
         .unwrap_or(0)
         < 8_000
     {

@@ -216,22 +216,6 @@ impl Env {
             .unwrap_or_else(|| panic!("not an integer ({value}): {sql}"))
     }
 
-    /// The one value of a query that gives one row of one column.
-    pub fn value(&self, sql: &str) -> Value {
-        let rows = self.rows(sql);
-        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
-        assert_eq!(rows[0].len(), 1, "{sql}: {rows:?}");
-        rows[0][0].clone()
-    }
-
-    /// The one text value of a query that gives one row of one column.
-    pub fn text(&self, sql: &str) -> String {
-        match self.value(sql) {
-            Value::String(s) => s,
-            other => panic!("{sql}: not text: {other}"),
-        }
-    }
-
     /// Every row of a query (no parameters: the placeholders differ) as the same values on
     /// both backends: integers (PostgreSQL's booleans as 0 and 1, as SQLite's are; numeric
     /// sums as integers when whole), reals, text, null, bytes as an array of numbers, and
@@ -317,18 +301,6 @@ impl Env {
         rows.pop().unwrap()
     }
 
-    /// The first column of every row, as text (null as "NULL").
-    pub fn column(&self, sql: &str) -> Vec<String> {
-        self.rows(sql)
-            .into_iter()
-            .map(|r| match &r[0] {
-                Value::String(s) => s.clone(),
-                Value::Null => "NULL".to_owned(),
-                other => other.to_string(),
-            })
-            .collect()
-    }
-
     /// Holds a task's run lock, as a live `run` of it does, until dropped: SQLite's lock file
     /// (`<store>.locks/<id>.lock`, locked), or PostgreSQL's session advisory lock on the
     /// number store::postgres::locks makes from the id.
@@ -342,7 +314,7 @@ impl Env {
                         &[&task_id],
                     )
                     .unwrap();
-                HeldLock::Postgres(client)
+                HeldLock::Postgres(Box::new(client))
             }
             None => {
                 let dir = format!("{}.locks", self.db.display());
@@ -453,7 +425,7 @@ impl Env {
 #[allow(dead_code)] // held for its Drop
 pub enum HeldLock {
     Sqlite(std::fs::File),
-    Postgres(Client),
+    Postgres(Box<Client>),
 }
 
 /// The bytes of a value `Env::rows` gave for a blob or `bytea` (null: `None`).

@@ -398,12 +398,12 @@ fn progress_webhooks_come_at_most_as_often_as_asked() {
     assert_eq!(events.last().map(|e| e.0.as_str()), Some("task.completed"));
 }
 
-/// Two workers on one SQLite store, sixteen deliveries waiting (each failed once: nothing
+/// Two workers on one store, sixteen deliveries waiting (each failed once: nothing
 /// listened), a slow receiver: each delivery reaches it once, and is recorded delivered after
 /// two attempts. Before deliveries were claimed, both workers read the same due rows and
 /// sent them.
 #[test]
-fn two_workers_on_sqlite_deliver_each_webhook_once() {
+fn two_workers_on_one_store_deliver_each_webhook_once() {
     let env = Env::new();
     // Nothing listens on this port until the receiver starts below.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -22,7 +22,7 @@ fn rows(from: usize, to: usize) -> String {
 /// bytes read so far move at least every 2 s; the committed counters stay equal to the store.
 #[test]
 fn inspect_shows_what_a_slow_run_has_read_between_commits() {
-    if sqlite_only("live figures between commits (read_so_far) are a side file beside SQLite's lock files; on PostgreSQL inspect shows committed counters only (README)") {
+    if sqlite_only("known PostgreSQL difference: a run on PostgreSQL keeps no live figures (read_so_far) between commits; on SQLite they are a file beside its lock files (README)") {
         return;
     }
     let env = Env::new();

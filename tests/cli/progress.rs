@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::file_server::{Behaviour, FileServer};
-use crate::support::{sqlite_only, Env};
+use crate::support::Env;
 use crate::tmux::Tmux;
 
 fn rows(from: usize, to: usize) -> String {
@@ -22,9 +22,6 @@ fn rows(from: usize, to: usize) -> String {
 /// bytes read so far move at least every 2 s; the committed counters stay equal to the store.
 #[test]
 fn inspect_shows_what_a_slow_run_has_read_between_commits() {
-    if sqlite_only("known PostgreSQL difference: a run on PostgreSQL keeps no live figures (read_so_far) between commits; on SQLite they are a file beside its lock files (README)") {
-        return;
-    }
     let env = Env::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
@@ -108,14 +105,22 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
     assert_eq!(task["task_status"], "COMPLETED");
     assert_eq!(task["successful_records"], 1500);
     assert_eq!(task["read_so_far"], Value::Null, "only while it runs");
-    assert!(
-        !env.dir
-            .path()
-            .join("store.db.locks")
-            .join(format!("{id}.progress"))
-            .exists(),
-        "the live figures go when the run ends"
-    );
+    // The live figures go when the run ends: SQLite's file beside the lock, PostgreSQL's row.
+    match &env.pg {
+        None => assert!(
+            !env.dir
+                .path()
+                .join("store.db.locks")
+                .join(format!("{id}.progress"))
+                .exists(),
+            "the live figures go when the run ends"
+        ),
+        Some(_) => assert_eq!(
+            env.count("SELECT count(*) FROM task_live"),
+            0,
+            "the live figures go when the run ends"
+        ),
+    }
 }
 
 /// `n` events of about 64 bytes each.

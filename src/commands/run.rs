@@ -1,7 +1,7 @@
 //! `run`: run a task (new for a file, or an existing PENDING/FAILED/interrupted one) to its
 //! end, continuing from its checkpoint where it was interrupted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -411,13 +411,9 @@ fn run_locked(
         source.size,
         task.processed_records,
     )));
-    // Live figures are files beside SQLite's lock files; a PostgreSQL store keeps none yet.
-    let live_db = match store.backend() {
-        Backend::Sqlite(_) => Some(settings.db_path.as_path()),
-        Backend::Postgres(_) => None,
-    };
+    // Live figures: a file beside SQLite's lock files, a row of `task_live` on PostgreSQL.
     let ticker = LiveTicker::start(
-        live_db,
+        live::Sink::for_store(&settings.db),
         &task.id,
         task.processed_records,
         Arc::clone(&source.counters),
@@ -469,15 +465,12 @@ fn run_locked(
 }
 
 /// While a task runs: every `TICK` it redraws the progress from what the reader has read, and
-/// about every second writes the task's live figures (rows and bytes read so far) beside its
-/// lock for `inspect` in another terminal (see `store::live`). Stops, and removes the figures,
-/// when dropped.
+/// about every second writes the task's live figures (rows and bytes read so far) for
+/// `inspect` in another terminal (see `store::live`). Stops, and removes the figures, when
+/// dropped.
 struct LiveTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The SQLite store beside whose lock the live figures go (`None`: none are written).
-    db: Option<PathBuf>,
-    task_id: String,
 }
 
 impl LiveTicker {
@@ -486,14 +479,14 @@ impl LiveTicker {
     const WRITE_EVERY: u32 = 4;
 
     fn start(
-        db: Option<&Path>,
+        mut sink: live::Sink,
         task_id: &str,
         base_rows: u64,
         counters: Arc<source::ReadCounters>,
         progress: Arc<Mutex<Progress>>,
     ) -> LiveTicker {
         let stop = Arc::new(AtomicBool::new(false));
-        let (db_path, id) = (db.map(Path::to_path_buf), task_id.to_owned());
+        let id = task_id.to_owned();
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("progress".into())
@@ -502,14 +495,13 @@ impl LiveTicker {
                 while !stopped.load(Ordering::Relaxed) {
                     let rows = counters.records_read.load(Ordering::Relaxed);
                     let bytes = counters.input_bytes.load(Ordering::Relaxed);
-                    if let (Some(db_path), true) = (&db_path, tick.is_multiple_of(Self::WRITE_EVERY)) {
+                    if tick.is_multiple_of(Self::WRITE_EVERY) {
                         let figures = ReadSoFar {
                             rows: base_rows + rows,
                             bytes,
                             at: Utc::now(),
                         };
-                        // Live figures are a courtesy: a full disk shows up in the commits.
-                        let _ = live::write(db_path, &id, &figures);
+                        sink.write(&id, &figures);
                     }
                     if let Ok(mut progress) = progress.lock() {
                         progress.refresh(rows, bytes);
@@ -517,14 +509,10 @@ impl LiveTicker {
                     tick = tick.wrapping_add(1);
                     std::thread::park_timeout(Self::TICK);
                 }
+                sink.remove(&id);
             })
             .ok();
-        LiveTicker {
-            stop,
-            thread,
-            db: db.map(Path::to_path_buf),
-            task_id: task_id.to_owned(),
-        }
+        LiveTicker { stop, thread }
     }
 }
 
@@ -534,9 +522,6 @@ impl Drop for LiveTicker {
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
-        }
-        if let Some(db) = &self.db {
-            live::remove(db, &self.task_id);
         }
     }
 }

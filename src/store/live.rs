@@ -7,6 +7,10 @@
 //! its lock, `<store>.locks/<task_id>.progress`, about every second: no SQL, no commit, no
 //! lock to wait for. These figures are "read so far": they may run ahead of the committed
 //! counters, and are only shown while the task's process is alive (its lock is held).
+//!
+//! On PostgreSQL, where a second connection writes without waiting for a batch's
+//! transaction, the figures are a row of `task_live` instead (store::postgres::live), which
+//! `inspect` on any host reads.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,6 +54,73 @@ pub fn read(db: &Path, task_id: &str) -> Option<ReadSoFar> {
 /// Removes the task's live figures when its run ends.
 pub fn remove(db: &Path, task_id: &str) {
     let _ = std::fs::remove_file(path(db, task_id));
+}
+
+/// Where a run's live figures go: the file beside SQLite's lock files, or PostgreSQL's
+/// `task_live` on a connection of the writer's own (made on first use, and again after an
+/// error). Figures are a courtesy: failures to write them are ignored (a full disk or a lost
+/// server shows up in the commits).
+pub enum Sink {
+    File(PathBuf),
+    Postgres {
+        url: super::location::PgUrl,
+        client: Option<Box<postgres::Client>>,
+        /// Whether a row may be there to remove.
+        wrote: bool,
+    },
+}
+
+impl Sink {
+    pub fn for_store(location: &super::location::StoreLocation) -> Sink {
+        match location {
+            super::location::StoreLocation::Sqlite(db) => Sink::File(db.clone()),
+            super::location::StoreLocation::Postgres(url) => Sink::Postgres {
+                url: url.clone(),
+                client: None,
+                wrote: false,
+            },
+        }
+    }
+
+    /// Replaces the task's figures.
+    pub fn write(&mut self, task_id: &str, figures: &ReadSoFar) {
+        match self {
+            Sink::File(db) => {
+                let _ = write(db, task_id, figures);
+            }
+            Sink::Postgres { url, client, wrote } => {
+                if client.is_none() {
+                    *client = super::postgres::connect::connect(url).ok().map(Box::new);
+                }
+                if let Some(c) = client {
+                    *wrote = true;
+                    if super::postgres::live::write(c, task_id, figures).is_err() {
+                        *client = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the task's figures (the run ended).
+    pub fn remove(&mut self, task_id: &str) {
+        match self {
+            Sink::File(db) => remove(db, task_id),
+            Sink::Postgres {
+                url,
+                client,
+                wrote: true,
+            } => {
+                if client.is_none() {
+                    *client = super::postgres::connect::connect(url).ok().map(Box::new);
+                }
+                if let Some(c) = client {
+                    let _ = super::postgres::live::remove(c, task_id);
+                }
+            }
+            Sink::Postgres { wrote: false, .. } => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub struct Server {
 
 impl Server {
     fn start(env: &Env, extra: &[&str]) -> Server {
-        Server::start_on(env, env.db.as_os_str(), extra)
+        Server::start_on(env, env.store().as_ref(), extra)
     }
 
     /// A `serve` process on the store `db` (a SQLite path or a PostgreSQL URL).
@@ -272,7 +272,7 @@ fn serve_reports_health_logs_each_request_and_says_when_it_stops() {
     let env = Env::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .env("FLEXPRICE_IMPORT_API_KEYS", KEYS)
         .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--allow-loopback"])
         .stdout(Stdio::piped())
@@ -315,16 +315,30 @@ fn serve_reports_health_logs_each_request_and_says_when_it_stops() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "not_found", "{body}");
 
-    // A damaged store, then a missing one: 503 with the reason, in the same JSON shape.
-    std::fs::write(&env.db, b"this is not a SQLite database, it was overwritten").unwrap();
-    let (status, body) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["code"], "store_unavailable");
-    assert!(body["message"].as_str().unwrap().contains("not a database"), "{body}");
-    std::fs::remove_file(&env.db).unwrap();
-    let (status, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(!env.db.exists(), "a health check never creates the store");
+    // A damaged store, then a missing one: 503 with the reason, in the same JSON shape. On
+    // PostgreSQL the database is dropped: missing, asked twice.
+    match &env.pg {
+        None => {
+            std::fs::write(&env.db, b"this is not a SQLite database, it was overwritten").unwrap();
+            let (status, body) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert_eq!(body["code"], "store_unavailable");
+            assert!(body["message"].as_str().unwrap().contains("not a database"), "{body}");
+            std::fs::remove_file(&env.db).unwrap();
+            let (status, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(!env.store_made(), "a health check never creates the store");
+        }
+        Some(pg) => {
+            pg.drop_now();
+            for _ in 0..2 {
+                let (status, body) = call(reqwest::Method::GET, &format!("{url}/health"), None, None);
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+                assert_eq!(body["code"], "store_unavailable");
+                assert!(body["message"].as_str().unwrap().contains("does not exist"), "{body}");
+            }
+        }
+    }
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -335,7 +349,7 @@ fn serve_reports_health_logs_each_request_and_says_when_it_stops() {
     let lines = log.join().unwrap();
     let addr = url.strip_prefix("http://").unwrap();
     assert!(
-        lines[0].contains(&format!("on {url}")) && lines[0].contains(&env.db.display().to_string()),
+        lines[0].contains(&format!("on {url}")) && lines[0].contains(&env.store()),
         "the first line says where: {lines:?}"
     );
     let requests: Vec<&String> = lines.iter().filter(|l| l.contains(" ms")).collect();

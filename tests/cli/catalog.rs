@@ -99,25 +99,19 @@ fn catalog_import(env: &Env, dir: &Path, extra: &[&str], code: i32) -> (Vec<Valu
 
 /// Every row of a local-store table, as (key, the row's other columns) in key order.
 fn table(env: &Env, sql: &str) -> Vec<Vec<Option<String>>> {
-    let conn = env.conn();
-    let mut stmt = conn.prepare(sql).unwrap();
-    let n = stmt.column_count();
-    stmt.query_map([], |r| {
-        (0..n)
-            .map(|i| {
-                r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
-                    rusqlite::types::Value::Null => None,
-                    rusqlite::types::Value::Integer(i) => Some(i.to_string()),
-                    rusqlite::types::Value::Real(f) => Some(f.to_string()),
-                    rusqlite::types::Value::Text(t) => Some(t),
-                    rusqlite::types::Value::Blob(_) => Some("<blob>".into()),
+    env.rows(sql)
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    Value::Null => None,
+                    Value::String(t) => Some(t),
+                    Value::Array(_) => Some("<blob>".into()),
+                    other => Some(other.to_string()),
                 })
-            })
-            .collect()
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+                .collect()
+        })
+        .collect()
 }
 
 /// The catalog's tables of the local store, every column but the store's own ids and times.
@@ -126,13 +120,8 @@ fn local_catalog(env: &Env) -> Vec<Vec<Vec<Option<String>>>> {
         .iter()
         .map(|t| {
             let columns: Vec<String> = {
-                let conn = env.conn();
-                let mut stmt = conn
-                    .prepare(&format!("SELECT name FROM pragma_table_info('{t}')"))
-                    .unwrap();
-                stmt.query_map([], |r| r.get::<_, String>(0))
-                    .unwrap()
-                    .map(Result::unwrap)
+                env.columns(t)
+                    .into_iter()
                     .filter(|c| {
                         !["id", "task_id", "tenant_key", "created_at", "updated_at", "source_line"]
                             .contains(&c.as_str())
@@ -371,7 +360,7 @@ fn two_files_for_one_entity_an_empty_folder_and_a_missing_one_are_usage_errors()
         .assert()
         .code(2)
         .stderr(predicates::str::contains("cannot read the folder nowhere"));
-    assert!(!env.db.exists(), "no store is made for a usage error");
+    assert!(!env.store_made(), "no store is made for a usage error");
 }
 
 #[test]

@@ -40,20 +40,7 @@ fn counters(task: &Value) -> (u64, u64, u64, u64) {
 
 /// Every row of a local table as JSON objects of the given columns, in rowid order.
 fn rows(env: &Env, table: &str, columns: &str) -> Vec<Value> {
-    let conn = env.conn();
-    let sql = format!(
-        "SELECT json_object({}) FROM {table} ORDER BY rowid",
-        columns
-            .split(", ")
-            .map(|c| format!("'{c}', {c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut stmt = conn.prepare(&sql).unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|t| serde_json::from_str(&t.unwrap()).unwrap())
-        .collect()
+    env.objects(&format!("SELECT {columns} FROM {table} ORDER BY rowid"))
 }
 
 /// Server records (sent concurrently, so in any order) by name.
@@ -248,10 +235,7 @@ fn prices_name_their_plan_and_meter_by_key_and_an_unknown_key_is_that_rows_error
             ),
         ]
     );
-    let conn = env.conn();
-    let column: String = conn
-        .query_row("SELECT \"column\" FROM task_errors WHERE line = 4", [], |r| r.get(0))
-        .unwrap();
+    let column: String = env.query_one("SELECT \"column\" FROM task_errors WHERE line = 4");
     assert_eq!(column, "entity_key");
     let data = server.data();
     let id_of = |list: &[Value], key: &str| {
@@ -310,16 +294,8 @@ fn the_local_target_checks_keys_against_its_own_tables() {
         (4, "processing".into(), "plan lookup_key 'enterprise' not found".into())
     );
     assert_eq!(errors[1].0, 6);
-    let plan: String = env
-        .conn()
-        .query_row("SELECT id FROM plans WHERE lookup_key = 'pro'", [], |r| r.get(0))
-        .unwrap();
-    let feature: String = env
-        .conn()
-        .query_row("SELECT id FROM features WHERE lookup_key = 'api_calls'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let plan: String = env.query_one("SELECT id FROM plans WHERE lookup_key = 'pro'");
+    let feature: String = env.query_one("SELECT id FROM features WHERE lookup_key = 'api_calls'");
     assert_eq!(
         rows(
             &env,
@@ -329,7 +305,7 @@ fn the_local_target_checks_keys_against_its_own_tables() {
         vec![
             json!({"lookup_key":"pro_monthly","entity_key":"pro","entity_id":plan,"feature_key":null,"meter_id":null}),
             json!({"lookup_key":"pro_calls","entity_key":"pro","entity_id":plan,"feature_key":"api_calls","meter_id":format!("meter_{}", &feature[5..])}),
-            json!({"lookup_key":"seats_monthly","entity_key":"extra_seats","entity_id":env.conn().query_row("SELECT id FROM addons WHERE lookup_key = 'extra_seats'", [], |r| r.get::<_, String>(0)).unwrap(),"feature_key":null,"meter_id":null}),
+            json!({"lookup_key":"seats_monthly","entity_key":"extra_seats","entity_id":env.query_one::<String>("SELECT id FROM addons WHERE lookup_key = 'extra_seats'"),"feature_key":null,"meter_id":null}),
             json!({"lookup_key":"by_id","entity_key":null,"entity_id":"plan_given","feature_key":null,"meter_id":null}),
         ]
     );
@@ -372,11 +348,7 @@ fn entitlements_name_plan_and_feature_by_key_and_are_one_per_pair() {
         vec![(7, "processing".into(), "plan lookup_key 'enterprise' not found".into())]
     );
     let id = |table: &str, key: &str| -> String {
-        env.conn()
-            .query_row(&format!("SELECT id FROM {table} WHERE lookup_key = ?1"), [key], |r| {
-                r.get(0)
-            })
-            .unwrap()
+        env.query_one(&format!("SELECT id FROM {table} WHERE lookup_key = '{key}'"))
     };
     let (pro, free, seats) = (id("plans", "pro"), id("plans", "free"), id("addons", "extra_seats"));
     let (calls, sso, region) = (
@@ -691,16 +663,8 @@ fn subscriptions_locally_check_customer_and_plan_and_are_created_once() {
             (5, "processing".into(), "plan lookup_key 'enterprise' not found".into()),
         ]
     );
-    let acme: String = env
-        .conn()
-        .query_row("SELECT id FROM customers WHERE external_id = 'cust_acme'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let pro: String = env
-        .conn()
-        .query_row("SELECT id FROM plans WHERE lookup_key = 'pro'", [], |r| r.get(0))
-        .unwrap();
+    let acme: String = env.query_one("SELECT id FROM customers WHERE external_id = 'cust_acme'");
+    let pro: String = env.query_one("SELECT id FROM plans WHERE lookup_key = 'pro'");
     assert_eq!(
         rows(
             &env,
@@ -828,22 +792,30 @@ fn a_price_rerun_creates_nothing_and_a_pricing_change_is_refused_not_made_silent
 
 /// A table's rows without bookkeeping, sorted: what must survive an export and an import.
 fn records(env: &Env, table: &str) -> Vec<String> {
-    let conn = env.conn();
-    let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
-    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-    let mut out: Vec<String> = stmt
-        .query_map([], |row| {
+    // `rowid`: PostgreSQL's stand-in for SQLite's implicit rowid, which `*` does not show.
+    let (names, rows) = env.rows_named(&format!("SELECT * FROM {table}"));
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
             let mut cells = Vec::new();
-            for (i, name) in names.iter().enumerate() {
-                if ["id", "tenant_key", "task_id", "source_line", "created_at", "updated_at"].contains(&name.as_str()) {
+            for (name, value) in names.iter().zip(row) {
+                if [
+                    "id",
+                    "tenant_key",
+                    "task_id",
+                    "source_line",
+                    "created_at",
+                    "updated_at",
+                    "rowid",
+                ]
+                .contains(&name.as_str())
+                {
                     continue;
                 }
-                cells.push(format!("{name}={:?}", row.get::<_, rusqlite::types::Value>(i)?));
+                cells.push(format!("{name}={value}"));
             }
-            Ok(cells.join(" "))
+            cells.join(" ")
         })
-        .unwrap()
-        .map(Result::unwrap)
         .collect();
     out.sort();
     out

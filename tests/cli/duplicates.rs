@@ -56,14 +56,7 @@ fn again(format: &str) -> (String, i64) {
 
 /// Every stored event: (event_id, external_customer_id, timestamp, properties).
 fn stored(env: &Env) -> Vec<(String, String, String, String)> {
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare("SELECT event_id, external_customer_id, timestamp, properties FROM events ORDER BY event_id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    env.query("SELECT event_id, external_customer_id, timestamp, properties FROM events ORDER BY event_id")
 }
 
 /// (processed, imported, rejected, duplicates, conflicting duplicates)
@@ -279,10 +272,7 @@ fn the_flexprice_target_tells_conflicts_from_resends_in_the_ledger_and_in_flight
     );
     let url = &server.url;
     let had = |line: u64| format!("{url} already has it (delivered by {}, line {line})", "TASK");
-    let base_task: String = env
-        .conn()
-        .query_row("SELECT id FROM tasks ORDER BY created_at LIMIT 1", [], |r| r.get(0))
-        .unwrap();
+    let base_task: String = env.query_one("SELECT id FROM tasks ORDER BY created_at LIMIT 1");
     let flight = format!("an earlier row of this run is being sent to {url}");
     let expected: Vec<(i64, String, String)> = [
         (2, "duplicate", format!("event_id e1 was sent before: {}; skipped", had(2))),

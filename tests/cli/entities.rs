@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::{fixture, stderr_of, stdout_of, Env};
 
 fn text(env: &Env, sql: &str) -> String {
-    env.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    env.query_one(sql)
 }
 
 #[test]

@@ -65,12 +65,7 @@ fn a_server_answering_html_fails_the_task_at_once_with_what_came_back() {
         )),
         "{stderr}"
     );
-    let conn = env.conn();
-    let (status, failed): (String, i64) = conn
-        .query_row("SELECT task_status, failed_records FROM tasks", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (status, failed): (String, i64) = env.query_one("SELECT task_status, failed_records FROM tasks");
     assert_eq!(
         (status.as_str(), failed),
         ("FAILED", 0),
@@ -471,10 +466,7 @@ fn a_key_the_server_echoes_is_scrubbed_before_it_is_stored_or_shown() {
         .code(1)
         .get_output()
         .clone();
-    let summary: String = env
-        .conn()
-        .query_row("SELECT error_summary FROM tasks", [], |r| r.get(0))
-        .unwrap();
+    let summary: String = env.query_one("SELECT error_summary FROM tasks");
     assert!(
         summary.contains("401 Unauthorized: invalid api key [api key]"),
         "{summary}"

@@ -28,6 +28,8 @@ pub struct Shared {
     pub behaviour: Mutex<Behaviour>,
     /// Each GET: (path, Range header).
     pub requests: Mutex<Vec<(String, Option<String>)>>,
+    /// Body bytes handed to the connection so far, over every answer.
+    pub sent: std::sync::atomic::AtomicUsize,
 }
 
 pub struct FileServer {
@@ -126,17 +128,24 @@ async fn serve(State(shared): State<Arc<Shared>>, Path(name): Path<String>, head
         pieces.push(Err(std::io::Error::other("dropped halfway")));
     }
     let pause = trickle.map(|(_, d)| d);
-    let stream = futures_util::stream::iter(pieces).then(move |piece| async move {
-        // The bytes before a drop reach the client first, so it breaks off mid-body.
-        let wait = if piece.is_err() {
-            Some(Duration::from_millis(100))
-        } else {
-            pause
-        };
-        if let Some(d) = wait {
-            tokio::time::sleep(d).await;
+    let counter = Arc::clone(&shared);
+    let stream = futures_util::stream::iter(pieces).then(move |piece| {
+        let counter = Arc::clone(&counter);
+        async move {
+            // The bytes before a drop reach the client first, so it breaks off mid-body.
+            let wait = if piece.is_err() {
+                Some(Duration::from_millis(100))
+            } else {
+                pause
+            };
+            if let Some(d) = wait {
+                tokio::time::sleep(d).await;
+            }
+            if let Ok(bytes) = &piece {
+                counter.sent.fetch_add(bytes.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+            piece
         }
-        piece
     });
     let mut response = Response::builder()
         .status(status)

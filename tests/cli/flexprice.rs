@@ -74,9 +74,10 @@ fn events_reach_the_server_once_with_the_ids_the_local_store_gives_them() {
     // The local target stores the same events under the same ids.
     let local = Env::new();
     local.run_json(&[file], 0);
-    let conn = local.conn();
-    let mut stmt = conn.prepare("SELECT event_id FROM events").unwrap();
-    let stored: BTreeSet<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let stored: BTreeSet<String> = local
+        .query::<String>("SELECT event_id FROM events")
+        .into_iter()
+        .collect();
     assert_eq!(sent, stored);
 
     // A rerun sends nothing: every event is in the ledger.
@@ -423,7 +424,7 @@ fn a_run_killed_mid_way_resumes_and_the_server_counts_each_event_once() {
     let valid = n - n / 97;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args([
             "run",
             file.to_str().unwrap(),
@@ -482,7 +483,7 @@ fn a_run_killed_mid_way_sends_events_without_timestamps_again_with_the_same_time
     let file = env.write("events.csv", &text);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args([
             "run",
             file.to_str().unwrap(),
@@ -499,14 +500,9 @@ fn a_run_killed_mid_way_sends_events_without_timestamps_again_with_the_same_time
     // Killed once a checkpoint is committed (rows settled), with more in flight.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let committed = || {
-        env.db.exists()
-            && env
-                .conn()
-                .query_row("SELECT COALESCE(MAX(processed_records), 0) FROM tasks", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .unwrap_or(0)
-                > 0
+        env.poll_one::<i64>("SELECT COALESCE(MAX(processed_records), 0) FROM tasks")
+            .unwrap_or(0)
+            > 0
     };
     while !committed() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
@@ -599,7 +595,7 @@ fn ctrl_c_waits_for_the_requests_in_flight_and_the_task_continues() {
     let file = events_csv(&env, "events.csv", 3000, 0, 0);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .env("FLEXPRICE_API_KEY", API_KEY)
         .args([
             "run",

@@ -35,14 +35,8 @@ fn a_good_csv_imports_every_row_and_exits_0() {
     assert!(task["started_at"].is_string() && task["completed_at"].is_string());
     assert_eq!(env.count("SELECT count(*) FROM events"), 12);
 
-    let (timestamp, properties, tenant): (String, String, String) = env
-        .conn()
-        .query_row(
-            "SELECT timestamp, properties, tenant_id FROM events WHERE event_id = 'evt_0005'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let (timestamp, properties, tenant): (String, String, String) =
+        env.query_one("SELECT timestamp, properties, tenant_id FROM events WHERE event_id = 'evt_0005'");
     assert_eq!(timestamp, "2026-11-01T17:00:00Z", "offsets are converted to UTC");
     assert_eq!(
         properties,
@@ -50,12 +44,7 @@ fn a_good_csv_imports_every_row_and_exits_0() {
     );
     assert_eq!(tenant, "00000000-0000-0000-0000-000000000000");
     // Empty property cells are "not given", not empty strings.
-    let props: String = env
-        .conn()
-        .query_row("SELECT properties FROM events WHERE event_id = 'evt_0009'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let props: String = env.query_one("SELECT properties FROM events WHERE event_id = 'evt_0009'");
     assert_eq!(props, r#"{"region":"ap-northeast-1"}"#);
 }
 
@@ -124,10 +113,7 @@ fn every_kind_of_bad_row_is_rejected_with_its_line_and_the_rest_imported() {
         r#"event_id evt_r01 is already stored with other content: external_customer_id "cust_1", here "cust_2"; skipped"#
     );
 
-    let raw: Vec<u8> = env
-        .conn()
-        .query_row("SELECT raw FROM task_errors WHERE line = 6", [], |r| r.get(0))
-        .unwrap();
+    let raw: Vec<u8> = env.query_one("SELECT raw FROM task_errors WHERE line = 6");
     assert_eq!(
         raw, b"evt_r05,api_request,cust_1,2026-11-01 09:00:00,api,5,",
         "the rejected row is kept as read"
@@ -144,12 +130,7 @@ fn every_kind_of_bad_row_is_rejected_with_its_line_and_the_rest_imported() {
         env.count("SELECT count(*) FROM events WHERE event_id = 'evt_r01' AND external_customer_id = 'cust_1'"),
         1
     );
-    let ts: String = env
-        .conn()
-        .query_row("SELECT timestamp FROM events WHERE event_id = 'evt_r10'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let ts: String = env.query_one("SELECT timestamp FROM events WHERE event_id = 'evt_r10'");
     assert_eq!(ts, "2026-11-01T03:30:00Z");
 }
 
@@ -205,12 +186,7 @@ fn bom_crlf_and_quoted_newlines_are_read_as_data_with_true_line_numbers() {
     let task = env.run_json(&[fixture("bom_crlf_quoted.csv").to_str().unwrap()], 3);
     assert_eq!(counters(&task), (4, 3, 1, 0));
     // The BOM does not hide the first column, and the quoted CRLF stays in the value.
-    let props: String = env
-        .conn()
-        .query_row("SELECT properties FROM events WHERE event_id = 'evt_b001'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let props: String = env.query_one("SELECT properties FROM events WHERE event_id = 'evt_b001'");
     assert_eq!(props, r#"{"prompt":"line one\r\nline two, with a comma","tokens":10}"#);
     // Row 3 of the file's records starts on line 5: the quoted newline took a line.
     assert_eq!(
@@ -256,12 +232,7 @@ fn json_lines_and_json_arrays_import() {
     let task = env.run_json(&[fixture("events.json").to_str().unwrap()], 0);
     assert_eq!(counters(&task), (2, 2, 0, 0));
     assert_eq!(task["file_type"], "JSON");
-    let props: String = env
-        .conn()
-        .query_row("SELECT properties FROM events WHERE event_id = 'evt_a001'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let props: String = env.query_one("SELECT properties FROM events WHERE event_id = 'evt_a001'");
     assert_eq!(
         props,
         r#"{"model":"gpt-4o","note":"brackets ] and braces } in a string","tokens":1200}"#
@@ -284,15 +255,8 @@ fn a_saved_list_response_imports_every_item() {
     );
     let task = env.run_json(&[file.to_str().unwrap()], 0);
     assert_eq!(counters(&task), (2, 2, 0, 0));
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare("SELECT event_id, external_customer_id, timestamp FROM events ORDER BY event_id")
-        .unwrap();
-    let rows: Vec<(String, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let rows: Vec<(String, String, String)> =
+        env.query("SELECT event_id, external_customer_id, timestamp FROM events ORDER BY event_id");
     assert_eq!(
         rows,
         [
@@ -429,16 +393,7 @@ fn an_unknown_extension_or_missing_file_is_refused() {
 fn progress_is_committed_in_batches_while_the_task_runs() {
     let env = Env::new();
     let mut child = StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
-        .args([
-            "--db",
-            env.db.to_str().unwrap(),
-            "run",
-            "-",
-            "--format",
-            "csv",
-            "--batch-size",
-            "2",
-        ])
+        .args(["--db", &env.store(), "run", "-", "--format", "csv", "--batch-size", "2"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -453,14 +408,8 @@ fn progress_is_committed_in_batches_while_the_task_runs() {
     // The first two batches are committed while the process still waits for more input.
     let deadline = Instant::now() + Duration::from_secs(20);
     let seen = loop {
-        let row = env.db.exists().then(|| {
-            env.conn()
-                .query_row("SELECT task_status, processed_records FROM tasks", [], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .ok()
-        });
-        if let Some(Some(row)) = row {
+        let row = env.poll_one::<(String, i64)>("SELECT task_status, processed_records FROM tasks");
+        if let Some(row) = row {
             if row.1 == 4 {
                 break row;
             }
@@ -491,7 +440,7 @@ fn two_processes_import_into_one_store_at_once() {
             StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
                 .args([
                     "--db",
-                    env.db.to_str().unwrap(),
+                    &env.store(),
                     "-q",
                     "run",
                     f.to_str().unwrap(),

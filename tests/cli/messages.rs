@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::file_server::{Behaviour, FileServer};
-use crate::support::{fixture, stderr_of, stdout_of, Env};
+use crate::support::{fixture, sqlite_only, stderr_of, stdout_of, Env};
 
 fn create(env: &Env, file: &str) -> String {
     let out = env.cmd().args(["create", file]).assert().success().get_output().clone();
@@ -17,9 +17,7 @@ fn create(env: &Env, file: &str) -> String {
 }
 
 fn record_status(env: &Env, id: &str) -> String {
-    env.conn()
-        .query_row("SELECT status FROM tasks WHERE id = ?1", [id], |r| r.get(0))
-        .unwrap()
+    env.query_one(&format!("SELECT status FROM tasks WHERE id = '{id}'"))
 }
 
 #[test]
@@ -145,16 +143,7 @@ fn a_map_source_the_input_lacks_is_warned_about_and_the_others_still_apply() {
     assert!(!err.contains("--map id="), "{err}");
     let task: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task["metadata"]["unmatched_map"], serde_json::json!(["cust"]));
-    let stored: Vec<(String, String)> = {
-        let conn = env.conn();
-        let mut stmt = conn
-            .prepare("SELECT event_id, external_customer_id FROM events")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
+    let stored: Vec<(String, String)> = env.query("SELECT event_id, external_customer_id FROM events");
     assert_eq!(stored, [("e1".to_string(), "c1".to_string())]);
 
     let jsonl = env.write(
@@ -185,6 +174,9 @@ fn a_map_source_the_input_lacks_is_warned_about_and_the_others_still_apply() {
 
 #[test]
 fn reading_commands_on_a_mistyped_store_create_nothing() {
+    if sqlite_only("a store path with no file or folder behind it: SQLite's file, which PostgreSQL does not have") {
+        return;
+    }
     let env = Env::new();
     let missing = env.dir.path().join("typo").join("deeper").join("store.db");
     let db = missing.to_str().unwrap();
@@ -247,7 +239,7 @@ fn reading_commands_on_a_mistyped_store_create_nothing() {
 fn an_empty_listing_says_why_it_is_empty() {
     let env = Env::new();
     let listing = |args: &[&str]| stderr_of(&env.cmd().arg("list").args(args).assert().success().get_output().clone());
-    let db = env.db.display().to_string();
+    let db = env.store();
     env.cmd()
         .args(["create", fixture("events.csv").to_str().unwrap()])
         .assert()
@@ -301,7 +293,7 @@ fn an_empty_listing_says_why_it_is_empty() {
         stderr_of(&out).trim(),
         format!(
             "no tasks for tenant 00000000-0000-0000-0000-000000000000 in {}",
-            fresh.db.display()
+            fresh.store()
         )
     );
 }
@@ -400,7 +392,7 @@ fn an_output_into_a_missing_folder_names_the_folder_before_any_task() {
         .get_output()
         .clone();
     assert!(stderr_of(&out).contains(&expected), "{}", stderr_of(&out));
-    assert!(!env.db.exists(), "no task was made for work that could not be written");
+    assert!(!env.store_made(), "no task was made for work that could not be written");
 
     let id = create(&env, fixture("events.csv").to_str().unwrap());
     let out = env
@@ -471,7 +463,7 @@ fn a_resumed_task_is_timed_without_the_time_it_sat_interrupted() {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args(["run", &url, "--progress", "never", "--batch-size", "1000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -480,15 +472,9 @@ fn a_resumed_task_is_timed_without_the_time_it_sat_interrupted() {
     // Some rows committed, then Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let records: i64 = if env.db.exists() {
-            env.conn()
-                .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
-                    r.get(0)
-                })
-                .unwrap_or(0)
-        } else {
-            0
-        };
+        let records: i64 = env
+            .poll_one("SELECT coalesce(max(records), 0) FROM task_checkpoints")
+            .unwrap_or(0);
         if records > 0 {
             break;
         }
@@ -503,7 +489,7 @@ fn a_resumed_task_is_timed_without_the_time_it_sat_interrupted() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr_of(&out));
     let first_run = started.elapsed();
-    let id: String = env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap();
+    let id: String = env.query_one("SELECT id FROM tasks");
 
     // It sits interrupted for 3 s.
     std::thread::sleep(Duration::from_secs(3));

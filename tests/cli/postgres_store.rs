@@ -7,81 +7,11 @@
 //! saying so; FLEXPRICE_IMPORT_TEST_PG=skip leaves them out.
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use serde_json::Value;
 
+pub use crate::support::PgDb;
 use crate::support::{fixture, stderr_of, stdout_of, Env};
-
-const VAR: &str = "FLEXPRICE_IMPORT_TEST_PG";
-
-/// The test cluster's admin URL; `None` with `skip`; a failure naming the script without it.
-fn admin_url() -> Option<String> {
-    match std::env::var(VAR) {
-        Ok(v) if v == "skip" => {
-            eprintln!("{VAR}=skip: this PostgreSQL test is skipped");
-            None
-        }
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => panic!(
-            "{VAR} is not set: the PostgreSQL store's tests need a cluster. Start a throwaway one with \
-             `eval \"$(bash tests/pg-cluster.sh start)\"` (or run .ci/run, which does), or set {VAR}=skip \
-             to leave PostgreSQL out"
-        ),
-    }
-}
-
-/// A new database on the test cluster, dropped at the end.
-pub struct PgDb {
-    admin: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl PgDb {
-    pub fn create() -> Option<PgDb> {
-        let admin = admin_url()?;
-        let name = format!("fi_cli_{}", uuid::Uuid::now_v7().simple());
-        Client::connect(&admin, NoTls)
-            .expect("connecting to the test cluster")
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let mut url = url::Url::parse(&admin).unwrap();
-        url.set_path(&format!("/{name}"));
-        Some(PgDb {
-            admin,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    pub fn client(&self) -> Client {
-        Client::connect(&self.url, NoTls).unwrap()
-    }
-
-    /// The cluster's host and port, for URLs with other users and passwords.
-    fn host_port(&self) -> String {
-        let url = url::Url::parse(&self.admin).unwrap();
-        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
-    }
-}
-
-impl PgDb {
-    /// Drops the database now (its sessions ended), as a store that is gone.
-    pub fn drop_now(&self) {
-        Client::connect(&self.admin, NoTls)
-            .unwrap()
-            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .unwrap();
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        if let Ok(mut client) = Client::connect(&self.admin, NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
-    }
-}
 
 pub fn json_of(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout)

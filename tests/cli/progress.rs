@@ -25,7 +25,7 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
     let env = Env::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args(["run", "-", "--format", "csv", "--progress", "never"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -45,12 +45,7 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
-        let found = env.db.exists().then(|| {
-            env.conn()
-                .query_row("SELECT id FROM tasks", [], |r| r.get::<_, String>(0))
-                .ok()
-        });
-        if let Some(Some(id)) = found {
+        if let Some(id) = env.poll_one::<String>("SELECT id FROM tasks") {
             break id;
         }
         assert!(Instant::now() < deadline, "no task");
@@ -62,14 +57,8 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
     while !writer.is_finished() {
         let task = env.inspect(&id);
         // One statement: one snapshot of the counters and the rows they count.
-        let (processed, successful, stored): (u64, u64, i64) = env
-            .conn()
-            .query_row(
-                "SELECT processed_records, successful_records, (SELECT count(*) FROM events) FROM tasks",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
+        let (processed, successful, stored): (u64, u64, i64) =
+            env.query_one("SELECT processed_records, successful_records, (SELECT count(*) FROM events) FROM tasks");
         if task["task_status"] == "PROCESSING" {
             let live = &task["read_so_far"];
             assert!(live.is_object(), "a running task shows what it read: {task}");
@@ -116,14 +105,22 @@ fn inspect_shows_what_a_slow_run_has_read_between_commits() {
     assert_eq!(task["task_status"], "COMPLETED");
     assert_eq!(task["successful_records"], 1500);
     assert_eq!(task["read_so_far"], Value::Null, "only while it runs");
-    assert!(
-        !env.dir
-            .path()
-            .join("store.db.locks")
-            .join(format!("{id}.progress"))
-            .exists(),
-        "the live figures go when the run ends"
-    );
+    // The live figures go when the run ends: SQLite's file beside the lock, PostgreSQL's row.
+    match &env.pg {
+        None => assert!(
+            !env.dir
+                .path()
+                .join("store.db.locks")
+                .join(format!("{id}.progress"))
+                .exists(),
+            "the live figures go when the run ends"
+        ),
+        Some(_) => assert_eq!(
+            env.count("SELECT count(*) FROM task_live"),
+            0,
+            "the live figures go when the run ends"
+        ),
+    }
 }
 
 /// `n` events of about 64 bytes each.

@@ -14,19 +14,11 @@ use crate::support::{stderr_of, Env};
 type Stored = Vec<(String, String, String, String, i64)>;
 
 fn stored(env: &Env, task: &Value) -> Stored {
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare(
-            "SELECT event_id, event_name, external_customer_id, properties, source_line FROM events \
-             WHERE task_id = ?1 ORDER BY source_line",
-        )
-        .unwrap();
-    stmt.query_map([task["id"].as_str().unwrap()], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    env.query(&format!(
+        "SELECT event_id, event_name, external_customer_id, properties, source_line FROM events \
+         WHERE task_id = '{}' ORDER BY source_line",
+        task["id"].as_str().unwrap()
+    ))
 }
 
 /// Checks that the `rows` rows of the input are each counted exactly once, and that the task's
@@ -153,14 +145,10 @@ fn a_file_ending_inside_quotes_rejects_the_record_where_the_quote_opened() {
         let task: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(accounted(&env, &task, 2), (1, 0, 0, 0, 1), "{source}");
         assert_eq!(stored(&env, &task)[0].0, "q1");
-        let conn = env.conn();
-        let (line, column, reason): (i64, String, String) = conn
-            .query_row(
-                "SELECT line, \"column\", reason FROM task_errors WHERE task_id = ?1",
-                [task["id"].as_str().unwrap()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
+        let (line, column, reason): (i64, String, String) = env.query_one(&format!(
+            "SELECT line, \"column\", reason FROM task_errors WHERE task_id = '{}'",
+            task["id"].as_str().unwrap()
+        ));
         assert_eq!((line, column.as_str()), (3, "properties.note"));
         assert_eq!(
             reason,

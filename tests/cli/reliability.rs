@@ -106,7 +106,7 @@ fn create(env: &Env, file: &std::path::Path) -> String {
 pub fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
     StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.store())
         .arg("--quiet")
         .args(args)
         .stdin(Stdio::null())
@@ -180,7 +180,7 @@ fn killed_at_random_moments_then_resumed_stores_every_valid_row_exactly_once() {
 fn start_piped(env: &Env, rows: usize) -> (std::process::Child, std::process::ChildStdin) {
     let mut child = StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.store())
         .args(["run", "-", "--format", "csv", "--batch-size", "10"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -195,11 +195,9 @@ fn start_piped(env: &Env, rows: usize) -> (std::process::Child, std::process::Ch
     stdin.flush().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let done = env.db.exists()
-            && env
-                .conn()
-                .query_row("SELECT processed_records FROM tasks", [], |r| r.get::<_, i64>(0))
-                .is_ok_and(|n| n as usize == rows);
+        let done = env
+            .poll_one::<i64>("SELECT processed_records FROM tasks")
+            .is_some_and(|n| n as usize == rows);
         if done {
             break;
         }
@@ -258,7 +256,7 @@ fn sigterm_exits_143_and_the_rerun_of_a_stdin_task_starts_over_exactly() {
     let out = child.wait_with_output().unwrap();
     drop(stdin);
     assert_eq!(out.status.code(), Some(143));
-    let id: String = env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap();
+    let id: String = env.query_one("SELECT id FROM tasks");
     let mut input = String::from("event_id,event_name,external_customer_id\n");
     for i in 0..25 {
         input.push_str(&format!("e{i},api,c{i}\n"));
@@ -304,7 +302,7 @@ fn a_changed_file_is_not_resumed_at_a_stale_offset() {
 fn a_running_task_is_not_run_twice() {
     let env = Env::new();
     let (mut child, stdin) = start_piped(&env, 10);
-    let id: String = env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap();
+    let id: String = env.query_one("SELECT id FROM tasks");
     env.cmd()
         .args(["run", &id])
         .assert()
@@ -343,14 +341,10 @@ fn four_processes_import_four_files_into_one_store_at_once() {
     let expected: u64 = files.iter().map(|(_, g)| g.valid_unique).sum();
     assert_eq!(env.count("SELECT count(*) FROM events") as u64, expected);
     for (file, g) in &files {
-        let id: String = env
-            .conn()
-            .query_row(
-                "SELECT id FROM tasks WHERE file_url = ?1",
-                [file.to_str().unwrap()],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let id: String = env.query_one(&format!(
+            "SELECT id FROM tasks WHERE file_url = '{}'",
+            file.to_str().unwrap()
+        ));
         assert_eq!(
             task_counts(&env, &id),
             (
@@ -421,7 +415,7 @@ fn a_fixed_reject_file_imports_as_it_is_and_completes_the_data() {
     );
 
     // The `errors` command writes the same file from the store afterwards.
-    let id: String = env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap();
+    let id: String = env.query_one("SELECT id FROM tasks");
     let again = stdout_of(&env.cmd().args(["errors", &id]).assert().success().get_output().clone());
     assert_eq!(again, text);
 

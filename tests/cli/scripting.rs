@@ -10,12 +10,7 @@ use crate::support::{fixture, stderr_of, stdout_of, Env};
 
 /// The ids of the store's tasks, oldest first.
 fn task_ids(env: &Env) -> Vec<String> {
-    let conn = env.conn();
-    let mut stmt = conn.prepare("SELECT id FROM tasks ORDER BY created_at, id").unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    env.query("SELECT id FROM tasks ORDER BY created_at, id")
 }
 
 #[test]
@@ -104,7 +99,7 @@ case "$id" in task_*) ;; *) echo "not an id: $id" >&2; exit 9;; esac
         .args(["-c", script])
         .env("BIN", env!("CARGO_BIN_EXE_flexprice-import"))
         .env("FILE", fixture("events.csv"))
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -117,10 +112,10 @@ case "$id" in task_*) ;; *) echo "not an id: $id" >&2; exit 9;; esac
 /// Starts `run FILE` and kills it with SIGKILL once it has committed some rows: the task
 /// stays PROCESSING, with a checkpoint, and no process.
 fn killed_mid_run(env: &Env, file: &std::path::Path) -> String {
-    let before = if env.db.exists() { task_ids(env) } else { Vec::new() };
+    let before = if env.store_made() { task_ids(env) } else { Vec::new() };
     let mut child = StdCommand::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.store())
         .args(["--progress", "never", "run"])
         .arg(file)
         .args(["--batch-size", "200"])
@@ -132,14 +127,8 @@ fn killed_mid_run(env: &Env, file: &std::path::Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
         // The store may not even exist yet; any error is "not yet".
-        let committed = rusqlite::Connection::open(&env.db).ok().and_then(|conn| {
-            conn.query_row(
-                "SELECT id FROM tasks WHERE processed_records > 0 ORDER BY created_at DESC LIMIT 1",
-                [],
-                |r| r.get::<_, String>(0),
-            )
-            .ok()
-        });
+        let committed =
+            env.poll_one::<String>("SELECT id FROM tasks WHERE processed_records > 0 ORDER BY created_at DESC LIMIT 1");
         if let Some(id) = committed.filter(|id| !before.contains(id)) {
             break id;
         }

@@ -135,8 +135,7 @@ fn downloads_stream_follow_redirects_and_refuse_a_404_with_its_url() {
         .stdout
         .clone();
     assert!(!String::from_utf8_lossy(&listed).contains("hunter2"));
-    let db = std::fs::read(&env.db).unwrap();
-    assert!(!db.windows(7).any(|w| w == b"hunter2"), "no password in the store");
+    assert!(!env.dump().contains("hunter2"), "no password in the store");
 }
 
 #[test]
@@ -188,7 +187,7 @@ fn kill_then_continue(url: &str) -> serde_json::Value {
     let env = Env::new();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args(["run", url, "--batch-size", "500", "--progress", "never"])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -197,10 +196,7 @@ fn kill_then_continue(url: &str) -> serde_json::Value {
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let done: i64 = env
-            .conn()
-            .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
-                r.get(0)
-            })
+            .poll_one::<i64>("SELECT coalesce(max(records), 0) FROM task_checkpoints")
             .unwrap_or(0);
         if done >= 2000 || std::time::Instant::now() > deadline {
             break;
@@ -208,7 +204,7 @@ fn kill_then_continue(url: &str) -> serde_json::Value {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let id: String = env.conn().query_row("SELECT id FROM tasks", [], |r| r.get(0)).unwrap();
+    let id: String = env.query_one("SELECT id FROM tasks");
     let task = env.run_json(&[&id], 3);
     assert_eq!(env.count("SELECT count(*) FROM events"), 9800);
     task

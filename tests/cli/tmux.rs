@@ -52,7 +52,7 @@ impl Tmux {
                  {command}\n\
                  echo $? > {exit}\n\
                  sleep 600\n",
-                db = quoted(&env.db.to_string_lossy()),
+                db = quoted(&env.store()),
                 dir = quoted(&env.dir.path().to_string_lossy()),
                 command = command.join(" "),
                 exit = quoted(&exit_file.to_string_lossy()),

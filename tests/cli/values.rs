@@ -9,14 +9,7 @@ use crate::support::{stdout_of, Env};
 
 /// Every stored event as (event_id, external_customer_id, properties), by event_id.
 fn stored_events(env: &Env) -> Vec<(String, String, String)> {
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare("SELECT event_id, external_customer_id, properties FROM events ORDER BY event_id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    env.query("SELECT event_id, external_customer_id, properties FROM events ORDER BY event_id")
 }
 
 fn owned(rows: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
@@ -200,15 +193,8 @@ fn price_amounts_keep_every_digit_as_numbers_or_text() {
         env.errors(task["id"].as_str().unwrap()),
         [(4, "validation".to_owned(), "amount -0.01 is less than 0".to_owned())]
     );
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare("SELECT lookup_key, amount, tiers FROM prices ORDER BY lookup_key")
-        .unwrap();
-    let rows: Vec<(String, Option<String>, Option<String>)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, Option<String>, Option<String>)> =
+        env.query("SELECT lookup_key, amount, tiers FROM prices ORDER BY lookup_key");
     assert_eq!(
         rows,
         [
@@ -262,14 +248,8 @@ fn price_amounts_keep_every_digit_as_numbers_or_text() {
             r#"amount "-0.01" is less than 0"#.to_owned()
         )]
     );
-    let from_csv_rows: Vec<(String, Option<String>, Option<String>)> = from_csv
-        .conn()
-        .prepare("SELECT lookup_key, amount, tiers FROM prices ORDER BY lookup_key")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let from_csv_rows: Vec<(String, Option<String>, Option<String>)> =
+        from_csv.query("SELECT lookup_key, amount, tiers FROM prices ORDER BY lookup_key");
     assert_eq!(from_csv_rows, rows);
 
     // The flexprice target sends the same digits.
@@ -335,41 +315,18 @@ fn request_bodies_keep_every_digit() {
 
 /// Rejected rows of a task: (line, column, kind, reason).
 fn rejected(env: &Env, task: &Value) -> Vec<(i64, Option<String>, String, String)> {
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare("SELECT line, \"column\", kind, reason FROM task_errors WHERE task_id = ?1 ORDER BY line, id")
-        .unwrap();
-    stmt.query_map([task["id"].as_str().unwrap()], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    env.query(&format!(
+        "SELECT line, \"column\", kind, reason FROM task_errors WHERE task_id = '{}' ORDER BY line, id",
+        task["id"].as_str().unwrap()
+    ))
 }
 
 /// Every stored event, every column a user sets, by event_id.
 fn full_events(env: &Env) -> Vec<[Option<String>; 7]> {
-    let conn = env.conn();
-    let mut stmt = conn
-        .prepare(
-            "SELECT event_id, event_name, external_customer_id, customer_id, timestamp, source, properties \
-             FROM events ORDER BY event_id",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok([
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        ])
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    env.query(
+        "SELECT event_id, event_name, external_customer_id, customer_id, timestamp, source, properties \
+         FROM events ORDER BY event_id",
+    )
 }
 
 fn event_row(id: &str, customer_id: Option<&str>, source: Option<&str>, properties: &str) -> [Option<String>; 7] {
@@ -397,14 +354,7 @@ fn identifiers_are_trimmed_alike_for_every_entity_in_csv_json_and_jsonl() {
     );
     let updated = env.run_json(&[again.to_str().unwrap()], 0);
     assert_eq!(updated["metadata"]["updated_records"], 1, "the same customer");
-    let conn = env.conn();
-    let customers: Vec<(String, String)> = conn
-        .prepare("SELECT external_id, name FROM customers")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let customers: Vec<(String, String)> = env.query("SELECT external_id, name FROM customers");
     assert_eq!(customers, [("cust_a".to_owned(), "Acme Inc.".to_owned())]);
 
     let csv = env.write(
@@ -462,14 +412,8 @@ fn identifiers_are_trimmed_alike_for_every_entity_in_csv_json_and_jsonl() {
         env.run_json(&[again.to_str().unwrap()], 0)["metadata"]["updated_records"],
         1
     );
-    let feature: (String, String, String) = env
-        .conn()
-        .query_row(
-            "SELECT lookup_key, event_name, aggregation_field FROM features",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let feature: (String, String, String) =
+        env.query_one("SELECT lookup_key, event_name, aggregation_field FROM features");
     assert_eq!(feature, ("tokens".into(), "llm_usage".into(), "tokens".into()));
 }
 
@@ -569,12 +513,7 @@ fn control_characters_reject_identifiers_with_their_column_and_stay_in_free_text
             "external_id contains a control character (U+0001) at character 2".into()
         )]
     );
-    let customer: (String, String, String) = env
-        .conn()
-        .query_row("SELECT external_id, name, metadata FROM customers", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let customer: (String, String, String) = env.query_one("SELECT external_id, name, metadata FROM customers");
     assert_eq!(
         customer,
         ("c2".into(), "Acme\tInc.".into(), r#"{"note":"a\u0000b"}"#.into())
@@ -598,12 +537,7 @@ fn control_characters_reject_identifiers_with_their_column_and_stay_in_free_text
             "lookup_key contains a control character (U+0000) at character 4".into()
         )]
     );
-    let stored: (String, String) = env
-        .conn()
-        .query_row("SELECT lookup_key, description FROM prices", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let stored: (String, String) = env.query_one("SELECT lookup_key, description FROM prices");
     assert_eq!(stored, ("pro".into(), "two\nlines".into()));
     let features = env.write(
         "features.csv",

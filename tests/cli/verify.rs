@@ -367,7 +367,7 @@ fn verify_reads_a_ledger_recorded_before_api_keys_were_part_of_it() {
     let (file, _) = events_file(&env, 30);
     let task = deliver(&env, &server, &file);
     // As migration 7 left a ledger an earlier version wrote: no key recorded.
-    env.conn().execute("UPDATE remote_targets SET key_id = ''", []).unwrap();
+    env.execute("UPDATE remote_targets SET key_id = ''");
     let (code, json, stderr) = verify(&env, &server, &task, &[]);
     assert_eq!(code, 3, "{stderr}");
     assert_eq!(json, json!({"checked": 30, "found": 29, "missing": 1, "different": 0}));
@@ -633,7 +633,7 @@ fn events_are_kept_per_environment_and_another_environments_key_reads_none() {
     );
     // A ledger from before keys were part of it is read as any key's: read with the other
     // environment's key, the server has none of the events there.
-    env.conn().execute("UPDATE remote_targets SET key_id = ''", []).unwrap();
+    env.execute("UPDATE remote_targets SET key_id = ''");
     let out = remote(&env, &server)
         .env("FLEXPRICE_API_KEY", OTHER_KEY)
         .args(["verify", &task, "--json"])
@@ -766,12 +766,7 @@ fn numbers_in_properties_go_as_flexprice_decodes_them_and_verify_compares_them_s
                 .to_owned()
         )]
     );
-    let column: String = env
-        .conn()
-        .query_row("SELECT \"column\" FROM task_errors WHERE task_id = ?1", [&task], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let column: String = env.query_one(&format!("SELECT \"column\" FROM task_errors WHERE task_id = '{task}'"));
     assert_eq!(column, "properties.deep");
     assert!(
         stderr_of(&out).contains("events.jsonl:2: properties.deep: the number 1e+400 is beyond"),
@@ -865,9 +860,9 @@ fn verify_of_an_unfinished_task_says_only_what_was_delivered_so_far_is_checked()
     let (file, _) = events_file(&env, 4);
     let task = deliver(&env, &server, &file);
     // What a process killed mid-run leaves: the task PROCESSING.
-    env.conn()
-        .execute("UPDATE tasks SET task_status = 'PROCESSING' WHERE id = ?1", [&task])
-        .unwrap();
+    env.execute(&format!(
+        "UPDATE tasks SET task_status = 'PROCESSING' WHERE id = '{task}'"
+    ));
     let (code, json, stderr) = verify(&env, &server, &task, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(json, json!({"checked": 4, "found": 4, "missing": 0, "different": 0}));

@@ -267,7 +267,7 @@ fn two_workers_drain_twenty_tasks_each_done_once() {
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
             .current_dir(env.dir.path())
-            .env("FLEXPRICE_IMPORT_DB", &env.db)
+            .env("FLEXPRICE_IMPORT_DB", env.store())
             .args(["worker", "--once", "--concurrency", "2", "--progress", "never"])
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -303,7 +303,7 @@ fn a_worker_killed_mid_task_is_replaced_without_loss_or_duplicates() {
     let id = create(&env, &file, &[]);
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .args(["worker", "--lease", "2s", "--progress", "never"])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -313,10 +313,7 @@ fn a_worker_killed_mid_task_is_replaced_without_loss_or_duplicates() {
     loop {
         std::thread::sleep(Duration::from_millis(10));
         let done: i64 = env
-            .conn()
-            .query_row("SELECT coalesce(max(records), 0) FROM task_checkpoints", [], |r| {
-                r.get(0)
-            })
+            .poll_one("SELECT coalesce(max(records), 0) FROM task_checkpoints")
             .unwrap_or(0);
         if done > 0 || Instant::now() > deadline {
             break;
@@ -324,10 +321,7 @@ fn a_worker_killed_mid_task_is_replaced_without_loss_or_duplicates() {
     }
     first.kill().unwrap();
     first.wait().unwrap();
-    let status: String = env
-        .conn()
-        .query_row("SELECT task_status FROM tasks WHERE id = ?1", [&id], |r| r.get(0))
-        .unwrap();
+    let status: String = env.query_one(&format!("SELECT task_status FROM tasks WHERE id = '{id}'"));
     assert_eq!(status, "PROCESSING", "killed mid-task");
     // A second worker waits for the lease to run out, then continues from the checkpoint.
     let out = env
@@ -360,7 +354,7 @@ fn progress_webhooks_come_at_most_as_often_as_asked() {
     let env = Env::new();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
         .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", &env.db)
+        .env("FLEXPRICE_IMPORT_DB", env.store())
         .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
         .args([
             "run",
@@ -404,12 +398,12 @@ fn progress_webhooks_come_at_most_as_often_as_asked() {
     assert_eq!(events.last().map(|e| e.0.as_str()), Some("task.completed"));
 }
 
-/// Two workers on one SQLite store, sixteen deliveries waiting (each failed once: nothing
+/// Two workers on one store, sixteen deliveries waiting (each failed once: nothing
 /// listened), a slow receiver: each delivery reaches it once, and is recorded delivered after
 /// two attempts. Before deliveries were claimed, both workers read the same due rows and
 /// sent them.
 #[test]
-fn two_workers_on_sqlite_deliver_each_webhook_once() {
+fn two_workers_on_one_store_deliver_each_webhook_once() {
     let env = Env::new();
     // Nothing listens on this port until the receiver starts below.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -433,14 +427,8 @@ fn two_workers_on_sqlite_deliver_each_webhook_once() {
         let task: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         ids.push(task["id"].as_str().unwrap().to_owned());
     }
-    let conn = env.conn();
-    let pending: Vec<(String, i64)> = conn
-        .prepare("SELECT id, attempts FROM webhook_deliveries WHERE status = 'pending' ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let pending: Vec<(String, i64)> =
+        env.query("SELECT id, attempts FROM webhook_deliveries WHERE status = 'pending' ORDER BY id");
     assert_eq!(pending.len(), 16, "{pending:?}");
     assert!(pending.iter().all(|(_, n)| *n == 1), "{pending:?}");
 
@@ -451,14 +439,7 @@ fn two_workers_on_sqlite_deliver_each_webhook_once() {
     let workers: Vec<_> = (0..2)
         .map(|_| {
             std::process::Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
-                .args([
-                    "--db",
-                    env.db.to_str().unwrap(),
-                    "worker",
-                    "--once",
-                    "--progress",
-                    "never",
-                ])
+                .args(["--db", &env.store(), "worker", "--once", "--progress", "never"])
                 .env("FLEXPRICE_WEBHOOK_SECRET", SECRET)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
@@ -475,13 +456,8 @@ fn two_workers_on_sqlite_deliver_each_webhook_once() {
     let received: Vec<(&String, u32)> = seen.iter().map(|(id, (_, _, n))| (id, *n)).collect();
     let expected: Vec<(&String, u32)> = pending.iter().map(|(id, _)| (id, 1)).collect();
     assert_eq!(received, expected, "each delivery once");
-    let recorded: Vec<(String, String, i64)> = conn
-        .prepare("SELECT id, status, attempts FROM webhook_deliveries ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let recorded: Vec<(String, String, i64)> =
+        env.query("SELECT id, status, attempts FROM webhook_deliveries ORDER BY id");
     let want: Vec<(String, String, i64)> = pending
         .iter()
         .map(|(id, _)| (id.clone(), "delivered".to_owned(), 2))

@@ -362,6 +362,17 @@ CREATE TABLE delivery_claims (
     PRIMARY KEY (target_key, record_id)
 );
 "#,
+    // 5: a running task's live figures, what it has read so far (SQLite keeps them in a file
+    // beside its lock files, store::live). A row, written on a connection of the run's own
+    // outside the batches' transactions, so `inspect` on any host sees them between commits.
+    r#"
+CREATE TABLE task_live (
+    task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    rows    BIGINT NOT NULL,
+    bytes   BIGINT NOT NULL,
+    at      TIMESTAMPTZ NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build knows.

@@ -11,11 +11,12 @@
 
 pub mod batch;
 mod checkpoints;
-mod connect;
+pub mod connect;
 pub mod dry_run;
 pub mod events;
 pub mod export;
 pub mod ledger;
+pub mod live;
 pub mod locks;
 pub mod migrations;
 mod queue;
@@ -112,8 +113,8 @@ impl TaskStore for PgStore {
     fn is_running(&self, task_id: &str) -> Result<bool> {
         Ok(queue::has_live_lease(&mut self.client(), task_id, chrono::Utc::now())? || locks::is_held(self, task_id)?)
     }
-    fn read_so_far(&self, _task_id: &str) -> Option<ReadSoFar> {
-        None
+    fn read_so_far(&self, task_id: &str) -> Option<ReadSoFar> {
+        live::read(&mut self.client(), task_id).ok().flatten()
     }
     fn transaction(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         let tx = batch::PgBatch::begin(self)?;

@@ -2,8 +2,8 @@
 //! delimiters, a JSON array of numbers). It is that row's error, named by its line, its bytes
 //! kept in the reject file; the rows around it are stored; and the run's memory stays bounded
 //! (issue 14: under 160 MB for a 100 MB line), as does that of `errors` writing it back. The
-//! bound is checked on SQLite; on PostgreSQL the rejected rows of a chunk go to the server as
-//! one COPY, whose buffer holds the row's bytes once more (189 MB for a 40 MB row, measured).
+//! bound is checked on SQLite; on PostgreSQL the driver encodes a rejected row's bytes whole
+//! into its message to the server, so they are held once more (189 MB for a 40 MB row).
 
 use std::io::Read;
 use std::process::{Command, Stdio};

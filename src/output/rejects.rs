@@ -12,11 +12,11 @@ use crate::reader::{Dialect, Format};
 use crate::source::charset::Charset;
 use crate::store::TaskErrorRow;
 
-/// Writes rejected rows one at a time, so a task with millions of them streams.
 /// A part of a row longer than this is written on its own rather than copied into the line
 /// buffer first (see `RejectWriter::put_parts`).
 const LINE_BYTES: usize = 64 * 1024;
 
+/// Writes rejected rows one at a time, so a task with millions of them streams.
 pub struct RejectWriter<'w> {
     format: Format,
     dialect: Dialect,

@@ -80,9 +80,9 @@ impl TaskErrorRepository for TaskErrors<'_> {
     }
 }
 
-/// Rejected rows' bytes longer than this are written into the store in pieces of this size
-/// (see `TaskErrors::insert`). A row's bytes are at most `source::MAX_RECORD_BYTES`, well
-/// within SQLite's blob limit (1 GB) and `i32`.
+/// Rejected rows' bytes longer than this are written into their stored row through
+/// incremental blob I/O (see `TaskErrors::insert`). A row's bytes are at most
+/// `source::MAX_RECORD_BYTES`, well within SQLite's blob limit (1 GB) and `i32`.
 const STREAMED_RAW_BYTES: usize = 1024 * 1024;
 
 pub struct TaskErrors<'c> {
@@ -95,8 +95,9 @@ impl<'c> TaskErrors<'c> {
     }
 
     /// Records one rejected row. A row's bytes longer than `STREAMED_RAW_BYTES` are written
-    /// into the stored row piece by piece rather than bound whole: bound, SQLite copies them
-    /// once to bind and once more to build the row, so a rejected 40 MB row peaked at 164 MB.
+    /// into the stored row after it is inserted (as a zeroblob of their length) rather than
+    /// bound: bound, SQLite copies them once to bind and once more to build the row, so a
+    /// rejected 40 MB row peaked at 164 MB.
     pub fn insert(&self, task_id: &str, error: &RowError) -> Result<()> {
         let streamed = error.raw.as_ref().filter(|raw| raw.len() > STREAMED_RAW_BYTES);
         let raw: &dyn rusqlite::ToSql = match streamed {
@@ -119,20 +120,20 @@ impl<'c> TaskErrors<'c> {
             ])
             .with_context(|| format!("recording a rejected row of task {task_id}"))?;
         if let Some(raw) = streamed {
-            let row = self.conn.last_insert_rowid();
-            let blob = self
+            // SQLite writes the bytes from here into the row's pages: no copy of them.
+            let context = || format!("recording the bytes of a rejected row of task {task_id}");
+            let mut blob = self
                 .conn
-                .blob_open(rusqlite::MAIN_DB, "task_errors", "raw", row, false)
-                .and_then(|mut blob| {
-                    for piece in raw.chunks(STREAMED_RAW_BYTES) {
-                        std::io::Write::write_all(&mut blob, piece)
-                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                    }
-                    Ok(blob)
-                })
-                .with_context(|| format!("recording the bytes of a rejected row of task {task_id}"))?;
-            blob.close()
-                .with_context(|| format!("recording the bytes of a rejected row of task {task_id}"))?;
+                .blob_open(
+                    rusqlite::MAIN_DB,
+                    "task_errors",
+                    "raw",
+                    self.conn.last_insert_rowid(),
+                    false,
+                )
+                .with_context(context)?;
+            std::io::Write::write_all(&mut blob, raw).with_context(context)?;
+            blob.close().with_context(context)?;
         }
         Ok(())
     }

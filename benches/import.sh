@@ -40,6 +40,10 @@ measure() {
     local label=$1
     shift
     local status=0
+    # Every run starts with nothing of the previous one still being written back: its dirty
+    # pages (a keyed sqlite3 run leaves some 100 MB at 1M) would otherwise be flushed while
+    # the next run works, and count against whichever comes next.
+    sync
     /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" || status=$?
     if [ "$status" -ne 0 ]; then
         echo "$label exited $status:" >&2

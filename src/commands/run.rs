@@ -435,6 +435,7 @@ fn run_locked(
     };
     let result = match (store.backend(), &mut target) {
         (Backend::Sqlite(sqlite), Opened::Sqlite(target)) => {
+            let _checkpoints = sqlite.checkpointer()?;
             pipeline::import(sqlite, task, job, target.as_mut(), options, &mut observer)
         }
         (Backend::Postgres(pg), Opened::Postgres(target)) => {

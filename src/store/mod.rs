@@ -23,6 +23,7 @@ pub mod tasks;
 pub(crate) mod test_backends;
 mod tiers;
 pub mod verify;
+pub mod wal;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};

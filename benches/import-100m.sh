@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# 100M events without a 10 GB file on disk: the 10M generated file (../shared/tools/gen_events.py,
+# made once) piped ten times through sed into `flexprice-import run -` (standard input), each
+# pass's event_ids made unique (evt_… becomes evt0_…, evt1_…), into a fresh store (release
+# build). Prints wall time, rows/s, peak RSS (/usr/bin/time), the CPU time, the store's size and
+# the rows it holds (counted), then deletes the store (18.8 GB at 100M: mind the free disk). With
+# PLAIN=1, also sqlite3 .import of the same stream into a plain table (the floor).
+#
+# Usage: benches/import-100m.sh [csv|jsonl]     BASE=ROWS for a smaller base file (the input is
+#   ten times BASE rows; default 10,000,000).
+# Needs: python3, /usr/bin/time (Debian: time), sqlite3 (Debian: sqlite3).
+set -euo pipefail
+
+format=${1:-csv}
+base=${BASE:-10000000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+gen=${GEN_EVENTS:-$root/../shared/tools/gen_events.py}
+work=${BENCH_DIR:-$root/target/bench}
+mkdir -p "$work"
+file="$work/events-$base.$format"
+if [ ! -f "$file" ]; then
+    echo "generating $base events into $file" >&2
+    python3 "$gen" --rows "$base" --format "$format" -o "$file"
+fi
+rows=$((base * 10))
+
+# The stream: the header once (CSV), then each pass with its own event_id prefix.
+cat >"$work/stream-$format.sh" <<SH
+#!/usr/bin/env bash
+if [ "$format" = csv ]; then
+    head -1 "$file"
+    for i in 0 1 2 3 4 5 6 7 8 9; do tail -n +2 "$file" | sed "s/^evt_/evt\${i}_/"; done
+else
+    for i in 0 1 2 3 4 5 6 7 8 9; do sed "s/^{\"event_id\":\"evt_/{\"event_id\":\"evt\${i}_/" "$file"; done
+fi
+SH
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin="$root/target/release/flexprice-import"
+
+rm -rf "$work"/big.db*
+sync
+bash "$work/stream-$format.sh" |
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" "$bin" --db "$work/big.db" --quiet run - --format "$format" >/dev/null
+read -r seconds peak user system <"$work/time.txt"
+stored=$(sqlite3 -readonly "$work/big.db" "SELECT count(*) FROM event_rows")
+counters=$(sqlite3 -readonly "$work/big.db" "SELECT task_status || ' ' || processed_records || ' processed, ' || successful_records || ' stored, ' || failed_records || ' rejected' FROM tasks")
+awk -v s="$seconds" -v m="$peak" -v u="$user" -v y="$system" -v rows="$rows" -v f="$format" \
+    'BEGIN { printf "tool, %d %s rows from standard input: %.1f s, %.0f rows/s, %.1f MB peak RSS, CPU %.0f s user + %.0f s system\n", rows, f, s, rows / s, m / 1024, u, y }'
+echo "store: $(du -b "$work/big.db" | cut -f1) bytes, $stored rows counted in event_rows; task: $counters"
+rm -rf "$work"/big.db*
+
+if [ "${PLAIN:-0}" = 1 ] && [ "$format" = csv ]; then
+    rm -f "$work"/plain-big.db*
+    sync
+    /usr/bin/time -f "%e %M" -o "$work/time.txt" sqlite3 "$work/plain-big.db" ".import --csv '|bash $work/stream-csv.sh' events"
+    read -r seconds peak <"$work/time.txt"
+    awk -v s="$seconds" -v m="$peak" -v rows="$rows" \
+        'BEGIN { printf "sqlite3 .import, no key: %.1f s, %.0f rows/s, %.1f MB peak RSS\n", s, rows / s, m / 1024 }'
+    echo "its store: $(du -b "$work/plain-big.db" | cut -f1) bytes"
+    rm -f "$work"/plain-big.db*
+fi

@@ -341,6 +341,10 @@ fn run_locked(
         );
     }
     let resume_from = checkpoint.filter(|_| resume.is_some());
+    if spec == SourceSpec::Stdin && resume_from.is_none() && task.processed_records > 0 {
+        let m = &mut task.metadata;
+        m.stdin_records_before = Some(m.stdin_records_before.unwrap_or(0).max(task.processed_records));
+    }
     let fingerprint = source.fingerprint;
     let m = &mut task.metadata;
     m.compressed = source.compressed;
@@ -450,6 +454,16 @@ fn run_locked(
     let name = spec.display_name();
     let outcome = match result {
         Ok(Outcome::Failed(reason)) => Outcome::Failed(format!("{name}: {reason}")),
+        Ok(Outcome::Completed) => match task.metadata.stdin_records_before {
+            Some(before) if task.processed_records < before => Outcome::Failed(format!(
+                "{name} gave {} records, fewer than the {before} an earlier run of this task had read from \
+                 it and stored: it is not the same input again, and the rows of that run stay in the \
+                 store under this task. Give it the whole input again (`flexprice-import run {} < FILE`), \
+                 or import another input as a new task",
+                task.processed_records, task.id
+            )),
+            _ => Outcome::Completed,
+        },
         Ok(outcome) => outcome,
         Err(e) => {
             // The store itself failed (disk full, read-only). The task is as of its last

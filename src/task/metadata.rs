@@ -99,6 +99,12 @@ pub struct TaskMetadata {
     /// How many times a run continued from a checkpoint.
     #[serde(skip_serializing_if = "is_zero")]
     pub resumed: u64,
+    /// For a task reading standard input, which cannot be continued at its checkpoint and is
+    /// read again from the start: the most records an earlier run had read and committed. Its
+    /// rows stay in the store under the task, so a run given fewer records (an empty or other
+    /// input) must not complete: its counters would say less than the store holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin_records_before: Option<u64>,
     /// When the current (or last) run of the task began: a run that continues from a
     /// checkpoint starts a new one, while `started_at` keeps the first start.
     #[serde(skip_serializing_if = "Option::is_none")]

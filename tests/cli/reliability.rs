@@ -271,6 +271,42 @@ fn sigterm_exits_143_and_the_rerun_of_a_stdin_task_starts_over_exactly() {
     assert_eq!(env.count("SELECT count(*) FROM events"), 25);
 }
 
+/// Found by a trial: `resume < /dev/null` (a cron job's empty standard input) completed an
+/// interrupted stdin task with 0 records and exit 0, its 20 stored rows no longer counted.
+#[test]
+fn a_stdin_task_given_less_than_its_earlier_run_read_fails_and_keeps_its_rows() {
+    let env = Env::new();
+    let (child, stdin) = start_piped(&env, 20);
+    signal(&child, "TERM");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(143));
+    drop(stdin);
+    let id: String = env.query_one("SELECT id FROM tasks");
+    let stored = || env.rows("SELECT event_id FROM events ORDER BY CAST(substr(event_id, 2) AS INTEGER)");
+    let first_20: Vec<Vec<String>> = (0..20).map(|i| vec![format!("e{i}")]).collect();
+    assert_eq!(stored(), first_20);
+    for input in ["", "event_id,event_name,external_customer_id\ne0,api,c0\n"] {
+        env.cmd()
+            .args(["run", &id])
+            .write_stdin(input)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "fewer than the 20 an earlier run of this task had read from it and stored: it is not the \
+                 same input again, and the rows of that run stay in the store under this task. Give it the \
+                 whole input again (`flexprice-import run {id} < FILE`)"
+            )));
+        assert_eq!(task_counts(&env, &id).0, "FAILED");
+        assert_eq!(stored(), first_20);
+    }
+    let mut whole = String::from("event_id,event_name,external_customer_id\n");
+    for i in 0..20 {
+        whole.push_str(&format!("e{i},api,c{i}\n"));
+    }
+    env.cmd().args(["run", &id]).write_stdin(whole).assert().code(0);
+    assert_eq!(task_counts(&env, &id), ("COMPLETED".to_string(), 20, 20, 0, 0, 0));
+    assert_eq!(stored(), first_20);
+}
+
 #[test]
 fn a_changed_file_is_not_resumed_at_a_stale_offset() {
     let env = Env::new();

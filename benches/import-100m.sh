@@ -37,17 +37,26 @@ SH
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/flexprice-import"
 
+# The stores are large: deleted however the script ends.
+trap 'rm -rf "$work"/big.db* "$work"/plain-big.db*' EXIT
 rm -rf "$work"/big.db*
 sync
+status=0
 bash "$work/stream-$format.sh" |
-    /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" "$bin" --db "$work/big.db" --quiet run - --format "$format" >/dev/null
-read -r seconds peak user system <"$work/time.txt"
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" "$bin" --db "$work/big.db" --quiet run - --format "$format" \
+        >/dev/null 2>"$work/stderr.txt" || status=$?
+if [ "$status" -ne 0 ]; then
+    # 3: some rows were rejected (a generated file with --bad-rate); the figures still stand.
+    echo "flexprice-import exited $status:" >&2
+    { grep -v '^Command exited' "$work/stderr.txt" || true; } | tail -5 >&2
+    [ "$status" -eq 3 ] || exit "$status"
+fi
+read -r seconds peak user system < <(grep -v '^Command exited' "$work/time.txt")
 stored=$(sqlite3 -readonly "$work/big.db" "SELECT count(*) FROM event_rows")
 counters=$(sqlite3 -readonly "$work/big.db" "SELECT task_status || ' ' || processed_records || ' processed, ' || successful_records || ' stored, ' || failed_records || ' rejected' FROM tasks")
 awk -v s="$seconds" -v m="$peak" -v u="$user" -v y="$system" -v rows="$rows" -v f="$format" \
     'BEGIN { printf "tool, %d %s rows from standard input: %.1f s, %.0f rows/s, %.1f MB peak RSS, CPU %.0f s user + %.0f s system\n", rows, f, s, rows / s, m / 1024, u, y }'
 echo "store: $(du -b "$work/big.db" | cut -f1) bytes, $stored rows counted in event_rows; task: $counters"
-rm -rf "$work"/big.db*
 
 if [ "${PLAIN:-0}" = 1 ] && [ "$format" = csv ]; then
     rm -f "$work"/plain-big.db*
@@ -57,5 +66,4 @@ if [ "${PLAIN:-0}" = 1 ] && [ "$format" = csv ]; then
     awk -v s="$seconds" -v m="$peak" -v rows="$rows" \
         'BEGIN { printf "sqlite3 .import, no key: %.1f s, %.0f rows/s, %.1f MB peak RSS\n", s, rows / s, m / 1024 }'
     echo "its store: $(du -b "$work/plain-big.db" | cut -f1) bytes"
-    rm -f "$work"/plain-big.db*
 fi

@@ -204,9 +204,10 @@ impl CsvReader {
             // `raw` then never holds more than the cap (and its line break).
             if self.raw.len() + nin > RAW_LIMIT {
                 let start = self.byte - self.raw.len() as u64;
-                return Err(ReadError::Io {
-                    line,
-                    source: std::io::Error::other(RecordTooLong { start }),
+                return Err(ReadError::Syntax {
+                    line: start_line,
+                    column: None,
+                    message: RecordTooLong { start }.to_string(),
                 });
             }
             super::reserve_capped(&mut self.raw, nin, RAW_LIMIT);
@@ -532,6 +533,24 @@ mod tests {
         );
     }
 
+    /// An unclosed quote takes the record over many lines: the message names the line it
+    /// begins on (a trial saw "after line 1002" for a record of line 1002).
+    #[test]
+    fn a_record_past_the_cap_is_named_by_the_line_it_begins_on() {
+        let mut text = b"a,b\n1,2\n3,\"".to_vec();
+        while text.len() < MAX_RECORD_BYTES as usize + 64 {
+            text.extend_from_slice(b"xxxxxxx\n");
+        }
+        let mut r = reader(&text, Dialect::default());
+        assert_eq!(r.next_record().unwrap().unwrap().position, Position::Line(2));
+        let err = r.next_record().err().expect("the record is too long");
+        assert_eq!(
+            err.to_string(),
+            "line 3: a record starting at byte 8 is longer than 64 MiB (an unclosed quote or a \
+             missing line break?)"
+        );
+    }
+
     #[test]
     fn a_record_past_the_cap_is_refused_without_reading_it_whole() {
         let mut text = b"a,b\n1,".to_vec();
@@ -541,7 +560,7 @@ mod tests {
         let err = r.next_record().err().expect("the record is too long");
         assert_eq!(
             err.to_string(),
-            "after line 2: a record starting at byte 4 is longer than 64 MiB (an unclosed quote or a \
+            "line 2: a record starting at byte 4 is longer than 64 MiB (an unclosed quote or a \
              missing line break?)"
         );
         assert!(r.raw.capacity() <= RAW_LIMIT, "{}", r.raw.capacity());

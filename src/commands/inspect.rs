@@ -21,9 +21,15 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
     let checkpoint = store.checkpoint(&task.id)?;
     let webhooks = store.webhooks_of(&task.id)?;
     // What a live run has read beyond its last commit (a file it rewrites every second).
+    // Shown only when they are this run's and not behind the counters: the file is rewritten
+    // about once a second, so just after a commit it is behind them, and in the first moments
+    // of a resumed run it may still be the dead process's (a trial saw both).
     let read_so_far = (task.task_status == TaskStatus::Processing && !interrupted)
         .then(|| store.read_so_far(&task.id))
-        .flatten();
+        .flatten()
+        .filter(|live| {
+            live.rows >= task.processed_records && task.metadata.run_started_at.is_none_or(|begun| live.at >= begun)
+        });
     let now = Utc::now();
     if args.json {
         let mut value = serde_json::to_value(&task)?;

@@ -186,3 +186,67 @@ fn the_progress_bar_fits_80_columns_with_rows_per_second_and_eta() {
         assert_eq!(env.count("SELECT count(*) FROM events"), 20_000);
     }
 }
+
+/// Found by a trial: in the first second of a resumed run, `inspect` showed the figures the
+/// dead process had left ("as of 27.4 s ago"), and just after a commit figures behind the
+/// counters it called "ahead". Figures older than the run, or behind its counters, are not
+/// shown. (SQLite: the figures are a file beside the lock, which the test writes itself.)
+#[test]
+fn inspect_hides_figures_older_than_the_run_or_behind_its_counters() {
+    if crate::support::sqlite_only("writes the live figures' file") {
+        return;
+    }
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", env.store())
+        .args([
+            "run",
+            "-",
+            "--format",
+            "csv",
+            "--progress",
+            "never",
+            "--batch-size",
+            "10",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"event_id,event_name,external_customer_id\n").unwrap();
+    stdin.write_all(rows(0, 10).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Its first batch committed, the run waits for more input.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Some(id) = env.poll_one::<String>("SELECT id FROM tasks WHERE processed_records = 10") {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no commit of the first 10 rows");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let file = env.dir.path().join(format!("{}.locks/{id}.progress", env.store()));
+    // The running process rewrites the file about every second: a look counts only if the
+    // file is still the one written before it.
+    let shown = |figures: &str| -> Value {
+        loop {
+            std::fs::write(&file, figures).unwrap();
+            let task = env.inspect(&id);
+            if std::fs::read_to_string(&file).unwrap() == figures {
+                return task["read_so_far"].clone();
+            }
+        }
+    };
+    let now = chrono::Utc::now().to_rfc3339();
+    let live = shown(&format!(r#"{{"rows":5000,"bytes":1,"at":"{now}"}}"#));
+    assert_eq!(live["rows"], 5000, "this run's figures are shown");
+    let dead = shown(r#"{"rows":5000,"bytes":1,"at":"2020-01-01T00:00:00Z"}"#);
+    assert_eq!(dead, Value::Null, "figures from before the run began");
+    let behind = shown(&format!(r#"{{"rows":5,"bytes":1,"at":"{now}"}}"#));
+    assert_eq!(behind, Value::Null, "figures behind the committed counters");
+    drop(stdin);
+    let _ = child.wait_with_output().unwrap();
+}

@@ -17,22 +17,29 @@ fn rows(from: usize, to: usize) -> String {
         .collect()
 }
 
+/// `run -` of CSV with `extra` arguments, its standard input a pipe the test writes.
+fn run_from_a_pipe(env: &Env, extra: &[&str]) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
+        .current_dir(env.dir.path())
+        .env("FLEXPRICE_IMPORT_DB", env.store())
+        .args(["run", "-", "--format", "csv", "--progress", "never"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
 /// A pipe that trickles rows in for about six seconds: with the default batch (100,000 rows)
 /// and progress interval (30 s) nothing commits meanwhile, yet `inspect` shows the rows and
 /// bytes read so far move at least every 2 s; the committed counters stay equal to the store.
 #[test]
 fn inspect_shows_what_a_slow_run_has_read_between_commits() {
     let env = Env::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
-        .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", env.store())
-        .args(["run", "-", "--format", "csv", "--progress", "never"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = run_from_a_pipe(&env, &[]);
     let writer = std::thread::spawn(move || {
         stdin.write_all(b"event_id,event_name,external_customer_id\n").unwrap();
         for step in 0..30 {
@@ -197,25 +204,7 @@ fn inspect_hides_figures_older_than_the_run_or_behind_its_counters() {
         return;
     }
     let env = Env::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flexprice-import"))
-        .current_dir(env.dir.path())
-        .env("FLEXPRICE_IMPORT_DB", env.store())
-        .args([
-            "run",
-            "-",
-            "--format",
-            "csv",
-            "--progress",
-            "never",
-            "--batch-size",
-            "10",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = run_from_a_pipe(&env, &["--batch-size", "10"]);
     stdin.write_all(b"event_id,event_name,external_customer_id\n").unwrap();
     stdin.write_all(rows(0, 10).as_bytes()).unwrap();
     stdin.flush().unwrap();

@@ -157,6 +157,12 @@ fn merged_holder(conn: &Connection, filter: Option<&Filter>, key: i64) -> Result
     .context("reading the event keys")
 }
 
+/// Whether `stored` is what `e` says (the timestamp compared only where `e` gave one), by the
+/// rule that tells a resend from a conflict (`entity::events::first_difference`).
+pub(crate) fn same_content(stored: &StoredContent, e: &Event) -> bool {
+    crate::entity::events::first_difference(stored.each_ref().map(Option::as_deref), e).is_none()
+}
+
 pub use super::recent_keys::RECENT_KEYS_MAX;
 
 /// The merged keys, `event_keys_middle` and `event_keys`, as `tiers` handles them (the recent
@@ -284,7 +290,11 @@ fn insert_keyed(
             continue;
         }
         outcomes.push(match holder(conn, held_by, tenant.key, &e.event_id)? {
-            Some(h) if h.task_key == task_key && h.source_line == e.line => Stored::Inserted,
+            // A retry of this task reading the same line again: stored again, unless the line
+            // now says something else (a file edited between runs), which is a conflict.
+            Some(h) if h.task_key == task_key && h.source_line == e.line && same_content(&h.content, e) => {
+                Stored::Inserted
+            }
             Some(h) => Stored::Duplicate(Box::new(h.content)),
             None => {
                 // Another id holds this key: stored without one, found by its id.
@@ -523,6 +533,29 @@ mod tests {
         ]))
     }
 
+    /// A task run again over a file edited between its runs: a line it stored before, now
+    /// with other content, is not counted as stored again (the store keeps the first
+    /// content): it is a duplicate whose content differs, which the target reports as a
+    /// conflict. The same line unchanged is stored again, as a retry.
+    #[test]
+    fn a_line_stored_before_by_the_same_task_with_other_content_is_not_stored_again() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let (tenant, task) = tenant_t_and_task_a(conn);
+        let first = [event("e1", "cust_a", 2), event("e2", "cust_a", 3)];
+        assert_eq!(
+            stored(conn, &tenant, task, &first, event_key),
+            [Stored::Inserted, Stored::Inserted]
+        );
+        let again = [event("e1", "cust_a", 2), event("e2", "cust_b", 3)];
+        assert_eq!(
+            stored(conn, &tenant, task, &again, event_key),
+            [Stored::Inserted, duplicate_of("cust_a")]
+        );
+        let customers: Vec<String> = rows(conn).into_iter().map(|r| r.2).collect();
+        assert_eq!(customers, ["cust_a", "cust_a"]);
+    }
+
     /// A store written before migration 10 (events with their tenant and task as text, and a
     /// unique index on (tenant, event_id)) keeps every event, and its ids stay taken.
     #[test]
@@ -570,10 +603,17 @@ mod tests {
             event_key,
         );
         assert_eq!(outcomes, [duplicate_of("cust_a"), Stored::Inserted]);
-        // The task that stored e2 before, running again from its line: counted as stored.
+        // The task that stored e2 before, running again from its line with the same content:
+        // counted as stored.
         let old_task = task_key(&conn, "task_old").unwrap();
+        let again = Event {
+            customer_id: Some("c_2".into()),
+            source: None,
+            properties: "{}".into(),
+            ..event("e2", "cust_b", 3)
+        };
         assert_eq!(
-            stored(&conn, &tenant, old_task, &[event("e2", "cust_b", 3)], event_key),
+            stored(&conn, &tenant, old_task, &[again], event_key),
             [Stored::Inserted]
         );
         assert_eq!(rows(&conn).len(), 4);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use predicates::prelude::*;
 use serde_json::Value;
 
-use crate::support::{fixture, stderr_of, Env};
+use crate::support::{fixture, stderr_of, stdout_of, Env};
 
 fn id(task: &Value) -> &str {
     task["id"].as_str().unwrap()
@@ -348,6 +348,52 @@ fn max_errors_stops_the_task_and_keeps_the_rows_before() {
         .contains("more than 2 rows were rejected"));
     assert_eq!(task["failed_records"], 3);
     assert_eq!(env.count("SELECT count(*) FROM events WHERE event_id = 'evt_r01'"), 1);
+}
+
+/// A task run again after its file was edited: a line it stored in the first run, now with
+/// other content, was counted as imported again while the store kept the old content
+/// (silently wrong). Now it is a duplicate with other content, listed by `errors
+/// --duplicates`; unchanged lines count as imported again.
+#[test]
+fn a_task_run_again_over_an_edited_line_reports_it_instead_of_counting_it_stored() {
+    let env = Env::new();
+    let header = "event_id,event_name,external_customer_id\n";
+    let file = env.write(
+        "edited.csv",
+        &format!("{header}e1,api,c1\ne2,api,c2\ne3,api,\ne4,api,c4\n"),
+    );
+    let task = env.run_json(&[file.to_str().unwrap(), "--max-errors", "0"], 1);
+    let id = task["id"].as_str().unwrap().to_owned();
+    std::fs::write(&file, format!("{header}e1,api,c1\ne2,api,c2x\ne3,api,c3\ne4,api,c4\n")).unwrap();
+    let out = env.cmd().args(["run", &id]).assert().code(0).get_output().clone();
+    assert!(
+        stderr_of(&out)
+            .contains("COMPLETED: 3 imported, 1 duplicate skipped (with other content), 0 rejected of 4 rows"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(
+        env.rows("SELECT event_id, external_customer_id, source_line FROM events ORDER BY event_id"),
+        [("e1", "c1", 2), ("e2", "c2", 3), ("e3", "c3", 4), ("e4", "c4", 5)].map(|(id, customer, line)| vec![
+            Value::from(id),
+            Value::from(customer),
+            Value::from(line)
+        ])
+    );
+    let listed = env
+        .cmd()
+        .args(["errors", &id, "--duplicates"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        stdout_of(&listed).contains(
+            "3,\"event_id e2 is already stored with other content: external_customer_id \"\"c2\"\", here \"\"c2x\"\"; skipped\",e2,api,c2x"
+        ),
+        "{}",
+        stdout_of(&listed)
+    );
 }
 
 #[test]

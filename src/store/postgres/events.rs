@@ -140,7 +140,12 @@ pub fn insert(
     for (at, e) in events.iter().enumerate() {
         outcomes.push(match held.get(e.event_id.as_str()) {
             // Stored by this task from this line: a retry, counted as stored again.
-            Some((holder_task, holder_line, _)) if *holder_task == task_key && to_u64(*holder_line) == e.line => {
+            // Unless the line now says something else (a file edited between runs): a conflict.
+            Some((holder_task, holder_line, content))
+                if *holder_task == task_key
+                    && to_u64(*holder_line) == e.line
+                    && crate::store::events::same_content(content, e) =>
+            {
                 Stored::Inserted
             }
             Some((_, _, content)) => Stored::Duplicate(Box::new(content.clone())),

@@ -669,3 +669,43 @@ fn requests_stay_under_the_32_mib_body_cap() {
     );
     assert_eq!(server.data().events.len(), 3);
 }
+
+/// A task run again after its file was edited: a line this task delivered before, now with
+/// other content, was counted as delivered again (silently: the server keeps the first
+/// content). Now it is a conflicting duplicate, not sent; unchanged lines count as delivered.
+#[test]
+fn a_task_run_again_over_an_edited_line_reports_it_instead_of_counting_it_delivered() {
+    let server = StandIn::start(Config::default());
+    let env = Env::new();
+    let header = "event_id,event_name,external_customer_id,timestamp\n";
+    let file = env.write(
+        "edited.csv",
+        &format!("{header}a,x,c,2026-11-01T00:00:00Z\nb,x,c,2026-11-01T00:00:00Z\nbad,x,,2026-11-01T00:00:00Z\n"),
+    );
+    let task = run_remote(&env, &server, &[file.to_str().unwrap(), "--max-errors", "0"], 1);
+    let id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["task_status"], "FAILED");
+    assert_eq!(
+        server.data().events_received,
+        2,
+        "a and b were delivered before the stop"
+    );
+    std::fs::write(
+        &file,
+        format!("{header}a,x,c,2026-11-01T00:00:00Z\nb,x,c2,2026-11-01T00:00:00Z\nd,x,c,2026-11-01T00:00:00Z\n"),
+    )
+    .unwrap();
+    let task = run_remote(&env, &server, &[&id], 0);
+    // Conflicting duplicates are counted apart from plain ones, as in any run.
+    assert_eq!(counters(&task), (3, 2, 0, 0));
+    assert_eq!(task["metadata"]["conflicting_duplicates"], 1);
+    let errors = env.errors(&id);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, 3);
+    assert!(
+        errors[0].2.starts_with("event_id b was sent before with other content"),
+        "{}",
+        errors[0].2
+    );
+    assert_eq!(server.data().events_received, 3, "only d was sent again");
+}

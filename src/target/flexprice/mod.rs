@@ -218,8 +218,15 @@ impl<L> FlexPriceTarget<L> {
                 ValidRecord::Row(_) => None,
             };
             let seen = match before {
-                // This task delivered it in an earlier run: it counts, and is not sent again.
-                Some(Found { by, sending: false }) if by.this_task && by.source_line == line => {
+                // This task delivered it in an earlier run: it counts, and is not sent again,
+                // unless the line now says something else (a file edited between runs): then a
+                // conflict, as for any other holder.
+                Some(found)
+                    if !found.sending
+                        && found.by.this_task
+                        && found.by.source_line == line
+                        && matches!(self.seen_by_server(&found, &record, content.as_ref()), Seen::Resend(_)) =>
+                {
                     known.delivered += 1;
                     continue;
                 }

@@ -35,7 +35,10 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
         let mut value = serde_json::to_value(&task)?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("interrupted".into(), json!(interrupted));
-            obj.insert("resumable".into(), json!(task.file_url != "-"));
+            // As the text says: standard input is read again, and a task that failed without
+            // being interrupted runs again from the start.
+            let failed = task.task_status == TaskStatus::Failed && !task.metadata.interrupted;
+            obj.insert("resumable".into(), json!(task.file_url != "-" && !failed));
             obj.insert(
                 "checkpoint".into(),
                 json!(checkpoint

@@ -307,6 +307,13 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
     }
     let resumable = if task.file_url == "-" {
         "no: standard input cannot be read again; an interrupted run starts over".to_string()
+    } else if task.task_status == TaskStatus::Failed && !m.interrupted {
+        // Only an interrupted run continues from its checkpoint (a trial read "yes: checkpoint
+        // at line 0" on a task that had failed on a too-long record).
+        format!(
+            "no: it failed (it was not interrupted); `flexprice-import run {}` runs it again from the start",
+            task.id
+        )
     } else {
         let remote = task.file_url.starts_with("http://") || task.file_url.starts_with("https://");
         let how = match (m.compressed, remote, m.source_ranges) {

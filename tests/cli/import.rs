@@ -364,6 +364,16 @@ fn a_task_run_again_over_an_edited_line_reports_it_instead_of_counting_it_stored
     );
     let task = env.run_json(&[file.to_str().unwrap(), "--max-errors", "0"], 1);
     let id = task["id"].as_str().unwrap().to_owned();
+    // A failed task is run again from the start, not from its checkpoint: inspect says so.
+    assert_eq!(env.inspect(&id)["resumable"], false);
+    let details = stdout_of(&env.cmd().args(["inspect", &id]).assert().success().get_output().clone());
+    assert!(
+        details.contains(&format!(
+            "Resumable       no: it failed (it was not interrupted); `flexprice-import run {id}` runs it again \
+             from the start"
+        )),
+        "{details}"
+    );
     std::fs::write(&file, format!("{header}e1,api,c1\ne2,api,c2x\ne3,api,c3\ne4,api,c4\n")).unwrap();
     let out = env.cmd().args(["run", &id]).assert().code(0).get_output().clone();
     assert!(

@@ -37,8 +37,10 @@ pub fn run(args: &InspectArgs, settings: &Settings) -> Result<ExitStatus> {
             obj.insert("interrupted".into(), json!(interrupted));
             // As the text says: standard input is read again, and a task that failed without
             // being interrupted runs again from the start.
-            let failed = task.task_status == TaskStatus::Failed && !task.metadata.interrupted;
-            obj.insert("resumable".into(), json!(task.file_url != "-" && !failed));
+            obj.insert(
+                "resumable".into(),
+                json!(task.file_url != "-" && !task.runs_again_from_the_start()),
+            );
             obj.insert(
                 "checkpoint".into(),
                 json!(checkpoint

@@ -307,7 +307,7 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
     }
     let resumable = if task.file_url == "-" {
         "no: standard input cannot be read again; an interrupted run starts over".to_string()
-    } else if task.task_status == TaskStatus::Failed && !m.interrupted {
+    } else if task.runs_again_from_the_start() {
         // Only an interrupted run continues from its checkpoint (a trial read "yes: checkpoint
         // at line 0" on a task that had failed on a too-long record).
         format!(

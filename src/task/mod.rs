@@ -142,6 +142,12 @@ pub struct InvalidMove {
 }
 
 impl Task {
+    /// A FAILED task that was not interrupted (a refused record, `--max-errors`): its next run
+    /// starts over from the beginning, whatever checkpoint it has (see `commands::run`).
+    pub fn runs_again_from_the_start(&self) -> bool {
+        self.task_status == TaskStatus::Failed && !self.metadata.interrupted
+    }
+
     pub fn new_id() -> String {
         // v7 ids sort by creation time, which keeps the primary key index append-only.
         format!("task_{}", uuid::Uuid::now_v7().simple())

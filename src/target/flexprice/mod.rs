@@ -225,7 +225,7 @@ impl<L> FlexPriceTarget<L> {
                     if !found.sending
                         && found.by.this_task
                         && found.by.source_line == line
-                        && matches!(self.seen_by_server(&found, &record, content.as_ref()), Seen::Resend(_)) =>
+                        && difference_from_delivered(&found.by, &record, content.as_ref()).is_none() =>
                 {
                     known.delivered += 1;
                     continue;
@@ -288,17 +288,10 @@ impl<L> FlexPriceTarget<L> {
                 self.remote.url, by.task_id, by.source_line
             )
         };
-        let (Some(stored), Some(here), ValidRecord::Event(e)) = (&by.content, content, record) else {
-            return Seen::Resend(whence);
-        };
-        let difference = match ledger::compare(stored, here, e.timestamp_given) {
-            None => return Seen::Resend(whence),
-            Some(Differs::Timestamp) => events::Difference::describe_here("timestamp", Some(&e.timestamp)),
-            Some(Differs::Content) => {
-                "event_name, external_customer_id, customer_id, source or properties differ".to_owned()
-            }
-        };
-        Seen::Conflict { difference, whence }
+        match difference_from_delivered(by, record, content) {
+            None => Seen::Resend(whence),
+            Some(difference) => Seen::Conflict { difference, whence },
+        }
     }
 
     /// A record whose id an earlier record of this run has, still in flight (in chunk
@@ -449,6 +442,19 @@ impl<L> FlexPriceTarget<L> {
         }
         Ok(delivery)
     }
+}
+
+/// How `record` differs from what the ledger keeps of the record delivered under its id
+/// (`by`), `None` when it is the same (a resend). Only events keep a content key; rows of the
+/// other entities, and events delivered before content keys, compare as the same.
+fn difference_from_delivered(by: &DeliveredBy, record: &ValidRecord, content: Option<&ContentKey>) -> Option<String> {
+    let (Some(stored), Some(here), ValidRecord::Event(e)) = (&by.content, content, record) else {
+        return None;
+    };
+    Some(match ledger::compare(stored, here, e.timestamp_given)? {
+        Differs::Timestamp => events::Difference::describe_here("timestamp", Some(&e.timestamp)),
+        Differs::Content => "event_name, external_customer_id, customer_id, source or properties differ".to_owned(),
+    })
 }
 
 fn joined<T>(result: Result<Result<T, TargetFailed>, tokio::task::JoinError>) -> Result<T, TargetFailed> {

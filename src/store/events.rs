@@ -173,7 +173,7 @@ const ROWS: KeyedRows = KeyedRows {
     written: "SELECT merged_upto, write_id FROM event_keys_state",
     keyed_above: "SELECT id, key FROM event_rows WHERE id > ?1 AND key IS NOT NULL",
     max_id: "SELECT coalesce(max(id), 0) FROM event_rows",
-    insert_middle: "INSERT INTO event_keys_middle (key, row) VALUES (?1, ?2)",
+    insert_middle: "INSERT INTO event_keys_middle (key, row) VALUES",
     took: "UPDATE event_keys_state SET recent = recent + ?1, write_id = ?2",
     merged_recent: "UPDATE event_keys_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
                     RETURNING middle",
@@ -975,6 +975,41 @@ mod tests {
             (merged, 40),
             "each merged key names its row"
         );
+    }
+
+    /// A merge of more keys than one statement inserts (`recent_keys::MERGE_ROWS`, and a
+    /// remainder one by one) keeps each key with its own row: after 7,000 events merged 3,000
+    /// at a time (sixteen parts of some 190 keys each), every merged key names its row and every id is found again by a new process.
+    #[test]
+    fn a_merge_of_more_keys_than_a_statement_takes_keeps_each_key_with_its_row() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let (tenant, task) = tenant_t_and_task_a(conn);
+        let events: Vec<Event> = (0..7000).map(|i| event(&format!("e{i}"), "cust_a", i + 2)).collect();
+        let put = |keys: &mut EventKeys, task: i64| -> Vec<Stored> {
+            let mut outcomes = Vec::new();
+            for chunk in events.chunks(500) {
+                let refs: Vec<&Event> = chunk.iter().collect();
+                insert_keyed(conn, keys, &tenant, task, &refs, &mut outcomes, event_key, 3000).unwrap();
+            }
+            outcomes
+        };
+        assert!(put(&mut EventKeys::default(), task).iter().all(|o| *o == Stored::Inserted));
+        let (recent, merged) = recent_and_merged(conn);
+        assert_eq!((recent, merged), (1000, 6000));
+        let named: Vec<(i64, i64)> = conn
+            .prepare(
+                "SELECT r.id, k.row FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
+                 SELECT key, row FROM event_keys_middle) k ON k.key = r.key ORDER BY r.id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(named, (1..=6000).map(|id| (id, id)).collect::<Vec<_>>());
+        let other = task_key(conn, "task_b").unwrap();
+        assert!(put(&mut EventKeys::default(), other).iter().all(|o| *o == duplicate_of("cust_a")));
     }
 
     /// A dry run sees the events of its own run and of the store, not those of an earlier

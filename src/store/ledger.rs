@@ -400,7 +400,7 @@ const ROWS: KeyedRows = KeyedRows {
     written: "SELECT merged_upto, write_id FROM delivered_records_state",
     keyed_above: "SELECT id, key FROM delivered_rows WHERE id > ?1 AND key IS NOT NULL",
     max_id: "SELECT coalesce(max(id), 0) FROM delivered_rows",
-    insert_middle: "INSERT INTO delivered_keys_middle (key, row) VALUES (?1, ?2)",
+    insert_middle: "INSERT INTO delivered_keys_middle (key, row) VALUES",
     took: "UPDATE delivered_records_state SET recent = recent + ?1, write_id = ?2",
     merged_recent: "UPDATE delivered_records_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
                     RETURNING middle",

@@ -16,6 +16,8 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
+use super::key_filter::KeyFilter;
+
 /// How large a set's filter may grow, in bits. 10 bits a key (about 1% false positives) up
 /// to `max_bits` (12 MiB: some 10M merged keys, inside the tool's 100 MB budget); a table
 /// of more than `large_after` merged keys may have `large_max_bits` (24 MiB). Past 16M keys
@@ -40,15 +42,31 @@ pub(super) const FILTER_SIZE: FilterSize = FilterSize {
     large_max_bits: 192 << 20,
 };
 
+/// Bits a key a filter has below its cap: about 1% false positives.
+const BITS_A_KEY: u64 = 10;
+
 impl FilterSize {
-    /// The bits of a filter for `sized_for` keys of a table that holds `merged`.
-    fn bits(&self, merged: i64, sized_for: i64) -> u64 {
-        let cap = if merged > self.large_after {
+    /// The cap on the bits of a filter of a table that holds `merged` keys.
+    fn cap(&self, merged: i64) -> u64 {
+        if merged > self.large_after {
             self.large_max_bits
         } else {
             self.max_bits
-        };
-        (sized_for as u64 * 10).min(cap)
+        }
+    }
+
+    /// The bits of a filter for `sized_for` keys of a table that holds `merged`.
+    fn bits(&self, merged: i64, sized_for: i64) -> u64 {
+        (sized_for as u64 * BITS_A_KEY).min(self.cap(merged))
+    }
+
+    /// The keys a filter is sized for when a table of `merged` keys outgrew the one before:
+    /// as many as its cap holds at `BITS_A_KEY`, and at least twice `merged`. Each rebuild
+    /// reads every merged key again (some 0.1 µs each, most of it the filter's random
+    /// writes): doubling from 2M keys, a 10M import read 9M keys in two rebuilds (4% of its
+    /// time); sized for its cap at once, 2.7M in one.
+    fn outgrown(&self, merged: i64) -> i64 {
+        (merged * 2).max((self.cap(merged) / BITS_A_KEY) as i64)
     }
 }
 
@@ -89,12 +107,12 @@ impl Tiers {
             .with_context(|| format!("reading the state of the {}", self.what))
     }
 
-    /// Adds every key `sql` reads to `bloom`.
-    fn read_into(&self, conn: &Connection, sql: &str, bloom: &mut fastbloom::BloomFilter) -> Result<()> {
+    /// Adds every key `sql` reads to `filter`.
+    fn read_into(&self, conn: &Connection, sql: &str, filter: &mut Filter) -> Result<()> {
         let mut read = conn.prepare(sql)?;
         let mut rows = read.query([])?;
         while let Some(row) = rows.next()? {
-            bloom.insert(&(self.filter_key)(row)?);
+            filter.add((self.filter_key)(row)?);
         }
         Ok(())
     }
@@ -102,7 +120,7 @@ impl Tiers {
 
 /// A Bloom filter of a merged table's keys, as of one merge.
 pub struct Filter {
-    bloom: fastbloom::BloomFilter,
+    bloom: KeyFilter,
     merge_id: i64,
     /// The keys it was sized for: once the table holds more, it is built again, larger up
     /// to its cap and, at the cap, with as many hashes a key as its bits a key now call for.
@@ -112,23 +130,27 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Reads every merged key into a filter sized for `merged` and as many again (at least
-    /// `FilterSize::min_keys`).
-    fn build(conn: &Connection, tiers: &Tiers, merged: i64, merge_id: i64) -> Result<Filter> {
-        let sized_for = (merged * 2).max(tiers.filter_size.min_keys);
+    /// Reads every merged key into a filter sized for `sized_for` keys of a table that
+    /// holds `merged`.
+    fn build(conn: &Connection, tiers: &Tiers, merged: i64, merge_id: i64, sized_for: i64) -> Result<Filter> {
         let bits = tiers.filter_size.bits(merged, sized_for);
-        let mut bloom = fastbloom::BloomFilter::with_num_bits(bits as usize).expected_items(sized_for as usize);
-        tiers.read_into(conn, tiers.merged_keys, &mut bloom)?;
-        Ok(Filter {
-            bloom,
+        let mut filter = Filter {
+            bloom: KeyFilter::new(bits, sized_for as u64),
             merge_id,
             sized_for,
-        })
+        };
+        tiers.read_into(conn, tiers.merged_keys, &mut filter)?;
+        Ok(filter)
+    }
+
+    /// Adds a key of the merged table.
+    pub(super) fn add(&mut self, key: u64) {
+        self.bloom.insert(key);
     }
 
     /// Whether the merged table may hold this key; `false` is certain.
     pub fn may_hold(&self, key: u64) -> bool {
-        self.bloom.contains(&key)
+        self.bloom.contains(key)
     }
 }
 
@@ -149,7 +171,10 @@ impl MergedKeys {
             self.taken_without = 0;
         }
         if self.filter.is_none() && self.taken_without * FILTER_PAYBACK >= state.merged {
-            self.filter = Some(Filter::build(conn, tiers, state.merged, state.merge_id)?);
+            // Sized for the table and as many again (at least `min_keys`): a small import
+            // into a small store does not hold a filter of the cap's size.
+            let sized_for = (state.merged * 2).max(tiers.filter_size.min_keys);
+            self.filter = Some(Filter::build(conn, tiers, state.merged, state.merge_id, sized_for)?);
         }
         Ok(self.filter.as_ref())
     }
@@ -163,9 +188,9 @@ impl MergedKeys {
         conn: &Connection,
         tiers: &Tiers,
         before: &State,
-        move_keys: impl FnOnce(Option<&mut fastbloom::BloomFilter>) -> Result<()>,
+        move_keys: impl FnOnce(Option<&mut Filter>) -> Result<()>,
     ) -> Result<()> {
-        move_keys(self.filter.as_mut().map(|f| &mut f.bloom))?;
+        move_keys(self.filter.as_mut())?;
         let merge_id = fastrand::i64(..);
         let now_merged: i64 = conn
             .prepare_cached(&format!(
@@ -186,7 +211,8 @@ impl MergedKeys {
         // (18 MiB at the first cap) were the peak of a 10M run's memory.
         self.filter = None;
         if current {
-            self.filter = Some(Filter::build(conn, tiers, now_merged, merge_id)?);
+            let sized_for = tiers.filter_size.outgrown(now_merged);
+            self.filter = Some(Filter::build(conn, tiers, now_merged, merge_id, sized_for)?);
         }
         Ok(())
     }
@@ -210,6 +236,18 @@ impl MergedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A filter outgrown by its table is built again for as many keys as its cap holds (at
+    /// 10 bits a key), or twice the table's where that is more: not doubled from the table's
+    /// size at each rebuild, each of which reads every merged key.
+    #[test]
+    fn an_outgrown_filter_is_sized_for_its_cap() {
+        let size = FILTER_SIZE;
+        assert_eq!(size.outgrown(3_000_000), (96 << 20) / 10);
+        assert_eq!(size.outgrown(6_000_000), 12_000_000, "twice the table's keys");
+        assert_eq!(size.outgrown(20_000_000), 40_000_000);
+        assert_eq!(size.bits(20_000_000, 40_000_000), 192 << 20, "the large cap");
+    }
 
     /// A filter at its cap is built again once the table outgrows what it was sized for, so
     /// that its hashes a key fit the keys it now holds: kept with the hashes of its first
@@ -237,13 +275,13 @@ mod tests {
         };
         let mut rng = fastrand::Rng::with_seed(14);
         let mut present = std::collections::HashSet::new();
-        let mut add = |conn: &Connection, n: usize, mut bloom: Option<&mut fastbloom::BloomFilter>| {
+        let mut add = |conn: &Connection, n: usize, mut filter: Option<&mut Filter>| {
             let mut insert = conn.prepare("INSERT INTO t_keys (key) VALUES (?1)").unwrap();
             for _ in 0..n {
                 let key = rng.i64(..);
                 insert.execute([key]).unwrap();
-                if let Some(bloom) = bloom.as_mut() {
-                    bloom.insert(&(key as u64));
+                if let Some(filter) = filter.as_mut() {
+                    filter.add(key as u64);
                 }
                 present.insert(key);
             }
@@ -258,8 +296,8 @@ mod tests {
         // A merge of 36,000 more: the table holds five times the keys the filter was sized for.
         conn.execute_batch("UPDATE t_state SET recent = 36000").unwrap();
         merged
-            .merge_with(&conn, &tiers, &state, |bloom| {
-                add(&conn, 36000, bloom);
+            .merge_with(&conn, &tiers, &state, |filter| {
+                add(&conn, 36000, filter);
                 Ok(())
             })
             .unwrap();

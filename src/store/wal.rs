@@ -22,10 +22,12 @@ const EVERY: Duration = Duration::from_millis(200);
 
 /// WAL pages after which the writer checkpoints itself (at a commit) while a `Checkpointer`
 /// runs: when the thread falls behind or the WAL was not restarted (SQLite restarts it only at
-/// a transaction that begins with every frame copied), so that it does not keep growing. The
-/// file still grows to about the largest transaction plus this (some 350 MB seen during a 10M
-/// import, by a new user's trial).
-const WRITER_FALLBACK_PAGES: i64 = 4 * super::WAL_AUTOCHECKPOINT_PAGES;
+/// a transaction that begins with every frame copied), so that it does not keep growing. Above
+/// the largest transaction of a 10M import (a merge of the event keys' middle table: some
+/// 200 MB), which at 160 MiB made the writer copy it back itself (a fortieth of that run's
+/// time) although the thread was about to. The file grows to about the largest transaction
+/// plus what is written while the thread copies it.
+const WRITER_FALLBACK_PAGES: i64 = 12 * super::WAL_AUTOCHECKPOINT_PAGES;
 
 /// A thread checkpointing a store's WAL until dropped. Dropping it stops the thread after
 /// one last checkpoint and gives the writer back its own automatic checkpoints.

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::recent_keys::{KeyedRows, RecentKeys};
-use super::tiers::{Filter, MergedKeys, Tiers};
+use super::tiers::{MergedKeys, Tiers};
 use crate::entity::Event;
 
 /// What became of one event offered to the store.
@@ -145,8 +145,9 @@ fn holder(conn: &Connection, held_by: Option<i64>, tenant_key: i64, event_id: &s
 
 /// The row holding `key` in `event_keys_middle` or `event_keys`, looked for unless `filter` is
 /// sure it is in neither.
-fn merged_holder(conn: &Connection, filter: Option<&Filter>, key: i64) -> Result<Option<i64>> {
-    if filter.is_some_and(|f| !f.may_hold(key as u64)) {
+/// `maybe`: whether the filter may hold `key` (`tiers::may_hold_each`); `false` is certain.
+fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
+    if !maybe {
         return Ok(None);
     }
     conn.prepare_cached(
@@ -255,9 +256,10 @@ fn insert_keyed(
          customer_id, timestamp, source, properties, task_key, source_line) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
+    let event_keys: Vec<i64> = events.iter().map(|e| key_of(tenant.key, &e.event_id)).collect();
+    let maybe_merged = super::tiers::may_hold_each(filter, &event_keys);
     let mut taken = 0;
-    for e in events {
-        let key = key_of(tenant.key, &e.event_id);
+    for ((e, &key), &maybe) in events.iter().zip(&event_keys).zip(&maybe_merged) {
         let context = || format!("storing event {} (line {})", e.event_id, e.line);
         let mut store = |id: i64, key: Option<i64>| {
             insert_row
@@ -279,7 +281,7 @@ fn insert_keyed(
         };
         let held_by = match keys.recent.get(key) {
             Some(row) => Some(row),
-            None => merged_holder(conn, filter, key)?,
+            None => merged_holder(conn, maybe, key)?,
         };
         if held_by.is_none() {
             store(next_id, Some(key))?;
@@ -389,7 +391,7 @@ pub fn check(
         let key = event_key(tenant.key, &e.event_id);
         let held_by = match keys.recent.get(key) {
             Some(row) => Some(row),
-            None => merged_holder(conn, None, key)?,
+            None => merged_holder(conn, true, key)?,
         };
         if let Some(stored) = holder(conn, held_by, tenant.key, &e.event_id)? {
             outcomes.push(Stored::Duplicate(Box::new(stored.content)));
@@ -994,7 +996,9 @@ mod tests {
             }
             outcomes
         };
-        assert!(put(&mut EventKeys::default(), task).iter().all(|o| *o == Stored::Inserted));
+        assert!(put(&mut EventKeys::default(), task)
+            .iter()
+            .all(|o| *o == Stored::Inserted));
         let (recent, merged) = recent_and_merged(conn);
         assert_eq!((recent, merged), (1000, 6000));
         let named: Vec<(i64, i64)> = conn
@@ -1009,7 +1013,9 @@ mod tests {
             .unwrap();
         assert_eq!(named, (1..=6000).map(|id| (id, id)).collect::<Vec<_>>());
         let other = task_key(conn, "task_b").unwrap();
-        assert!(put(&mut EventKeys::default(), other).iter().all(|o| *o == duplicate_of("cust_a")));
+        assert!(put(&mut EventKeys::default(), other)
+            .iter()
+            .all(|o| *o == duplicate_of("cust_a")));
     }
 
     /// A dry run sees the events of its own run and of the store, not those of an earlier

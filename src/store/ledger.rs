@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
 use super::recent_keys::{self, KeyedRows, RecentKeys, RECENT_KEYS_MAX};
-use super::tiers::{Filter, MergedKeys, Tiers};
+use super::tiers::{MergedKeys, Tiers};
 use crate::entity::events::{Content, TIMESTAMP_FIELD};
 use crate::task::EntityType;
 
@@ -230,13 +230,14 @@ impl Ledger {
         keys.recent.catch_up(conn, &ROWS)?;
         let filter = keys.merged.current(conn, &TIERS, &state)?;
         let row_keys: Vec<i64> = record_keys.iter().map(|k| self.row_key(k)).collect();
+        let maybe_merged = super::tiers::may_hold_each(filter, &row_keys);
         let mut order: Vec<usize> = (0..record_keys.len()).collect();
         order.sort_unstable_by_key(|&i| row_keys[i]);
         let mut found = vec![None; record_keys.len()];
         for i in order {
             let held_by = match keys.recent.get(row_keys[i]) {
                 Some(row) => Some(row),
-                None => merged_holder(conn, filter, row_keys[i])?,
+                None => merged_holder(conn, maybe_merged[i], row_keys[i])?,
             };
             found[i] = self.holder(conn, held_by, &record_keys[i])?;
         }
@@ -320,13 +321,20 @@ impl Ledger {
             "INSERT INTO delivered_rows (id, key, target_key, record_id, task_key, source_line, content) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let records: Vec<_> = records
+            .into_iter()
+            .map(|(id, line, content)| {
+                let record_key = key(id);
+                (record_key, self.row_key(&record_key), line, content)
+            })
+            .collect();
+        let row_keys: Vec<i64> = records.iter().map(|r| r.1).collect();
+        let maybe_merged = super::tiers::may_hold_each(filter, &row_keys);
         let mut taken = 0;
-        for (id, line, content) in records {
-            let record_key = key(id);
-            let row_key = self.row_key(&record_key);
+        for ((record_key, row_key, line, content), maybe) in records.into_iter().zip(maybe_merged) {
             let held_by = match keys.recent.get(row_key) {
                 Some(row) => Some(row),
-                None => merged_holder(conn, filter, row_key)?,
+                None => merged_holder(conn, maybe, row_key)?,
             };
             let stored_key = match held_by {
                 None => Some(row_key),
@@ -377,8 +385,9 @@ pub struct LedgerKeys {
 
 /// The row holding `key` in `delivered_keys_middle` or `delivered_keys`, looked for unless
 /// `filter` is sure it is in neither.
-fn merged_holder(conn: &Connection, filter: Option<&Filter>, key: i64) -> Result<Option<i64>> {
-    if filter.is_some_and(|f| !f.may_hold(key as u64)) {
+/// `maybe`: whether the filter may hold `key` (`tiers::may_hold_each`); `false` is certain.
+fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
+    if !maybe {
         return Ok(None);
     }
     conn.prepare_cached(

@@ -154,6 +154,18 @@ impl Filter {
     }
 }
 
+/// For each of `keys`, whether the merged table may hold it (`filter`'s answer; always `true`
+/// without one). All in one pass before the chunk's rows are handled: each answer is a cache
+/// miss of its own (a random block of up to 24 MiB), and in a loop doing nothing else the
+/// processor overlaps them, where one a row between inserts waited for each in turn (0.84 s of
+/// a 10M import's writer time).
+pub(super) fn may_hold_each(filter: Option<&Filter>, keys: &[i64]) -> Vec<bool> {
+    match filter {
+        Some(filter) => keys.iter().map(|&key| filter.may_hold(key as u64)).collect(),
+        None => vec![true; keys.len()],
+    }
+}
+
 /// What this process knows of one set's merged table (see the module's comment).
 #[derive(Default)]
 pub struct MergedKeys {

@@ -349,11 +349,14 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         );
     }
     row("Tenant", task.tenant_id.clone());
-    let total = task
-        .total_records
-        .map(|t| t.to_string())
-        .unwrap_or_else(|| "not known yet".into());
-    row("Records", format!("{} processed of {total}", task.processed_records));
+    row(
+        "Records",
+        match task.total_records {
+            Some(total) => format!("{} processed of {total}", task.processed_records),
+            // Before a run has read its whole input (or for standard input, until it ends).
+            None => format!("{} processed (the total is not known yet)", task.processed_records),
+        },
+    );
     row("  imported", task.successful_records.to_string());
     if m.updated_records > 0 {
         row(

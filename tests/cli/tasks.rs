@@ -19,6 +19,11 @@ fn create_queues_a_pending_task_that_run_then_completes() {
     assert_eq!(task["task_status"], "PENDING");
     assert_eq!(task["metadata"]["input_format"], "jsonl");
     assert_eq!(env.count("SELECT count(*) FROM events"), 0);
+    env.cmd()
+        .args(["inspect", &id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 processed (the total is not known yet)\n"));
 
     let task = env.run_json(&[&id], 0);
     assert_eq!(task["id"], id.as_str());

@@ -251,46 +251,25 @@ fn insert_keyed(
     let mut next_id: i64 = conn
         .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM event_rows")?
         .query_row([], |r| r.get(0))?;
-    let mut insert_row = conn.prepare_cached(
-        "INSERT INTO event_rows (id, key, tenant_key, event_id, event_name, external_customer_id, \
-         customer_id, timestamp, source, properties, task_key, source_line) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
+    let mut rows = RowsToStore::new(conn, tenant.key, task_key)?;
     let event_keys: Vec<i64> = events.iter().map(|e| key_of(tenant.key, &e.event_id)).collect();
     let maybe_merged = super::tiers::may_hold_each(filter, &event_keys);
     let mut taken = 0;
     for ((e, &key), &maybe) in events.iter().zip(&event_keys).zip(&maybe_merged) {
-        let context = || format!("storing event {} (line {})", e.event_id, e.line);
-        let mut store = |id: i64, key: Option<i64>| {
-            insert_row
-                .execute(params![
-                    id,
-                    key,
-                    tenant.key,
-                    e.event_id,
-                    e.event_name,
-                    e.external_customer_id,
-                    e.customer_id,
-                    e.timestamp,
-                    e.source,
-                    e.properties,
-                    task_key,
-                    e.line,
-                ])
-                .with_context(context)
-        };
         let held_by = match keys.recent.get(key) {
             Some(row) => Some(row),
             None => merged_holder(conn, maybe, key)?,
         };
         if held_by.is_none() {
-            store(next_id, Some(key))?;
+            rows.store(next_id, Some(key), e)?;
             keys.recent.add(key, next_id);
             next_id += 1;
             taken += 1;
             outcomes.push(Stored::Inserted);
             continue;
         }
+        // The row that holds it may be one of this chunk's, not written yet.
+        rows.write()?;
         outcomes.push(match holder(conn, held_by, tenant.key, &e.event_id)? {
             // A retry of this task reading the same line again: stored again, unless the line
             // now says something else (a file edited between runs), which is a conflict.
@@ -300,12 +279,13 @@ fn insert_keyed(
             Some(h) => Stored::Duplicate(Box::new(h.content)),
             None => {
                 // Another id holds this key: stored without one, found by its id.
-                store(next_id, None)?;
+                rows.store(next_id, None, e)?;
                 next_id += 1;
                 Stored::Inserted
             }
         });
     }
+    rows.write()?;
     let EventKeys { recent, merged } = keys;
     super::recent_keys::took(
         conn,
@@ -318,6 +298,103 @@ fn insert_keyed(
         next_id - 1,
         recent_max,
     )
+}
+
+/// Event rows an `INSERT` statement writes. One statement a row spent a fifth of a row's
+/// insert opening a cursor and seeking the table's end from its root, and ending the statement;
+/// within one statement the cursor stays at the end, where each next id goes (ids ascend).
+const ROWS_A_STATEMENT: usize = 32;
+
+/// The columns of `event_rows` an insert gives, in the order `RowsToStore::bind` binds them.
+const ROW_COLUMNS: &str = "id, key, tenant_key, event_id, event_name, external_customer_id, \
+                           customer_id, timestamp, source, properties, task_key, source_line";
+const ROW_PARAMETERS: usize = 12;
+
+/// Rows of one chunk waiting to be written, `ROWS_A_STATEMENT` at a time. Whoever reads
+/// `event_rows` in between must `write` first.
+struct RowsToStore<'c, 'e> {
+    many: rusqlite::CachedStatement<'c>,
+    one: rusqlite::CachedStatement<'c>,
+    tenant_key: i64,
+    task_key: i64,
+    /// (id, key, event): the key `None` where another id holds it.
+    waiting: Vec<(i64, Option<i64>, &'e Event)>,
+}
+
+impl<'c, 'e> RowsToStore<'c, 'e> {
+    fn new(conn: &'c Connection, tenant_key: i64, task_key: i64) -> Result<RowsToStore<'c, 'e>> {
+        let values = |rows: usize| {
+            let row = format!("({})", ["?"; ROW_PARAMETERS].join(", "));
+            vec![row; rows].join(", ")
+        };
+        Ok(RowsToStore {
+            many: conn.prepare_cached(&format!(
+                "INSERT INTO event_rows ({ROW_COLUMNS}) VALUES {}",
+                values(ROWS_A_STATEMENT)
+            ))?,
+            one: conn.prepare_cached(&format!("INSERT INTO event_rows ({ROW_COLUMNS}) VALUES {}", values(1)))?,
+            tenant_key,
+            task_key,
+            waiting: Vec::with_capacity(ROWS_A_STATEMENT),
+        })
+    }
+
+    /// Stores `e` as row `id` (written with the next full statement, or by `write`).
+    fn store(&mut self, id: i64, key: Option<i64>, e: &'e Event) -> Result<()> {
+        self.waiting.push((id, key, e));
+        if self.waiting.len() == ROWS_A_STATEMENT {
+            Self::bind(&mut self.many, &self.waiting, self.tenant_key, self.task_key)?;
+            self.many.raw_execute().with_context(|| {
+                let (first, last) = (self.waiting[0].2, self.waiting[ROWS_A_STATEMENT - 1].2);
+                format!(
+                    "storing events {} to {} (lines {} to {})",
+                    first.event_id, last.event_id, first.line, last.line
+                )
+            })?;
+            self.waiting.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the rows waiting, one statement each (fewer than a full statement's).
+    fn write(&mut self) -> Result<()> {
+        for row in self.waiting.drain(..) {
+            Self::bind(
+                &mut self.one,
+                std::slice::from_ref(&row),
+                self.tenant_key,
+                self.task_key,
+            )?;
+            self.one
+                .raw_execute()
+                .with_context(|| format!("storing event {} (line {})", row.2.event_id, row.2.line))?;
+        }
+        Ok(())
+    }
+
+    fn bind(
+        statement: &mut rusqlite::Statement<'_>,
+        rows: &[(i64, Option<i64>, &Event)],
+        tenant_key: i64,
+        task_key: i64,
+    ) -> Result<()> {
+        for (i, &(id, key, e)) in rows.iter().enumerate() {
+            let at = i * ROW_PARAMETERS;
+            statement.raw_bind_parameter(at + 1, id)?;
+            statement.raw_bind_parameter(at + 2, key)?;
+            statement.raw_bind_parameter(at + 3, tenant_key)?;
+            statement.raw_bind_parameter(at + 4, &e.event_id)?;
+            statement.raw_bind_parameter(at + 5, &e.event_name)?;
+            statement.raw_bind_parameter(at + 6, &e.external_customer_id)?;
+            statement.raw_bind_parameter(at + 7, &e.customer_id)?;
+            statement.raw_bind_parameter(at + 8, &e.timestamp)?;
+            statement.raw_bind_parameter(at + 9, &e.source)?;
+            statement.raw_bind_parameter(at + 10, &e.properties)?;
+            statement.raw_bind_parameter(at + 11, task_key)?;
+            statement.raw_bind_parameter(at + 12, e.line)?;
+        }
+        Ok(())
+    }
 }
 
 /// Migration 9's hook: copies the events of the table before it into `event_rows` with their
@@ -621,6 +698,65 @@ mod tests {
         assert_eq!(rows(&conn).len(), 4);
         assert_eq!(rows(&conn)[3].1, "e3");
         assert_eq!(rows(&conn)[3].7, "task_new");
+    }
+
+    /// Within one chunk of more rows than a statement writes (`ROWS_A_STATEMENT`), an id
+    /// repeated after rows not written yet is found as the duplicate it is, and so is one
+    /// whose key another id of the chunk holds: every row is stored once, in order.
+    #[test]
+    fn an_id_repeated_within_a_chunk_is_found_before_its_first_row_is_written() {
+        let store = crate::store::open_in_memory();
+        let conn = store.conn();
+        let (tenant, task) = tenant_t_and_task_a(conn);
+        let mut events: Vec<Event> = (0..100).map(|i| event(&format!("e{i}"), "cust_a", i + 2)).collect();
+        events[50] = event("e10", "cust_a", 52);
+        events[60] = event("e40", "cust_x", 62);
+        let outcomes = stored(conn, &tenant, task, &events, event_key);
+        let expected: Vec<Stored> = (0..100)
+            .map(|i| match i {
+                50 | 60 => duplicate_of("cust_a"),
+                _ => Stored::Inserted,
+            })
+            .collect();
+        assert_eq!(outcomes, expected);
+        let ids: Vec<(i64, String, u64)> = conn
+            .prepare("SELECT id, event_id, source_line FROM event_rows ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want: Vec<(i64, String, u64)> = (0..100u64)
+            .filter(|i| *i != 50 && *i != 60)
+            .enumerate()
+            .map(|(n, i)| (n as i64 + 1, format!("e{i}"), i + 2))
+            .collect();
+        assert_eq!(ids, want);
+
+        // Every id of a chunk sharing one key: the first holds it, the others are stored
+        // without one, each after looking for an unkeyed row of its id among those before.
+        let other = tenant_key(conn, "tenant_u").unwrap();
+        let tenant_u = Tenant {
+            key: other,
+            id: "tenant_u".into(),
+        };
+        let shared: Vec<Event> = (0..70).map(|i| event(&format!("s{i}"), "cust_a", i + 2)).collect();
+        let mut repeated = shared.clone();
+        repeated.extend(shared.iter().take(5).map(|e| Event {
+            line: e.line + 100,
+            ..e.clone()
+        }));
+        let outcomes = stored(conn, &tenant_u, task, &repeated, |_, _| 7);
+        assert_eq!(&outcomes[..70], vec![Stored::Inserted; 70].as_slice());
+        assert_eq!(&outcomes[70..], vec![duplicate_of("cust_a"); 5].as_slice());
+        let (rows, keyed): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), count(key) FROM event_rows WHERE tenant_key = ?1",
+                [other],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, keyed), (70, 1));
     }
 
     /// Ids whose keys are equal (forced here: every id gets key 7) are still told apart by

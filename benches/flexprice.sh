@@ -42,7 +42,7 @@ received() { curl -s "$url/_stand_in/stats" | sed 's/.*"events_received":\([0-9]
 server_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
 hz=$(getconf CLK_TCK)
 
-echo "$rows rows, $(stat -c %s "$input") bytes of csv, $(nproc) cores, stand-in at $url"
+echo "$rows rows, $(stat -L -c %s "$input") bytes of csv, $(nproc) cores, stand-in at $url"
 for c in $levels; do
     rm -rf "$work"/remote.db*
     before=$(received)

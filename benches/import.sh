@@ -65,7 +65,7 @@ CREATE TABLE events(event_id TEXT PRIMARY KEY, event_name TEXT, external_custome
 .import --csv --skip 1 $csv events
 SQL
 
-echo "$rows rows, $(stat -c %s "$input") bytes of $format, $(nproc) cores, $rounds rounds"
+echo "$rows rows, $(stat -L -c %s "$input") bytes of $format, $(nproc) cores, $rounds rounds"
 rm -f "$work/tool.times" "$work/sqlite3-keyed.times" "$work/sqlite3-plain.times"
 for _ in $(seq "$rounds"); do
     rm -rf "$work"/fi.db*

@@ -87,7 +87,7 @@ fresh_db() {
         -c "CREATE DATABASE $1" >/dev/null
 }
 
-echo "$rows rows, $(stat -c %s "$csv") bytes of CSV, $(nproc) cores, $rounds rounds, $(psql "$admin" -Atc 'SHOW server_version')"
+echo "$rows rows, $(stat -L -c %s "$csv") bytes of CSV, $(nproc) cores, $rounds rounds, $(psql "$admin" -Atc 'SHOW server_version')"
 rm -f "$work/tool.pg.times" "$work/psql.pg.times"
 for round in $(seq "$rounds"); do
     fresh_db bench_tool

@@ -494,7 +494,7 @@ pub fn details(task: &Task, extra: &Extra<'_>, now: DateTime<Utc>) -> String {
         let name = file_name(task);
         let _ = writeln!(
             out,
-            "\nRejected rows (first {} of {total_errors}, duplicates included):",
+            "\nRows not stored (the first {} of {total_errors}: rejected rows and skipped duplicates):",
             errors.len()
         );
         for e in errors {

@@ -199,7 +199,7 @@ fn inspect_shows_counters_timings_and_first_errors() {
         "1 (skipped, not failed)",
         "rows/s",
         "bad_rows.csv:5: timestamp \"2024-13-45T25:61:00Z\"",
-        "Rejected rows (first 9 of 9",
+        "Rows not stored (the first 9 of 9: rejected rows and skipped duplicates):",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }

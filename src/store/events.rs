@@ -143,9 +143,8 @@ fn holder(conn: &Connection, held_by: Option<i64>, tenant_key: i64, event_id: &s
     }
 }
 
-/// The row holding `key` in `event_keys_middle` or `event_keys`, looked for unless `filter` is
-/// sure it is in neither.
-/// `maybe`: whether the filter may hold `key` (`tiers::may_hold_each`); `false` is certain.
+/// The row holding `key` in `event_keys_middle` or `event_keys`, looked for only where `maybe`
+/// (the filter's answer, `tiers::may_hold_each`; `false` is certain).
 fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
     if !maybe {
         return Ok(None);
@@ -315,26 +314,28 @@ const ROW_PARAMETERS: usize = 12;
 struct RowsToStore<'c, 'e> {
     many: rusqlite::CachedStatement<'c>,
     one: rusqlite::CachedStatement<'c>,
-    tenant_key: i64,
-    task_key: i64,
     /// (id, key, event): the key `None` where another id holds it.
     waiting: Vec<(i64, Option<i64>, &'e Event)>,
 }
 
 impl<'c, 'e> RowsToStore<'c, 'e> {
     fn new(conn: &'c Connection, tenant_key: i64, task_key: i64) -> Result<RowsToStore<'c, 'e>> {
-        let values = |rows: usize| {
+        let statement = |rows: usize| -> Result<rusqlite::CachedStatement<'c>> {
             let row = format!("({})", ["?"; ROW_PARAMETERS].join(", "));
-            vec![row; rows].join(", ")
+            let mut statement = conn.prepare_cached(&format!(
+                "INSERT INTO event_rows ({ROW_COLUMNS}) VALUES {}",
+                vec![row; rows].join(", ")
+            ))?;
+            // The same for every row of the chunk: bound once (a binding stays until replaced).
+            for at in (0..rows).map(|i| i * ROW_PARAMETERS) {
+                statement.raw_bind_parameter(at + 3, tenant_key)?;
+                statement.raw_bind_parameter(at + 11, task_key)?;
+            }
+            Ok(statement)
         };
         Ok(RowsToStore {
-            many: conn.prepare_cached(&format!(
-                "INSERT INTO event_rows ({ROW_COLUMNS}) VALUES {}",
-                values(ROWS_A_STATEMENT)
-            ))?,
-            one: conn.prepare_cached(&format!("INSERT INTO event_rows ({ROW_COLUMNS}) VALUES {}", values(1)))?,
-            tenant_key,
-            task_key,
+            many: statement(ROWS_A_STATEMENT)?,
+            one: statement(1)?,
             waiting: Vec::with_capacity(ROWS_A_STATEMENT),
         })
     }
@@ -343,7 +344,7 @@ impl<'c, 'e> RowsToStore<'c, 'e> {
     fn store(&mut self, id: i64, key: Option<i64>, e: &'e Event) -> Result<()> {
         self.waiting.push((id, key, e));
         if self.waiting.len() == ROWS_A_STATEMENT {
-            Self::bind(&mut self.many, &self.waiting, self.tenant_key, self.task_key)?;
+            Self::bind(&mut self.many, &self.waiting)?;
             self.many.raw_execute().with_context(|| {
                 let (first, last) = (self.waiting[0].2, self.waiting[ROWS_A_STATEMENT - 1].2);
                 format!(
@@ -359,12 +360,7 @@ impl<'c, 'e> RowsToStore<'c, 'e> {
     /// Writes the rows waiting, one statement each (fewer than a full statement's).
     fn write(&mut self) -> Result<()> {
         for row in self.waiting.drain(..) {
-            Self::bind(
-                &mut self.one,
-                std::slice::from_ref(&row),
-                self.tenant_key,
-                self.task_key,
-            )?;
+            Self::bind(&mut self.one, std::slice::from_ref(&row))?;
             self.one
                 .raw_execute()
                 .with_context(|| format!("storing event {} (line {})", row.2.event_id, row.2.line))?;
@@ -372,17 +368,12 @@ impl<'c, 'e> RowsToStore<'c, 'e> {
         Ok(())
     }
 
-    fn bind(
-        statement: &mut rusqlite::Statement<'_>,
-        rows: &[(i64, Option<i64>, &Event)],
-        tenant_key: i64,
-        task_key: i64,
-    ) -> Result<()> {
+    /// Binds each row's own values (tenant and task are bound once, by `new`).
+    fn bind(statement: &mut rusqlite::Statement<'_>, rows: &[(i64, Option<i64>, &Event)]) -> Result<()> {
         for (i, &(id, key, e)) in rows.iter().enumerate() {
             let at = i * ROW_PARAMETERS;
             statement.raw_bind_parameter(at + 1, id)?;
             statement.raw_bind_parameter(at + 2, key)?;
-            statement.raw_bind_parameter(at + 3, tenant_key)?;
             statement.raw_bind_parameter(at + 4, &e.event_id)?;
             statement.raw_bind_parameter(at + 5, &e.event_name)?;
             statement.raw_bind_parameter(at + 6, &e.external_customer_id)?;
@@ -390,7 +381,6 @@ impl<'c, 'e> RowsToStore<'c, 'e> {
             statement.raw_bind_parameter(at + 8, &e.timestamp)?;
             statement.raw_bind_parameter(at + 9, &e.source)?;
             statement.raw_bind_parameter(at + 10, &e.properties)?;
-            statement.raw_bind_parameter(at + 11, task_key)?;
             statement.raw_bind_parameter(at + 12, e.line)?;
         }
         Ok(())

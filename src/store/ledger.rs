@@ -383,9 +383,8 @@ pub struct LedgerKeys {
     merged: MergedKeys,
 }
 
-/// The row holding `key` in `delivered_keys_middle` or `delivered_keys`, looked for unless
-/// `filter` is sure it is in neither.
-/// `maybe`: whether the filter may hold `key` (`tiers::may_hold_each`); `false` is certain.
+/// The row holding `key` in `delivered_keys_middle` or `delivered_keys`, looked for only
+/// where `maybe` (the filter's answer, `tiers::may_hold_each`; `false` is certain).
 fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
     if !maybe {
         return Ok(None);

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::key_blocks::{self, block_table, BlockTable};
 use super::recent_keys::{KeyedRows, RecentKeys};
 use super::tiers::{MergedKeys, Tiers};
 use crate::entity::Event;
@@ -143,18 +144,16 @@ fn holder(conn: &Connection, held_by: Option<i64>, tenant_key: i64, event_id: &s
     }
 }
 
-/// The row holding `key` in `event_keys_middle` or `event_keys`, looked for only where `maybe`
+/// The row holding `key` in `MIDDLE` or `MAIN`, looked for only where `maybe`
 /// (the filter's answer, `tiers::may_hold_each`; `false` is certain).
 fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
     if !maybe {
         return Ok(None);
     }
-    conn.prepare_cached(
-        "SELECT coalesce((SELECT row FROM event_keys_middle WHERE key = ?1), \
-                         (SELECT row FROM event_keys WHERE key = ?1))",
-    )?
-    .query_row(params![key], |r| r.get::<_, Option<i64>>(0))
-    .context("reading the event keys")
+    Ok(match key_blocks::holder(conn, &MIDDLE, key)? {
+        Some(row) => Some(row),
+        None => key_blocks::holder(conn, &MAIN, key)?,
+    })
 }
 
 /// Whether `stored` is what `e` says (the timestamp compared only where `e` gave one), by the
@@ -165,28 +164,31 @@ pub(crate) fn same_content(stored: &StoredContent, e: &Event) -> bool {
 
 pub use super::recent_keys::RECENT_KEYS_MAX;
 
-/// The merged keys, `event_keys_middle` and `event_keys`, as `tiers` handles them (the recent
-/// keys are in memory: `store::recent_keys`); its state's `merged` counts both tables.
+/// The merged keys: `event_key_blocks_middle` takes the recent ones at each merge, and is merged
+/// into `event_key_blocks` once full (`recent_keys::middle_max`); both in blocks (migration 15).
+pub(super) const MIDDLE: BlockTable = block_table!("event_key_blocks_middle");
+pub(super) const MAIN: BlockTable = block_table!("event_key_blocks");
+
 /// `event_rows` and its key tables, as `recent_keys` handles them.
 const ROWS: KeyedRows = KeyedRows {
     what: "event keys",
     written: "SELECT merged_upto, write_id FROM event_keys_state",
     keyed_above: "SELECT id, key FROM event_rows WHERE id > ?1 AND key IS NOT NULL",
     max_id: "SELECT coalesce(max(id), 0) FROM event_rows",
-    insert_middle: "INSERT INTO event_keys_middle (key, row) VALUES",
+    middle: &MIDDLE,
+    main: &MAIN,
     took: "UPDATE event_keys_state SET recent = recent + ?1, write_id = ?2",
     merged_recent: "UPDATE event_keys_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
                     RETURNING middle",
-    merge_middle: "INSERT INTO event_keys (key, row) SELECT key, row FROM event_keys_middle ORDER BY key;
-                   DELETE FROM event_keys_middle;
-                   UPDATE event_keys_state SET middle = 0;",
+    middle_emptied: "UPDATE event_keys_state SET middle = 0",
 };
 
+/// The merged keys, `MIDDLE` and `MAIN`, as `tiers` handles them (the recent keys are in
+/// memory: `store::recent_keys`); its state's `merged` counts both tables.
 const TIERS: Tiers = Tiers {
     what: "event keys",
     state: "event_keys_state",
-    merged_keys: "SELECT key FROM event_keys_middle UNION ALL SELECT key FROM event_keys",
-    filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+    merged: [&MIDDLE, &MAIN],
     filter_size: super::tiers::FILTER_SIZE,
 };
 
@@ -808,16 +810,41 @@ mod tests {
         );
     }
 
-    /// The keyed rows above `merged_upto` (the recent keys) and the rows of `event_keys`.
+    /// The keyed rows above `merged_upto` (the recent keys) and the merged pairs.
     fn recent_and_merged(conn: &Connection) -> (i64, i64) {
-        conn.query_row(
-            "SELECT (SELECT count(*) FROM event_rows WHERE key IS NOT NULL \
-                     AND id > (SELECT merged_upto FROM event_keys_state)), \
-                    (SELECT count(*) FROM event_keys) + (SELECT count(*) FROM event_keys_middle)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
+        let recent = conn
+            .query_row(
+                "SELECT count(*) FROM event_rows WHERE key IS NOT NULL \
+                 AND id > (SELECT merged_upto FROM event_keys_state)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (recent, merged_pairs(conn).len() as i64)
+    }
+
+    /// Every merged (key, row) pair: the middle table's, then the merged table's.
+    fn merged_pairs(conn: &Connection) -> Vec<(i64, i64)> {
+        let mut pairs = key_blocks::pairs(conn, &MIDDLE);
+        pairs.extend(key_blocks::pairs(conn, &MAIN));
+        pairs
+    }
+
+    /// For each merged pair, in row order: (the id of the row holding its key, the row it names).
+    fn rows_named(conn: &Connection) -> Vec<(i64, i64)> {
+        let by_key: std::collections::HashMap<i64, i64> = conn
+            .prepare("SELECT key, id FROM event_rows WHERE key IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let mut named: Vec<(i64, i64)> = merged_pairs(conn)
+            .into_iter()
+            .filter_map(|(key, row)| by_key.get(&key).map(|&id| (id, row)))
+            .collect();
+        named.sort_unstable();
+        named
     }
 
     /// Keys are merged into `event_keys` once there are enough recent ones (two here); an id
@@ -869,16 +896,14 @@ mod tests {
             rows,
             [(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]
         );
-        let named: (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
-                         SELECT key, row FROM event_keys_middle) k ON k.row = r.id AND k.key = r.key), \
-                        (SELECT merged_upto FROM event_keys_state)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+        let merged_upto: i64 = conn
+            .query_row("SELECT merged_upto FROM event_keys_state", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(named, (3, 3), "each merged key names its own row, up to merged_upto");
+        assert_eq!(
+            (rows_named(conn), merged_upto),
+            (vec![(1, 1), (2, 2), (3, 3)], 3),
+            "each merged key names its own row, up to merged_upto"
+        );
     }
 
     /// A filter of merged keys is trusted only while no one else merged since and its own
@@ -1072,44 +1097,32 @@ mod tests {
             outcomes
         };
         assert!(put(&mut keys, &events, task).iter().all(|o| *o == Stored::Inserted));
-        let count = |table: &str| -> i64 {
-            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-                .unwrap()
-        };
-        assert!(count("event_keys") >= 8, "merged out of the middle table");
+        let count = |table: &BlockTable| key_blocks::pairs(conn, table).len() as i64;
+        assert!(count(&MAIN) >= 8, "merged out of the middle table");
         let (recent, merged) = recent_and_merged(conn);
-        assert_eq!(
-            (recent + merged, merged),
-            (40, count("event_keys") + count("event_keys_middle"))
-        );
+        assert_eq!((recent + merged, merged), (40, count(&MAIN) + count(&MIDDLE)));
         let middle: i64 = conn
             .query_row("SELECT middle FROM event_keys_state", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(middle, count("event_keys_middle"));
+        assert_eq!(middle, count(&MIDDLE));
         let other = task_key(conn, "task_b").unwrap();
         for keys in [&mut keys, &mut EventKeys::default()] {
             assert!(put(keys, &events, other).iter().all(|o| *o == duplicate_of("cust_a")));
         }
-        let named: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
-                 SELECT key, row FROM event_keys_middle) k ON k.row = r.id AND k.key = r.key",
-                [],
-                |r| r.get(0),
-            )
+        let rows_stored: i64 = conn
+            .query_row("SELECT count(*) FROM event_rows", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(
-            (named, count("event_rows")),
-            (merged, 40),
-            "each merged key names its row"
-        );
+        let named = rows_named(conn);
+        assert!(named.iter().all(|(id, row)| id == row), "each merged key names its row");
+        assert_eq!((named.len() as i64, rows_stored), (merged, 40));
     }
 
-    /// A merge of more keys than one statement inserts (`recent_keys::MERGE_ROWS`, and a
-    /// remainder one by one) keeps each key with its own row: after 7,000 events merged 3,000
-    /// at a time (sixteen parts of some 190 keys each), every merged key names its row and every id is found again by a new process.
+    /// A merge of more keys than a block holds (`key_blocks::PAIRS_A_BLOCK`) keeps each key
+    /// with its own row: after 7,000 events merged 3,000 at a time (sixteen sorted parts of some
+    /// 190 keys each, into blocks of 500), every merged key names its row and every id is found
+    /// again by a new process.
     #[test]
-    fn a_merge_of_more_keys_than_a_statement_takes_keeps_each_key_with_its_row() {
+    fn a_merge_of_more_keys_than_a_block_holds_keeps_each_key_with_its_row() {
         let store = crate::store::open_in_memory();
         let conn = store.conn();
         let (tenant, task) = tenant_t_and_task_a(conn);
@@ -1127,17 +1140,7 @@ mod tests {
             .all(|o| *o == Stored::Inserted));
         let (recent, merged) = recent_and_merged(conn);
         assert_eq!((recent, merged), (1000, 6000));
-        let named: Vec<(i64, i64)> = conn
-            .prepare(
-                "SELECT r.id, k.row FROM event_rows r JOIN (SELECT key, row FROM event_keys UNION ALL \
-                 SELECT key, row FROM event_keys_middle) k ON k.key = r.key ORDER BY r.id",
-            )
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(named, (1..=6000).map(|id| (id, id)).collect::<Vec<_>>());
+        assert_eq!(rows_named(conn), (1..=6000).map(|id| (id, id)).collect::<Vec<_>>());
         let other = task_key(conn, "task_b").unwrap();
         assert!(put(&mut EventKeys::default(), other)
             .iter()

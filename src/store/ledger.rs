@@ -9,6 +9,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
+use super::key_blocks::{self, block_table, BlockTable};
 use super::recent_keys::{self, KeyedRows, RecentKeys, RECENT_KEYS_MAX};
 use super::tiers::{MergedKeys, Tiers};
 use crate::entity::events::{Content, TIMESTAMP_FIELD};
@@ -383,18 +384,16 @@ pub struct LedgerKeys {
     merged: MergedKeys,
 }
 
-/// The row holding `key` in `delivered_keys_middle` or `delivered_keys`, looked for only
+/// The row holding `key` in `MIDDLE` or `MAIN`, looked for only
 /// where `maybe` (the filter's answer, `tiers::may_hold_each`; `false` is certain).
 fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
     if !maybe {
         return Ok(None);
     }
-    conn.prepare_cached(
-        "SELECT coalesce((SELECT row FROM delivered_keys_middle WHERE key = ?1), \
-                         (SELECT row FROM delivered_keys WHERE key = ?1))",
-    )?
-    .query_row(params![key], |r| r.get::<_, Option<i64>>(0))
-    .context("reading the delivery ledger")
+    Ok(match key_blocks::holder(conn, &MIDDLE, key)? {
+        Some(row) => Some(row),
+        None => key_blocks::holder(conn, &MAIN, key)?,
+    })
 }
 
 /// Reads who delivered a row: task id, line, task key, content, then target and id to check
@@ -402,28 +401,31 @@ fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>
 const HOLDER: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content, d.target_key, d.record_id \
      FROM delivered_rows d JOIN ledger_tasks t ON t.task_key = d.task_key";
 
+/// The merged keys: `delivered_key_blocks_middle` takes the recent ones at each merge, and is merged
+/// into `delivered_key_blocks` once full (`recent_keys::middle_max`); both in blocks (migration 15).
+pub(super) const MIDDLE: BlockTable = block_table!("delivered_key_blocks_middle");
+pub(super) const MAIN: BlockTable = block_table!("delivered_key_blocks");
+
 /// `delivered_rows` and its key tables, as `recent_keys` handles them (migration 14).
 const ROWS: KeyedRows = KeyedRows {
     what: "delivery ledger's ids",
     written: "SELECT merged_upto, write_id FROM delivered_records_state",
     keyed_above: "SELECT id, key FROM delivered_rows WHERE id > ?1 AND key IS NOT NULL",
     max_id: "SELECT coalesce(max(id), 0) FROM delivered_rows",
-    insert_middle: "INSERT INTO delivered_keys_middle (key, row) VALUES",
+    middle: &MIDDLE,
+    main: &MAIN,
     took: "UPDATE delivered_records_state SET recent = recent + ?1, write_id = ?2",
     merged_recent: "UPDATE delivered_records_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
                     RETURNING middle",
-    merge_middle: "INSERT INTO delivered_keys (key, row) SELECT key, row FROM delivered_keys_middle ORDER BY key;
-                   DELETE FROM delivered_keys_middle;
-                   UPDATE delivered_records_state SET middle = 0;",
+    middle_emptied: "UPDATE delivered_records_state SET middle = 0",
 };
 
-/// The merged ids, `delivered_keys_middle` and `delivered_keys`, as `tiers` handles them; the
+/// The merged ids, `MIDDLE` and `MAIN`, as `tiers` handles them; the
 /// state's `merged` counts both tables.
 const TIERS: Tiers = Tiers {
     what: "delivery ledger's ids",
     state: "delivered_records_state",
-    merged_keys: "SELECT key FROM delivered_keys_middle UNION ALL SELECT key FROM delivered_keys",
-    filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+    merged: [&MIDDLE, &MAIN],
     filter_size: super::tiers::FILTER_SIZE,
 };
 
@@ -618,7 +620,7 @@ mod tests {
         assert_eq!((by.content, by.this_task), (Some(content), false));
         assert_eq!(
             count(&conn, "SELECT merged FROM delivered_records_state"),
-            count(&conn, "SELECT count(*) FROM delivered_keys")
+            (key_blocks::pairs(&conn, &MAIN).len() + key_blocks::pairs(&conn, &MIDDLE).len()) as i64
         );
         ledger
             .record(&conn, &mut LedgerKeys::default(), [("c", 9, None), ("d", 10, None)])
@@ -748,13 +750,8 @@ mod tests {
         };
         a.record_with(conn, &mut one, [("e1", 2, None), ("e2", 3, None)], 2)
             .unwrap();
-        assert_eq!(
-            (
-                count("delivered_rows"),
-                count("delivered_keys_middle") + count("delivered_keys")
-            ),
-            (2, 2)
-        );
+        let merged = (key_blocks::pairs(conn, &MIDDLE).len() + key_blocks::pairs(conn, &MAIN).len()) as i64;
+        assert_eq!((count("delivered_rows"), merged), (2, 2));
         // The other process merges e3 and e4: this one's filter does not hold them.
         b.record_with(conn, &mut other, [("e3", 4, None), ("e4", 5, None)], 2)
             .unwrap();

@@ -7,6 +7,7 @@ pub mod busy;
 pub mod checkpoints;
 pub mod events;
 pub mod export;
+mod key_blocks;
 mod key_filter;
 pub mod ledger;
 pub mod live;

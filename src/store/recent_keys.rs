@@ -26,11 +26,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
+use super::key_blocks::{self, BlockReader, BlockTable, SortedPairs};
 use super::tiers::{Filter, MergedKeys, State, Tiers};
 
 /// The SQL of one set of keyed rows (the store's own constants): a table of rows with ids
 /// given in order and a 64-bit `key` (NULL where another row holds it), a middle and a merged
-/// table of (key, row), and a state row with `recent`, `merged`, `merge_id`, `merged_upto`,
+/// table of (key, row) pairs in blocks (`store::key_blocks`), and a state row with `recent`, `merged`, `merge_id`, `merged_upto`,
 /// `write_id` and `middle`.
 pub(super) struct KeyedRows {
     /// For messages: "event keys".
@@ -41,15 +42,17 @@ pub(super) struct KeyedRows {
     pub keyed_above: &'static str,
     /// Reads the highest row id, 0 when there is none.
     pub max_id: &'static str,
-    /// Inserts into the middle table, without its values: "INSERT INTO t (key, row) VALUES".
-    pub insert_middle: &'static str,
+    /// The middle table, merged into at each merge of the recent keys.
+    pub middle: &'static BlockTable,
+    /// The merged table, merged into once the middle one is full.
+    pub main: &'static BlockTable,
     /// Counts ?1 more recent keys and writes `write_id` ?2.
     pub took: &'static str,
     /// Records `merged_upto` ?1, `write_id` ?2 and ?3 more keys in the middle table,
     /// returning `middle`.
     pub merged_recent: &'static str,
-    /// Moves the middle table into the merged one in key order, empties it, `middle` = 0.
-    pub merge_middle: &'static str,
+    /// Records the middle table as empty: `middle` = 0.
+    pub middle_emptied: &'static str,
 }
 
 /// The most keys the map holds before they are merged (7/8 of 2^20 buckets, less a margin of
@@ -171,49 +174,26 @@ impl RecentKeys {
         }
     }
 
-    /// Writes every key into the middle table in key order (each page of it written once), adding
-    /// each to `filter`; the caller then records `merged_upto` as `upto` (the highest id
-    /// stored) and the map starts empty. In the caller's transaction: if it rolls back, the
-    /// state row's `merged_upto` does too, and `catch_up` reads the rows again.
+    /// Merges every key into the middle table (`key_blocks::merge`), adding each to `filter`;
+    /// the caller then records `merged_upto` as `upto` (the highest id stored) and the map
+    /// starts empty. In the caller's transaction: if it rolls back, the state row's
+    /// `merged_upto` does too, and `catch_up` reads the rows again.
     fn merge_into(
         &mut self,
         conn: &Connection,
         rows: &KeyedRows,
-        mut filter: Option<&mut Filter>,
+        filter: Option<&mut Filter>,
         upto: i64,
     ) -> Result<()> {
-        // MERGE_ROWS keys a statement: with one a key, starting and ending statements (cursor,
-        // savepoint, reset) were about a third of the merge's samples in a 10M profile; with
-        // 128 the merge took 18% fewer (823 samples to 677: the B-tree's own work remains).
-        let mut insert_many = conn.prepare_cached(&insert_sql(rows, MERGE_ROWS))?;
-        let mut insert_one = conn.prepare_cached(&insert_sql(rows, 1))?;
-        let mut values: Vec<i64> = Vec::with_capacity(2 * MERGE_ROWS);
-        // Keys are hashes, spread evenly: 16 passes over the map, each taking the keys whose
-        // top bits are its own, sort a 16th at a time (under 1 MB) instead of copying the
-        // whole map (15 MB more at the peak). 64 passes cost 5% of a 10M send's CPU time.
-        let mut part: Vec<(i64, i64)> = Vec::with_capacity(self.map.len() / 12 + 64);
-        for top in -8i64..8 {
-            part.clear();
-            part.extend(self.map.iter().filter(|(k, _)| *k >> 60 == top).map(|(k, r)| (*k, *r)));
-            part.sort_unstable();
-            for pairs in part.chunks(MERGE_ROWS) {
-                if pairs.len() == MERGE_ROWS {
-                    values.clear();
-                    values.extend(pairs.iter().flat_map(|&(key, row)| [key, row]));
-                    insert_many.execute(rusqlite::params_from_iter(&values))
-                } else {
-                    pairs
-                        .iter()
-                        .try_fold(0, |_, &(key, row)| insert_one.execute(params![key, row]))
-                }
-                .with_context(|| format!("merging the recent {}", rows.what))?;
-                if let Some(filter) = filter.as_mut() {
-                    for &(key, _) in pairs {
-                        filter.add(key as u64);
-                    }
-                }
-            }
-        }
+        let mut sorted = SortedRecent {
+            map: &self.map,
+            filter,
+            top: -8,
+            part: Vec::with_capacity(self.map.len() / 12 + 64),
+            at: 0,
+        };
+        key_blocks::merge(conn, rows.middle, &mut sorted)
+            .with_context(|| format!("merging the recent {}", rows.what))?;
         self.map.clear();
         if let Some(seen) = self.seen.as_mut() {
             seen.written.merged_upto = upto;
@@ -223,17 +203,41 @@ impl RecentKeys {
     }
 }
 
-/// Keys a statement of a merge into the middle table inserts (two parameters each, within
-/// SQLite's default limit of 32,766).
-const MERGE_ROWS: usize = 128;
+/// The recent keys with their rows in key order. Keys are hashes, spread evenly: 16 passes
+/// over the map, each taking the keys whose top bits are its own, sort a 16th at a time
+/// (under 1 MB) instead of copying the whole map (15 MB more at the peak). 64 passes cost 5%
+/// of a 10M send's CPU time.
+struct SortedRecent<'m, 'f> {
+    map: &'m HashMap<i64, i64, BuildHasherDefault<KeyHasher>>,
+    /// Takes each key as it is given.
+    filter: Option<&'f mut Filter>,
+    /// The top 4 bits (signed) of the next pass.
+    top: i64,
+    part: Vec<(i64, i64)>,
+    at: usize,
+}
 
-/// The statement inserting `n` (key, row) pairs into the middle table.
-fn insert_sql(rows: &KeyedRows, n: usize) -> String {
-    let mut sql = String::from(rows.insert_middle);
-    for i in 0..n {
-        sql.push_str(if i == 0 { " (?, ?)" } else { ", (?, ?)" });
+impl SortedPairs for SortedRecent<'_, '_> {
+    fn next_pair(&mut self, _: &Connection) -> Result<Option<(i64, i64)>> {
+        while self.at == self.part.len() {
+            if self.top == 8 {
+                return Ok(None);
+            }
+            let top = self.top;
+            self.part.clear();
+            self.part
+                .extend(self.map.iter().filter(|(k, _)| *k >> 60 == top).map(|(k, r)| (*k, *r)));
+            self.part.sort_unstable();
+            self.at = 0;
+            self.top += 1;
+        }
+        let pair = self.part[self.at];
+        self.at += 1;
+        if let Some(filter) = self.filter.as_deref_mut() {
+            filter.add(pair.0 as u64);
+        }
+        Ok(Some(pair))
     }
-    sql
 }
 
 /// How many keys the middle table takes before they are merged into the merged one, for a
@@ -282,8 +286,9 @@ pub(super) fn took(
             .prepare_cached(rows.merged_recent)?
             .query_row(params![upto, write_id, moved], |r| r.get(0))?;
         if middle >= middle_max(recent_max, state.merged) {
-            conn.execute_batch(rows.merge_middle)
+            key_blocks::merge(conn, rows.main, &mut BlockReader::new(rows.middle))
                 .with_context(|| format!("merging the {} of the middle table", rows.what))?;
+            conn.execute(rows.middle_emptied, [])?;
         }
         Ok(())
     })

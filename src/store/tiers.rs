@@ -16,6 +16,7 @@
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
+use super::key_blocks::{self, BlockTable};
 use super::key_filter::KeyFilter;
 
 /// How large a set's filter may grow, in bits. 10 bits a key (about 1% false positives) up
@@ -86,9 +87,8 @@ pub(super) struct Tiers {
     pub what: &'static str,
     /// The state table: one row (`merged`, `merge_id`, …).
     pub state: &'static str,
-    /// Reads every merged key (any order); `filter_key` makes each row the filter's key.
-    pub merged_keys: &'static str,
-    pub filter_key: fn(&rusqlite::Row<'_>) -> rusqlite::Result<u64>,
+    /// The merged keys' tables (the middle one and the merged one).
+    pub merged: [&'static BlockTable; 2],
     pub filter_size: FilterSize,
 }
 
@@ -110,12 +110,10 @@ impl Tiers {
             .with_context(|| format!("reading the state of the {}", self.what))
     }
 
-    /// Adds every key `sql` reads to `filter`.
-    fn read_into(&self, conn: &Connection, sql: &str, filter: &mut Filter) -> Result<()> {
-        let mut read = conn.prepare(sql)?;
-        let mut rows = read.query([])?;
-        while let Some(row) = rows.next()? {
-            filter.add((self.filter_key)(row)?);
+    /// Adds every merged key to `filter`.
+    fn read_into(&self, conn: &Connection, filter: &mut Filter) -> Result<()> {
+        for table in self.merged {
+            key_blocks::for_each_pair(conn, table, |key, _| filter.add(key as u64))?;
         }
         Ok(())
     }
@@ -142,7 +140,7 @@ impl Filter {
             merge_id,
             sized_for,
         };
-        tiers.read_into(conn, tiers.merged_keys, &mut filter)?;
+        tiers.read_into(conn, &mut filter)?;
         Ok(filter)
     }
 
@@ -273,14 +271,16 @@ mod tests {
         conn.execute_batch(
             "CREATE TABLE t_state (merged INTEGER NOT NULL, recent INTEGER NOT NULL, merge_id INTEGER NOT NULL);
              INSERT INTO t_state VALUES (0, 0, 1);
-             CREATE TABLE t_keys (key INTEGER PRIMARY KEY);",
+             CREATE TABLE t_keys (last_key INTEGER PRIMARY KEY, pairs BLOB NOT NULL);
+             CREATE TABLE t_keys_middle (last_key INTEGER PRIMARY KEY, pairs BLOB NOT NULL);",
         )
         .unwrap();
+        const MAIN: BlockTable = key_blocks::block_table!("t_keys");
+        const MIDDLE: BlockTable = key_blocks::block_table!("t_keys_middle");
         let tiers = Tiers {
             what: "test keys",
             state: "t_state",
-            merged_keys: "SELECT key FROM t_keys",
-            filter_key: |row| Ok(row.get::<_, i64>(0)? as u64),
+            merged: [&MIDDLE, &MAIN],
             filter_size: FilterSize {
                 min_keys: 1,
                 max_bits: 1 << 16,
@@ -291,15 +291,18 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(14);
         let mut present = std::collections::HashSet::new();
         let mut add = |conn: &Connection, n: usize, mut filter: Option<&mut Filter>| {
-            let mut insert = conn.prepare("INSERT INTO t_keys (key) VALUES (?1)").unwrap();
-            for _ in 0..n {
+            let mut keys: Vec<(i64, i64)> = Vec::new();
+            while keys.len() < n {
                 let key = rng.i64(..);
-                insert.execute([key]).unwrap();
-                if let Some(filter) = filter.as_mut() {
-                    filter.add(key as u64);
+                if present.insert(key) {
+                    keys.push((key, 0));
+                    if let Some(filter) = filter.as_mut() {
+                        filter.add(key as u64);
+                    }
                 }
-                present.insert(key);
             }
+            keys.sort_unstable();
+            key_blocks::merge(conn, &MAIN, &mut key_blocks::FromSorted(keys.into_iter())).unwrap();
         };
         // 4,000 merged keys: a filter of 65,536 bits (the cap) sized for 8,000.
         add(&conn, 4000, None);

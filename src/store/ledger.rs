@@ -384,15 +384,18 @@ pub struct LedgerKeys {
     merged: MergedKeys,
 }
 
-/// The row holding `key` in `MIDDLE` or `MAIN`, looked for only
+/// The row holding `key` in `MAIN` or `MIDDLE`, looked for only
 /// where `maybe` (the filter's answer, `tiers::may_hold_each`; `false` is certain).
 fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
     if !maybe {
         return Ok(None);
     }
-    Ok(match key_blocks::holder(conn, &MIDDLE, key)? {
+    // The merged table first: it holds most merged keys (four fifths at the end of a 10M
+    // import), so a key found there costs one lookup; the middle one first made a resend of
+    // 10M events take 117.9 s against 101.6 s with the tables of one row a key.
+    Ok(match key_blocks::holder(conn, &MAIN, key)? {
         Some(row) => Some(row),
-        None => key_blocks::holder(conn, &MAIN, key)?,
+        None => key_blocks::holder(conn, &MIDDLE, key)?,
     })
 }
 

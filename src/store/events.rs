@@ -210,9 +210,9 @@ pub struct EventKeys {
 /// caller can tell a resend from a conflict.
 ///
 /// A key is taken where no row holds it: not among the recent keys (in memory, see
-/// `store::recent_keys`), nor in `event_keys` (probed only where `keys`' filter may hold the
+/// `store::recent_keys`), nor in the merged tables (probed only where `keys`' filter may hold the
 /// key); the row is stored with it. Once the recent keys reach `RECENT_KEYS_MAX` they are
-/// merged into `event_keys_middle` (and that, once full, into `event_keys`), in this
+/// merged into `event_key_blocks_middle` (and that, once full, into `event_key_blocks`), in this
 /// transaction.
 pub fn insert(
     conn: &Connection,
@@ -850,7 +850,7 @@ mod tests {
         named
     }
 
-    /// Keys are merged into `event_keys` once there are enough recent ones (two here); an id
+    /// Keys are merged once there are enough recent ones (two here); an id
     /// is found as stored whether its key is recent or merged, before and after a merge, by a
     /// process that read the store afresh (each `stored` call), and every key names its row.
     #[test]
@@ -1080,7 +1080,7 @@ mod tests {
         assert_eq!(rows(&conn).len(), 3);
     }
 
-    /// Merged keys go through the middle table into `event_keys` (with two recent keys per
+    /// Merged keys go through the middle table into the merged one (with two recent keys per
     /// merge, the middle one takes at least eight): after 40 events in chunks of three, every
     /// key names its row in one of the two tables, and each id is found again, by this
     /// process (its filter) and by a new one (probes).

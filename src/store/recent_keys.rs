@@ -2,7 +2,7 @@
 //! 13) and the delivery ledger's (migration 14), each a set of rows described by `KeyedRows`.
 //!
 //! `event_rows` gives each event an id in the order it was stored, and `event_keys_state`
-//! records `merged_upto`: the last id whose key is in `event_keys_middle` or `event_keys`. So the keys not merged
+//! records `merged_upto`: the last id whose key is in the middle or merged table of keys. So the keys not merged
 //! yet are those of the rows above it, which the store already holds: a process keeps them
 //! in a hash map (key → id) instead of writing each into a table of its own. That table
 //! (`event_keys_recent` until migration 13) cost one B-tree insert per event at a random

@@ -33,9 +33,8 @@ const PAIR_BYTES: usize = 16;
 pub(super) struct BlockTable {
     /// For messages: "event_key_blocks".
     pub name: &'static str,
-    /// Reads the pairs of the block that would hold key ?1.
-    pub holding: &'static str,
-    /// Reads last key and pairs of the first block ending at key ?1 or above.
+    /// Reads last key and pairs of the first block ending at key ?1 or above: the block that
+    /// would hold key ?1.
     pub from: &'static str,
     pub delete: &'static str,
     /// Inserts a block: last key ?1, pairs ?2.
@@ -49,11 +48,6 @@ macro_rules! block_table {
     ($name:literal) => {
         $crate::store::key_blocks::BlockTable {
             name: $name,
-            holding: concat!(
-                "SELECT pairs FROM ",
-                $name,
-                " WHERE last_key >= ?1 ORDER BY last_key LIMIT 1"
-            ),
             from: concat!(
                 "SELECT last_key, pairs FROM ",
                 $name,
@@ -86,12 +80,12 @@ fn checked<'a>(table: &BlockTable, pairs: &'a [u8]) -> Result<&'a [u8]> {
 /// The row that `table` holds under `key`, if any: one lookup of the block that would hold it
 /// and a binary search in it.
 pub(super) fn holder(conn: &Connection, table: &BlockTable, key: i64) -> Result<Option<i64>> {
-    let mut read = conn.prepare_cached(table.holding)?;
+    let mut read = conn.prepare_cached(table.from)?;
     let mut rows = read.query(params![key])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let pairs = checked(table, row.get_ref(0)?.as_blob()?)?;
+    let pairs = checked(table, row.get_ref(1)?.as_blob()?)?;
     let (mut lo, mut hi) = (0, pairs.len() / PAIR_BYTES);
     while lo < hi {
         let mid = (lo + hi) / 2;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::format_time;
-use super::key_blocks::{self, block_table, BlockTable};
+use super::key_blocks::{block_table, BlockTable};
 use super::recent_keys::{self, KeyedRows, RecentKeys, RECENT_KEYS_MAX};
 use super::tiers::{MergedKeys, Tiers};
 use crate::entity::events::{Content, TIMESTAMP_FIELD};
@@ -238,7 +238,7 @@ impl Ledger {
         for i in order {
             let held_by = match keys.recent.get(row_keys[i]) {
                 Some(row) => Some(row),
-                None => merged_holder(conn, maybe_merged[i], row_keys[i])?,
+                None => TIERS.holder(conn, maybe_merged[i], row_keys[i])?,
             };
             found[i] = self.holder(conn, held_by, &record_keys[i])?;
         }
@@ -335,7 +335,7 @@ impl Ledger {
         for ((record_key, row_key, line, content), maybe) in records.into_iter().zip(maybe_merged) {
             let held_by = match keys.recent.get(row_key) {
                 Some(row) => Some(row),
-                None => merged_holder(conn, maybe, row_key)?,
+                None => TIERS.holder(conn, maybe, row_key)?,
             };
             let stored_key = match held_by {
                 None => Some(row_key),
@@ -384,21 +384,6 @@ pub struct LedgerKeys {
     merged: MergedKeys,
 }
 
-/// The row holding `key` in `MAIN` or `MIDDLE`, looked for only
-/// where `maybe` (the filter's answer, `tiers::may_hold_each`; `false` is certain).
-fn merged_holder(conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
-    if !maybe {
-        return Ok(None);
-    }
-    // The merged table first: it holds most merged keys (four fifths at the end of a 10M
-    // import), so a key found there costs one lookup; the middle one first made a resend of
-    // 10M events take 117.9 s against 101.6 s with the tables of one row a key.
-    Ok(match key_blocks::holder(conn, &MAIN, key)? {
-        Some(row) => Some(row),
-        None => key_blocks::holder(conn, &MIDDLE, key)?,
-    })
-}
-
 /// Reads who delivered a row: task id, line, task key, content, then target and id to check
 /// the row is the one looked for.
 const HOLDER: &str = "SELECT t.task_id, d.source_line, d.task_key, d.content, d.target_key, d.record_id \
@@ -415,8 +400,6 @@ const ROWS: KeyedRows = KeyedRows {
     written: "SELECT merged_upto, write_id FROM delivered_records_state",
     keyed_above: "SELECT id, key FROM delivered_rows WHERE id > ?1 AND key IS NOT NULL",
     max_id: "SELECT coalesce(max(id), 0) FROM delivered_rows",
-    middle: &MIDDLE,
-    main: &MAIN,
     took: "UPDATE delivered_records_state SET recent = recent + ?1, write_id = ?2",
     merged_recent: "UPDATE delivered_records_state SET merged_upto = ?1, write_id = ?2, middle = middle + ?3 \
                     RETURNING middle",
@@ -428,7 +411,8 @@ const ROWS: KeyedRows = KeyedRows {
 const TIERS: Tiers = Tiers {
     what: "delivery ledger's ids",
     state: "delivered_records_state",
-    merged: [&MIDDLE, &MAIN],
+    middle: &MIDDLE,
+    main: &MAIN,
     filter_size: super::tiers::FILTER_SIZE,
 };
 
@@ -492,6 +476,7 @@ pub(super) fn migrate_to_delivered_rows(tx: &rusqlite::Transaction<'_>) -> rusql
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::key_blocks;
     use crate::store::Store;
 
     thread_local! {

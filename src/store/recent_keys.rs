@@ -30,9 +30,9 @@ use super::key_blocks::{self, BlockReader, BlockTable, SortedPairs};
 use super::tiers::{Filter, MergedKeys, State, Tiers};
 
 /// The SQL of one set of keyed rows (the store's own constants): a table of rows with ids
-/// given in order and a 64-bit `key` (NULL where another row holds it), a middle and a merged
-/// table of (key, row) pairs in blocks (`store::key_blocks`), and a state row with `recent`, `merged`, `merge_id`, `merged_upto`,
-/// `write_id` and `middle`.
+/// given in order and a 64-bit `key` (NULL where another row holds it), and a state row with
+/// `recent`, `merged`, `merge_id`, `merged_upto`, `write_id` and `middle` (the tables of merged
+/// keys are `Tiers`').
 pub(super) struct KeyedRows {
     /// For messages: "event keys".
     pub what: &'static str,
@@ -42,10 +42,6 @@ pub(super) struct KeyedRows {
     pub keyed_above: &'static str,
     /// Reads the highest row id, 0 when there is none.
     pub max_id: &'static str,
-    /// The middle table, merged into at each merge of the recent keys.
-    pub middle: &'static BlockTable,
-    /// The merged table, merged into once the middle one is full.
-    pub main: &'static BlockTable,
     /// Counts ?1 more recent keys and writes `write_id` ?2.
     pub took: &'static str,
     /// Records `merged_upto` ?1, `write_id` ?2 and ?3 more keys in the middle table,
@@ -182,6 +178,7 @@ impl RecentKeys {
         &mut self,
         conn: &Connection,
         rows: &KeyedRows,
+        middle: &BlockTable,
         filter: Option<&mut Filter>,
         upto: i64,
     ) -> Result<()> {
@@ -192,8 +189,7 @@ impl RecentKeys {
             part: Vec::with_capacity(self.map.len() / 12 + 64),
             at: 0,
         };
-        key_blocks::merge(conn, rows.middle, &mut sorted)
-            .with_context(|| format!("merging the recent {}", rows.what))?;
+        key_blocks::merge(conn, middle, &mut sorted).with_context(|| format!("merging the recent {}", rows.what))?;
         self.map.clear();
         if let Some(seen) = self.seen.as_mut() {
             seen.written.merged_upto = upto;
@@ -281,12 +277,12 @@ pub(super) fn took(
     }
     let moved = recent.len();
     merged.merge_with(conn, tiers, state, |filter| {
-        recent.merge_into(conn, rows, filter, upto)?;
+        recent.merge_into(conn, rows, tiers.middle, filter, upto)?;
         let middle: i64 = conn
             .prepare_cached(rows.merged_recent)?
             .query_row(params![upto, write_id, moved], |r| r.get(0))?;
         if middle >= middle_max(recent_max, state.merged) {
-            key_blocks::merge(conn, rows.main, &mut BlockReader::new(rows.middle))
+            key_blocks::merge(conn, tiers.main, &mut BlockReader::new(tiers.middle))
                 .with_context(|| format!("merging the {} of the middle table", rows.what))?;
             conn.execute(rows.middle_emptied, [])?;
         }

@@ -87,8 +87,10 @@ pub(super) struct Tiers {
     pub what: &'static str,
     /// The state table: one row (`merged`, `merge_id`, …).
     pub state: &'static str,
-    /// The merged keys' tables (the middle one and the merged one).
-    pub merged: [&'static BlockTable; 2],
+    /// The middle table: the recent keys are merged into it.
+    pub middle: &'static BlockTable,
+    /// The merged table: the middle one is merged into it once full.
+    pub main: &'static BlockTable,
     pub filter_size: FilterSize,
 }
 
@@ -110,9 +112,24 @@ impl Tiers {
             .with_context(|| format!("reading the state of the {}", self.what))
     }
 
+    /// The row holding `key` in the merged or the middle table, looked for only where `maybe`
+    /// (the filter's answer, `may_hold_each`; `false` is certain). The merged table first: it
+    /// holds most merged keys (four fifths at the end of a 10M import), so a key found there
+    /// costs one lookup; the middle one first made a resend of 10M events take 117.9 s against
+    /// 101.6 s with the tables of one row a key.
+    pub(super) fn holder(&self, conn: &Connection, maybe: bool, key: i64) -> Result<Option<i64>> {
+        if !maybe {
+            return Ok(None);
+        }
+        Ok(match key_blocks::holder(conn, self.main, key)? {
+            Some(row) => Some(row),
+            None => key_blocks::holder(conn, self.middle, key)?,
+        })
+    }
+
     /// Adds every merged key to `filter`.
     fn read_into(&self, conn: &Connection, filter: &mut Filter) -> Result<()> {
-        for table in self.merged {
+        for table in [self.middle, self.main] {
             key_blocks::for_each_pair(conn, table, |key, _| filter.add(key as u64))?;
         }
         Ok(())
@@ -280,7 +297,8 @@ mod tests {
         let tiers = Tiers {
             what: "test keys",
             state: "t_state",
-            merged: [&MIDDLE, &MAIN],
+            middle: &MIDDLE,
+            main: &MAIN,
             filter_size: FilterSize {
                 min_keys: 1,
                 max_bits: 1 << 16,
